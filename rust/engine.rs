@@ -1,0 +1,160 @@
+//! Wires one worker process together: registry row, result handler, worker pool and the
+//! scheduler thread; then waits, stops and joins them in order. Shutdown cascades: the
+//! scheduler drains and drops the job sender, idle workers exit, the result handler flushes
+//! what they sent and stops last.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, unbounded};
+
+use crate::config::WorkerConfig;
+use crate::control::Control;
+use crate::error::{Error, Result};
+use crate::job::{now_ms, WorkerInfo};
+use crate::results::{self, Event};
+use crate::scheduler::Scheduler;
+use crate::storage::Storage;
+use crate::worker::{InFlight, Runner, WorkerPool};
+
+/// A running engine. `join` must be called to stop it cleanly.
+pub struct Engine {
+    storage: Arc<dyn Storage>,
+    config: WorkerConfig,
+    pool: Arc<WorkerPool>,
+    events_tx: crossbeam_channel::Sender<Event>,
+    scheduler: Option<JoinHandle<()>>,
+    results: Option<JoinHandle<()>>,
+    scheduler_done: Arc<(Mutex<bool>, Condvar)>,
+    processed: Arc<AtomicU64>,
+}
+
+impl Engine {
+    /// Registers the worker and starts every thread.
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        runner: Arc<dyn Runner>,
+        config: WorkerConfig,
+        control: Arc<Control>,
+    ) -> Result<Engine> {
+        config.validate()?;
+        control.arm();
+        let now = now_ms();
+        storage.register_worker(&WorkerInfo {
+            worker_id: config.worker_id.clone(),
+            hostname: config.hostname.clone(),
+            pid: config.pid,
+            queues: config.queues_label(),
+            started_at: now,
+            last_heartbeat: now,
+            status: "active".into(),
+        })?;
+        // Built here, before its thread, so a runtime error reaches the caller.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .max_blocking_threads(2)
+            .thread_name("taskito-scheduler-io")
+            .build()
+            .map_err(|e| Error::Start(format!("cannot build the scheduler runtime: {e}")))?;
+
+        let (jobs_tx, jobs_rx) = bounded(config.workers);
+        let (events_tx, events_rx) = unbounded();
+        let in_flight = Arc::new(InFlight::default());
+        let processed = Arc::new(AtomicU64::new(0));
+        let results = results::spawn(
+            storage.clone(),
+            events_rx,
+            control.clone(),
+            processed.clone(),
+        )?;
+        let pool = WorkerPool::new(
+            jobs_rx,
+            events_tx.clone(),
+            runner,
+            control.clone(),
+            in_flight.clone(),
+            config.worker_id.clone(),
+        );
+        for _ in 0..config.workers {
+            pool.spawn_thread()?;
+        }
+        let scheduler_done = Arc::new((Mutex::new(false), Condvar::new()));
+        let scheduler = Scheduler {
+            storage: storage.clone(),
+            config: config.clone(),
+            control,
+            pool: pool.clone(),
+            in_flight,
+            jobs_tx,
+            events_tx: events_tx.clone(),
+            claimed: Arc::new(AtomicU64::new(0)),
+        };
+        let done = scheduler_done.clone();
+        let scheduler = thread::Builder::new()
+            .name("taskito-scheduler".into())
+            .spawn(move || {
+                scheduler.run(runtime);
+                let (lock, cv) = &*done;
+                *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                cv.notify_all();
+            })
+            .map_err(|e| Error::Start(format!("cannot start the scheduler: {e}")))?;
+        log::info!(
+            "worker {} started: {} threads, queues {}",
+            config.worker_id,
+            config.workers,
+            config.queues_label()
+        );
+        Ok(Engine {
+            storage,
+            config,
+            pool,
+            events_tx,
+            scheduler: Some(scheduler),
+            results: Some(results),
+            scheduler_done,
+            processed,
+        })
+    }
+
+    /// Waits up to `timeout` for the scheduler to finish (after a stop, or when a run-once
+    /// or max-jobs run is done). Returns whether it has.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let (lock, cv) = &*self.scheduler_done;
+        let done = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (done, _) = cv
+            .wait_timeout_while(done, timeout, |d| !*d)
+            .unwrap_or_else(|p| p.into_inner());
+        *done
+    }
+
+    /// Joins everything in order and deregisters; returns the number of jobs processed.
+    pub fn join(mut self) -> u64 {
+        if let Some(h) = self.scheduler.take() {
+            if h.join().is_err() {
+                log::error!("the scheduler thread panicked");
+            }
+        }
+        self.pool.join();
+        let _ = self.events_tx.send(Event::Stop);
+        if let Some(h) = self.results.take() {
+            if h.join().is_err() {
+                log::error!("the result handler panicked");
+            }
+        }
+        if let Err(e) = self
+            .storage
+            .deregister_worker(&self.config.worker_id, now_ms())
+        {
+            log::warn!("could not deregister worker {}: {e}", self.config.worker_id);
+        }
+        let processed = self.processed.load(Ordering::SeqCst);
+        log::info!(
+            "worker {} stopped after {processed} job(s)",
+            self.config.worker_id
+        );
+        processed
+    }
+}

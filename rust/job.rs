@@ -1,0 +1,198 @@
+//! Plain data that flows through the engine: jobs to store, jobs claimed, outcomes, and the
+//! status names users see. No SQL and no Python here.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch: every timestamp taskito stores.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The life of a job. The integers are what SQLite stores; the strings are what users see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Pending = 0,
+    Running = 1,
+    Complete = 2,
+    Failed = 3,
+    Dead = 4,
+    Cancelled = 5,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Complete,
+        JobStatus::Failed,
+        JobStatus::Dead,
+        JobStatus::Cancelled,
+    ];
+
+    /// The status string of a job (`complete`, not `completed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Complete => "complete",
+            JobStatus::Failed => "failed",
+            JobStatus::Dead => "dead",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The key used by `stats()`, which counts finished jobs under `completed`.
+    pub fn stats_key(self) -> &'static str {
+        match self {
+            JobStatus::Complete => "completed",
+            other => other.as_str(),
+        }
+    }
+
+    /// Parses a status as users write it; both `complete` and `completed` are accepted.
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        Some(match s {
+            "pending" => JobStatus::Pending,
+            "running" => JobStatus::Running,
+            "complete" | "completed" => JobStatus::Complete,
+            "failed" => JobStatus::Failed,
+            "dead" => JobStatus::Dead,
+            "cancelled" | "canceled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn from_i64(v: i64) -> JobStatus {
+        match v {
+            0 => JobStatus::Pending,
+            1 => JobStatus::Running,
+            2 => JobStatus::Complete,
+            3 => JobStatus::Failed,
+            4 => JobStatus::Dead,
+            _ => JobStatus::Cancelled,
+        }
+    }
+
+    /// Whether the job will not run again by itself.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Complete | JobStatus::Failed | JobStatus::Dead | JobStatus::Cancelled
+        )
+    }
+}
+
+/// A job to insert. Times are epoch milliseconds.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub task_name: String,
+    pub queue: String,
+    pub payload: Vec<u8>,
+    pub priority: i64,
+    pub scheduled_at: i64,
+    pub max_retries: i64,
+    pub retry_backoff: f64,
+    pub timeout_ms: i64,
+    pub unique_key: Option<String>,
+    pub metadata: Option<String>,
+}
+
+/// A job handed to a worker: what it needs to run and to report back (the claim token
+/// fences every write that ends the claim).
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub task_name: String,
+    pub queue: String,
+    pub payload: Vec<u8>,
+    pub retry_count: i64,
+    pub max_retries: i64,
+    pub retry_backoff: f64,
+    pub timeout_ms: i64,
+    pub claim_token: i64,
+}
+
+/// How one run of a job ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The task returned; the serialized result.
+    Complete(Vec<u8>),
+    /// The task raised, timed out or could not run. `retryable` is false for failures that
+    /// another run cannot fix (unknown task, unreadable arguments, unpicklable result).
+    Failed {
+        error: String,
+        traceback: String,
+        retryable: bool,
+    },
+}
+
+/// One stored job, as the inspection API shows it (without payload and result bytes).
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: String,
+    pub queue: String,
+    pub task_name: String,
+    pub status: JobStatus,
+    pub priority: i64,
+    pub retry_count: i64,
+    pub max_retries: i64,
+    pub created_at: i64,
+    pub scheduled_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub error: Option<String>,
+    pub progress: Option<i64>,
+    pub worker_id: Option<String>,
+    pub unique_key: Option<String>,
+    pub metadata: Option<String>,
+    pub timeout_ms: i64,
+}
+
+/// One failed attempt (or recovery note) in a job's history.
+#[derive(Debug, Clone)]
+pub struct ErrorRecord {
+    pub job_id: String,
+    pub attempt: i64,
+    pub error: String,
+    pub traceback: String,
+    pub failed_at: i64,
+}
+
+/// A dead-letter row: a job that failed for good, kept with its arguments for `retry_dead`.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: String,
+    pub original_job_id: String,
+    pub task_name: String,
+    pub queue: String,
+    pub error: Option<String>,
+    pub retry_count: i64,
+    pub failed_at: i64,
+    pub metadata: Option<String>,
+}
+
+/// A registered worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    pub worker_id: String,
+    pub hostname: String,
+    pub pid: i64,
+    pub queues: String,
+    pub started_at: i64,
+    pub last_heartbeat: i64,
+    pub status: String,
+}
+
+/// Filters of `list_jobs`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub queue: Option<String>,
+    pub task_name: Option<String>,
+    pub worker_id: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}

@@ -1,0 +1,36 @@
+//! taskito's engine: a SQLite-backed job store, a scheduler thread, a pool of worker threads
+//! and a result handler, exposed to Python as `taskito._taskito`.
+//!
+//! Data flow: `Queue.enqueue` -> storage -> scheduler (claim) -> bounded channel -> worker
+//! threads (run) -> result channel -> result handler -> storage.
+
+pub mod config;
+pub mod control;
+pub mod engine;
+pub mod error;
+pub mod job;
+pub mod local;
+pub mod results;
+pub mod scheduler;
+pub mod storage;
+pub mod worker;
+
+mod py;
+
+use pyo3::pymodule;
+
+/// The compiled module. Everything public is re-exported by the `taskito` package.
+#[pymodule]
+mod _taskito {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::py::queue::PyQueueCore;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("SCHEMA_VERSION", crate::storage::SCHEMA_VERSION)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! The Python bindings: the only code that knows about Python.
+
+mod convert;
+pub mod errors;
+pub mod queue;
+pub mod runner;

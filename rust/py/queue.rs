@@ -1,0 +1,412 @@
+//! `QueueCore`: the compiled half of `taskito.Queue`. It owns the store and the control
+//! handle; every call that touches SQLite or waits runs detached from the interpreter, and
+//! long waits wake every 100 ms to let Python handle signals.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use super::convert::{dead_dict, error_dict, job_dict, worker_dict};
+use super::runner::PyRunner;
+use crate::config::WorkerConfig;
+use crate::control::Control;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::job::{now_ms, JobFilter, JobStatus, NewJob};
+use crate::local::{self, LocalRun, LocalWorker};
+use crate::storage::{ChangeProbe, Durability, SqliteStorage, Storage};
+use crate::worker::Runner;
+
+/// How often a blocked call comes back to Python to check for signals.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+/// How often a result waiter reads the store's change counter (catches other processes).
+const PROBE_EVERY: Duration = Duration::from_millis(2);
+
+#[pyclass(name = "QueueCore", module = "taskito._taskito", frozen)]
+pub struct PyQueueCore {
+    storage: Arc<dyn Storage>,
+    path: String,
+    control: Arc<Control>,
+    probe: Mutex<Option<Box<dyn ChangeProbe>>>,
+}
+
+fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(Error::invalid(option, format!("{v} (must be a non-negative number of seconds)")));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn list<'py, T>(
+    py: Python<'py>,
+    items: &[T],
+    f: impl Fn(Python<'py>, &T) -> PyResult<Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for item in items {
+        out.append(f(py, item)?)?;
+    }
+    Ok(out)
+}
+
+fn local_result(py: Python<'_>, run: LocalRun) -> PyResult<Py<PyAny>> {
+    use crate::job::Outcome;
+    let (error, traceback): (Option<String>, Option<String>) = match run.outcome {
+        Outcome::Complete(_) => (None, None),
+        Outcome::Failed { error, traceback, .. } => (Some(error), Some(traceback)),
+    };
+    Ok((run.job_id, run.status.as_str(), error, traceback)
+        .into_pyobject(py)?
+        .into_any()
+        .unbind())
+}
+
+#[pymethods]
+impl PyQueueCore {
+    /// Opens (creating or upgrading) the database at `db_path`.
+    #[new]
+    #[pyo3(signature = (db_path, durability = "normal"))]
+    fn new(py: Python<'_>, db_path: String, durability: &str) -> PyResult<Self> {
+        let durability = Durability::parse(durability)?;
+        let path = db_path.clone();
+        let storage = py.detach(move || SqliteStorage::open(&path, durability))?;
+        Ok(PyQueueCore {
+            storage: Arc::new(storage),
+            path: db_path,
+            control: Arc::new(Control::new()),
+            probe: Mutex::new(None),
+        })
+    }
+
+    /// The database path.
+    #[getter]
+    fn db_path(&self) -> &str {
+        &self.path
+    }
+
+    /// Stores jobs in one transaction and returns their ids; wakes this process's worker.
+    #[pyo3(signature = (task_name, payloads, queue, priority, delay, max_retries, retry_backoff, timeout, unique_key=None, metadata=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &self,
+        py: Python<'_>,
+        task_name: String,
+        payloads: Vec<Py<PyBytes>>,
+        queue: String,
+        priority: i64,
+        delay: f64,
+        max_retries: i64,
+        retry_backoff: f64,
+        timeout: f64,
+        unique_key: Option<String>,
+        metadata: Option<String>,
+    ) -> PyResult<Vec<String>> {
+        let delay = secs("delay", delay)?;
+        let timeout = secs("timeout", timeout)?;
+        let scheduled_at = now_ms() + delay.as_millis() as i64;
+        let jobs: Vec<NewJob> = payloads
+            .iter()
+            .map(|p| NewJob {
+                task_name: task_name.clone(),
+                queue: queue.clone(),
+                payload: p.as_bytes(py).to_vec(),
+                priority,
+                scheduled_at,
+                max_retries,
+                retry_backoff,
+                timeout_ms: timeout.as_millis() as i64,
+                unique_key: unique_key.clone(),
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let storage = self.storage.clone();
+        let ids = py.detach(move || storage.enqueue(&jobs))?;
+        self.control.wake.notify_one();
+        Ok(ids)
+    }
+
+    /// The job as a dict, or None.
+    fn get_job<'py>(&self, py: Python<'py>, id: String) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let storage = self.storage.clone();
+        match py.detach(move || storage.get_job(&id))? {
+            Some(j) => Ok(Some(job_dict(py, &j)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `(status, result_bytes, error)` of a job, or None.
+    fn get_outcome<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+    ) -> PyResult<Option<(&'static str, Option<Bound<'py, PyBytes>>, Option<String>)>> {
+        let storage = self.storage.clone();
+        let found = py.detach(move || storage.get_outcome(&id))?;
+        Ok(found.map(|(status, result, error)| {
+            (status.as_str(), result.map(|r| PyBytes::new(py, &r)), error)
+        }))
+    }
+
+    /// Waits until the job is finished or `timeout` seconds pass; returns its status then
+    /// (None if it does not exist). Wakes at once on this process's commits and within a
+    /// few milliseconds on other processes'.
+    fn wait(&self, py: Python<'_>, id: String, timeout: f64, poll_interval: f64) -> PyResult<Option<&'static str>> {
+        let deadline = Instant::now() + secs("timeout", timeout)?;
+        let poll = secs("poll_interval", poll_interval)?.max(Duration::from_millis(1));
+        loop {
+            let storage = self.storage.clone();
+            let control = self.control.clone();
+            let probe = &self.probe;
+            let id2 = id.clone();
+            let status = py.detach(move || -> Result<Option<JobStatus>, Error> {
+                let slice_end = (Instant::now() + SIGNAL_CHECK).min(deadline);
+                loop {
+                    let epoch = control.results_epoch();
+                    let seen = probe_version(probe, storage.as_ref());
+                    let status = storage.get_outcome(&id2)?.map(|(s, _, _)| s);
+                    match status {
+                        None => return Ok(None),
+                        Some(s) if s.is_finished() => return Ok(Some(s)),
+                        _ => {}
+                    }
+                    let read_again = (Instant::now() + poll).min(slice_end);
+                    loop {
+                        let now = Instant::now();
+                        if now >= read_again {
+                            break;
+                        }
+                        control.wait_results(epoch, PROBE_EVERY.min(read_again - now));
+                        if control.results_epoch() != epoch
+                            || probe_version(probe, storage.as_ref()) != seen
+                        {
+                            break;
+                        }
+                    }
+                    if Instant::now() >= slice_end {
+                        return Ok(status);
+                    }
+                }
+            })?;
+            match status {
+                None => return Ok(None),
+                Some(s) if s.is_finished() => return Ok(Some(s.as_str())),
+                Some(s) => {
+                    if Instant::now() >= deadline {
+                        return Ok(Some(s.as_str()));
+                    }
+                }
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// Jobs matching the filters, oldest first.
+    #[pyo3(signature = (status=None, queue=None, task_name=None, worker_id=None, limit=100, offset=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn list_jobs<'py>(
+        &self,
+        py: Python<'py>,
+        status: Option<&str>,
+        queue: Option<String>,
+        task_name: Option<String>,
+        worker_id: Option<String>,
+        limit: i64,
+        offset: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let status = match status {
+            None => None,
+            Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
+                Error::invalid("status", format!("{s:?} (expected one of pending, running, complete, failed, dead, cancelled)"))
+            })?),
+        };
+        if limit < 0 || offset < 0 {
+            return Err(Error::invalid("limit", "limit and offset must not be negative").into());
+        }
+        let filter = JobFilter { status, queue, task_name, worker_id, limit, offset };
+        let storage = self.storage.clone();
+        let jobs = py.detach(move || storage.list_jobs(&filter))?;
+        list(py, &jobs, job_dict)
+    }
+
+    /// `[(queue, status, count)]` for every queue and status present.
+    fn counts(&self, py: Python<'_>) -> PyResult<Vec<(String, &'static str, i64)>> {
+        let storage = self.storage.clone();
+        let counts = py.detach(move || storage.counts())?;
+        Ok(counts.into_iter().map(|(q, s, n)| (q, s.stats_key(), n)).collect())
+    }
+
+    /// `[(queue, created_at_ms)]` of the oldest pending job per queue.
+    fn oldest_pending(&self, py: Python<'_>) -> PyResult<Vec<(String, i64)>> {
+        let storage = self.storage.clone();
+        Ok(py.detach(move || storage.oldest_pending())?)
+    }
+
+    /// The job's failed attempts, oldest first.
+    fn job_errors<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyList>> {
+        let storage = self.storage.clone();
+        let errors = py.detach(move || storage.job_errors(&id))?;
+        list(py, &errors, error_dict)
+    }
+
+    /// Cancels a pending job; False if it is not pending.
+    fn cancel_job(&self, py: Python<'_>, id: String) -> PyResult<bool> {
+        let storage = self.storage.clone();
+        Ok(py.detach(move || storage.cancel(&id, now_ms()))?)
+    }
+
+    /// Records a running job's progress (0-100).
+    fn update_progress(&self, py: Python<'_>, id: String, progress: i64) -> PyResult<()> {
+        let storage = self.storage.clone();
+        Ok(py.detach(move || storage.set_progress(&id, progress))?)
+    }
+
+    /// Dead letters, newest first.
+    fn dead_letters<'py>(&self, py: Python<'py>, limit: i64, offset: i64) -> PyResult<Bound<'py, PyList>> {
+        let storage = self.storage.clone();
+        let dead = py.detach(move || storage.dead_letters(limit, offset))?;
+        list(py, &dead, dead_dict)
+    }
+
+    /// Enqueues a dead letter again as a new job; returns its id.
+    fn retry_dead(&self, py: Python<'_>, dead_id: String) -> PyResult<String> {
+        let storage = self.storage.clone();
+        let id = py.detach(move || storage.retry_dead(&dead_id, now_ms()))?;
+        self.control.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Deletes dead letters older than `older_than` seconds; returns how many.
+    fn purge_dead(&self, py: Python<'_>, older_than: f64) -> PyResult<usize> {
+        let before = now_ms() - secs("older_than", older_than)?.as_millis() as i64;
+        let storage = self.storage.clone();
+        Ok(py.detach(move || storage.purge_dead(before))?)
+    }
+
+    /// Deletes finished jobs older than `older_than` seconds; returns how many.
+    fn purge_finished(&self, py: Python<'_>, older_than: f64) -> PyResult<usize> {
+        let before = now_ms() - secs("older_than", older_than)?.as_millis() as i64;
+        let storage = self.storage.clone();
+        Ok(py.detach(move || storage.purge_finished(before))?)
+    }
+
+    /// The worker registry.
+    fn workers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let storage = self.storage.clone();
+        let workers = py.detach(move || storage.workers())?;
+        list(py, &workers, worker_dict)
+    }
+
+    /// Runs the engine until shutdown; returns the number of jobs processed.
+    #[pyo3(signature = (dispatch, workers, queues, worker_id, hostname, pid, poll_interval_ms, drain_timeout, run_once=false, max_jobs=None, heartbeat_interval=2.0, stale_after=10.0, result_ttl=None, timeout_grace=1.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn run_worker(
+        &self,
+        py: Python<'_>,
+        dispatch: Py<PyAny>,
+        workers: usize,
+        queues: Option<Vec<String>>,
+        worker_id: String,
+        hostname: String,
+        pid: i64,
+        poll_interval_ms: u64,
+        drain_timeout: f64,
+        run_once: bool,
+        max_jobs: Option<u64>,
+        heartbeat_interval: f64,
+        stale_after: f64,
+        result_ttl: Option<f64>,
+        timeout_grace: f64,
+    ) -> PyResult<u64> {
+        let mut config = WorkerConfig::new(worker_id, workers);
+        config.hostname = hostname;
+        config.pid = pid;
+        config.queues = queues;
+        config.poll_interval = Duration::from_millis(poll_interval_ms);
+        config.drain_timeout = secs("drain_timeout", drain_timeout)?;
+        config.run_once = run_once;
+        config.max_jobs = max_jobs;
+        config.heartbeat_interval = secs("heartbeat_interval", heartbeat_interval)?;
+        config.stale_after = secs("stale_after", stale_after)?;
+        config.result_ttl = result_ttl.map(|t| secs("result_ttl", t)).transpose()?;
+        config.timeout_grace = secs("timeout_grace", timeout_grace)?;
+        let runner: Arc<dyn Runner> = Arc::new(PyRunner::new(py, dispatch)?);
+        let (storage, control) = (self.storage.clone(), self.control.clone());
+        let engine = py.detach(move || Engine::start(storage, runner, config, control))?;
+        loop {
+            if py.detach(|| engine.wait(SIGNAL_CHECK)) {
+                break;
+            }
+            if let Err(e) = py.check_signals() {
+                // A signal handler raised (a second Ctrl-C): put running jobs back and
+                // return now, finishing the clean-up in the background.
+                self.control.force_stop();
+                py.detach(|| {
+                    engine.wait(Duration::from_secs(2));
+                    std::thread::spawn(move || engine.join());
+                });
+                return Err(e);
+            }
+        }
+        Ok(py.detach(move || engine.join()))
+    }
+
+    /// Asks a running worker of this queue to drain and return. A no-op when none runs.
+    fn request_shutdown(&self) {
+        self.control.request_shutdown();
+    }
+
+    /// Runs the next ready job in this thread. Returns `(job_id, status, error, traceback)`
+    /// or None when nothing is ready.
+    #[pyo3(signature = (dispatch, queues, worker_id, hostname, pid, ident))]
+    #[allow(clippy::too_many_arguments)]
+    fn process_one(
+        &self,
+        py: Python<'_>,
+        dispatch: Py<PyAny>,
+        queues: Option<Vec<String>>,
+        worker_id: String,
+        hostname: String,
+        pid: i64,
+        ident: u64,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let runner = PyRunner::new(py, dispatch)?;
+        let who = LocalWorker { worker_id, hostname, pid, queues, heartbeat_interval: Duration::from_secs(2) };
+        let storage = self.storage.clone();
+        let run = py.detach(|| local::process_one(storage, &runner, &who, ident))?;
+        self.control.results_committed();
+        run.map(|r| local_result(py, r)).transpose()
+    }
+
+    /// Runs the job `job_id` in this thread whatever its status; returns
+    /// `(job_id, status, error, traceback)`, or None if no such job can be run.
+    #[pyo3(signature = (dispatch, job_id, worker_id, hostname, pid, ident))]
+    #[allow(clippy::too_many_arguments)]
+    fn execute(
+        &self,
+        py: Python<'_>,
+        dispatch: Py<PyAny>,
+        job_id: String,
+        worker_id: String,
+        hostname: String,
+        pid: i64,
+        ident: u64,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let runner = PyRunner::new(py, dispatch)?;
+        let who = LocalWorker { worker_id, hostname, pid, queues: None, heartbeat_interval: Duration::from_secs(2) };
+        let storage = self.storage.clone();
+        let run = py.detach(|| local::execute(storage, &runner, &who, &job_id, ident))?;
+        self.control.results_committed();
+        run.map(|r| local_result(py, r)).transpose()
+    }
+}
+
+/// Reads the shared change probe, opening it on first use.
+fn probe_version(probe: &Mutex<Option<Box<dyn ChangeProbe>>>, storage: &dyn Storage) -> Option<i64> {
+    let mut guard = probe.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        *guard = storage.change_probe().ok();
+    }
+    guard.as_mut().and_then(|p| p.version())
+}

@@ -1,0 +1,113 @@
+//! `PyRunner`: the `Runner` that enters Python. A worker thread attaches once per job to
+//! call the dispatch function (`taskito/_dispatch.py`), turns whatever happens into an
+//! `Outcome` before detaching, and never lets a task's exception escape.
+
+use std::os::raw::c_long;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+
+use super::errors::TaskTimeoutError;
+use crate::job::{ClaimedJob, Outcome};
+use crate::worker::Runner;
+
+pub struct PyRunner {
+    dispatch: Py<PyAny>,
+    timeout_error: Py<PyAny>,
+}
+
+impl PyRunner {
+    pub fn new(py: Python<'_>, dispatch: Py<PyAny>) -> PyResult<PyRunner> {
+        Ok(PyRunner {
+            dispatch,
+            timeout_error: py.get_type::<TaskTimeoutError>().into_any().unbind(),
+        })
+    }
+}
+
+/// Clears an asynchronous exception left pending on this thread (an interrupt that arrived
+/// after the job had already returned), so it cannot fire inside the next job.
+fn clear_pending_interrupt(ident: u64) {
+    if ident != 0 {
+        // SAFETY: called while attached; a NULL exception clears the pending one.
+        unsafe {
+            pyo3::ffi::PyThreadState_SetAsyncExc(ident as c_long, std::ptr::null_mut());
+        }
+    }
+}
+
+fn failure(py: Python<'_>, err: PyErr) -> Outcome {
+    let traceback = err
+        .traceback(py)
+        .and_then(|tb| tb.format().ok())
+        .unwrap_or_default();
+    Outcome::Failed {
+        error: format!("{}: {}", err.get_type(py).name().map(|n| n.to_string()).unwrap_or_default(), err.value(py)),
+        traceback,
+        retryable: true,
+    }
+}
+
+/// Reads the dispatch function's answer: `(True, result_bytes)` or
+/// `(False, error, traceback, retryable)`.
+fn read_answer(answer: &Bound<'_, PyAny>) -> PyResult<Outcome> {
+    let tuple = answer.cast::<PyTuple>()?;
+    if tuple.get_item(0)?.is_truthy()? {
+        let item = tuple.get_item(1)?;
+        let bytes = item.cast::<PyBytes>()?;
+        return Ok(Outcome::Complete(bytes.as_bytes().to_vec()));
+    }
+    Ok(Outcome::Failed {
+        error: tuple.get_item(1)?.extract()?,
+        traceback: tuple.get_item(2)?.extract()?,
+        retryable: tuple.get_item(3)?.is_truthy()?,
+    })
+}
+
+impl Runner for PyRunner {
+    fn thread_started(&self) -> u64 {
+        Python::attach(|py| {
+            py.import("threading")
+                .and_then(|t| t.call_method0("get_ident"))
+                .and_then(|i| i.extract::<u64>())
+                .unwrap_or(0)
+        })
+    }
+
+    fn run(&self, job: &ClaimedJob, thread_id: &str, ident: u64) -> Outcome {
+        Python::attach(|py| {
+            clear_pending_interrupt(ident);
+            let payload = PyBytes::new(py, &job.payload);
+            let args = (
+                job.task_name.as_str(),
+                payload,
+                job.id.as_str(),
+                job.queue.as_str(),
+                job.retry_count,
+                job.max_retries,
+                thread_id,
+            );
+            let outcome = match self.dispatch.call1(py, args) {
+                Ok(answer) => read_answer(answer.bind(py)).unwrap_or_else(|e| failure(py, e)),
+                Err(e) => failure(py, e),
+            };
+            clear_pending_interrupt(ident);
+            outcome
+        })
+    }
+
+    fn interrupt(&self, ident: u64) {
+        if ident == 0 {
+            return;
+        }
+        Python::attach(|py| {
+            // SAFETY: attached; the exception type is a live class object we own a reference to.
+            unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(
+                    ident as c_long,
+                    self.timeout_error.bind(py).as_ptr(),
+                );
+            }
+        });
+    }
+}

@@ -1,0 +1,223 @@
+//! The result handler: one thread that drains the outcome channel and writes each batch in
+//! one transaction — complete, retry with full-jitter backoff, or fail / dead-letter. It
+//! also owns the retry policy, so `process_one` and `execute` decide exactly as workers do.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::control::Control;
+use crate::error::{Error, Result};
+use crate::job::{now_ms, ClaimedJob, JobStatus, Outcome};
+use crate::storage::{Storage, Write};
+
+/// Most events written in one transaction.
+const MAX_BATCH: usize = 512;
+/// How long a batch that keeps failing (disk full, I/O error) is retried before it is given
+/// up; its jobs then stay `running` and stale-worker recovery puts them back.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// Longest wait before a retry, seconds (API: min(backoff * 2**(k-1), 300)).
+const MAX_BACKOFF_S: f64 = 300.0;
+
+/// What a result needs to know about its job, without the payload.
+#[derive(Debug, Clone)]
+pub struct JobRef {
+    pub id: String,
+    pub token: i64,
+    pub task_name: String,
+    pub retry_count: i64,
+    pub max_retries: i64,
+    pub retry_backoff: f64,
+    pub timeout_ms: i64,
+}
+
+impl From<&ClaimedJob> for JobRef {
+    fn from(j: &ClaimedJob) -> JobRef {
+        JobRef {
+            id: j.id.clone(),
+            token: j.claim_token,
+            task_name: j.task_name.clone(),
+            retry_count: j.retry_count,
+            max_retries: j.max_retries,
+            retry_backoff: j.retry_backoff,
+            timeout_ms: j.timeout_ms,
+        }
+    }
+}
+
+/// Messages to the result handler.
+#[derive(Debug)]
+pub enum Event {
+    Started {
+        id: String,
+        token: i64,
+        thread_id: String,
+    },
+    Finished {
+        job: JobRef,
+        thread_id: String,
+        outcome: Outcome,
+    },
+    /// Claimed but not run: back to pending as it was.
+    Requeue(JobRef),
+    /// Flush and exit; sent by the engine after every producer of events is done.
+    Stop,
+}
+
+/// The delay before retry `k` (1-based): uniform in `[0, min(backoff * 2**(k-1), 300)]`.
+pub fn backoff_ms(retry_backoff: f64, k: i64) -> i64 {
+    let exp = (k - 1).clamp(0, 62) as i32;
+    let cap = (retry_backoff.max(0.0) * 2f64.powi(exp)).min(MAX_BACKOFF_S);
+    (fastrand::f64() * cap * 1000.0) as i64
+}
+
+/// Turns one finished run into the write that records it.
+pub fn decide(job: &JobRef, thread_id: &str, outcome: Outcome, now: i64) -> Write {
+    let (id, token, thread_id) = (job.id.clone(), job.token, thread_id.to_string());
+    match outcome {
+        Outcome::Complete(result) => Write::Complete {
+            id,
+            token,
+            thread_id,
+            result,
+        },
+        Outcome::Failed {
+            error,
+            traceback,
+            retryable: true,
+        } if job.retry_count < job.max_retries => Write::Retry {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            run_at: now + backoff_ms(job.retry_backoff, job.retry_count + 1),
+        },
+        Outcome::Failed {
+            error,
+            traceback,
+            retryable,
+        } => Write::Fail {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            status: if retryable {
+                JobStatus::Dead
+            } else {
+                JobStatus::Failed
+            },
+        },
+    }
+}
+
+/// Turns a batch of events into writes. A `Started` whose job also finished in the same
+/// batch is dropped: the completion records the thread anyway.
+fn plan(batch: Vec<Event>, now: i64) -> (Vec<Write>, u64) {
+    let finished: std::collections::HashSet<(String, i64)> = batch
+        .iter()
+        .filter_map(|e| match e {
+            Event::Finished { job, .. } => Some((job.id.clone(), job.token)),
+            _ => None,
+        })
+        .collect();
+    let mut writes = Vec::with_capacity(batch.len());
+    let mut processed = 0;
+    for event in batch {
+        match event {
+            Event::Started {
+                id,
+                token,
+                thread_id,
+            } => {
+                if !finished.contains(&(id.clone(), token)) {
+                    writes.push(Write::Started {
+                        id,
+                        token,
+                        thread_id,
+                    });
+                }
+            }
+            Event::Finished {
+                job,
+                thread_id,
+                outcome,
+            } => {
+                processed += 1;
+                writes.push(decide(&job, &thread_id, outcome, now));
+            }
+            Event::Requeue(job) => writes.push(Write::Requeue {
+                id: job.id,
+                token: job.token,
+            }),
+            Event::Stop => {}
+        }
+    }
+    (writes, processed)
+}
+
+/// Writes a batch, retrying failures that are not contention (those `record` retries
+/// itself) for a bounded time.
+fn persist(storage: &dyn Storage, writes: &[Write]) {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match storage.record(writes, now_ms()) {
+            Ok(_) => return,
+            Err(e) if start.elapsed() < GIVE_UP_AFTER => {
+                log::error!("could not record {} job outcomes, retrying: {e}", writes.len());
+                thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                log::error!(
+                    "giving up recording {} job outcomes: {e}; the jobs will be recovered as stale",
+                    writes.len()
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Starts the result handler thread. `processed` counts finished runs it recorded.
+pub fn spawn(
+    storage: Arc<dyn Storage>,
+    events: Receiver<Event>,
+    control: Arc<Control>,
+    processed: Arc<AtomicU64>,
+) -> Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("taskito-results".into())
+        .spawn(move || loop {
+            let first = match events.recv() {
+                Ok(Event::Stop) | Err(_) => return,
+                Ok(e) => e,
+            };
+            let mut batch = vec![first];
+            let mut stop = false;
+            while batch.len() < MAX_BATCH {
+                match events.try_recv() {
+                    Ok(Event::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            let (writes, finished) = plan(batch, now_ms());
+            persist(storage.as_ref(), &writes);
+            processed.fetch_add(finished, Ordering::SeqCst);
+            control.results_committed();
+            control.wake.notify_one();
+            if stop {
+                return;
+            }
+        })
+        .map_err(|e| Error::Start(format!("cannot start the result handler: {e}")))
+}

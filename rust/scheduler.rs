@@ -1,0 +1,240 @@
+//! The scheduler: one thread running a current-thread Tokio runtime. It claims ready jobs
+//! in batches no larger than the free worker slots and sends them down the bounded channel;
+//! it wakes on in-process enqueues, on freed slots, on commits by other processes (the
+//! change probe) and, as the guarantee, on the poll interval. Its timers heartbeat, recover
+//! stale workers' jobs, enforce timeouts and purge expired results. It does not run jobs
+//! and does not record outcomes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
+
+use crate::config::WorkerConfig;
+use crate::control::Control;
+use crate::job::{now_ms, ClaimedJob};
+use crate::results::{Event, JobRef};
+use crate::storage::{ChangeProbe, Storage};
+use crate::worker::{InFlight, WorkerPool};
+
+/// How often the watchdog looks for jobs past their deadline.
+const WATCHDOG_TICK: Duration = Duration::from_millis(100);
+/// How often finished jobs past `result_ttl` are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(30);
+
+pub struct Scheduler {
+    pub storage: Arc<dyn Storage>,
+    pub config: WorkerConfig,
+    pub control: Arc<Control>,
+    pub pool: Arc<WorkerPool>,
+    pub in_flight: Arc<InFlight>,
+    pub jobs_tx: Sender<ClaimedJob>,
+    pub events_tx: Sender<Event>,
+    /// Jobs handed to workers so far (for `max_jobs`).
+    pub claimed: Arc<AtomicU64>,
+}
+
+impl Scheduler {
+    /// Runs until shutdown (or, with `run_once` / `max_jobs`, until done), then drains.
+    /// Dropping `self` at the end drops the job sender, which stops idle workers.
+    pub fn run(self, runtime: tokio::runtime::Runtime) {
+        runtime.block_on(async {
+            let timers = [
+                tokio::spawn(heartbeat(self.storage.clone(), self.config.clone())),
+                tokio::spawn(maintenance(self.storage.clone(), self.config.clone())),
+                tokio::spawn(watchdog(self.pool.clone(), self.config.timeout_grace)),
+            ];
+            self.claim_loop().await;
+            self.drain().await;
+            for t in timers {
+                t.abort();
+            }
+        });
+        // A heartbeat stuck on a busy database must not hold up the shutdown.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    }
+
+    fn send(&self, jobs: Vec<ClaimedJob>) {
+        for job in jobs {
+            // Never blocks: at most `workers` jobs are in flight and the channel holds that many.
+            if let Err(e) = self.jobs_tx.try_send(job) {
+                let job = e.into_inner();
+                log::error!("job channel full; putting {} back", job.id);
+                let _ = self.events_tx.send(Event::Requeue(JobRef::from(&job)));
+                self.in_flight.done();
+            }
+        }
+    }
+
+    async fn claim_loop(&self) {
+        let mut probe: Option<Box<dyn ChangeProbe>> = match self.storage.change_probe() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::warn!("no change probe, polling only: {e}");
+                None
+            }
+        };
+        let mut seen = probe.as_mut().and_then(|p| p.version());
+        let mut idle_errors = 0u32;
+        loop {
+            if self.control.stop_requested() {
+                return;
+            }
+            let in_flight = self.in_flight.get();
+            let mut free = self.config.workers.saturating_sub(in_flight);
+            if let Some(max) = self.config.max_jobs {
+                let left = max.saturating_sub(self.claimed.load(Ordering::SeqCst)) as usize;
+                if left == 0 && in_flight == 0 {
+                    return;
+                }
+                free = free.min(left);
+            }
+            if free == 0 {
+                // Every slot is busy: only a freed slot (or a stop) can change that.
+                tokio::select! {
+                    _ = self.control.wake.notified() => {}
+                    _ = sleep(self.config.poll_interval) => {}
+                }
+                continue;
+            }
+            let queues = self.config.queues.as_deref();
+            let claimed = match self
+                .storage
+                .claim(queues, &self.config.worker_id, free, now_ms())
+            {
+                Ok(jobs) => {
+                    idle_errors = 0;
+                    jobs
+                }
+                Err(e) => {
+                    idle_errors += 1;
+                    log::error!("claiming jobs failed: {e}");
+                    sleep(self.config.poll_interval * idle_errors.min(20)).await;
+                    continue;
+                }
+            };
+            let n = claimed.len();
+            if n == 0 && self.config.run_once && in_flight == 0 {
+                return;
+            }
+            if n > 0 {
+                self.claimed.fetch_add(n as u64, Ordering::SeqCst);
+                self.in_flight.add(n);
+                self.send(claimed);
+                if n == free {
+                    continue; // maybe more is ready; the next turn waits for a free slot
+                }
+            }
+            let poll = self.config.poll_interval;
+            let probe_every = self.config.probe_interval;
+            tokio::select! {
+                _ = self.control.wake.notified() => {}
+                _ = sleep(poll) => {}
+                _ = changed(&mut probe, &mut seen, probe_every) => {}
+            }
+        }
+    }
+
+    /// Stop claiming, hand back what no worker took, wait for running jobs up to the drain
+    /// timeout, then put back whatever still runs.
+    async fn drain(&self) {
+        for job in self.pool.take_queued() {
+            let _ = self.events_tx.send(Event::Requeue(job));
+        }
+        let deadline = Instant::now() + self.config.drain_timeout;
+        while self.in_flight.get() > 0 && Instant::now() < deadline && !self.control.forced() {
+            tokio::select! {
+                _ = self.control.wake.notified() => {}
+                _ = sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        for job in self.pool.take_queued() {
+            let _ = self.events_tx.send(Event::Requeue(job));
+        }
+        let unfinished = self.pool.write_off_running();
+        if !unfinished.is_empty() {
+            log::warn!(
+                "{} job(s) still running at shutdown were put back to pending",
+                unfinished.len()
+            );
+        }
+        for job in unfinished {
+            let _ = self.events_tx.send(Event::Requeue(job));
+        }
+    }
+}
+
+/// Resolves when the probe reports a commit made since the last one seen.
+async fn changed(probe: &mut Option<Box<dyn ChangeProbe>>, seen: &mut Option<i64>, every: Duration) {
+    let Some(p) = probe.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        sleep(every).await;
+        let v = p.version();
+        if v != *seen {
+            *seen = v;
+            return;
+        }
+    }
+}
+
+/// Keeps this worker's registry row fresh. Runs on the blocking pool so a slow write never
+/// delays claims or the watchdog.
+async fn heartbeat(storage: Arc<dyn Storage>, config: WorkerConfig) {
+    let mut tick = interval(config.heartbeat_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (s, id) = (storage.clone(), config.worker_id.clone());
+        match tokio::task::spawn_blocking(move || s.heartbeat(&id, now_ms())).await {
+            Ok(Err(e)) => log::warn!("heartbeat failed: {e}"),
+            Err(e) => log::warn!("heartbeat task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+}
+
+/// Puts back jobs of workers that stopped heartbeating, and purges expired results.
+async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
+    let mut tick = interval(config.heartbeat_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_purge: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        let stale_before = now_ms() - config.stale_after.as_millis() as i64;
+        let s = storage.clone();
+        if let Ok(Ok(n)) =
+            tokio::task::spawn_blocking(move || s.recover_stale(stale_before, now_ms())).await
+        {
+            if n > 0 {
+                log::warn!("put back {n} job(s) of workers that stopped heartbeating");
+            }
+        }
+        let Some(ttl) = config.result_ttl else {
+            continue;
+        };
+        if last_purge.is_some_and(|t| t.elapsed() < PURGE_EVERY) {
+            continue;
+        }
+        last_purge = Some(Instant::now());
+        let s = storage.clone();
+        let before = now_ms() - ttl.as_millis() as i64;
+        match tokio::task::spawn_blocking(move || s.purge_finished(before)).await {
+            Ok(Ok(n)) if n > 0 => log::info!("removed {n} finished job(s) older than the result ttl"),
+            Ok(Err(e)) => log::warn!("purging finished jobs failed: {e}"),
+            _ => {}
+        }
+    }
+}
+
+async fn watchdog(pool: Arc<WorkerPool>, grace: Duration) {
+    let mut tick = interval(WATCHDOG_TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        pool.check_timeouts(grace);
+    }
+}

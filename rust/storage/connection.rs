@@ -1,0 +1,212 @@
+//! Opening SQLite connections: path checks that leave foreign files untouched, pragmas,
+//! the schema, a small pool for callers without a connection of their own, and the retry
+//! loop that keeps "database is locked" away from users.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+use crate::storage::schema;
+
+/// How long SQLite itself waits on a lock before returning `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `with_retry` keeps retrying contention after that, in total.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+/// Below this size a new connection's first open also runs `PRAGMA quick_check`, so a
+/// damaged file is refused at `Queue(...)`; larger files are checked by reading their schema.
+const QUICK_CHECK_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Connection settings shared by every connection of one store.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub path: String,
+    pub synchronous_full: bool,
+}
+
+fn open_error(path: &str, cause: impl ToString) -> Error {
+    Error::Open {
+        path: path.to_string(),
+        cause: cause.to_string(),
+    }
+}
+
+/// Checks the path before SQLite touches it: a directory, a path under a regular file or a
+/// file that is not SQLite is refused without writing a byte. Creates missing parent folders.
+pub fn check_path(path: &str) -> Result<()> {
+    if path.is_empty() || path == ":memory:" || path.starts_with("file:") {
+        return Err(open_error(
+            path,
+            "a queue needs a database file path (in-memory databases are not shared between threads)",
+        ));
+    }
+    let p = Path::new(path);
+    if p.is_dir() {
+        return Err(open_error(path, "it is a directory"));
+    }
+    if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Walk up to the first existing ancestor: it must be a directory.
+        let mut ancestor = Some(parent);
+        while let Some(a) = ancestor {
+            if a.exists() {
+                if !a.is_dir() {
+                    return Err(open_error(
+                        path,
+                        format!("{} is a file, not a directory", a.display()),
+                    ));
+                }
+                break;
+            }
+            ancestor = a.parent().filter(|d| !d.as_os_str().is_empty());
+        }
+        fs::create_dir_all(parent).map_err(|e| {
+            open_error(path, format!("cannot create folder {}: {e}", parent.display()))
+        })?;
+    }
+    if p.exists() {
+        let mut header = [0u8; 16];
+        let mut file = fs::File::open(p).map_err(|e| open_error(path, e))?;
+        let len = file.metadata().map_err(|e| open_error(path, e))?.len();
+        if len > 0 {
+            let n = file.read(&mut header).map_err(|e| open_error(path, e))?;
+            if n < 16 || &header != SQLITE_MAGIC {
+                return Err(open_error(path, "the file exists but is not a SQLite database"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens one connection with the store's pragmas.
+pub fn open(settings: &Settings) -> Result<Connection> {
+    let path = settings.path.as_str();
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, e))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let mode: String = with_retry(|| {
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(Error::from)
+    })
+    .map_err(|e| open_error(path, describe(&e)))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(open_error(path, format!("cannot switch to WAL mode (got {mode})")));
+    }
+    let sync = if settings.synchronous_full { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+/// Opens the first connection of a store: creates or upgrades the schema and checks that
+/// the file is sound. Errors name the path and the cause.
+pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
+    check_path(&settings.path)?;
+    let mut conn = open(settings)?;
+    let path = settings.path.as_str();
+    with_retry(|| schema::migrate(&mut conn, path)).map_err(|e| match e {
+        Error::SchemaTooNew { .. } | Error::Open { .. } => e,
+        other => open_error(path, describe(&other)),
+    })?;
+    let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let probe = |sql: &str| -> std::result::Result<String, rusqlite::Error> {
+        conn.query_row(sql, [], |r| r.get::<_, String>(0))
+    };
+    if size <= QUICK_CHECK_MAX_BYTES {
+        let verdict = probe("PRAGMA quick_check(1)").map_err(|e| open_error(path, e))?;
+        if verdict != "ok" {
+            return Err(open_error(path, format!("the database is damaged: {verdict}")));
+        }
+    } else {
+        probe("SELECT id FROM jobs ORDER BY seq DESC LIMIT 1")
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(String::new()),
+                e => Err(e),
+            })
+            .map_err(|e| open_error(path, format!("the database is damaged: {e}")))?;
+    }
+    Ok(conn)
+}
+
+/// A human wording of SQLite's errors for the open path.
+fn describe(e: &Error) -> String {
+    match e {
+        Error::Sqlite(inner) => match inner.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => "the file is not a SQLite database".into(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt) => "the database is damaged".into(),
+            Some(rusqlite::ErrorCode::ReadOnly) => "the file or its folder is read-only".into(),
+            Some(rusqlite::ErrorCode::CannotOpen) => {
+                "cannot open the file (missing permission?)".into()
+            }
+            _ => inner.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Runs `f`, retrying lock contention with jittered backoff for up to two minutes, so that
+/// writers wait for each other instead of failing.
+pub fn with_retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let start = Instant::now();
+    let mut delay_ms = 1u64;
+    loop {
+        match f() {
+            Err(e) if e.is_busy() && start.elapsed() < RETRY_FOR => {
+                thread::sleep(Duration::from_millis(fastrand::u64(0..=delay_ms)));
+                delay_ms = (delay_ms * 2).min(200);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Connections for callers without their own (producers, inspection). A connection is
+/// taken for one call and given back.
+pub struct Pool {
+    settings: Settings,
+    idle: Mutex<Vec<Connection>>,
+}
+
+const POOL_KEEP: usize = 8;
+
+impl Pool {
+    pub fn new(settings: Settings, first: Connection) -> Pool {
+        Pool {
+            settings,
+            idle: Mutex::new(vec![first]),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs `f` with a pooled connection, opening one if none is idle.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match taken {
+            Some(c) => c,
+            None => open(&self.settings)?,
+        };
+        let out = f(&mut conn);
+        if !conn.is_autocommit() {
+            // A failed call left a transaction open: discard the connection rather than
+            // hand a half-done transaction to the next caller.
+            return out;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < POOL_KEEP {
+            idle.push(conn);
+        }
+        out
+    }
+}

@@ -1,0 +1,320 @@
+//! SQL for everything besides the hot path: inspection, cancel, dead letters, the worker
+//! registry, stale-worker recovery and clean-up.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::sqlite::insert_job;
+use super::QueueCounts;
+use crate::error::{Error, Result};
+use crate::job::{
+    DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, WorkerInfo,
+};
+
+const JOB_COLUMNS: &str = "id, queue, task_name, status, priority, retry_count, max_retries, \
+    created_at, scheduled_at, started_at, completed_at, error, progress, worker_id, unique_key, \
+    metadata, timeout_ms";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: r.get(0)?,
+        queue: r.get(1)?,
+        task_name: r.get(2)?,
+        status: JobStatus::from_i64(r.get(3)?),
+        priority: r.get(4)?,
+        retry_count: r.get(5)?,
+        max_retries: r.get(6)?,
+        created_at: r.get(7)?,
+        scheduled_at: r.get(8)?,
+        started_at: r.get(9)?,
+        completed_at: r.get(10)?,
+        error: r.get(11)?,
+        progress: r.get(12)?,
+        worker_id: r.get(13)?,
+        unique_key: r.get(14)?,
+        metadata: r.get(15)?,
+        timeout_ms: r.get(16)?,
+    })
+}
+
+pub fn get_job(c: &Connection, id: &str) -> Result<Option<JobRecord>> {
+    Ok(c
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row(params![id], job_row)
+        .optional()?)
+}
+
+pub fn get_outcome(
+    c: &Connection,
+    id: &str,
+) -> Result<Option<(JobStatus, Option<Vec<u8>>, Option<String>)>> {
+    Ok(c
+        .prepare_cached("SELECT status, result, error FROM jobs WHERE id = ?1")?
+        .query_row(params![id], |r| {
+            Ok((JobStatus::from_i64(r.get(0)?), r.get(1)?, r.get(2)?))
+        })
+        .optional()?)
+}
+
+pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(s) = f.status {
+        args.push((s as i64).into());
+        sql.push_str(&format!(" AND status = ?{}", args.len()));
+    }
+    if let Some(q) = &f.queue {
+        args.push(q.clone().into());
+        sql.push_str(&format!(" AND queue = ?{}", args.len()));
+    }
+    if let Some(t) = &f.task_name {
+        args.push(t.clone().into());
+        sql.push_str(&format!(" AND task_name = ?{}", args.len()));
+    }
+    if let Some(w) = &f.worker_id {
+        // A thread id matches the jobs that thread ran; a worker (process) id matches every
+        // job its threads hold or ran.
+        args.push(w.clone().into());
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (worker_id = ?{n} OR owner = ?{n} OR worker_id LIKE ?{n} || '-%')"
+        ));
+    }
+    args.push(f.limit.into());
+    args.push(f.offset.into());
+    sql.push_str(&format!(
+        " ORDER BY seq LIMIT ?{} OFFSET ?{}",
+        args.len() - 1,
+        args.len()
+    ));
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), job_row)?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+pub fn counts(c: &Connection) -> Result<QueueCounts> {
+    let mut stmt =
+        c.prepare_cached("SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, JobStatus::from_i64(r.get(1)?), r.get(2)?))
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+pub fn oldest_pending(c: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT queue, MIN(created_at) FROM jobs WHERE status = 0 GROUP BY queue",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+pub fn job_errors(c: &Connection, id: &str) -> Result<Vec<ErrorRecord>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT job_id, attempt, error, traceback, failed_at FROM job_errors \
+         WHERE job_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![id], |r| {
+        Ok(ErrorRecord {
+            job_id: r.get(0)?,
+            attempt: r.get(1)?,
+            error: r.get(2)?,
+            traceback: r.get(3)?,
+            failed_at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+pub fn cancel(c: &Connection, id: &str, now: i64) -> Result<bool> {
+    let n = c
+        .prepare_cached(
+            "UPDATE jobs SET status = 5, completed_at = ?2 WHERE id = ?1 AND status = 0",
+        )?
+        .execute(params![id, now])?;
+    Ok(n > 0)
+}
+
+pub fn set_progress(c: &Connection, id: &str, progress: i64) -> Result<()> {
+    c.prepare_cached("UPDATE jobs SET progress = ?2 WHERE id = ?1")?
+        .execute(params![id, progress])?;
+    Ok(())
+}
+
+pub fn dead_letters(c: &Connection, limit: i64, offset: i64) -> Result<Vec<DeadLetter>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, original_job_id, task_name, queue, error, retry_count, failed_at, metadata \
+         FROM dead_letters ORDER BY seq DESC LIMIT ?1 OFFSET ?2",
+    )?;
+    let rows = stmt.query_map(params![limit, offset], |r| {
+        Ok(DeadLetter {
+            id: r.get(0)?,
+            original_job_id: r.get(1)?,
+            task_name: r.get(2)?,
+            queue: r.get(3)?,
+            error: r.get(4)?,
+            retry_count: r.get(5)?,
+            failed_at: r.get(6)?,
+            metadata: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+pub fn retry_dead(c: &mut Connection, dead_id: &str, now: i64) -> Result<String> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let job = tx
+        .prepare_cached(
+            "SELECT task_name, queue, payload, priority, max_retries, retry_backoff, \
+             timeout_ms, metadata FROM dead_letters WHERE id = ?1",
+        )?
+        .query_row(params![dead_id], |r| {
+            Ok(NewJob {
+                task_name: r.get(0)?,
+                queue: r.get(1)?,
+                payload: r.get(2)?,
+                priority: r.get(3)?,
+                scheduled_at: now,
+                max_retries: r.get(4)?,
+                retry_backoff: r.get(5)?,
+                timeout_ms: r.get(6)?,
+                unique_key: None,
+                metadata: r.get(7)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| Error::NotFound {
+            kind: "dead letter",
+            id: dead_id.to_string(),
+        })?;
+    let id = insert_job(&tx, &job, now)?;
+    tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
+        .execute(params![dead_id])?;
+    tx.commit()?;
+    Ok(id)
+}
+
+pub fn purge_dead(c: &Connection, before: i64) -> Result<usize> {
+    Ok(c
+        .prepare_cached("DELETE FROM dead_letters WHERE failed_at < ?1")?
+        .execute(params![before])?)
+}
+
+pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached(
+        "DELETE FROM job_errors WHERE job_id IN \
+         (SELECT id FROM jobs WHERE status >= 2 AND completed_at < ?1)",
+    )?
+    .execute(params![before])?;
+    let n = tx
+        .prepare_cached("DELETE FROM jobs WHERE status >= 2 AND completed_at < ?1")?
+        .execute(params![before])?;
+    tx.commit()?;
+    Ok(n)
+}
+
+pub fn register_worker(c: &Connection, w: &WorkerInfo) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO workers (worker_id, hostname, pid, queues, started_at, last_heartbeat, status) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active') \
+         ON CONFLICT (worker_id) DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid, \
+         queues = excluded.queues, started_at = excluded.started_at, \
+         last_heartbeat = excluded.last_heartbeat, status = 'active'",
+    )?
+    .execute(params![
+        w.worker_id,
+        w.hostname,
+        w.pid,
+        w.queues,
+        w.started_at,
+        w.last_heartbeat
+    ])?;
+    Ok(())
+}
+
+pub fn heartbeat(c: &Connection, worker_id: &str, now: i64) -> Result<()> {
+    // A worker presumed dead that comes back is alive again; its old claims were already
+    // fenced off by the recovery.
+    c.prepare_cached(
+        "UPDATE workers SET last_heartbeat = ?2, status = 'active' WHERE worker_id = ?1",
+    )?
+    .execute(params![worker_id, now])?;
+    Ok(())
+}
+
+pub fn deregister_worker(c: &Connection, worker_id: &str, now: i64) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE workers SET status = 'stopped', last_heartbeat = ?2 WHERE worker_id = ?1",
+    )?
+    .execute(params![worker_id, now])?;
+    Ok(())
+}
+
+pub fn recover_stale(c: &mut Connection, stale_before: i64, now: i64) -> Result<usize> {
+    // Cheap read first: most checks find nothing and should not take the write lock.
+    let suspects: i64 = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM workers WHERE status = 'active' AND last_heartbeat < ?1",
+        )?
+        .query_row(params![stale_before], |r| r.get(0))?;
+    let orphans: i64 = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM jobs WHERE status = 1 AND started_at < ?1 AND (owner IS NULL \
+             OR owner NOT IN (SELECT worker_id FROM workers WHERE status = 'active'))",
+        )?
+        .query_row(params![stale_before], |r| r.get(0))?;
+    if suspects == 0 && orphans == 0 {
+        return Ok(0);
+    }
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached(
+        "UPDATE workers SET status = 'dead' WHERE status = 'active' AND last_heartbeat < ?1",
+    )?
+    .execute(params![stale_before])?;
+    let lost: Vec<(String, Option<String>)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, owner FROM jobs WHERE status = 1 AND (owner IS NULL OR owner NOT IN \
+             (SELECT worker_id FROM workers WHERE status = 'active')) \
+             AND (started_at < ?1 OR owner IN (SELECT worker_id FROM workers WHERE status = 'dead'))",
+        )?;
+        let rows = stmt.query_map(params![stale_before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    for (id, owner) in &lost {
+        let note = format!(
+            "worker {} stopped heartbeating; job put back to pending",
+            owner.as_deref().unwrap_or("(unknown)")
+        );
+        tx.prepare_cached(
+            "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
+             SELECT id, retry_count + 1, ?2, '', ?3 FROM jobs WHERE id = ?1",
+        )?
+        .execute(params![id, note, now])?;
+        tx.prepare_cached(
+            "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
+             worker_id = NULL WHERE id = ?1 AND status = 1",
+        )?
+        .execute(params![id])?;
+    }
+    tx.commit()?;
+    Ok(lost.len())
+}
+
+pub fn workers(c: &Connection) -> Result<Vec<WorkerInfo>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT worker_id, hostname, pid, queues, started_at, last_heartbeat, status \
+         FROM workers ORDER BY started_at",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(WorkerInfo {
+            worker_id: r.get(0)?,
+            hostname: r.get(1)?,
+            pid: r.get(2)?,
+            queues: r.get(3)?,
+            started_at: r.get(4)?,
+            last_heartbeat: r.get(5)?,
+            status: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}

@@ -1,0 +1,121 @@
+//! What the engine needs from a store, as one trait. SQLite is the first implementation;
+//! another backend (PostgreSQL) implements the same trait without touching the scheduler,
+//! the workers or the result handler.
+
+mod connection;
+mod inspect;
+mod schema;
+mod sqlite;
+
+pub use schema::VERSION as SCHEMA_VERSION;
+pub use sqlite::{Durability, SqliteStorage};
+
+use crate::error::Result;
+use crate::job::{
+    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, WorkerInfo,
+};
+
+/// A write that ends (or annotates) a claim. Every variant carries the claim token: the
+/// store applies it only while that claim still holds the job ("fencing"), so a late result
+/// from a thread or process that lost its claim changes nothing.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A worker thread picked the job up: record which thread runs it.
+    Started {
+        id: String,
+        token: i64,
+        thread_id: String,
+    },
+    Complete {
+        id: String,
+        token: i64,
+        thread_id: String,
+        result: Vec<u8>,
+    },
+    /// Back to `pending` at `run_at`, with the attempt in the error history.
+    Retry {
+        id: String,
+        token: i64,
+        thread_id: String,
+        error: String,
+        traceback: String,
+        run_at: i64,
+    },
+    /// Finished for good (`failed` or `dead`), with a dead-letter row.
+    Fail {
+        id: String,
+        token: i64,
+        thread_id: String,
+        error: String,
+        traceback: String,
+        status: JobStatus,
+    },
+    /// Claimed but not run (shutdown, write-off of a stuck thread): back to `pending` as it
+    /// was, no attempt counted.
+    Requeue { id: String, token: i64 },
+}
+
+/// Counts of `(queue, status)` pairs.
+pub type QueueCounts = Vec<(String, JobStatus, i64)>;
+
+/// The storage contract. Implementations are shared between threads and must make each
+/// method atomic; `claim` must hand each job to exactly one caller across processes.
+pub trait Storage: Send + Sync + 'static {
+    /// Inserts jobs in one transaction and returns their ids (for a `unique_key` that is
+    /// already pending or running, the existing job's id).
+    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<String>>;
+
+    /// Claims up to `limit` ready jobs (`scheduled_at <= now`) of the given queues (all when
+    /// `None`), highest priority first, then earliest `scheduled_at`, then insertion order.
+    fn claim(
+        &self,
+        queues: Option<&[String]>,
+        owner: &str,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<ClaimedJob>>;
+
+    /// Claims one job by id whatever its status and schedule (`taskito execute`); `None` if
+    /// it does not exist or is running.
+    fn claim_by_id(&self, id: &str, owner: &str, now: i64) -> Result<Option<ClaimedJob>>;
+
+    /// Applies a batch of writes in one transaction; returns how many ended a claim.
+    fn record(&self, writes: &[Write], now: i64) -> Result<usize>;
+
+    /// A cheap probe that says whether anything was committed since the last call.
+    fn change_probe(&self) -> Result<Box<dyn ChangeProbe>>;
+
+    fn register_worker(&self, info: &WorkerInfo) -> Result<()>;
+    fn heartbeat(&self, worker_id: &str, now: i64) -> Result<()>;
+    fn deregister_worker(&self, worker_id: &str, now: i64) -> Result<()>;
+    /// Marks workers silent since `stale_before` dead and puts their running jobs back to
+    /// `pending`; returns the number of jobs put back.
+    fn recover_stale(&self, stale_before: i64, now: i64) -> Result<usize>;
+    /// Deletes finished jobs completed before `before`; returns how many.
+    fn purge_finished(&self, before: i64) -> Result<usize>;
+
+    fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
+    /// Status, result bytes and error of a job, for `JobResult.result()`.
+    fn get_outcome(&self, id: &str)
+        -> Result<Option<(JobStatus, Option<Vec<u8>>, Option<String>)>>;
+    fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
+    fn counts(&self) -> Result<QueueCounts>;
+    /// `(queue, created_at)` of the oldest pending job of each queue.
+    fn oldest_pending(&self) -> Result<Vec<(String, i64)>>;
+    fn job_errors(&self, id: &str) -> Result<Vec<ErrorRecord>>;
+    fn cancel(&self, id: &str, now: i64) -> Result<bool>;
+    fn set_progress(&self, id: &str, progress: i64) -> Result<()>;
+    fn dead_letters(&self, limit: i64, offset: i64) -> Result<Vec<DeadLetter>>;
+    /// Re-enqueues a dead letter as a new job and removes the letter; returns the new id.
+    fn retry_dead(&self, dead_id: &str, now: i64) -> Result<String>;
+    /// Deletes dead letters that failed before `before`; returns how many.
+    fn purge_dead(&self, before: i64) -> Result<usize>;
+    fn workers(&self) -> Result<Vec<WorkerInfo>>;
+}
+
+/// Reports a number that changes whenever anything is committed to the store by any
+/// connection (another thread or process).
+/// Only a hint: the scheduler's poll is the guarantee.
+pub trait ChangeProbe: Send {
+    fn version(&mut self) -> Option<i64>;
+}

@@ -1,0 +1,112 @@
+//! The schema, as an append-only list of migrations applied against `PRAGMA user_version`.
+//! Never edit or remove an entry: add a new one.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs, their error history, dead letters and the worker registry.
+    r#"
+    CREATE TABLE jobs (
+        seq           INTEGER PRIMARY KEY,
+        id            TEXT    NOT NULL UNIQUE,
+        queue         TEXT    NOT NULL,
+        task_name     TEXT    NOT NULL,
+        payload       BLOB    NOT NULL,
+        status        INTEGER NOT NULL,
+        priority      INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        scheduled_at  INTEGER NOT NULL,
+        started_at    INTEGER,
+        completed_at  INTEGER,
+        retry_count   INTEGER NOT NULL DEFAULT 0,
+        max_retries   INTEGER NOT NULL,
+        retry_backoff REAL    NOT NULL,
+        timeout_ms    INTEGER NOT NULL,
+        result        BLOB,
+        error         TEXT,
+        progress      INTEGER,
+        unique_key    TEXT,
+        metadata      TEXT,
+        owner         TEXT,
+        worker_id     TEXT,
+        claim_token   INTEGER
+    );
+    -- The claim reads these in order; partial, so finished rows cost the claim nothing.
+    CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, scheduled_at, seq)
+        WHERE status = 0;
+    CREATE INDEX jobs_ready ON jobs (priority DESC, scheduled_at, seq) WHERE status = 0;
+    CREATE INDEX jobs_by_owner ON jobs (owner) WHERE status = 1;
+    CREATE INDEX jobs_by_status ON jobs (status, queue);
+    CREATE INDEX jobs_finished ON jobs (completed_at) WHERE status >= 2;
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
+        WHERE unique_key IS NOT NULL AND status IN (0, 1);
+
+    CREATE TABLE job_errors (
+        id        INTEGER PRIMARY KEY,
+        job_id    TEXT    NOT NULL,
+        attempt   INTEGER NOT NULL,
+        error     TEXT    NOT NULL,
+        traceback TEXT    NOT NULL DEFAULT '',
+        failed_at INTEGER NOT NULL
+    );
+    CREATE INDEX job_errors_by_job ON job_errors (job_id);
+
+    CREATE TABLE dead_letters (
+        seq             INTEGER PRIMARY KEY,
+        id              TEXT    NOT NULL UNIQUE,
+        original_job_id TEXT    NOT NULL,
+        task_name       TEXT    NOT NULL,
+        queue           TEXT    NOT NULL,
+        payload         BLOB    NOT NULL,
+        priority        INTEGER NOT NULL,
+        max_retries     INTEGER NOT NULL,
+        retry_backoff   REAL    NOT NULL,
+        timeout_ms      INTEGER NOT NULL,
+        metadata        TEXT,
+        error           TEXT,
+        retry_count     INTEGER NOT NULL,
+        failed_at       INTEGER NOT NULL
+    );
+
+    CREATE TABLE workers (
+        worker_id      TEXT    PRIMARY KEY,
+        hostname       TEXT    NOT NULL,
+        pid            INTEGER NOT NULL,
+        queues         TEXT    NOT NULL,
+        started_at     INTEGER NOT NULL,
+        last_heartbeat INTEGER NOT NULL,
+        status         TEXT    NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to date in one exclusive transaction (so two processes opening a
+/// new file at once migrate it once); refuses a database newer than this build.
+pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > VERSION {
+        return Err(Error::SchemaTooNew {
+            path: path.to_string(),
+            found: current,
+            known: VERSION,
+        });
+    }
+    if current == VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    // Re-read inside the lock: another process may have migrated meanwhile.
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,419 @@
+//! The SQLite store: enqueue, claim and the batched writes of the result handler. The
+//! inspection queries live in `inspect.rs`; connection handling in `connection.rs`.
+
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::connection::{self, with_retry, Pool, Settings};
+use super::{inspect, ChangeProbe, QueueCounts, Storage, Write};
+use crate::error::{Error, Result};
+use crate::job::{
+    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, WorkerInfo,
+};
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: survives any process crash; a power cut may lose
+    /// the last commits.
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced.
+    Full,
+}
+
+impl Durability {
+    pub fn parse(s: &str) -> Result<Durability> {
+        match s {
+            "normal" => Ok(Durability::Normal),
+            "full" => Ok(Durability::Full),
+            other => Err(Error::invalid(
+                "durability",
+                format!("{other:?} (expected \"normal\" or \"full\")"),
+            )),
+        }
+    }
+}
+
+/// A SQLite-backed `Storage`. Cheap to share behind an `Arc`.
+pub struct SqliteStorage {
+    pool: Pool,
+    /// Serializes this process's write transactions. Threads of one process then queue on
+    /// a mutex (nanoseconds to hand over) instead of on SQLite's busy handler, which sleeps
+    /// in millisecond steps; SQLite's lock only arbitrates between processes.
+    write_lock: Mutex<()>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &str, durability: Durability) -> Result<SqliteStorage> {
+        let settings = Settings {
+            path: path.to_string(),
+            synchronous_full: durability == Durability::Full,
+        };
+        let first = connection::open_and_migrate(&settings)?;
+        Ok(SqliteStorage {
+            pool: Pool::new(settings, first),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.pool.settings().path
+    }
+
+    /// Runs a read on a pooled connection, retrying lock contention.
+    fn read<T>(&self, mut f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
+        with_retry(|| self.pool.with(&mut f))
+    }
+
+    /// Runs a write on a pooled connection, one writer of this process at a time.
+    fn write<T>(&self, mut f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
+        with_retry(|| {
+            let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.pool.with(&mut f)
+        })
+    }
+}
+
+const CLAIM_COLUMNS: &str = "id, task_name, queue, payload, retry_count, max_retries, retry_backoff, timeout_ms";
+
+fn ready_seqs(
+    conn: &Connection,
+    queues: Option<&[String]>,
+    limit: usize,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let limit = limit as i64;
+    // INDEXED BY pins the claim to its partial index: the planner would otherwise pick the
+    // (status, queue) index and sort the whole backlog on every claim.
+    let Some(queues) = queues else {
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq FROM jobs INDEXED BY jobs_ready WHERE status = 0 AND scheduled_at <= ?1 \
+             ORDER BY priority DESC, scheduled_at, seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now, limit], |r| r.get(0))?;
+        return Ok(rows.collect::<std::result::Result<_, _>>()?);
+    };
+    // One indexed range per queue, merged here: keeps each read O(log n + limit).
+    let mut stmt = conn.prepare_cached(
+        "SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready_by_queue \
+         WHERE status = 0 AND queue = ?1 AND scheduled_at <= ?2 \
+         ORDER BY priority DESC, scheduled_at, seq LIMIT ?3",
+    )?;
+    let mut found: Vec<(i64, i64, i64)> = Vec::new();
+    for q in queues {
+        let rows = stmt.query_map(params![q, now, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        for row in rows {
+            found.push(row?);
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    Ok(found
+        .into_iter()
+        .take(limit as usize)
+        .map(|(_, _, seq)| seq)
+        .collect())
+}
+
+fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> {
+    Ok(ClaimedJob {
+        id: r.get(0)?,
+        task_name: r.get(1)?,
+        queue: r.get(2)?,
+        payload: r.get(3)?,
+        retry_count: r.get(4)?,
+        max_retries: r.get(5)?,
+        retry_backoff: r.get(6)?,
+        timeout_ms: r.get(7)?,
+        claim_token: token,
+    })
+}
+
+fn new_token() -> i64 {
+    // Never 0 or NULL-like: a token identifies one claim of one job.
+    fastrand::i64(1..i64::MAX)
+}
+
+fn insert_error(
+    conn: &Connection,
+    id: &str,
+    error: &str,
+    traceback: &str,
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
+         SELECT id, retry_count + 1, ?2, ?3, ?4 FROM jobs WHERE id = ?1",
+    )?
+    .execute(params![id, error, traceback, now])?;
+    Ok(())
+}
+
+fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
+    let changed = match write {
+        Write::Started { id, token, thread_id } => {
+            conn.prepare_cached(
+                "UPDATE jobs SET worker_id = ?3 WHERE id = ?1 AND claim_token = ?2 AND status = 1",
+            )?
+            .execute(params![id, token, thread_id])?;
+            return Ok(false);
+        }
+        Write::Complete { id, token, thread_id, result } => conn
+            .prepare_cached(
+                "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
+                 error = NULL, claim_token = NULL \
+                 WHERE id = ?1 AND claim_token = ?2 AND status = 1",
+            )?
+            .execute(params![id, token, result, now, thread_id])?,
+        Write::Retry { id, token, thread_id, error, traceback, run_at } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE jobs SET status = 0, scheduled_at = ?3, error = ?4, worker_id = ?5, \
+                     owner = NULL, claim_token = NULL, started_at = NULL \
+                     WHERE id = ?1 AND claim_token = ?2 AND status = 1",
+                )?
+                .execute(params![id, token, run_at, error, thread_id])?;
+            if n > 0 {
+                insert_error(conn, id, error, traceback, now)?;
+                conn.prepare_cached("UPDATE jobs SET retry_count = retry_count + 1 WHERE id = ?1")?
+                    .execute(params![id])?;
+            }
+            n
+        }
+        Write::Fail { id, token, thread_id, error, traceback, status } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, worker_id = ?6, \
+                     claim_token = NULL \
+                     WHERE id = ?1 AND claim_token = ?2 AND status = 1",
+                )?
+                .execute(params![id, token, *status as i64, error, now, thread_id])?;
+            if n > 0 {
+                insert_error(conn, id, error, traceback, now)?;
+                conn.prepare_cached(
+                    "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
+                     priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
+                     retry_count, failed_at) \
+                     SELECT ?2, id, task_name, queue, payload, priority, max_retries, \
+                     retry_backoff, timeout_ms, metadata, error, retry_count, ?3 \
+                     FROM jobs WHERE id = ?1",
+                )?
+                .execute(params![id, uuid::Uuid::now_v7().to_string(), now])?;
+            }
+            n
+        }
+        Write::Requeue { id, token } => conn
+            .prepare_cached(
+                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
+                 started_at = NULL, worker_id = NULL \
+                 WHERE id = ?1 AND claim_token = ?2 AND status = 1",
+            )?
+            .execute(params![id, token])?,
+    };
+    Ok(changed > 0)
+}
+
+pub(super) fn insert_job(conn: &Connection, job: &NewJob, now: i64) -> Result<String> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO jobs (id, queue, task_name, payload, status, priority, created_at, \
+             scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata) \
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            job.queue,
+            job.task_name,
+            job.payload,
+            job.priority,
+            now,
+            job.scheduled_at,
+            job.max_retries,
+            job.retry_backoff,
+            job.timeout_ms,
+            job.unique_key,
+            job.metadata
+        ])?;
+    if inserted == 0 {
+        // Only the unique_key index can refuse a fresh uuid: return the live job.
+        if let Some(key) = &job.unique_key {
+            let existing: Option<String> = conn
+                .prepare_cached(
+                    "SELECT id FROM jobs WHERE unique_key = ?1 AND status IN (0, 1)",
+                )?
+                .query_row(params![key], |r| r.get(0))
+                .optional()?;
+            if let Some(existing) = existing {
+                return Ok(existing);
+            }
+        }
+    }
+    Ok(id)
+}
+
+impl Storage for SqliteStorage {
+    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
+        let now = crate::job::now_ms();
+        self.write(|conn| {
+            if jobs.len() == 1 {
+                return Ok(vec![insert_job(conn, &jobs[0], now)?]);
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids = jobs
+                .iter()
+                .map(|j| insert_job(&tx, j, now))
+                .collect::<Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    fn claim(
+        &self,
+        queues: Option<&[String]>,
+        owner: &str,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<ClaimedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Look first without the write lock: an idle poll costs one indexed read.
+        if self.read(|conn| ready_seqs(conn, queues, 1, now))?.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let seqs = ready_seqs(&tx, queues, limit, now)?;
+            let mut claimed = Vec::with_capacity(seqs.len());
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
+                     worker_id = NULL WHERE seq = ?1 AND status = 0 RETURNING {CLAIM_COLUMNS}"
+                ))?;
+                for seq in seqs {
+                    let token = new_token();
+                    let mut rows = stmt.query(params![seq, owner, token, now])?;
+                    if let Some(row) = rows.next()? {
+                        claimed.push(claim_row(row, token)?);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(claimed)
+        })
+    }
+
+    fn claim_by_id(&self, id: &str, owner: &str, now: i64) -> Result<Option<ClaimedJob>> {
+        self.write(|conn| {
+            let token = new_token();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let job = tx
+                .prepare_cached(&format!(
+                    "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
+                     completed_at = NULL, worker_id = NULL \
+                     WHERE id = ?1 AND status != 1 RETURNING {CLAIM_COLUMNS}"
+                ))?
+                .query_row(params![id, owner, token, now], |r| claim_row(r, token))
+                .optional()?;
+            tx.commit()?;
+            Ok(job)
+        })
+    }
+
+    fn record(&self, writes: &[Write], now: i64) -> Result<usize> {
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut ended = 0;
+            for w in writes {
+                if apply(&tx, w, now)? {
+                    ended += 1;
+                }
+            }
+            tx.commit()?;
+            Ok(ended)
+        })
+    }
+
+    fn change_probe(&self) -> Result<Box<dyn ChangeProbe>> {
+        let conn = connection::open(self.pool.settings())?;
+        Ok(Box::new(DataVersionProbe { conn }))
+    }
+
+    fn register_worker(&self, info: &WorkerInfo) -> Result<()> {
+        self.write(|c| inspect::register_worker(c, info))
+    }
+    fn heartbeat(&self, worker_id: &str, now: i64) -> Result<()> {
+        self.write(|c| inspect::heartbeat(c, worker_id, now))
+    }
+    fn deregister_worker(&self, worker_id: &str, now: i64) -> Result<()> {
+        self.write(|c| inspect::deregister_worker(c, worker_id, now))
+    }
+    fn recover_stale(&self, stale_before: i64, now: i64) -> Result<usize> {
+        self.write(|c| inspect::recover_stale(c, stale_before, now))
+    }
+    fn purge_finished(&self, before: i64) -> Result<usize> {
+        self.write(|c| inspect::purge_finished(c, before))
+    }
+    fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.read(|c| inspect::get_job(c, id))
+    }
+    fn get_outcome(
+        &self,
+        id: &str,
+    ) -> Result<Option<(JobStatus, Option<Vec<u8>>, Option<String>)>> {
+        self.read(|c| inspect::get_outcome(c, id))
+    }
+    fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        self.read(|c| inspect::list_jobs(c, filter))
+    }
+    fn counts(&self) -> Result<QueueCounts> {
+        self.read(|c| inspect::counts(c))
+    }
+    fn oldest_pending(&self) -> Result<Vec<(String, i64)>> {
+        self.read(|c| inspect::oldest_pending(c))
+    }
+    fn job_errors(&self, id: &str) -> Result<Vec<ErrorRecord>> {
+        self.read(|c| inspect::job_errors(c, id))
+    }
+    fn cancel(&self, id: &str, now: i64) -> Result<bool> {
+        self.write(|c| inspect::cancel(c, id, now))
+    }
+    fn set_progress(&self, id: &str, progress: i64) -> Result<()> {
+        self.write(|c| inspect::set_progress(c, id, progress))
+    }
+    fn dead_letters(&self, limit: i64, offset: i64) -> Result<Vec<DeadLetter>> {
+        self.read(|c| inspect::dead_letters(c, limit, offset))
+    }
+    fn retry_dead(&self, dead_id: &str, now: i64) -> Result<String> {
+        self.write(|c| inspect::retry_dead(c, dead_id, now))
+    }
+    fn purge_dead(&self, before: i64) -> Result<usize> {
+        self.write(|c| inspect::purge_dead(c, before))
+    }
+    fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.read(|c| inspect::workers(c))
+    }
+}
+
+/// `PRAGMA data_version` on a dedicated connection: it changes when any other connection
+/// (this process or another) commits.
+struct DataVersionProbe {
+    conn: Connection,
+}
+
+impl ChangeProbe for DataVersionProbe {
+    fn version(&mut self) -> Option<i64> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            .ok()
+    }
+}

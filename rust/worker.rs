@@ -1,0 +1,282 @@
+//! The worker pool: named OS threads that take claimed jobs from the bounded channel, run
+//! them through a `Runner` (the only place Python is entered) and send outcomes to the
+//! result handler. Also the timeout watchdog, which interrupts a job at its deadline and
+//! writes its thread off if it does not come back.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::control::Control;
+use crate::error::{Error, Result};
+use crate::job::{ClaimedJob, Outcome};
+use crate::results::{Event, JobRef};
+
+/// Runs one job. Implemented over Python in `py/runner.rs` and by closures in tests.
+pub trait Runner: Send + Sync + 'static {
+    /// Called once on each new worker thread; returns an id `interrupt` understands.
+    fn thread_started(&self) -> u64 {
+        0
+    }
+    /// Runs the job to an outcome. Must not panic on task errors.
+    fn run(&self, job: &ClaimedJob, thread_id: &str, ident: u64) -> Outcome;
+    /// Asks the thread with `ident` to stop the job it runs (best effort).
+    fn interrupt(&self, _ident: u64) {}
+}
+
+/// What the engine counts: jobs claimed and not yet handed back (in the channel or running).
+#[derive(Default)]
+pub struct InFlight(AtomicUsize);
+
+impl InFlight {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn add(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::SeqCst);
+    }
+    pub fn done(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_sub(1)));
+    }
+}
+
+struct Running {
+    job: JobRef,
+    deadline: Instant,
+    interrupted_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    ident: u64,
+    running: Option<Running>,
+    /// Set when the watchdog or a forced shutdown gave up on this thread: whatever it
+    /// returns is discarded and it exits.
+    written_off: bool,
+}
+
+struct Slot {
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The pool and everything its threads share.
+pub struct WorkerPool {
+    jobs_rx: Receiver<ClaimedJob>,
+    events_tx: Sender<Event>,
+    runner: Arc<dyn Runner>,
+    control: Arc<Control>,
+    in_flight: Arc<InFlight>,
+    worker_id: String,
+    slots: Mutex<Vec<(Arc<Slot>, Option<JoinHandle<()>>)>>,
+    next_index: AtomicUsize,
+}
+
+impl WorkerPool {
+    pub fn new(
+        jobs_rx: Receiver<ClaimedJob>,
+        events_tx: Sender<Event>,
+        runner: Arc<dyn Runner>,
+        control: Arc<Control>,
+        in_flight: Arc<InFlight>,
+        worker_id: String,
+    ) -> Arc<WorkerPool> {
+        Arc::new(WorkerPool {
+            jobs_rx,
+            events_tx,
+            runner,
+            control,
+            in_flight,
+            worker_id,
+            slots: Mutex::new(Vec::new()),
+            next_index: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts one more worker thread, `taskito-worker-{n}`, known as `<worker_id>-<n>`.
+    pub fn spawn_thread(self: &Arc<Self>) -> Result<()> {
+        let n = self.next_index.fetch_add(1, Ordering::SeqCst);
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState::default()),
+        });
+        let pool = Arc::clone(self);
+        let thread_slot = Arc::clone(&slot);
+        let handle = thread::Builder::new()
+            .name(format!("taskito-worker-{n}"))
+            .spawn(move || pool.worker_loop(&thread_slot, format!("{}-{n}", pool.worker_id)))
+            .map_err(|e| Error::Start(format!("cannot start a worker thread: {e}")))?;
+        self.lock_slots().push((slot, Some(handle)));
+        Ok(())
+    }
+
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<Slot>, Option<JoinHandle<()>>)>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn worker_loop(&self, slot: &Slot, thread_id: String) {
+        let ident = self.runner.thread_started();
+        slot.lock().ident = ident;
+        while let Ok(job) = self.jobs_rx.recv() {
+            let job_ref = JobRef::from(&job);
+            if self.control.stop_requested() {
+                // Draining: no job starts after the stop; this one goes back as it was.
+                let _ = self.events_tx.send(Event::Requeue(job_ref));
+                self.in_flight.done();
+                continue;
+            }
+            let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
+            slot.lock().running = Some(Running {
+                job: job_ref.clone(),
+                deadline: Instant::now() + timeout,
+                interrupted_at: None,
+            });
+            let _ = self.events_tx.send(Event::Started {
+                id: job.id.clone(),
+                token: job.claim_token,
+                thread_id: thread_id.clone(),
+            });
+            let mut outcome = self.runner.run(&job, &thread_id, ident);
+            drop(job);
+            {
+                let mut state = slot.lock();
+                if state.written_off {
+                    // The job was already failed or requeued for us: drop the late result.
+                    return;
+                }
+                if let Some(running) = state.running.take() {
+                    if running.interrupted_at.is_some() {
+                        outcome = timeout_outcome(&running.job);
+                    }
+                }
+            }
+            let _ = self.events_tx.send(Event::Finished {
+                job: job_ref,
+                thread_id: thread_id.clone(),
+                outcome,
+            });
+            self.in_flight.done();
+            self.control.wake.notify_one();
+        }
+    }
+
+    /// The watchdog's tick: interrupts jobs past their deadline and writes off threads that
+    /// did not give their job back within `grace` of the interrupt (the job is failed or
+    /// retried now and a fresh thread takes the slot).
+    pub fn check_timeouts(self: &Arc<Self>, grace: Duration) {
+        let now = Instant::now();
+        let slots: Vec<Arc<Slot>> = self.lock_slots().iter().map(|(s, _)| s.clone()).collect();
+        let mut replacements = 0;
+        for slot in slots {
+            let mut state = slot.lock();
+            if state.written_off {
+                continue;
+            }
+            let ident = state.ident;
+            let Some(running) = state.running.as_mut() else {
+                continue;
+            };
+            match running.interrupted_at {
+                None if now >= running.deadline => {
+                    running.interrupted_at = Some(now);
+                    log::warn!(
+                        "job {} ({}) passed its timeout; interrupting it",
+                        running.job.id,
+                        running.job.task_name
+                    );
+                    // Under the slot lock, so the interrupt cannot land in the next job.
+                    self.runner.interrupt(ident);
+                }
+                Some(at) if now >= at + grace => {
+                    let running = state.running.take().expect("checked above");
+                    state.written_off = true;
+                    log::warn!(
+                        "job {} ({}) did not stop after its timeout; its thread is written off",
+                        running.job.id,
+                        running.job.task_name
+                    );
+                    let outcome = timeout_outcome(&running.job);
+                    let _ = self.events_tx.send(Event::Finished {
+                        thread_id: String::new(),
+                        outcome,
+                        job: running.job,
+                    });
+                    self.in_flight.done();
+                    replacements += 1;
+                }
+                _ => {}
+            }
+        }
+        for _ in 0..replacements {
+            if let Err(e) = self.spawn_thread() {
+                log::error!("{e}");
+            }
+        }
+        if replacements > 0 {
+            self.control.wake.notify_one();
+        }
+    }
+
+    /// Gives up on every running job (shutdown past the drain timeout, or forced): their
+    /// threads are written off and the jobs returned so the caller can requeue them.
+    pub fn write_off_running(&self) -> Vec<JobRef> {
+        let mut taken = Vec::new();
+        for (slot, _) in self.lock_slots().iter() {
+            let mut state = slot.lock();
+            if let Some(running) = state.running.take() {
+                state.written_off = true;
+                taken.push(running.job);
+                self.in_flight.done();
+            }
+        }
+        taken
+    }
+
+    /// Pulls back jobs still waiting in the channel (a stop came before a worker took them).
+    pub fn take_queued(&self) -> Vec<JobRef> {
+        let mut taken = Vec::new();
+        while let Ok(job) = self.jobs_rx.try_recv() {
+            taken.push(JobRef::from(&job));
+            self.in_flight.done();
+        }
+        taken
+    }
+
+    /// Joins every thread that was not written off. Call after the job sender is dropped.
+    pub fn join(&self) {
+        let handles: Vec<(Arc<Slot>, Option<JoinHandle<()>>)> = {
+            let mut slots = self.lock_slots();
+            slots.iter_mut().map(|(s, h)| (s.clone(), h.take())).collect()
+        };
+        for (slot, handle) in handles {
+            let written_off = slot.lock().written_off;
+            if let (false, Some(h)) = (written_off, handle) {
+                if h.join().is_err() {
+                    log::error!("a worker thread panicked");
+                }
+            }
+        }
+    }
+}
+
+fn timeout_outcome(job: &JobRef) -> Outcome {
+    Outcome::Failed {
+        error: format!(
+            "TaskTimeoutError: job {} ({}) exceeded its timeout of {}s",
+            job.id,
+            job.task_name,
+            job.timeout_ms as f64 / 1000.0
+        ),
+        traceback: String::new(),
+        retryable: true,
+    }
+}

@@ -1,0 +1,44 @@
+"""taskito: a task queue for Python with a Rust engine and a SQLite store.
+
+    from taskito import Queue
+    queue = Queue(db_path="tasks.db")
+
+    @queue.task()
+    def add(a, b):
+        return a + b
+
+    job = add.delay(2, 3)      # stored; a worker runs it
+    queue.run_worker()         # or: taskito worker --app myapp:queue
+"""
+
+from taskito._taskito import __version__
+from taskito.app import Queue
+from taskito.context import current_job
+from taskito.exceptions import (
+    DatabaseError,
+    JobNotFoundError,
+    MaxRetriesExceededError,
+    SerializationError,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskitoError,
+    TaskTimeoutError,
+)
+from taskito.result import JobResult
+from taskito.task import TaskWrapper
+
+__all__ = [
+    "Queue",
+    "JobResult",
+    "TaskWrapper",
+    "current_job",
+    "TaskitoError",
+    "TaskFailedError",
+    "MaxRetriesExceededError",
+    "TaskCancelledError",
+    "TaskTimeoutError",
+    "SerializationError",
+    "DatabaseError",
+    "JobNotFoundError",
+    "__version__",
+]

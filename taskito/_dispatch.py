@@ -1,0 +1,110 @@
+"""The one function worker threads call while holding the GIL: payload bytes in, look up the
+task, call it (awaiting coroutines on the thread's own event loop), result bytes out.
+Everything a task does wrong becomes an answer tuple; nothing escapes to the engine.
+
+Answer: ``(True, result_bytes)`` or ``(False, error, traceback, retryable)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import traceback
+from typing import TYPE_CHECKING, Any, Callable
+
+from taskito import serializer
+from taskito.context import _enter, _JobContext, _leave
+
+if TYPE_CHECKING:
+    from taskito.app import Queue
+
+log = logging.getLogger("taskito")
+
+_local = threading.local()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """The calling worker thread's own event loop, created on first use."""
+    loop = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _local.loop = loop
+    return loop
+
+
+def _run_hooks(hooks: list[Callable[..., Any]], kind: str, *args: Any) -> None:
+    for hook in hooks:
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("%s hook %r raised; the job is not affected", kind, hook)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def make_dispatch(queue: Queue) -> Callable[..., tuple]:
+    """Builds the dispatch function for one queue's task registry and hooks."""
+
+    def dispatch(
+        task_name: str,
+        payload: bytes,
+        job_id: str,
+        queue_name: str,
+        retry_count: int,
+        max_retries: int,
+        worker_id: str,
+    ) -> tuple:
+        task = queue._tasks.get(task_name)
+        if task is None:
+            known = ", ".join(sorted(queue._tasks)) or "none"
+            return (
+                False,
+                f"TaskNotRegistered: task {task_name!r} is not registered in this worker "
+                f"(registered: {known})",
+                "",
+                False,
+            )
+        try:
+            args, kwargs = serializer.load_call(payload)
+        except Exception as exc:
+            return (
+                False,
+                f"SerializationError: cannot read the arguments of job {job_id} "
+                f"({task_name}): {_describe(exc)}",
+                traceback.format_exc(),
+                False,
+            )
+        log.debug("job %s (%s) started on %s", job_id, task_name, worker_id)
+        _run_hooks(queue._hooks["before_task"], "before_task", task_name, args, kwargs)
+        token = _enter(
+            _JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner)
+        )
+        try:
+            value = task.fn(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = _event_loop().run_until_complete(value)
+        except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the job only
+            tb = traceback.format_exc()
+            log.debug("job %s (%s) raised %s", job_id, task_name, _describe(exc))
+            _run_hooks(queue._hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
+            return (False, _describe(exc), tb, True)
+        finally:
+            _leave(token)
+        try:
+            data = serializer.dump_result(value)
+        except Exception as exc:
+            error = (
+                f"SerializationError: the result of job {job_id} ({task_name}) cannot be "
+                f"pickled: {_describe(exc)}"
+            )
+            _run_hooks(queue._hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
+            return (False, error, traceback.format_exc(), False)
+        _run_hooks(queue._hooks["on_success"], "on_success", task_name, args, kwargs, value)
+        log.debug("job %s (%s) complete", job_id, task_name)
+        return (True, data)
+
+    return dispatch

@@ -1,0 +1,129 @@
+"""Settings from the environment and the checks every option goes through.
+
+Precedence: an explicit argument (``run_worker(...)`` or a CLI flag) > the value given to
+``Queue(...)`` > ``TASKITO_*`` environment variables > the built-in default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_DB_PATH = ".taskito/taskito.db"
+
+ENV_VARS = {
+    "TASKITO_DB_PATH": "database file (default .taskito/taskito.db)",
+    "TASKITO_WORKERS": "worker threads, 0 = CPU count (default 0)",
+    "TASKITO_QUEUES": "comma-separated queues to serve (default: all)",
+    "TASKITO_POLL_INTERVAL_MS": "scheduler poll interval in ms (default 50)",
+    "TASKITO_DRAIN_TIMEOUT": "seconds to wait for running jobs at shutdown (default 30)",
+    "TASKITO_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR (default INFO in the CLI)",
+}
+
+
+def _env(name: str, parse: Callable[[str], T]) -> T | None:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name}={raw!r} is invalid: {exc}") from None
+
+
+def _int(raw: str) -> int:
+    return int(raw)
+
+
+def _float(raw: str) -> float:
+    return float(raw)
+
+
+def _queues(raw: str) -> list[str]:
+    names = [q.strip() for q in raw.split(",")]
+    if not all(names):
+        raise ValueError("queue names must not be empty")
+    return names
+
+
+def _level(raw: str) -> int:
+    level = logging.getLevelName(raw.upper())
+    if not isinstance(level, int):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def env_db_path() -> str | None:
+    return _env("TASKITO_DB_PATH", str)
+
+
+def env_workers() -> int | None:
+    return _env("TASKITO_WORKERS", _int)
+
+
+def env_queues() -> list[str] | None:
+    return _env("TASKITO_QUEUES", _queues)
+
+
+def env_poll_interval_ms() -> int | None:
+    return _env("TASKITO_POLL_INTERVAL_MS", _int)
+
+
+def env_drain_timeout() -> float | None:
+    return _env("TASKITO_DRAIN_TIMEOUT", _float)
+
+
+def env_log_level() -> int | None:
+    return _env("TASKITO_LOG_LEVEL", _level)
+
+
+def first(*values: T | None, default: T) -> T:
+    """The first value that is not None."""
+    for v in values:
+        if v is not None:
+            return v
+    return default
+
+
+# Option checks: each raises ValueError naming the option.
+
+
+def check_int(name: str, value: object, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def check_seconds(name: str, value: object, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    v = float(value)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and v <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def check_queue_name(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_queues(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [q.strip() for q in value.split(",")]
+    names = list(value)  # type: ignore[call-overload]
+    if not names:
+        raise ValueError("queues must name at least one queue (or be None for all)")
+    return [check_queue_name("queues", q) for q in names]

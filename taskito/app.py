@@ -1,0 +1,485 @@
+"""``Queue``: the object users create. It holds the task registry and the hooks, turns
+calls into stored jobs, and runs workers on the Rust engine."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from taskito import _settings as settings
+from taskito import serializer
+from taskito._dispatch import make_dispatch
+from taskito._taskito import QueueCore
+from taskito.exceptions import JobNotFoundError, TaskitoError
+from taskito.result import JobResult
+from taskito.task import TaskWrapper
+
+log = logging.getLogger("taskito")
+
+_STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
+_run_counter = itertools.count(1)
+_HOOK_KINDS = ("before_task", "on_success", "on_failure", "on_worker_start", "on_worker_stop")
+
+
+def _default_worker_id() -> str:
+    n = next(_run_counter)
+    base = f"{socket.gethostname()}-{os.getpid()}"
+    return base if n == 1 else f"{base}-{n}"
+
+
+def _metadata(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
+
+
+class Queue:
+    """A task queue stored in one SQLite file.
+
+    Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
+    the defaults shown in the docs (``db_path=".taskito/taskito.db"``, ``workers=0`` for
+    the CPU count, ``drain_timeout=30``, ``scheduler_poll_interval_ms=50``).
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        workers: int | None = None,
+        default_retry: int = 3,
+        default_timeout: float = 300,
+        default_priority: int = 0,
+        result_ttl: float | None = None,
+        drain_timeout: float | None = None,
+        scheduler_poll_interval_ms: int | None = None,
+        durability: str = "normal",
+        heartbeat_interval: float = 2.0,
+        stale_after: float = 10.0,
+    ) -> None:
+        level = settings.env_log_level()
+        if level is not None:
+            log.setLevel(level)
+        path = os.fspath(db_path) if db_path is not None else None
+        self.db_path: str = settings.first(path, settings.env_db_path(), default=settings.DEFAULT_DB_PATH)
+        self._workers = settings.check_int(
+            "workers", settings.first(workers, settings.env_workers(), default=0), minimum=0
+        )
+        self.default_retry = settings.check_int("default_retry", default_retry, minimum=0)
+        self.default_timeout = settings.check_seconds("default_timeout", default_timeout, positive=True)
+        self.default_priority = settings.check_int("default_priority", default_priority)
+        self.result_ttl = (
+            None if result_ttl is None else settings.check_seconds("result_ttl", result_ttl)
+        )
+        self.drain_timeout = settings.check_seconds(
+            "drain_timeout",
+            settings.first(drain_timeout, settings.env_drain_timeout(), default=30.0),
+        )
+        self.scheduler_poll_interval_ms = settings.check_int(
+            "scheduler_poll_interval_ms",
+            settings.first(scheduler_poll_interval_ms, settings.env_poll_interval_ms(), default=50),
+            minimum=1,
+        )
+        if durability not in ("normal", "full"):
+            raise ValueError(f'durability must be "normal" or "full", got {durability!r}')
+        self.durability = durability
+        self.heartbeat_interval = settings.check_seconds("heartbeat_interval", heartbeat_interval, positive=True)
+        self.stale_after = settings.check_seconds("stale_after", stale_after, positive=True)
+        if self.stale_after <= self.heartbeat_interval:
+            raise ValueError("stale_after must be longer than heartbeat_interval")
+        self._inner = QueueCore(self.db_path, durability)
+        self._tasks: dict[str, TaskWrapper] = {}
+        self._hooks: dict[str, list[Callable[..., Any]]] = {k: [] for k in _HOOK_KINDS}
+        self._running = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<taskito.Queue {self.db_path!r} tasks={len(self._tasks)}>"
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float = 1.0,
+        timeout: float | None = None,
+        priority: int | None = None,
+        queue: str = "default",
+    ) -> Any:
+        """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``."""
+        if max_retries is not None:
+            settings.check_int("max_retries", max_retries, minimum=0)
+        settings.check_seconds("retry_backoff", retry_backoff)
+        if timeout is not None:
+            settings.check_seconds("timeout", timeout, positive=True)
+        if priority is not None:
+            settings.check_int("priority", priority)
+        settings.check_queue_name("queue", queue)
+
+        def register(f: Callable[..., Any]) -> TaskWrapper:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            existing = self._tasks.get(task_name)
+            if existing is not None and existing.fn is not f and (
+                getattr(existing.fn, "__code__", None) is not getattr(f, "__code__", None)
+            ):
+                raise ValueError(
+                    f"a different function is already registered as task {task_name!r}; "
+                    "pass name= to tell them apart"
+                )
+            wrapper = TaskWrapper(
+                self, f, task_name, max_retries, retry_backoff, timeout, priority, queue
+            )
+            self._tasks[task_name] = wrapper
+            return wrapper
+
+        return register(fn) if fn is not None else register
+
+    @property
+    def tasks(self) -> dict[str, TaskWrapper]:
+        """Registered tasks by name."""
+        return dict(self._tasks)
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    def _options(
+        self,
+        task_name: str,
+        priority: int | None,
+        delay: float | None,
+        queue: str | None,
+        max_retries: int | None,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        task = self._tasks.get(task_name)
+        if not isinstance(task_name, str) or not task_name:
+            raise ValueError(f"task_name must be a non-empty string, got {task_name!r}")
+        priority = settings.first(priority, task and task.priority, default=self.default_priority)
+        max_retries = settings.first(max_retries, task and task.max_retries, default=self.default_retry)
+        timeout = settings.first(timeout, task and task.timeout, default=self.default_timeout)
+        queue = settings.first(queue, task and task.queue_name, default="default")
+        return {
+            "queue": settings.check_queue_name("queue", queue),
+            "priority": settings.check_int("priority", priority),
+            "delay": 0.0 if delay is None else settings.check_seconds("delay", delay),
+            "max_retries": settings.check_int("max_retries", max_retries, minimum=0),
+            "retry_backoff": float(task.retry_backoff) if task else 1.0,
+            "timeout": settings.check_seconds("timeout", timeout, positive=True),
+        }
+
+    def enqueue(
+        self,
+        task_name: str,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        unique_key: str | None = None,
+        metadata: Any = None,
+    ) -> JobResult:
+        """Stores one job for the task named ``task_name`` (registered here or not)."""
+        opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
+        payload = serializer.dump_call(task_name, args, kwargs or {})
+        if unique_key is not None and not isinstance(unique_key, str):
+            raise ValueError(f"unique_key must be a string, got {unique_key!r}")
+        (job_id,) = self._inner.enqueue(
+            task_name, [payload], unique_key=unique_key, metadata=_metadata(metadata), **opts
+        )
+        return JobResult(self, job_id)
+
+    def enqueue_many(
+        self,
+        task_name: str,
+        args_list: list[tuple],
+        kwargs_list: list[dict] | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        metadata: Any = None,
+    ) -> list[JobResult]:
+        """Stores many jobs of one task in one transaction."""
+        args_list = list(args_list)
+        if kwargs_list is not None:
+            kwargs_list = list(kwargs_list)
+            if len(kwargs_list) != len(args_list):
+                raise ValueError("kwargs_list must be as long as args_list")
+        opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
+        payloads = [
+            serializer.dump_call(task_name, a, kwargs_list[i] if kwargs_list else {})
+            for i, a in enumerate(args_list)
+        ]
+        if not payloads:
+            return []
+        ids = self._inner.enqueue(task_name, payloads, metadata=_metadata(metadata), **opts)
+        return [JobResult(self, i) for i in ids]
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def _hook(self, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self._hooks[kind].append(fn)
+        return fn
+
+    def before_task(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn(task_name, args, kwargs)`` runs before each job."""
+        return self._hook("before_task", fn)
+
+    def on_success(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn(task_name, args, kwargs, result)`` runs after each job that returned."""
+        return self._hook("on_success", fn)
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn(task_name, args, kwargs, error)`` runs after each job that raised."""
+        return self._hook("on_failure", fn)
+
+    def on_worker_start(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn()`` runs once when a worker starts, before it takes a job."""
+        return self._hook("on_worker_start", fn)
+
+    def on_worker_stop(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn()`` runs once when a worker has stopped."""
+        return self._hook("on_worker_stop", fn)
+
+    def _worker_hooks(self, kind: str) -> None:
+        for hook in self._hooks[kind]:
+            try:
+                hook()
+            except Exception:
+                log.exception("%s hook %r raised", kind, hook)
+
+    # -- workers -------------------------------------------------------------------------
+
+    def _thread_count(self, workers: int | None) -> int:
+        n = settings.check_int("workers", settings.first(workers, default=self._workers), minimum=0)
+        return n or os.cpu_count() or 1
+
+    def run_worker(
+        self,
+        queues: list[str] | None = None,
+        workers: int | None = None,
+        worker_id: str | None = None,
+        run_once: bool = False,
+        max_jobs: int | None = None,
+        *,
+        drain_timeout: float | None = None,
+    ) -> int:
+        """Runs a worker until shutdown (or, with ``run_once``, until nothing is ready);
+        returns the number of jobs processed. In the main thread, the first SIGINT/SIGTERM
+        drains and the second stops at once."""
+        queues = settings.check_queues(settings.first(queues, settings.env_queues(), default=None))
+        threads = self._thread_count(workers)
+        if max_jobs is not None:
+            settings.check_int("max_jobs", max_jobs, minimum=1)
+        drain = self.drain_timeout if drain_timeout is None else settings.check_seconds("drain_timeout", drain_timeout)
+        wid = worker_id if worker_id is not None else _default_worker_id()
+        settings.check_queue_name("worker_id", wid)
+        if not self._running.acquire(blocking=False):
+            raise TaskitoError("a worker of this Queue is already running in this process")
+        try:
+            log.info(
+                "worker %s starting: %d thread(s), queues %s, tasks %s, database %s",
+                wid, threads, ",".join(queues) if queues else "all",
+                ", ".join(sorted(self._tasks)) or "none", self.db_path,
+            )
+            self._worker_hooks("on_worker_start")
+            with _signals_drain(self):
+                processed = self._inner.run_worker(
+                    make_dispatch(self), threads, queues, wid, socket.gethostname(), os.getpid(),
+                    self.scheduler_poll_interval_ms, drain, run_once=run_once, max_jobs=max_jobs,
+                    heartbeat_interval=self.heartbeat_interval, stale_after=self.stale_after,
+                    result_ttl=self.result_ttl,
+                )
+            log.info("worker %s stopped after %d job(s)", wid, processed)
+            return processed
+        finally:
+            self._worker_hooks("on_worker_stop")
+            self._running.release()
+
+    async def arun_worker(
+        self,
+        queues: list[str] | None = None,
+        workers: int | None = None,
+        worker_id: str | None = None,
+        run_once: bool = False,
+        max_jobs: int | None = None,
+    ) -> int:
+        """``run_worker`` for asyncio: runs in a thread; cancelling the awaiting task drains
+        the worker and waits for it to stop."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+
+        def target() -> None:
+            try:
+                n = self.run_worker(queues, workers, worker_id, run_once, max_jobs)
+            except BaseException as exc:  # handed to the awaiting task
+                loop.call_soon_threadsafe(_settle, done, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, done, n, None)
+
+        thread = threading.Thread(target=target, name="taskito-arun-worker", daemon=True)
+        thread.start()
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            self.shutdown()
+            await asyncio.to_thread(thread.join)
+            raise
+
+    def shutdown(self) -> None:
+        """Makes a running worker of this queue drain and return; a no-op when none runs."""
+        self._inner.request_shutdown()
+
+    def process_one(self, queues: list[str] | None = None) -> bool:
+        """Runs at most one ready job in the calling thread; True if one ran."""
+        ran = self._inner.process_one(
+            make_dispatch(self), settings.check_queues(queues), _default_worker_id(),
+            socket.gethostname(), os.getpid(), threading.get_ident(),
+        )
+        return ran is not None
+
+    def execute_job(self, job_id: str) -> JobResult:
+        """Runs the job ``job_id`` in this thread whatever its status and schedule, and
+        records the outcome as a worker would. Raises ``JobNotFoundError`` if there is no
+        such job and ``TaskitoError`` if another worker is running it."""
+        if self._inner.get_job(job_id) is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        ran = self._inner.execute(
+            make_dispatch(self), job_id, _default_worker_id(), socket.gethostname(),
+            os.getpid(), threading.get_ident(),
+        )
+        if ran is None:
+            raise TaskitoError(f"job {job_id} is running on another worker")
+        return JobResult(self, job_id)
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> JobResult | None:
+        """The job with this id, or None."""
+        return JobResult(self, job_id) if self._inner.get_job(job_id) is not None else None
+
+    def list_jobs(
+        self,
+        status: str | None = None,
+        queue: str | None = None,
+        task_name: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobResult]:
+        """Jobs matching every filter given, oldest first. ``worker_id`` matches a worker
+        thread (``<worker_id>-<n>``) or a whole worker process."""
+        rows = self._inner.list_jobs(status, queue, task_name, worker_id, limit, offset)
+        out = []
+        for row in rows:
+            job = JobResult(self, row["id"])
+            job._snapshot = row
+            out.append(job)
+        return out
+
+    def stats(self, queue: str | None = None) -> dict[str, int]:
+        """Job counts by status (all six keys), for one queue or all."""
+        out = dict.fromkeys(_STATUSES, 0)
+        for q, status, n in self._inner.counts():
+            if queue is None or q == queue:
+                out[status] += n
+        return out
+
+    def stats_all_queues(self) -> dict[str, dict[str, int]]:
+        """``{queue: stats}`` for every queue that has jobs."""
+        out: dict[str, dict[str, int]] = {}
+        for q, status, n in self._inner.counts():
+            out.setdefault(q, dict.fromkeys(_STATUSES, 0))[status] += n
+        return out
+
+    def info(self) -> dict[str, Any]:
+        """Per-queue counts with the age of the oldest pending job, and the live workers."""
+        queues = {q: {**s, "oldest_pending_age": None} for q, s in self.stats_all_queues().items()}
+        now = time.time() * 1000
+        for q, created in self._inner.oldest_pending():
+            queues.setdefault(q, {**dict.fromkeys(_STATUSES, 0), "oldest_pending_age": None})
+            queues[q]["oldest_pending_age"] = max(0.0, (now - created) / 1000)
+        workers = [w for w in self.workers() if w["status"] == "active"]
+        return {"queues": queues, "workers": workers}
+
+    def job_errors(self, job_id: str) -> list[dict[str, Any]]:
+        """One dict per failed attempt: ``attempt, error, traceback, failed_at``."""
+        return self._inner.job_errors(job_id)
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancels a pending job; False if it is not pending (running, finished, unknown)."""
+        return self._inner.cancel_job(job_id)
+
+    def dead_letters(self, limit: int = 10, offset: int = 0) -> list[dict[str, Any]]:
+        """Jobs that failed for good, newest first."""
+        return self._inner.dead_letters(limit, offset)
+
+    def retry_dead(self, dead_id: str) -> str:
+        """Enqueues a dead letter again (retry count reset); returns the new job id."""
+        return self._inner.retry_dead(dead_id)
+
+    def purge_dead(self, older_than: float = 0) -> int:
+        """Deletes dead letters older than ``older_than`` seconds; returns how many."""
+        return self._inner.purge_dead(float(older_than))
+
+    def purge_finished(self, older_than: float = 0) -> int:
+        """Deletes finished jobs older than ``older_than`` seconds; returns how many."""
+        return self._inner.purge_finished(float(older_than))
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Registered worker processes (``status`` is ``"active"`` while alive)."""
+        return self._inner.workers()
+
+
+def _settle(fut: asyncio.Future[int], value: int | None, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(value)  # type: ignore[arg-type]
+
+
+class _signals_drain:
+    """In the main thread: the first SIGINT/SIGTERM drains the worker, the second raises
+    KeyboardInterrupt (the engine then puts running jobs back and returns at once). The
+    previous handlers are restored on exit. Elsewhere: does nothing."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self.previous: dict[int, Any] = {}
+        self.received = 0
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received += 1
+        if self.received == 1:
+            log.warning("received %s: finishing running jobs, then stopping", signal.Signals(signum).name)
+            self.queue._inner.request_shutdown()
+            return
+        log.warning("received %s again: stopping now", signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _signals_drain:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+

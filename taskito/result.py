@@ -1,0 +1,116 @@
+"""``JobResult``: a handle on one stored job. Every attribute reads the database afresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from taskito import serializer
+from taskito.exceptions import (
+    JobNotFoundError,
+    MaxRetriesExceededError,
+    TaskCancelledError,
+    TaskFailedError,
+)
+
+if TYPE_CHECKING:
+    from taskito.app import Queue
+
+
+class JobResult:
+    """A job's id plus live views of its state and a way to wait for its result."""
+
+    __slots__ = ("id", "_queue", "_snapshot")
+
+    def __init__(self, queue: Queue, job_id: str) -> None:
+        self.id = job_id
+        self._queue = queue
+        self._snapshot: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        data = self._queue._inner.get_job(self.id)
+        if data is None:
+            raise JobNotFoundError(f"job {self.id} does not exist (it may have been purged)")
+        self._snapshot = data
+        return data
+
+    def refresh(self) -> JobResult:
+        """Re-reads the job; returns self."""
+        self._load()
+        return self
+
+    @property
+    def status(self) -> str:
+        """``pending``, ``running``, ``complete``, ``failed``, ``dead`` or ``cancelled``."""
+        return self._load()["status"]
+
+    @property
+    def error(self) -> str | None:
+        """The last error of the job, if any."""
+        return self._load()["error"]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Every failed attempt, oldest first."""
+        return self._queue.job_errors(self.id)
+
+    @property
+    def progress(self) -> int | None:
+        return self._load()["progress"]
+
+    @property
+    def worker_id(self) -> str | None:
+        return self._load()["worker_id"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored job (times are epoch milliseconds)."""
+        return dict(self._load())
+
+    def result(self, timeout: float = 30, poll_interval: float = 0.05) -> Any:
+        """Waits up to ``timeout`` seconds and returns the task's return value.
+
+        Raises ``TimeoutError`` if the job has not finished by then, ``TaskFailedError``
+        if it failed, ``MaxRetriesExceededError`` if it was dead-lettered after its
+        retries, ``TaskCancelledError`` if it was cancelled.
+        """
+        status = self._queue._inner.wait(self.id, float(timeout), float(poll_interval))
+        return self._finish(status, timeout)
+
+    async def aresult(self, timeout: float = 30, poll_interval: float = 0.05) -> Any:
+        """``result()`` for asyncio: waits without blocking the event loop."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            status = await asyncio.to_thread(
+                self._queue._inner.wait, self.id, min(left, 1.0), float(poll_interval)
+            )
+            if status != "pending" and status != "running" or left <= 0:
+                return self._finish(status, timeout)
+
+    def _finish(self, status: str | None, timeout: float) -> Any:
+        if status is None:
+            raise JobNotFoundError(f"job {self.id} does not exist (it may have been purged)")
+        if status == "complete":
+            found = self._queue._inner.get_outcome(self.id)
+            return serializer.load_result(found[1] if found else None)
+        if status in ("pending", "running"):
+            raise TimeoutError(f"job {self.id} did not finish within {timeout}s (status {status})")
+        error = self._queue._inner.get_outcome(self.id)
+        text = (error[2] if error else None) or "no error recorded"
+        if status == "cancelled":
+            raise TaskCancelledError(f"job {self.id} was cancelled")
+        if status == "dead":
+            raise MaxRetriesExceededError(
+                f"job {self.id} failed after all its retries and was dead-lettered: {text}"
+            )
+        raise TaskFailedError(f"job {self.id} failed: {text}")
+
+    def __repr__(self) -> str:
+        return f"<JobResult {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobResult) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)

@@ -1,0 +1,72 @@
+"""``TaskWrapper``: what ``@queue.task()`` returns. Calling it runs the function inline;
+``delay`` and ``apply_async`` enqueue it."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from taskito.app import Queue
+    from taskito.result import JobResult
+
+
+class TaskWrapper:
+    """A registered task. ``wrapper(*a, **kw)`` calls the function in this thread."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        fn: Callable[..., Any],
+        name: str,
+        max_retries: int | None,
+        retry_backoff: float,
+        timeout: float | None,
+        priority: int | None,
+        queue_name: str,
+    ) -> None:
+        self._queue = queue
+        self.fn = fn
+        self.name = name
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.timeout = timeout
+        self.priority = priority
+        self.queue_name = queue_name
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> JobResult:
+        """Enqueues a call with the task's defaults."""
+        return self.apply_async(args=args, kwargs=kwargs)
+
+    def apply_async(
+        self,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        unique_key: str | None = None,
+        metadata: str | None = None,
+    ) -> JobResult:
+        """Enqueues a call; each option overrides the task's own for this job."""
+        return self._queue.enqueue(
+            self.name,
+            args=args,
+            kwargs=kwargs,
+            priority=priority,
+            delay=delay,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            unique_key=unique_key,
+            metadata=metadata,
+        )
+
+    def __repr__(self) -> str:
+        return f"<task {self.name} queue={self.queue_name!r}>"
