@@ -70,7 +70,10 @@ impl WorkerConfig {
             }
         }
         if self.poll_interval.is_zero() {
-            return Err(Error::invalid("scheduler_poll_interval_ms", "must be positive"));
+            return Err(Error::invalid(
+                "scheduler_poll_interval_ms",
+                "must be positive",
+            ));
         }
         if self.stale_after <= self.heartbeat_interval {
             return Err(Error::invalid(

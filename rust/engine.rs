@@ -62,12 +62,14 @@ impl Engine {
         let (jobs_tx, jobs_rx) = bounded(config.workers);
         let (events_tx, events_rx) = unbounded();
         let in_flight = Arc::new(InFlight::default());
+        let unrecorded = Arc::new(InFlight::default());
         let processed = Arc::new(AtomicU64::new(0));
         let results = results::spawn(
             storage.clone(),
             events_rx,
             control.clone(),
             processed.clone(),
+            unrecorded.clone(),
         )?;
         let pool = WorkerPool::new(
             jobs_rx,
@@ -87,6 +89,7 @@ impl Engine {
             control,
             pool: pool.clone(),
             in_flight,
+            unrecorded,
             jobs_tx,
             events_tx: events_tx.clone(),
             claimed: Arc::new(AtomicU64::new(0)),
@@ -101,7 +104,7 @@ impl Engine {
                 cv.notify_all();
             })
             .map_err(|e| Error::Start(format!("cannot start the scheduler: {e}")))?;
-        log::info!(
+        log::debug!(
             "worker {} started: {} threads, queues {}",
             config.worker_id,
             config.workers,
@@ -151,7 +154,7 @@ impl Engine {
             log::warn!("could not deregister worker {}: {e}", self.config.worker_id);
         }
         let processed = self.processed.load(Ordering::SeqCst);
-        log::info!(
+        log::debug!(
             "worker {} stopped after {processed} job(s)",
             self.config.worker_id
         );

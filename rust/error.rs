@@ -15,11 +15,18 @@ pub enum Error {
     #[error(
         "database {path:?} has schema version {found}, newer than this taskito understands ({known}); upgrade taskito"
     )]
-    SchemaTooNew { path: String, found: i64, known: i64 },
+    SchemaTooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
 
     /// An option given by the user is out of range.
     #[error("invalid {option}: {reason}")]
-    InvalidOption { option: &'static str, reason: String },
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
 
     /// No job (or dead letter) carries this id.
     #[error("no {kind} with id {id:?}")]

@@ -151,6 +151,14 @@ pub struct JobRecord {
     pub timeout_ms: i64,
 }
 
+/// A job's status with its stored result bytes and last error (for `JobResult.result()`).
+#[derive(Debug, Clone)]
+pub struct StoredOutcome {
+    pub status: JobStatus,
+    pub result: Option<Vec<u8>>,
+    pub error: Option<String>,
+}
+
 /// One failed attempt (or recovery note) in a job's history.
 #[derive(Debug, Clone)]
 pub struct ErrorRecord {

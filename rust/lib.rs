@@ -31,6 +31,12 @@ mod _taskito {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("SCHEMA_VERSION", crate::storage::SCHEMA_VERSION)?;
+        // The engine's `log` records go to Python's `logging`, under the `taskito` logger.
+        // Loggers are cached but their levels are read on every record, so configuring
+        // logging after import still takes effect. Fails only if a logger is already set.
+        let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?
+            .set_prefix("taskito")
+            .install();
         Ok(())
     }
 }

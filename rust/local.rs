@@ -44,7 +44,11 @@ impl Heartbeat {
             worker_id: who.worker_id.clone(),
             hostname: who.hostname.clone(),
             pid: who.pid,
-            queues: who.queues.as_ref().map(|q| q.join(",")).unwrap_or_else(|| "*".into()),
+            queues: who
+                .queues
+                .as_ref()
+                .map(|q| q.join(","))
+                .unwrap_or_else(|| "*".into()),
             started_at: now,
             last_heartbeat: now,
             status: "active".into(),

@@ -13,6 +13,7 @@ use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::job::{now_ms, ClaimedJob, JobStatus, Outcome};
 use crate::storage::{Storage, Write};
+use crate::worker::InFlight;
 
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -117,7 +118,8 @@ pub fn decide(job: &JobRef, thread_id: &str, outcome: Outcome, now: i64) -> Writ
 
 /// Turns a batch of events into writes. A `Started` whose job also finished in the same
 /// batch is dropped: the completion records the thread anyway.
-fn plan(batch: Vec<Event>, now: i64) -> (Vec<Write>, u64) {
+/// Returns the writes, the runs that finished, and the claims ended (finished or put back).
+fn plan(batch: Vec<Event>, now: i64) -> (Vec<Write>, u64, usize) {
     let finished: std::collections::HashSet<(String, i64)> = batch
         .iter()
         .filter_map(|e| match e {
@@ -127,6 +129,7 @@ fn plan(batch: Vec<Event>, now: i64) -> (Vec<Write>, u64) {
         .collect();
     let mut writes = Vec::with_capacity(batch.len());
     let mut processed = 0;
+    let mut ended = 0;
     for event in batch {
         match event {
             Event::Started {
@@ -148,16 +151,20 @@ fn plan(batch: Vec<Event>, now: i64) -> (Vec<Write>, u64) {
                 outcome,
             } => {
                 processed += 1;
+                ended += 1;
                 writes.push(decide(&job, &thread_id, outcome, now));
             }
-            Event::Requeue(job) => writes.push(Write::Requeue {
-                id: job.id,
-                token: job.token,
-            }),
+            Event::Requeue(job) => {
+                ended += 1;
+                writes.push(Write::Requeue {
+                    id: job.id,
+                    token: job.token,
+                })
+            }
             Event::Stop => {}
         }
     }
-    (writes, processed)
+    (writes, processed, ended)
 }
 
 /// Writes a batch, retrying failures that are not contention (those `record` retries
@@ -169,7 +176,10 @@ fn persist(storage: &dyn Storage, writes: &[Write]) {
         match storage.record(writes, now_ms()) {
             Ok(_) => return,
             Err(e) if start.elapsed() < GIVE_UP_AFTER => {
-                log::error!("could not record {} job outcomes, retrying: {e}", writes.len());
+                log::error!(
+                    "could not record {} job outcomes, retrying: {e}",
+                    writes.len()
+                );
                 thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
@@ -184,12 +194,14 @@ fn persist(storage: &dyn Storage, writes: &[Write]) {
     }
 }
 
-/// Starts the result handler thread. `processed` counts finished runs it recorded.
+/// Starts the result handler thread. `processed` counts finished runs it recorded;
+/// `unrecorded` (claims whose outcome is not yet written) goes down as batches commit.
 pub fn spawn(
     storage: Arc<dyn Storage>,
     events: Receiver<Event>,
     control: Arc<Control>,
     processed: Arc<AtomicU64>,
+    unrecorded: Arc<InFlight>,
 ) -> Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("taskito-results".into())
@@ -210,9 +222,10 @@ pub fn spawn(
                     Err(_) => break,
                 }
             }
-            let (writes, finished) = plan(batch, now_ms());
+            let (writes, finished, ended) = plan(batch, now_ms());
             persist(storage.as_ref(), &writes);
             processed.fetch_add(finished, Ordering::SeqCst);
+            unrecorded.sub(ended);
             control.results_committed();
             control.wake.notify_one();
             if stop {

@@ -21,7 +21,8 @@ use crate::worker::{InFlight, WorkerPool};
 
 /// How often the watchdog looks for jobs past their deadline.
 const WATCHDOG_TICK: Duration = Duration::from_millis(100);
-/// How often finished jobs past `result_ttl` are purged.
+/// How often, at most, finished jobs past `result_ttl` are purged (a short ttl purges more
+/// often, but not more than once a second).
 const PURGE_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Scheduler {
@@ -30,6 +31,8 @@ pub struct Scheduler {
     pub control: Arc<Control>,
     pub pool: Arc<WorkerPool>,
     pub in_flight: Arc<InFlight>,
+    /// Claims whose outcome the result handler has not written yet.
+    pub unrecorded: Arc<InFlight>,
     pub jobs_tx: Sender<ClaimedJob>,
     pub events_tx: Sender<Event>,
     /// Jobs handed to workers so far (for `max_jobs`).
@@ -86,7 +89,7 @@ impl Scheduler {
             let mut free = self.config.workers.saturating_sub(in_flight);
             if let Some(max) = self.config.max_jobs {
                 let left = max.saturating_sub(self.claimed.load(Ordering::SeqCst)) as usize;
-                if left == 0 && in_flight == 0 {
+                if left == 0 && self.unrecorded.get() == 0 {
                     return;
                 }
                 free = free.min(left);
@@ -116,12 +119,15 @@ impl Scheduler {
                 }
             };
             let n = claimed.len();
-            if n == 0 && self.config.run_once && in_flight == 0 {
+            // Run-once ends when nothing is ready and every outcome is written (a failure
+            // may have just put a job back as ready).
+            if n == 0 && self.config.run_once && self.unrecorded.get() == 0 {
                 return;
             }
             if n > 0 {
                 self.claimed.fetch_add(n as u64, Ordering::SeqCst);
                 self.in_flight.add(n);
+                self.unrecorded.add(n);
                 self.send(claimed);
                 if n == free {
                     continue; // maybe more is ready; the next turn waits for a free slot
@@ -167,7 +173,11 @@ impl Scheduler {
 }
 
 /// Resolves when the probe reports a commit made since the last one seen.
-async fn changed(probe: &mut Option<Box<dyn ChangeProbe>>, seen: &mut Option<i64>, every: Duration) {
+async fn changed(
+    probe: &mut Option<Box<dyn ChangeProbe>>,
+    seen: &mut Option<i64>,
+    every: Duration,
+) {
     let Some(p) = probe.as_mut() else {
         return std::future::pending().await;
     };
@@ -216,14 +226,17 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
         let Some(ttl) = config.result_ttl else {
             continue;
         };
-        if last_purge.is_some_and(|t| t.elapsed() < PURGE_EVERY) {
+        let purge_every = ttl.clamp(Duration::from_secs(1), PURGE_EVERY);
+        if last_purge.is_some_and(|t| t.elapsed() < purge_every) {
             continue;
         }
         last_purge = Some(Instant::now());
         let s = storage.clone();
         let before = now_ms() - ttl.as_millis() as i64;
         match tokio::task::spawn_blocking(move || s.purge_finished(before)).await {
-            Ok(Ok(n)) if n > 0 => log::info!("removed {n} finished job(s) older than the result ttl"),
+            Ok(Ok(n)) if n > 0 => {
+                log::info!("removed {n} finished job(s) older than the result ttl")
+            }
             Ok(Err(e)) => log::warn!("purging finished jobs failed: {e}"),
             _ => {}
         }

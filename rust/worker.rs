@@ -25,6 +25,13 @@ pub trait Runner: Send + Sync + 'static {
     fn run(&self, job: &ClaimedJob, thread_id: &str, ident: u64) -> Outcome;
     /// Asks the thread with `ident` to stop the job it runs (best effort).
     fn interrupt(&self, _ident: u64) {}
+    /// Called on a worker thread just before it exits, to release per-thread resources.
+    fn thread_stopping(&self) {}
+    /// Runs a worker thread's whole loop; lets an implementation keep per-thread state
+    /// (an interpreter thread state, an event loop) alive across jobs.
+    fn thread_scope(&self, body: &mut (dyn FnMut() + Send)) {
+        body()
+    }
 }
 
 /// What the engine counts: jobs claimed and not yet handed back (in the channel or running).
@@ -39,9 +46,14 @@ impl InFlight {
         self.0.fetch_add(n, Ordering::SeqCst);
     }
     pub fn done(&self) {
+        self.sub(1);
+    }
+    pub fn sub(&self, n: usize) {
         let _ = self
             .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v.saturating_sub(1)));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_sub(n))
+            });
     }
 }
 
@@ -59,6 +71,9 @@ struct SlotState {
     /// returns is discarded and it exits.
     written_off: bool,
 }
+
+/// A worker thread's slot and, until joined, its handle.
+type SlotEntry = (Arc<Slot>, Option<JoinHandle<()>>);
 
 struct Slot {
     state: Mutex<SlotState>,
@@ -78,7 +93,7 @@ pub struct WorkerPool {
     control: Arc<Control>,
     in_flight: Arc<InFlight>,
     worker_id: String,
-    slots: Mutex<Vec<(Arc<Slot>, Option<JoinHandle<()>>)>>,
+    slots: Mutex<Vec<SlotEntry>>,
     next_index: AtomicUsize,
 }
 
@@ -119,11 +134,18 @@ impl WorkerPool {
         Ok(())
     }
 
-    fn lock_slots(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<Slot>, Option<JoinHandle<()>>)>> {
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, Vec<SlotEntry>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn worker_loop(&self, slot: &Slot, thread_id: String) {
+        self.runner.thread_scope(&mut || {
+            self.serve(slot, &thread_id);
+            self.runner.thread_stopping();
+        });
+    }
+
+    fn serve(&self, slot: &Slot, thread_id: &str) {
         let ident = self.runner.thread_started();
         slot.lock().ident = ident;
         while let Ok(job) = self.jobs_rx.recv() {
@@ -143,9 +165,9 @@ impl WorkerPool {
             let _ = self.events_tx.send(Event::Started {
                 id: job.id.clone(),
                 token: job.claim_token,
-                thread_id: thread_id.clone(),
+                thread_id: thread_id.to_string(),
             });
-            let mut outcome = self.runner.run(&job, &thread_id, ident);
+            let mut outcome = self.runner.run(&job, thread_id, ident);
             drop(job);
             {
                 let mut state = slot.lock();
@@ -161,7 +183,7 @@ impl WorkerPool {
             }
             let _ = self.events_tx.send(Event::Finished {
                 job: job_ref,
-                thread_id: thread_id.clone(),
+                thread_id: thread_id.to_string(),
                 outcome,
             });
             self.in_flight.done();
@@ -253,9 +275,12 @@ impl WorkerPool {
 
     /// Joins every thread that was not written off. Call after the job sender is dropped.
     pub fn join(&self) {
-        let handles: Vec<(Arc<Slot>, Option<JoinHandle<()>>)> = {
+        let handles: Vec<SlotEntry> = {
             let mut slots = self.lock_slots();
-            slots.iter_mut().map(|(s, h)| (s.clone(), h.take())).collect()
+            slots
+                .iter_mut()
+                .map(|(s, h)| (s.clone(), h.take()))
+                .collect()
         };
         for (slot, handle) in handles {
             let written_off = slot.lock().written_off;

@@ -34,6 +34,14 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def thread_exit() -> None:
+    """Called by each worker thread as it exits: closes its event loop, if it made one."""
+    loop = getattr(_local, "loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.close()
+    _local.loop = None
+
+
 def _run_hooks(hooks: list[Callable[..., Any]], kind: str, *args: Any) -> None:
     for hook in hooks:
         try:

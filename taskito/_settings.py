@@ -1,7 +1,16 @@
 """Settings from the environment and the checks every option goes through.
 
-Precedence: an explicit argument (``run_worker(...)`` or a CLI flag) > the value given to
-``Queue(...)`` > ``TASKITO_*`` environment variables > the built-in default.
+Each setting is resolved in layers; the first layer that gives a value wins:
+
+1. an explicit argument to the call that uses it: ``run_worker(workers=...)``, or a CLI flag
+   such as ``--workers`` (the CLI passes its flags to ``run_worker``);
+2. the value given to ``Queue(...)``;
+3. the ``TASKITO_*`` environment variable;
+4. the built-in default.
+
+An environment variable is read when the setting is needed (``Queue(...)`` for the database,
+threads, drain timeout, poll interval and log level; ``run_worker`` for the queues). A
+malformed value raises :class:`EnvError`, whose message names the variable.
 """
 
 from __future__ import annotations
@@ -24,6 +33,10 @@ ENV_VARS = {
 }
 
 
+class EnvError(ValueError):
+    """A ``TASKITO_*`` environment variable holds a value that cannot be used."""
+
+
 def _env(name: str, parse: Callable[[str], T]) -> T | None:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -31,29 +44,48 @@ def _env(name: str, parse: Callable[[str], T]) -> T | None:
     try:
         return parse(raw.strip())
     except ValueError as exc:
-        raise ValueError(f"environment variable {name}={raw!r} is invalid: {exc}") from None
+        raise EnvError(f"environment variable {name}={raw!r} is invalid: {exc}") from None
 
 
-def _int(raw: str) -> int:
-    return int(raw)
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"expected an integer >= {minimum}") from None
+        if value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}")
+        return value
+
+    return parse
 
 
-def _float(raw: str) -> float:
-    return float(raw)
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number of seconds >= 0") from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise ValueError("expected a finite number of seconds >= 0")
+    return value
 
 
 def _queues(raw: str) -> list[str]:
     names = [q.strip() for q in raw.split(",")]
     if not all(names):
-        raise ValueError("queue names must not be empty")
+        raise ValueError("expected comma-separated queue names, none of them empty")
     return names
 
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _level(raw: str) -> int:
-    level = logging.getLevelName(raw.upper())
-    if not isinstance(level, int):
+    if raw.isdigit():
+        return int(raw)
+    if raw.upper() not in _LEVELS:
         raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    return level
+    return int(getattr(logging, raw.upper()))
 
 
 def env_db_path() -> str | None:
@@ -61,7 +93,7 @@ def env_db_path() -> str | None:
 
 
 def env_workers() -> int | None:
-    return _env("TASKITO_WORKERS", _int)
+    return _env("TASKITO_WORKERS", _int_at_least(0))
 
 
 def env_queues() -> list[str] | None:
@@ -69,15 +101,29 @@ def env_queues() -> list[str] | None:
 
 
 def env_poll_interval_ms() -> int | None:
-    return _env("TASKITO_POLL_INTERVAL_MS", _int)
+    return _env("TASKITO_POLL_INTERVAL_MS", _int_at_least(1))
 
 
 def env_drain_timeout() -> float | None:
-    return _env("TASKITO_DRAIN_TIMEOUT", _float)
+    return _env("TASKITO_DRAIN_TIMEOUT", _seconds)
 
 
 def env_log_level() -> int | None:
     return _env("TASKITO_LOG_LEVEL", _level)
+
+
+def check_env() -> None:
+    """Reads every ``TASKITO_*`` variable once, raising :class:`EnvError` for the first
+    malformed one."""
+    for read in (
+        env_db_path,
+        env_workers,
+        env_queues,
+        env_poll_interval_ms,
+        env_drain_timeout,
+        env_log_level,
+    ):
+        read()
 
 
 def first(*values: T | None, default: T) -> T:

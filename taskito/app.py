@@ -23,6 +23,9 @@ from taskito.result import JobResult
 from taskito.task import TaskWrapper
 
 log = logging.getLogger("taskito")
+# A library leaves output to the application: without a handler configured anywhere, records
+# are dropped instead of reaching logging's last-resort stderr handler.
+log.addHandler(logging.NullHandler())
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
 _run_counter = itertools.count(1)
@@ -30,9 +33,25 @@ _HOOK_KINDS = ("before_task", "on_success", "on_failure", "on_worker_start", "on
 
 
 def _default_worker_id() -> str:
+    """``<hostname>-<pid>`` for the first worker of this process, then ``-2``, ``-3``..."""
     n = next(_run_counter)
     base = f"{socket.gethostname()}-{os.getpid()}"
     return base if n == 1 else f"{base}-{n}"
+
+
+_inline_counter = itertools.count(1)
+_inline_ids = threading.local()
+
+
+def _inline_worker_id() -> str:
+    """The id under which ``process_one`` and ``execute_job`` run jobs in the calling
+    thread: ``<hostname>-<pid>-inline-<n>``, one per thread, so repeated calls reuse one
+    registry row and calls from different threads never share one."""
+    wid = getattr(_inline_ids, "worker_id", None)
+    if wid is None:
+        wid = f"{socket.gethostname()}-{os.getpid()}-inline-{next(_inline_counter)}"
+        _inline_ids.worker_id = wid
+    return wid
 
 
 def _metadata(value: Any) -> str | None:
@@ -346,8 +365,9 @@ class Queue:
     def process_one(self, queues: list[str] | None = None) -> bool:
         """Runs at most one ready job in the calling thread; True if one ran."""
         ran = self._inner.process_one(
-            make_dispatch(self), settings.check_queues(queues), _default_worker_id(),
+            make_dispatch(self), settings.check_queues(queues), _inline_worker_id(),
             socket.gethostname(), os.getpid(), threading.get_ident(),
+            heartbeat_interval=self.heartbeat_interval,
         )
         return ran is not None
 
@@ -358,8 +378,8 @@ class Queue:
         if self._inner.get_job(job_id) is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
         ran = self._inner.execute(
-            make_dispatch(self), job_id, _default_worker_id(), socket.gethostname(),
-            os.getpid(), threading.get_ident(),
+            make_dispatch(self), job_id, _inline_worker_id(), socket.gethostname(),
+            os.getpid(), threading.get_ident(), heartbeat_interval=self.heartbeat_interval,
         )
         if ran is None:
             raise TaskitoError(f"job {job_id} is running on another worker")
@@ -406,14 +426,20 @@ class Queue:
         return out
 
     def info(self) -> dict[str, Any]:
-        """Per-queue counts with the age of the oldest pending job, and the live workers."""
+        """An overview in one call: ``stats`` (counts over all queues), ``queues`` (per-queue
+        counts plus ``oldest_pending_age``, seconds since the oldest pending job was
+        created, or None) and ``workers`` (the registry rows of live workers)."""
         queues = {q: {**s, "oldest_pending_age": None} for q, s in self.stats_all_queues().items()}
         now = time.time() * 1000
         for q, created in self._inner.oldest_pending():
             queues.setdefault(q, {**dict.fromkeys(_STATUSES, 0), "oldest_pending_age": None})
             queues[q]["oldest_pending_age"] = max(0.0, (now - created) / 1000)
         workers = [w for w in self.workers() if w["status"] == "active"]
-        return {"queues": queues, "workers": workers}
+        stats = dict.fromkeys(_STATUSES, 0)
+        for counts in queues.values():
+            for status in _STATUSES:
+                stats[status] += counts[status]
+        return {"stats": stats, "queues": queues, "workers": workers}
 
     def job_errors(self, job_id: str) -> list[dict[str, Any]]:
         """One dict per failed attempt: ``attempt, error, traceback, failed_at``."""

@@ -1,4 +1,11 @@
-"""The ``taskito`` command: ``worker`` and ``info`` (more subcommands are added in ``_cli_ops``)."""
+"""The ``taskito`` command: ``worker`` here; ``info``, ``jobs``, ``dead``, ``cancel`` and
+``execute`` in ``_cli_ops``.
+
+Output meant for people goes to stdout, log records to stderr. Exit codes: 0 success, 1 the
+operation failed (a job failed, an id is unknown, nothing to cancel), 2 bad usage or
+configuration (flags, ``--app``, ``TASKITO_*`` variables), 130 a worker stopped by a second
+signal.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,20 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from taskito import _settings as settings
 from taskito.app import Queue
+from taskito.exceptions import TaskitoError
 
 
 class AppError(Exception):
     """A bad ``--app`` value."""
+
+
+class CommandError(Exception):
+    """An operation that cannot be done (unknown id, job failed); exits with status 1."""
 
 
 def load_app(spec: str) -> Queue:
@@ -28,6 +41,8 @@ def load_app(spec: str) -> Queue:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except settings.EnvError:
+        raise  # the Queue read a malformed TASKITO_* variable: report that, not the import
     except Exception as exc:
         raise AppError(f"could not import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
     try:
@@ -52,7 +67,8 @@ def _configure_logging(level: int | None) -> None:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     queue = load_app(args.app)
-    queues = settings.check_queues(args.queues) if args.queues else None
+    # A flag wins over TASKITO_QUEUES; without either the worker serves every queue.
+    queues = settings.check_queues(args.queues) if args.queues else settings.env_queues()
     shown = ", ".join(queues) if queues else "all"
     print(f"[taskito] Starting worker (database {queue.db_path})", flush=True)
     print(f"[taskito] Registered tasks: {len(queue.tasks)}", flush=True)
@@ -76,42 +92,45 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    queue = load_app(args.app)
-    stats = queue.stats()
-    for status in ("pending", "running", "completed", "failed", "dead", "cancelled"):
-        print(f"{status} {stats[status]}")
-    return 0
+def _env_help() -> str:
+    return "\n".join(f"  {k:<26} {v}" for k, v in settings.ENV_VARS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env_help = "\n".join(f"  {k:<26} {v}" for k, v in settings.ENV_VARS.items())
+    from taskito import _cli_ops
+
     parser = argparse.ArgumentParser(
         prog="taskito",
         description="taskito: run workers and inspect a taskito queue.",
-        epilog="environment variables:\n" + env_help,
+        epilog="environment variables:\n" + _env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     w = sub.add_parser(
         "worker",
         help="run a worker",
-        epilog="environment variables (a flag wins over its variable):\n" + env_help,
+        description="Run a worker until SIGINT/SIGTERM (or until done, with --run-once or --max-jobs).",
+        epilog=(
+            "environment variables (an argument in the code or a flag wins over its variable):\n"
+            + _env_help()
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     w.add_argument("--app", required=True, help="the Queue to serve, as module:attribute")
-    w.add_argument("--queues", help="comma-separated queues to serve (default: all)")
-    w.add_argument("--workers", type=int, help="worker threads (0 = CPU count)")
-    w.add_argument("--drain-timeout", type=float, help="seconds to wait for running jobs on shutdown")
+    w.add_argument("--queues", help="comma-separated queues to serve (default: TASKITO_QUEUES, else all)")
+    w.add_argument("--workers", type=int, help="worker threads, 0 = CPU count (default: TASKITO_WORKERS)")
+    w.add_argument(
+        "--drain-timeout",
+        type=float,
+        help="seconds to wait for running jobs on shutdown (default: TASKITO_DRAIN_TIMEOUT, else 30)",
+    )
     w.add_argument("--worker-id", help="this worker's id (default <hostname>-<pid>)")
     w.add_argument("--run-once", action="store_true", help="process what is ready now, then exit")
-    w.add_argument("--max-jobs", type=int, help="exit after this many jobs")
+    w.add_argument("--max-jobs", type=int, help="exit after processing this many jobs")
     w.set_defaults(func=_cmd_worker)
 
-    i = sub.add_parser("info", help="job counts by status")
-    i.add_argument("--app", required=True, help="the Queue, as module:attribute")
-    i.set_defaults(func=_cmd_info)
+    _cli_ops.add_commands(sub)
     return parser
 
 
@@ -119,14 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        settings.check_env()
         _configure_logging(settings.env_log_level())
         code = args.func(args)
-    except AppError as exc:
+    except (AppError, ValueError) as exc:  # ValueError: a bad option or TASKITO_* variable
         print(f"taskito: error: {exc}", file=sys.stderr)
         code = 2
-    except ValueError as exc:
+    except (CommandError, TaskitoError) as exc:
         print(f"taskito: error: {exc}", file=sys.stderr)
-        code = 2
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     # Threads written off after a timeout may still be stuck in C code: leave without

@@ -24,6 +24,9 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 /// How often a result waiter reads the store's change counter (catches other processes).
 const PROBE_EVERY: Duration = Duration::from_millis(2);
 
+/// `(status, result bytes, error)` as `get_outcome` returns it.
+type OutcomeTuple<'py> = (&'static str, Option<Bound<'py, PyBytes>>, Option<String>);
+
 #[pyclass(name = "QueueCore", module = "taskito._taskito", frozen)]
 pub struct PyQueueCore {
     storage: Arc<dyn Storage>,
@@ -34,7 +37,10 @@ pub struct PyQueueCore {
 
 fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
     if !v.is_finite() || v < 0.0 {
-        return Err(Error::invalid(option, format!("{v} (must be a non-negative number of seconds)")));
+        return Err(Error::invalid(
+            option,
+            format!("{v} (must be a non-negative number of seconds)"),
+        ));
     }
     Ok(Duration::from_secs_f64(v))
 }
@@ -55,7 +61,9 @@ fn local_result(py: Python<'_>, run: LocalRun) -> PyResult<Py<PyAny>> {
     use crate::job::Outcome;
     let (error, traceback): (Option<String>, Option<String>) = match run.outcome {
         Outcome::Complete(_) => (None, None),
-        Outcome::Failed { error, traceback, .. } => (Some(error), Some(traceback)),
+        Outcome::Failed {
+            error, traceback, ..
+        } => (Some(error), Some(traceback)),
     };
     Ok((run.job_id, run.status.as_str(), error, traceback)
         .into_pyobject(py)?
@@ -137,22 +145,28 @@ impl PyQueueCore {
     }
 
     /// `(status, result_bytes, error)` of a job, or None.
-    fn get_outcome<'py>(
-        &self,
-        py: Python<'py>,
-        id: String,
-    ) -> PyResult<Option<(&'static str, Option<Bound<'py, PyBytes>>, Option<String>)>> {
+    fn get_outcome<'py>(&self, py: Python<'py>, id: String) -> PyResult<Option<OutcomeTuple<'py>>> {
         let storage = self.storage.clone();
         let found = py.detach(move || storage.get_outcome(&id))?;
-        Ok(found.map(|(status, result, error)| {
-            (status.as_str(), result.map(|r| PyBytes::new(py, &r)), error)
+        Ok(found.map(|o| {
+            (
+                o.status.as_str(),
+                o.result.map(|r| PyBytes::new(py, &r)),
+                o.error,
+            )
         }))
     }
 
     /// Waits until the job is finished or `timeout` seconds pass; returns its status then
     /// (None if it does not exist). Wakes at once on this process's commits and within a
     /// few milliseconds on other processes'.
-    fn wait(&self, py: Python<'_>, id: String, timeout: f64, poll_interval: f64) -> PyResult<Option<&'static str>> {
+    fn wait(
+        &self,
+        py: Python<'_>,
+        id: String,
+        timeout: f64,
+        poll_interval: f64,
+    ) -> PyResult<Option<&'static str>> {
         let deadline = Instant::now() + secs("timeout", timeout)?;
         let poll = secs("poll_interval", poll_interval)?.max(Duration::from_millis(1));
         loop {
@@ -165,7 +179,7 @@ impl PyQueueCore {
                 loop {
                     let epoch = control.results_epoch();
                     let seen = probe_version(probe, storage.as_ref());
-                    let status = storage.get_outcome(&id2)?.map(|(s, _, _)| s);
+                    let status = storage.status(&id2)?;
                     match status {
                         None => return Ok(None),
                         Some(s) if s.is_finished() => return Ok(Some(s)),
@@ -224,7 +238,14 @@ impl PyQueueCore {
         if limit < 0 || offset < 0 {
             return Err(Error::invalid("limit", "limit and offset must not be negative").into());
         }
-        let filter = JobFilter { status, queue, task_name, worker_id, limit, offset };
+        let filter = JobFilter {
+            status,
+            queue,
+            task_name,
+            worker_id,
+            limit,
+            offset,
+        };
         let storage = self.storage.clone();
         let jobs = py.detach(move || storage.list_jobs(&filter))?;
         list(py, &jobs, job_dict)
@@ -234,7 +255,10 @@ impl PyQueueCore {
     fn counts(&self, py: Python<'_>) -> PyResult<Vec<(String, &'static str, i64)>> {
         let storage = self.storage.clone();
         let counts = py.detach(move || storage.counts())?;
-        Ok(counts.into_iter().map(|(q, s, n)| (q, s.stats_key(), n)).collect())
+        Ok(counts
+            .into_iter()
+            .map(|(q, s, n)| (q, s.stats_key(), n))
+            .collect())
     }
 
     /// `[(queue, created_at_ms)]` of the oldest pending job per queue.
@@ -263,7 +287,12 @@ impl PyQueueCore {
     }
 
     /// Dead letters, newest first.
-    fn dead_letters<'py>(&self, py: Python<'py>, limit: i64, offset: i64) -> PyResult<Bound<'py, PyList>> {
+    fn dead_letters<'py>(
+        &self,
+        py: Python<'py>,
+        limit: i64,
+        offset: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
         let storage = self.storage.clone();
         let dead = py.detach(move || storage.dead_letters(limit, offset))?;
         list(py, &dead, dead_dict)
@@ -359,7 +388,7 @@ impl PyQueueCore {
 
     /// Runs the next ready job in this thread. Returns `(job_id, status, error, traceback)`
     /// or None when nothing is ready.
-    #[pyo3(signature = (dispatch, queues, worker_id, hostname, pid, ident))]
+    #[pyo3(signature = (dispatch, queues, worker_id, hostname, pid, ident, heartbeat_interval = 2.0))]
     #[allow(clippy::too_many_arguments)]
     fn process_one(
         &self,
@@ -370,9 +399,19 @@ impl PyQueueCore {
         hostname: String,
         pid: i64,
         ident: u64,
+        heartbeat_interval: f64,
     ) -> PyResult<Option<Py<PyAny>>> {
         let runner = PyRunner::new(py, dispatch)?;
-        let who = LocalWorker { worker_id, hostname, pid, queues, heartbeat_interval: Duration::from_secs(2) };
+        // The queue's own interval: a fixed one could exceed the `stale_after` of workers
+        // elsewhere, which would then take the job for an orphan while it runs here.
+        let heartbeat_interval = secs("heartbeat_interval", heartbeat_interval)?;
+        let who = LocalWorker {
+            worker_id,
+            hostname,
+            pid,
+            queues,
+            heartbeat_interval,
+        };
         let storage = self.storage.clone();
         let run = py.detach(|| local::process_one(storage, &runner, &who, ident))?;
         self.control.results_committed();
@@ -381,7 +420,7 @@ impl PyQueueCore {
 
     /// Runs the job `job_id` in this thread whatever its status; returns
     /// `(job_id, status, error, traceback)`, or None if no such job can be run.
-    #[pyo3(signature = (dispatch, job_id, worker_id, hostname, pid, ident))]
+    #[pyo3(signature = (dispatch, job_id, worker_id, hostname, pid, ident, heartbeat_interval = 2.0))]
     #[allow(clippy::too_many_arguments)]
     fn execute(
         &self,
@@ -392,9 +431,19 @@ impl PyQueueCore {
         hostname: String,
         pid: i64,
         ident: u64,
+        heartbeat_interval: f64,
     ) -> PyResult<Option<Py<PyAny>>> {
         let runner = PyRunner::new(py, dispatch)?;
-        let who = LocalWorker { worker_id, hostname, pid, queues: None, heartbeat_interval: Duration::from_secs(2) };
+        // The queue's own interval: a fixed one could exceed the `stale_after` of workers
+        // elsewhere, which would then take the job for an orphan while it runs here.
+        let heartbeat_interval = secs("heartbeat_interval", heartbeat_interval)?;
+        let who = LocalWorker {
+            worker_id,
+            hostname,
+            pid,
+            queues: None,
+            heartbeat_interval,
+        };
         let storage = self.storage.clone();
         let run = py.detach(|| local::execute(storage, &runner, &who, &job_id, ident))?;
         self.control.results_committed();
@@ -403,7 +452,10 @@ impl PyQueueCore {
 }
 
 /// Reads the shared change probe, opening it on first use.
-fn probe_version(probe: &Mutex<Option<Box<dyn ChangeProbe>>>, storage: &dyn Storage) -> Option<i64> {
+fn probe_version(
+    probe: &Mutex<Option<Box<dyn ChangeProbe>>>,
+    storage: &dyn Storage,
+) -> Option<i64> {
     let mut guard = probe.lock().unwrap_or_else(|p| p.into_inner());
     if guard.is_none() {
         *guard = storage.change_probe().ok();

@@ -14,6 +14,8 @@ use crate::worker::Runner;
 pub struct PyRunner {
     dispatch: Py<PyAny>,
     timeout_error: Py<PyAny>,
+    /// `taskito._dispatch.thread_exit`: closes the thread's event loop.
+    thread_exit: Py<PyAny>,
 }
 
 impl PyRunner {
@@ -21,6 +23,10 @@ impl PyRunner {
         Ok(PyRunner {
             dispatch,
             timeout_error: py.get_type::<TaskTimeoutError>().into_any().unbind(),
+            thread_exit: py
+                .import("taskito._dispatch")?
+                .getattr("thread_exit")?
+                .unbind(),
         })
     }
 }
@@ -42,7 +48,14 @@ fn failure(py: Python<'_>, err: PyErr) -> Outcome {
         .and_then(|tb| tb.format().ok())
         .unwrap_or_default();
     Outcome::Failed {
-        error: format!("{}: {}", err.get_type(py).name().map(|n| n.to_string()).unwrap_or_default(), err.value(py)),
+        error: format!(
+            "{}: {}",
+            err.get_type(py)
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            err.value(py)
+        ),
         traceback,
         retryable: true,
     }
@@ -94,6 +107,21 @@ impl Runner for PyRunner {
             clear_pending_interrupt(ident);
             outcome
         })
+    }
+
+    fn thread_scope(&self, body: &mut (dyn FnMut() + Send)) {
+        // Attach once and detach for the thread's whole life: the thread state then
+        // survives between jobs, so each job's attach is a cheap re-acquire and Python
+        // thread-locals (the thread's event loop) persist.
+        Python::attach(|py| py.detach(body));
+    }
+
+    fn thread_stopping(&self) {
+        Python::attach(|py| {
+            if let Err(e) = self.thread_exit.call0(py) {
+                e.print(py);
+            }
+        });
     }
 
     fn interrupt(&self, ident: u64) {

@@ -66,7 +66,10 @@ pub fn check_path(path: &str) -> Result<()> {
             ancestor = a.parent().filter(|d| !d.as_os_str().is_empty());
         }
         fs::create_dir_all(parent).map_err(|e| {
-            open_error(path, format!("cannot create folder {}: {e}", parent.display()))
+            open_error(
+                path,
+                format!("cannot create folder {}: {e}", parent.display()),
+            )
         })?;
     }
     if p.exists() {
@@ -76,7 +79,10 @@ pub fn check_path(path: &str) -> Result<()> {
         if len > 0 {
             let n = file.read(&mut header).map_err(|e| open_error(path, e))?;
             if n < 16 || &header != SQLITE_MAGIC {
-                return Err(open_error(path, "the file exists but is not a SQLite database"));
+                return Err(open_error(
+                    path,
+                    "the file exists but is not a SQLite database",
+                ));
             }
         }
     }
@@ -89,7 +95,17 @@ pub fn open(settings: &Settings) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|_| open_error(path, why_not_open(path)))?;
+    // SQLite quietly falls back to read-only when it may not write the file; the queue
+    // would then fail at its first write, far from the cause. Checked before the first
+    // read, so nothing (not even a -wal or -shm file) is created.
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(open_error(
+            path,
+            "the file is read-only (this user may not write it)",
+        ));
+    }
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, e))?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -99,9 +115,16 @@ pub fn open(settings: &Settings) -> Result<Connection> {
     })
     .map_err(|e| open_error(path, describe(&e)))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(open_error(path, format!("cannot switch to WAL mode (got {mode})")));
+        return Err(open_error(
+            path,
+            format!("cannot switch to WAL mode (got {mode})"),
+        ));
     }
-    let sync = if settings.synchronous_full { "FULL" } else { "NORMAL" };
+    let sync = if settings.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
     conn.pragma_update(None, "synchronous", sync)
         .map_err(|e| open_error(path, e))?;
     Ok(conn)
@@ -124,7 +147,10 @@ pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
     if size <= QUICK_CHECK_MAX_BYTES {
         let verdict = probe("PRAGMA quick_check(1)").map_err(|e| open_error(path, e))?;
         if verdict != "ok" {
-            return Err(open_error(path, format!("the database is damaged: {verdict}")));
+            return Err(open_error(
+                path,
+                format!("the database is damaged: {verdict}"),
+            ));
         }
     } else {
         probe("SELECT id FROM jobs ORDER BY seq DESC LIMIT 1")
@@ -135,6 +161,30 @@ pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
             .map_err(|e| open_error(path, format!("the database is damaged: {e}")))?;
     }
     Ok(conn)
+}
+
+/// Why SQLite could not open or create `path`: SQLite only says "unable to open database
+/// file", so ask the OS the same question to get its reason (permission denied, read-only
+/// file system, ...). Never changes an existing file; a file created here is removed.
+fn why_not_open(path: &str) -> String {
+    let p = Path::new(path);
+    if p.exists() {
+        return match fs::OpenOptions::new().read(true).write(true).open(p) {
+            Err(e) => format!("cannot open the file for writing: {e}"),
+            Ok(_) => "SQLite cannot open the file".into(),
+        };
+    }
+    let folder = match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.display().to_string(),
+        None => ".".into(),
+    };
+    match fs::OpenOptions::new().write(true).create_new(true).open(p) {
+        Err(e) => format!("cannot create the file in folder {folder}: {e}"),
+        Ok(_) => {
+            let _ = fs::remove_file(p);
+            "SQLite cannot create the file".into()
+        }
+    }
 }
 
 /// A human wording of SQLite's errors for the open path.

@@ -7,7 +7,7 @@ use super::sqlite::insert_job;
 use super::QueueCounts;
 use crate::error::{Error, Result};
 use crate::job::{
-    DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, WorkerInfo,
+    DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome, WorkerInfo,
 };
 
 const JOB_COLUMNS: &str = "id, queue, task_name, status, priority, retry_count, max_retries, \
@@ -37,22 +37,31 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
 }
 
 pub fn get_job(c: &Connection, id: &str) -> Result<Option<JobRecord>> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
-        .query_row(params![id], job_row)
+    Ok(
+        c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+            .query_row(params![id], job_row)
+            .optional()?,
+    )
+}
+
+pub fn status(c: &Connection, id: &str) -> Result<Option<JobStatus>> {
+    Ok(c.prepare_cached("SELECT status FROM jobs WHERE id = ?1")?
+        .query_row(params![id], |r| Ok(JobStatus::from_i64(r.get(0)?)))
         .optional()?)
 }
 
-pub fn get_outcome(
-    c: &Connection,
-    id: &str,
-) -> Result<Option<(JobStatus, Option<Vec<u8>>, Option<String>)>> {
-    Ok(c
-        .prepare_cached("SELECT status, result, error FROM jobs WHERE id = ?1")?
-        .query_row(params![id], |r| {
-            Ok((JobStatus::from_i64(r.get(0)?), r.get(1)?, r.get(2)?))
-        })
-        .optional()?)
+pub fn get_outcome(c: &Connection, id: &str) -> Result<Option<StoredOutcome>> {
+    Ok(
+        c.prepare_cached("SELECT status, result, error FROM jobs WHERE id = ?1")?
+            .query_row(params![id], |r| {
+                Ok(StoredOutcome {
+                    status: JobStatus::from_i64(r.get(0)?),
+                    result: r.get(1)?,
+                    error: r.get(2)?,
+                })
+            })
+            .optional()?,
+    )
 }
 
 pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
@@ -194,20 +203,21 @@ pub fn retry_dead(c: &mut Connection, dead_id: &str, now: i64) -> Result<String>
 }
 
 pub fn purge_dead(c: &Connection, before: i64) -> Result<usize> {
-    Ok(c
-        .prepare_cached("DELETE FROM dead_letters WHERE failed_at < ?1")?
-        .execute(params![before])?)
+    Ok(
+        c.prepare_cached("DELETE FROM dead_letters WHERE failed_at <= ?1")?
+            .execute(params![before])?,
+    )
 }
 
 pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.prepare_cached(
         "DELETE FROM job_errors WHERE job_id IN \
-         (SELECT id FROM jobs WHERE status >= 2 AND completed_at < ?1)",
+         (SELECT id FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
     )?
     .execute(params![before])?;
     let n = tx
-        .prepare_cached("DELETE FROM jobs WHERE status >= 2 AND completed_at < ?1")?
+        .prepare_cached("DELETE FROM jobs WHERE status >= 2 AND completed_at <= ?1")?
         .execute(params![before])?;
     tx.commit()?;
     Ok(n)

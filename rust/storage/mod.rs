@@ -12,7 +12,8 @@ pub use sqlite::{Durability, SqliteStorage};
 
 use crate::error::Result;
 use crate::job::{
-    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, WorkerInfo,
+    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
+    WorkerInfo,
 };
 
 /// A write that ends (or annotates) a claim. Every variant carries the claim token: the
@@ -95,9 +96,10 @@ pub trait Storage: Send + Sync + 'static {
     fn purge_finished(&self, before: i64) -> Result<usize>;
 
     fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
+    /// Just the status (cheap: reads no payload or result).
+    fn status(&self, id: &str) -> Result<Option<JobStatus>>;
     /// Status, result bytes and error of a job, for `JobResult.result()`.
-    fn get_outcome(&self, id: &str)
-        -> Result<Option<(JobStatus, Option<Vec<u8>>, Option<String>)>>;
+    fn get_outcome(&self, id: &str) -> Result<Option<StoredOutcome>>;
     fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
     fn counts(&self) -> Result<QueueCounts>;
     /// `(queue, created_at)` of the oldest pending job of each queue.

@@ -9,7 +9,8 @@ use super::connection::{self, with_retry, Pool, Settings};
 use super::{inspect, ChangeProbe, QueueCounts, Storage, Write};
 use crate::error::{Error, Result};
 use crate::job::{
-    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, WorkerInfo,
+    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
+    WorkerInfo,
 };
 
 /// How commits reach the disk.
@@ -76,7 +77,8 @@ impl SqliteStorage {
     }
 }
 
-const CLAIM_COLUMNS: &str = "id, task_name, queue, payload, retry_count, max_retries, retry_backoff, timeout_ms";
+const CLAIM_COLUMNS: &str =
+    "id, task_name, queue, payload, retry_count, max_retries, retry_backoff, timeout_ms";
 
 fn ready_seqs(
     conn: &Connection,
@@ -137,13 +139,7 @@ fn new_token() -> i64 {
     fastrand::i64(1..i64::MAX)
 }
 
-fn insert_error(
-    conn: &Connection,
-    id: &str,
-    error: &str,
-    traceback: &str,
-    now: i64,
-) -> Result<()> {
+fn insert_error(conn: &Connection, id: &str, error: &str, traceback: &str, now: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
          SELECT id, retry_count + 1, ?2, ?3, ?4 FROM jobs WHERE id = ?1",
@@ -154,21 +150,37 @@ fn insert_error(
 
 fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
     let changed = match write {
-        Write::Started { id, token, thread_id } => {
+        Write::Started {
+            id,
+            token,
+            thread_id,
+        } => {
             conn.prepare_cached(
                 "UPDATE jobs SET worker_id = ?3 WHERE id = ?1 AND claim_token = ?2 AND status = 1",
             )?
             .execute(params![id, token, thread_id])?;
             return Ok(false);
         }
-        Write::Complete { id, token, thread_id, result } => conn
+        Write::Complete {
+            id,
+            token,
+            thread_id,
+            result,
+        } => conn
             .prepare_cached(
                 "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
                  error = NULL, claim_token = NULL \
                  WHERE id = ?1 AND claim_token = ?2 AND status = 1",
             )?
             .execute(params![id, token, result, now, thread_id])?,
-        Write::Retry { id, token, thread_id, error, traceback, run_at } => {
+        Write::Retry {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            run_at,
+        } => {
             let n = conn
                 .prepare_cached(
                     "UPDATE jobs SET status = 0, scheduled_at = ?3, error = ?4, worker_id = ?5, \
@@ -183,7 +195,14 @@ fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
             }
             n
         }
-        Write::Fail { id, token, thread_id, error, traceback, status } => {
+        Write::Fail {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            status,
+        } => {
             let n = conn
                 .prepare_cached(
                     "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, worker_id = ?6, \
@@ -243,9 +262,7 @@ pub(super) fn insert_job(conn: &Connection, job: &NewJob, now: i64) -> Result<St
         // Only the unique_key index can refuse a fresh uuid: return the live job.
         if let Some(key) = &job.unique_key {
             let existing: Option<String> = conn
-                .prepare_cached(
-                    "SELECT id FROM jobs WHERE unique_key = ?1 AND status IN (0, 1)",
-                )?
+                .prepare_cached("SELECT id FROM jobs WHERE unique_key = ?1 AND status IN (0, 1)")?
                 .query_row(params![key], |r| r.get(0))
                 .optional()?;
             if let Some(existing) = existing {
@@ -284,7 +301,10 @@ impl Storage for SqliteStorage {
             return Ok(Vec::new());
         }
         // Look first without the write lock: an idle poll costs one indexed read.
-        if self.read(|conn| ready_seqs(conn, queues, 1, now))?.is_empty() {
+        if self
+            .read(|conn| ready_seqs(conn, queues, 1, now))?
+            .is_empty()
+        {
             return Ok(Vec::new());
         }
         self.write(|conn| {
@@ -363,13 +383,13 @@ impl Storage for SqliteStorage {
     fn purge_finished(&self, before: i64) -> Result<usize> {
         self.write(|c| inspect::purge_finished(c, before))
     }
+    fn status(&self, id: &str) -> Result<Option<JobStatus>> {
+        self.read(|c| inspect::status(c, id))
+    }
     fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
         self.read(|c| inspect::get_job(c, id))
     }
-    fn get_outcome(
-        &self,
-        id: &str,
-    ) -> Result<Option<(JobStatus, Option<Vec<u8>>, Option<String>)>> {
+    fn get_outcome(&self, id: &str) -> Result<Option<StoredOutcome>> {
         self.read(|c| inspect::get_outcome(c, id))
     }
     fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {

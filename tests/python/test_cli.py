@@ -1,0 +1,167 @@
+"""The quickstart, as a user runs it: a CLI worker process and a producer process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_py
+
+APP = """
+import os, time
+from taskito import Queue, current_job
+queue = Queue(db_path=os.environ["TASKITO_DB_PATH"], workers=2, scheduler_poll_interval_ms=20)
+
+@queue.task()
+def add(a, b):
+    return a + b
+
+@queue.task(queue="slow")
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+"""
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "myapp.py").write_text(APP)
+    return tmp_path
+
+
+def _env(app_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TASKITO_DB_PATH"] = str(app_dir / "q.db")
+    env["PYTHONPATH"] = os.pathsep.join([str(app_dir), str(ROOT)])
+    return env
+
+
+def _start_worker(app_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskito", "worker", "--app", "myapp:queue", *extra],
+        cwd=app_dir, env=_env(app_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_quickstart_worker_and_producer_processes(app_dir: Path) -> None:
+    worker = _start_worker(app_dir)
+    try:
+        producer = run_py(
+            "import myapp\n"
+            "jobs = [myapp.add.delay(i, i) for i in range(50)]\n"
+            "print(sum(j.result(timeout=60) for j in jobs))\n",
+            env=_env(app_dir), cwd=str(app_dir), timeout=90,
+        )
+        assert producer.returncode == 0, producer.stderr
+        assert producer.stdout.strip() == str(sum(2 * i for i in range(50)))
+    finally:
+        worker.send_signal(signal.SIGINT)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "myapp.add" in out and "myapp.nap" in out, "the worker lists its tasks"
+    assert "Queues: all" in out
+    assert out.rstrip().endswith("Worker stopped.")
+
+    info = subprocess.run(
+        [sys.executable, "-m", "taskito", "info", "--app", "myapp:queue"],
+        cwd=app_dir, env=_env(app_dir), capture_output=True, text=True, timeout=60,
+    )
+    assert info.returncode == 0, info.stderr
+    lines = dict(line.split() for line in info.stdout.splitlines() if len(line.split()) == 2)
+    assert lines["completed"] == "50"
+    for status in ("pending", "running", "completed", "failed", "dead", "cancelled"):
+        assert status in lines
+
+
+def test_sigterm_drains_running_jobs_and_exits_zero(app_dir: Path) -> None:
+    run_py("import myapp\nfor _ in range(2): myapp.nap.delay(1.0)\n", env=_env(app_dir), cwd=str(app_dir))
+    worker = _start_worker(app_dir, "--queues", "slow")
+    db = run_py(
+        "import myapp, time\n"
+        "deadline = time.time() + 60\n"
+        "while myapp.queue.stats()['running'] < 2 and time.time() < deadline: time.sleep(0.02)\n"
+        "print(myapp.queue.stats()['running'])\n",
+        env=_env(app_dir), cwd=str(app_dir), timeout=90,
+    )
+    assert db.stdout.strip() == "2", db.stderr
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "Worker stopped." in out
+    check = run_py(
+        "import myapp\nprint(myapp.queue.stats())\n", env=_env(app_dir), cwd=str(app_dir)
+    )
+    assert "'completed': 2" in check.stdout, "running jobs were allowed to finish"
+
+
+def test_second_signal_exits_at_once_and_jobs_go_back(app_dir: Path) -> None:
+    run_py("import myapp\nmyapp.nap.delay(30)\n", env=_env(app_dir), cwd=str(app_dir))
+    worker = _start_worker(app_dir, "--drain-timeout", "60")
+    wait = run_py(
+        "import myapp, time\n"
+        "deadline = time.time() + 60\n"
+        "while myapp.queue.stats()['running'] < 1 and time.time() < deadline: time.sleep(0.02)\n",
+        env=_env(app_dir), cwd=str(app_dir), timeout=90,
+    )
+    assert wait.returncode == 0
+    worker.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    start = time.monotonic()
+    worker.send_signal(signal.SIGINT)
+    worker.communicate(timeout=30)
+    assert time.monotonic() - start < 20, "the second signal does not wait for the job"
+    assert worker.returncode != 0
+    check = run_py("import myapp\nprint(myapp.queue.stats())\n", env=_env(app_dir), cwd=str(app_dir))
+    assert "'pending': 1" in check.stdout and "'running': 0" in check.stdout, check.stdout
+
+
+def test_drain_timeout_puts_unfinished_jobs_back(app_dir: Path) -> None:
+    run_py("import myapp\nmyapp.nap.delay(30)\n", env=_env(app_dir), cwd=str(app_dir))
+    worker = _start_worker(app_dir, "--drain-timeout", "0.5")
+    run_py(
+        "import myapp, time\n"
+        "deadline = time.time() + 60\n"
+        "while myapp.queue.stats()['running'] < 1 and time.time() < deadline: time.sleep(0.02)\n",
+        env=_env(app_dir), cwd=str(app_dir), timeout=90,
+    )
+    start = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=30)
+    assert time.monotonic() - start < 20, "shutdown never hangs on a running task"
+    assert worker.returncode == 0, err
+    assert "Worker stopped." in out
+    check = run_py("import myapp\nprint(myapp.queue.stats())\n", env=_env(app_dir), cwd=str(app_dir))
+    assert "'pending': 1" in check.stdout and "'running': 0" in check.stdout, check.stdout
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("myapp", "module:attribute"),
+        ("no_such_module_xyz:queue", "could not import module"),
+        ("myapp:nothing", "has no attribute"),
+        ("myapp:add", "is not a Queue instance"),
+    ],
+)
+def test_bad_app_values(app_dir: Path, spec: str, message: str) -> None:
+    for command in ("worker", "info"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "taskito", command, "--app", spec],
+            cwd=app_dir, env=_env(app_dir), capture_output=True, text=True, timeout=60,
+        )
+        assert proc.returncode != 0
+        assert message in proc.stderr
+
+
+def test_console_script_is_installed() -> None:
+    from shutil import which
+
+    exe = which("taskito") or str(Path(sys.executable).parent / "taskito")
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "worker" in proc.stdout

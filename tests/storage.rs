@@ -1,0 +1,353 @@
+//! The SQLite store without Python: enqueue, claim order and exclusivity, fencing, retries,
+//! dead letters, recovery of stale workers, migrations and bad files.
+
+use std::sync::Arc;
+use std::thread;
+
+use _taskito::error::Error;
+use _taskito::job::{now_ms, JobFilter, JobStatus, NewJob, WorkerInfo};
+use _taskito::storage::{Durability, SqliteStorage, Storage, Write};
+
+fn open(dir: &tempfile::TempDir) -> SqliteStorage {
+    SqliteStorage::open(
+        dir.path().join("q.db").to_str().unwrap(),
+        Durability::Normal,
+    )
+    .unwrap()
+}
+
+fn job(queue: &str, priority: i64, scheduled_at: i64) -> NewJob {
+    NewJob {
+        task_name: "t".into(),
+        queue: queue.into(),
+        payload: vec![1, 2, 3],
+        priority,
+        scheduled_at,
+        max_retries: 3,
+        retry_backoff: 1.0,
+        timeout_ms: 300_000,
+        unique_key: None,
+        metadata: None,
+    }
+}
+
+fn worker(s: &dyn Storage, id: &str) {
+    let now = now_ms();
+    s.register_worker(&WorkerInfo {
+        worker_id: id.into(),
+        hostname: "h".into(),
+        pid: 1,
+        queues: "*".into(),
+        started_at: now,
+        last_heartbeat: now,
+        status: "active".into(),
+    })
+    .unwrap();
+}
+
+#[test]
+fn claims_by_priority_then_schedule_then_insertion() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    let ids = s
+        .enqueue(&[
+            job("a", 0, now),
+            job("a", 5, now),
+            job("b", 5, now - 10),
+            job("a", 0, now - 5),
+            job("a", 9, now + 60_000),
+        ])
+        .unwrap();
+    let claimed = s.claim(None, "w", 10, now).unwrap();
+    let order: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(order, vec![&ids[2], &ids[1], &ids[3], &ids[0]]);
+    assert!(
+        s.claim(None, "w", 10, now).unwrap().is_empty(),
+        "future job not claimed"
+    );
+    let later = s.claim(None, "w", 10, now + 60_000).unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].id, ids[4]);
+}
+
+#[test]
+fn claims_only_the_named_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    s.enqueue(&[job("a", 0, now), job("b", 1, now), job("c", 2, now)])
+        .unwrap();
+    let queues = vec!["a".to_string(), "c".to_string()];
+    let claimed = s.claim(Some(&queues), "w", 10, now).unwrap();
+    let got: Vec<&str> = claimed.iter().map(|j| j.queue.as_str()).collect();
+    assert_eq!(got, vec!["c", "a"]);
+}
+
+#[test]
+fn concurrent_claims_hand_out_each_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(&dir));
+    let now = now_ms();
+    let jobs: Vec<NewJob> = (0..2000).map(|_| job("q", 0, now)).collect();
+    s.enqueue(&jobs).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            // Separate stores: separate connections, as separate processes would have.
+            let store = open(&dir);
+            thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store.claim(None, &format!("w{i}"), 7, now_ms()).unwrap();
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(got.into_iter().map(|j| j.id));
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(n, 2000);
+    assert_eq!(all.len(), 2000);
+}
+
+#[test]
+fn writes_are_fenced_by_the_claim_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    s.enqueue(&[job("q", 0, now)]).unwrap();
+    let first = s.claim(None, "w1", 1, now).unwrap().remove(0);
+    // The claim is lost (put back), then claimed again by someone else.
+    s.record(
+        &[Write::Requeue {
+            id: first.id.clone(),
+            token: first.claim_token,
+        }],
+        now,
+    )
+    .unwrap();
+    let second = s.claim(None, "w2", 1, now).unwrap().remove(0);
+    assert_eq!(first.id, second.id);
+    assert_ne!(first.claim_token, second.claim_token);
+    let late = Write::Complete {
+        id: first.id.clone(),
+        token: first.claim_token,
+        thread_id: "w1-0".into(),
+        result: b"late".to_vec(),
+    };
+    assert_eq!(s.record(&[late], now).unwrap(), 0, "late result discarded");
+    let on_time = Write::Complete {
+        id: second.id.clone(),
+        token: second.claim_token,
+        thread_id: "w2-0".into(),
+        result: b"ok".to_vec(),
+    };
+    assert_eq!(s.record(std::slice::from_ref(&on_time), now).unwrap(), 1);
+    assert_eq!(
+        s.record(&[on_time], now).unwrap(),
+        0,
+        "never complete twice"
+    );
+    let o = s.get_outcome(&first.id).unwrap().unwrap();
+    assert_eq!(o.status, JobStatus::Complete);
+    assert_eq!(o.result.unwrap(), b"ok");
+    assert_eq!(
+        s.get_job(&first.id).unwrap().unwrap().worker_id.as_deref(),
+        Some("w2-0")
+    );
+}
+
+#[test]
+fn retry_then_fail_writes_history_and_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    s.enqueue(&[job("q", 0, now)]).unwrap();
+    let j = s.claim(None, "w", 1, now).unwrap().remove(0);
+    s.record(
+        &[Write::Retry {
+            id: j.id.clone(),
+            token: j.claim_token,
+            thread_id: "w-0".into(),
+            error: "E: one".into(),
+            traceback: "tb".into(),
+            run_at: now + 1000,
+        }],
+        now,
+    )
+    .unwrap();
+    let rec = s.get_job(&j.id).unwrap().unwrap();
+    assert_eq!((rec.status, rec.retry_count), (JobStatus::Pending, 1));
+    assert!(s.claim(None, "w", 1, now).unwrap().is_empty());
+    let j = s.claim(None, "w", 1, now + 1000).unwrap().remove(0);
+    assert_eq!(j.retry_count, 1);
+    s.record(
+        &[Write::Fail {
+            id: j.id.clone(),
+            token: j.claim_token,
+            thread_id: "w-0".into(),
+            error: "E: two".into(),
+            traceback: String::new(),
+            status: JobStatus::Dead,
+        }],
+        now,
+    )
+    .unwrap();
+    let errors = s.job_errors(&j.id).unwrap();
+    assert_eq!(errors.len(), 2);
+    assert_eq!((errors[0].attempt, errors[1].attempt), (1, 2));
+    let dead = s.dead_letters(10, 0).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].original_job_id, j.id);
+    let again = s.retry_dead(&dead[0].id, now).unwrap();
+    let rec = s.get_job(&again).unwrap().unwrap();
+    assert_eq!((rec.status, rec.retry_count), (JobStatus::Pending, 0));
+    assert!(s.dead_letters(10, 0).unwrap().is_empty());
+    assert!(matches!(
+        s.retry_dead("nope", now),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn stale_workers_jobs_are_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    worker(&s, "alive");
+    worker(&s, "gone");
+    s.enqueue(&[job("q", 0, now), job("q", 0, now)]).unwrap();
+    let a = s.claim(None, "alive", 1, now).unwrap().remove(0);
+    let g = s.claim(None, "gone", 1, now).unwrap().remove(0);
+    s.heartbeat("alive", now + 20_000).unwrap();
+    assert_eq!(s.recover_stale(now + 10_000, now + 20_000).unwrap(), 1);
+    assert_eq!(
+        s.get_job(&g.id).unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    assert_eq!(
+        s.get_job(&a.id).unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    let note = &s.job_errors(&g.id).unwrap()[0].error;
+    assert!(note.contains("gone"), "{note}");
+    let statuses: Vec<(String, String)> = s
+        .workers()
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.worker_id, w.status))
+        .collect();
+    assert!(statuses.contains(&("gone".into(), "dead".into())));
+    assert!(statuses.contains(&("alive".into(), "active".into())));
+}
+
+#[test]
+fn unique_key_returns_the_live_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    let mut j = job("q", 0, now);
+    j.unique_key = Some("k".into());
+    let a = s.enqueue(std::slice::from_ref(&j)).unwrap();
+    let b = s.enqueue(std::slice::from_ref(&j)).unwrap();
+    assert_eq!(a, b);
+    assert!(s.cancel(&a[0], now).unwrap());
+    let c = s.enqueue(&[j]).unwrap();
+    assert_ne!(a, c);
+}
+
+#[test]
+fn list_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    s.enqueue(&[job("a", 0, now), job("b", 0, now), job("b", 0, now)])
+        .unwrap();
+    let mut counts = s.counts().unwrap();
+    counts.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        counts,
+        vec![
+            ("a".into(), JobStatus::Pending, 1),
+            ("b".into(), JobStatus::Pending, 2)
+        ]
+    );
+    let filter = JobFilter {
+        queue: Some("b".into()),
+        limit: 1,
+        ..Default::default()
+    };
+    assert_eq!(s.list_jobs(&filter).unwrap().len(), 1);
+}
+
+#[test]
+fn the_claim_uses_its_partial_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let _s = SqliteStorage::open(path.to_str().unwrap(), Durability::Normal).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT seq FROM jobs INDEXED BY jobs_ready WHERE status = 0 \
+             AND scheduled_at <= 1 ORDER BY priority DESC, scheduled_at, seq LIMIT 4",
+        )
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(plan.iter().any(|p| p.contains("jobs_ready")), "{plan:?}");
+    assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
+}
+
+#[test]
+fn bad_files_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("notes.txt");
+    std::fs::write(&foreign, b"hello, this is not a database at all").unwrap();
+    let err = SqliteStorage::open(foreign.to_str().unwrap(), Durability::Normal)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        b"hello, this is not a database at all"
+    );
+
+    let err = SqliteStorage::open(dir.path().to_str().unwrap(), Durability::Normal)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("directory"), "{err}");
+
+    let under = foreign.join("q.db");
+    let err = SqliteStorage::open(under.to_str().unwrap(), Durability::Normal)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    drop(open(&dir));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let err = SqliteStorage::open(path.to_str().unwrap(), Durability::Normal)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, Error::SchemaTooNew { found: 999, .. }),
+        "{err}"
+    );
+}
