@@ -1,6 +1,6 @@
 """Feeds the example app: enqueues a batch of jobs, from a process that is not a worker.
 
-    python examples/producer.py [--jobs N] [--wait]
+python examples/producer.py [--jobs N] [--wait]
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ pub struct WorkerConfig {
     pub queues: Option<Vec<String>>,
     /// The scheduler's fallback poll (wake-ups make most claims sooner).
     pub poll_interval: Duration,
-    /// How often the change probe (another process committed) is read.
+    /// How often the change probe (did another process commit?) is read right after
+    /// activity; the interval doubles while nothing changes, up to `probe_interval_max`.
     pub probe_interval: Duration,
+    pub probe_interval_max: Duration,
     /// Bound on waiting for running jobs at shutdown.
     pub drain_timeout: Duration,
     pub heartbeat_interval: Duration,
@@ -45,7 +47,8 @@ impl WorkerConfig {
             workers,
             queues: None,
             poll_interval: Duration::from_millis(50),
-            probe_interval: Duration::from_millis(5),
+            probe_interval: Duration::from_millis(2),
+            probe_interval_max: Duration::from_millis(25),
             drain_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(2),
             stale_after: Duration::from_secs(10),

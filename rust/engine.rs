@@ -15,9 +15,9 @@ use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::job::{now_ms, WorkerInfo};
 use crate::results::{self, Event};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, MAX_AHEAD};
 use crate::storage::Storage;
-use crate::worker::{InFlight, Runner, WorkerPool};
+use crate::worker::{InFlight, RunTimes, Runner, WorkerPool};
 
 /// A running engine. `join` must be called to stop it cleanly.
 pub struct Engine {
@@ -59,9 +59,11 @@ impl Engine {
             .build()
             .map_err(|e| Error::Start(format!("cannot build the scheduler runtime: {e}")))?;
 
-        let (jobs_tx, jobs_rx) = bounded(config.workers);
+        // Room for every job the scheduler may claim (see Scheduler::capacity).
+        let (jobs_tx, jobs_rx) = bounded(config.workers + MAX_AHEAD);
         let (events_tx, events_rx) = unbounded();
         let in_flight = Arc::new(InFlight::default());
+        let run_times = Arc::new(RunTimes::default());
         let unrecorded = Arc::new(InFlight::default());
         let processed = Arc::new(AtomicU64::new(0));
         let results = results::spawn(
@@ -77,6 +79,7 @@ impl Engine {
             runner,
             control.clone(),
             in_flight.clone(),
+            run_times.clone(),
             config.worker_id.clone(),
         );
         for _ in 0..config.workers {
@@ -89,6 +92,7 @@ impl Engine {
             control,
             pool: pool.clone(),
             in_flight,
+            run_times,
             unrecorded,
             jobs_tx,
             events_tx: events_tx.clone(),

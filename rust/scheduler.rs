@@ -17,10 +17,15 @@ use crate::control::Control;
 use crate::job::{now_ms, ClaimedJob};
 use crate::results::{Event, JobRef};
 use crate::storage::{ChangeProbe, Storage};
-use crate::worker::{InFlight, WorkerPool};
+use crate::worker::{InFlight, RunTimes, WorkerPool};
 
 /// How often the watchdog looks for jobs past their deadline.
 const WATCHDOG_TICK: Duration = Duration::from_millis(100);
+/// Claim-ahead is bounded so that a job waiting in the channel waits about this long at
+/// most (judged by how long jobs typically run here).
+const AHEAD_BUDGET: Duration = Duration::from_millis(10);
+/// The most jobs ever claimed ahead of the workers (the channel's extra room).
+pub const MAX_AHEAD: usize = 64;
 /// How often, at most, finished jobs past `result_ttl` are purged (a short ttl purges more
 /// often, but not more than once a second).
 const PURGE_EVERY: Duration = Duration::from_secs(30);
@@ -31,6 +36,7 @@ pub struct Scheduler {
     pub control: Arc<Control>,
     pub pool: Arc<WorkerPool>,
     pub in_flight: Arc<InFlight>,
+    pub run_times: Arc<RunTimes>,
     /// Claims whose outcome the result handler has not written yet.
     pub unrecorded: Arc<InFlight>,
     pub jobs_tx: Sender<ClaimedJob>,
@@ -71,6 +77,27 @@ impl Scheduler {
         }
     }
 
+    /// How many jobs may be claimed and not yet finished: one per worker, plus as many
+    /// waiting in the channel as the workers get through in `AHEAD_BUDGET` at the typical
+    /// run time. Jobs of 10 ms or more are never claimed ahead, so a claimed job does not
+    /// wait behind a busy worker; short jobs are claimed in batches, so claims cost one
+    /// transaction per batch instead of one per finished job.
+    fn capacity(&self) -> usize {
+        let workers = self.config.workers;
+        let Some(typical) = self.run_times.typical() else {
+            return workers;
+        };
+        let per_worker = AHEAD_BUDGET.as_micros() / typical.as_micros().max(1);
+        let ahead = (per_worker as usize).saturating_mul(workers).min(MAX_AHEAD);
+        workers + ahead
+    }
+
+    /// Whether to claim now, given the room left: always while a worker is idle; with
+    /// claim-ahead, otherwise only once half the room is free (batches, not trickles).
+    fn worth_claiming(&self, in_flight: usize, free: usize, capacity: usize) -> bool {
+        free > 0 && (in_flight < self.config.workers || free * 2 >= capacity)
+    }
+
     async fn claim_loop(&self) {
         let mut probe: Option<Box<dyn ChangeProbe>> = match self.storage.change_probe() {
             Ok(p) => Some(p),
@@ -80,13 +107,18 @@ impl Scheduler {
             }
         };
         let mut seen = probe.as_mut().and_then(|p| p.version());
+        let mut probe_every = self.config.probe_interval;
         let mut idle_errors = 0u32;
         loop {
             if self.control.stop_requested() {
                 return;
             }
             let in_flight = self.in_flight.get();
-            let mut free = self.config.workers.saturating_sub(in_flight);
+            let capacity = self.capacity();
+            let mut free = capacity.saturating_sub(in_flight);
+            if !self.worth_claiming(in_flight, free, capacity) {
+                free = 0;
+            }
             if let Some(max) = self.config.max_jobs {
                 let left = max.saturating_sub(self.claimed.load(Ordering::SeqCst)) as usize;
                 if left == 0 && self.unrecorded.get() == 0 {
@@ -95,7 +127,7 @@ impl Scheduler {
                 free = free.min(left);
             }
             if free == 0 {
-                // Every slot is busy: only a freed slot (or a stop) can change that.
+                // No room worth claiming for: only a freed slot (or a stop) can change that.
                 tokio::select! {
                     _ = self.control.wake.notified() => {}
                     _ = sleep(self.config.poll_interval) => {}
@@ -125,6 +157,7 @@ impl Scheduler {
                 return;
             }
             if n > 0 {
+                probe_every = self.config.probe_interval;
                 self.claimed.fetch_add(n as u64, Ordering::SeqCst);
                 self.in_flight.add(n);
                 self.unrecorded.add(n);
@@ -134,11 +167,10 @@ impl Scheduler {
                 }
             }
             let poll = self.config.poll_interval;
-            let probe_every = self.config.probe_interval;
             tokio::select! {
                 _ = self.control.wake.notified() => {}
                 _ = sleep(poll) => {}
-                _ = changed(&mut probe, &mut seen, probe_every) => {}
+                _ = changed(&mut probe, &mut seen, &mut probe_every, self.config.probe_interval_max) => {}
             }
         }
     }
@@ -172,22 +204,26 @@ impl Scheduler {
     }
 }
 
-/// Resolves when the probe reports a commit made since the last one seen.
+/// Resolves when the probe reports a commit made since the last one seen. Reads it every
+/// `every`, doubling the interval while nothing changes (an idle worker costs almost no CPU)
+/// up to `max`; the claim loop starts it over at the shortest interval after each claim.
 async fn changed(
     probe: &mut Option<Box<dyn ChangeProbe>>,
     seen: &mut Option<i64>,
-    every: Duration,
+    every: &mut Duration,
+    max: Duration,
 ) {
     let Some(p) = probe.as_mut() else {
         return std::future::pending().await;
     };
     loop {
-        sleep(every).await;
+        sleep(*every).await;
         let v = p.version();
         if v != *seen {
             *seen = v;
             return;
         }
+        *every = (*every * 2).min(max);
     }
 }
 
@@ -215,10 +251,16 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
     loop {
         tick.tick().await;
         let stale_before = now_ms() - config.stale_after.as_millis() as i64;
-        let s = storage.clone();
-        if let Ok(Ok(n)) =
-            tokio::task::spawn_blocking(move || s.recover_stale(stale_before, now_ms())).await
-        {
+        let (s, id) = (storage.clone(), config.worker_id.clone());
+        let recovered = tokio::task::spawn_blocking(move || {
+            // Beat first: after a pause of the whole process (suspend, a frozen VM) this
+            // worker's own row is as stale as any, and it must not put back its own jobs
+            // and run them a second time. The heartbeat timer alone may fire after this one.
+            let _ = s.heartbeat(&id, now_ms());
+            s.recover_stale(stale_before, now_ms())
+        })
+        .await;
+        if let Ok(Ok(n)) = recovered {
             if n > 0 {
                 log::warn!("put back {n} job(s) of workers that stopped heartbeating");
             }

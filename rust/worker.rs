@@ -3,7 +3,7 @@
 //! result handler. Also the timeout watchdog, which interrupts a job at its deadline and
 //! writes its thread off if it does not come back.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -57,8 +57,37 @@ impl InFlight {
     }
 }
 
+/// A moving average of how long jobs take to run here, which decides whether the
+/// scheduler may claim ahead of free workers.
+#[derive(Default)]
+pub struct RunTimes(AtomicU64);
+
+impl RunTimes {
+    /// Folds one run into the average (weight 1/8; racy updates only lose a sample).
+    pub fn record(&self, took: Duration) {
+        let us = took.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.0.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            us.max(1)
+        } else {
+            old - old / 8 + us / 8
+        };
+        self.0.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// The average run time; `None` before the first job.
+    pub fn typical(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+}
+
 struct Running {
     job: JobRef,
+    /// The thread's `<worker_id>-<n>`, recorded on the job even when the watchdog ends it.
+    thread_id: String,
     deadline: Instant,
     interrupted_at: Option<Instant>,
 }
@@ -92,6 +121,7 @@ pub struct WorkerPool {
     runner: Arc<dyn Runner>,
     control: Arc<Control>,
     in_flight: Arc<InFlight>,
+    run_times: Arc<RunTimes>,
     worker_id: String,
     slots: Mutex<Vec<SlotEntry>>,
     next_index: AtomicUsize,
@@ -104,6 +134,7 @@ impl WorkerPool {
         runner: Arc<dyn Runner>,
         control: Arc<Control>,
         in_flight: Arc<InFlight>,
+        run_times: Arc<RunTimes>,
         worker_id: String,
     ) -> Arc<WorkerPool> {
         Arc::new(WorkerPool {
@@ -112,6 +143,7 @@ impl WorkerPool {
             runner,
             control,
             in_flight,
+            run_times,
             worker_id,
             slots: Mutex::new(Vec::new()),
             next_index: AtomicUsize::new(0),
@@ -159,6 +191,7 @@ impl WorkerPool {
             let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
             slot.lock().running = Some(Running {
                 job: job_ref.clone(),
+                thread_id: thread_id.to_string(),
                 deadline: Instant::now() + timeout,
                 interrupted_at: None,
             });
@@ -167,7 +200,9 @@ impl WorkerPool {
                 token: job.claim_token,
                 thread_id: thread_id.to_string(),
             });
+            let started = Instant::now();
             let mut outcome = self.runner.run(&job, thread_id, ident);
+            self.run_times.record(started.elapsed());
             drop(job);
             {
                 let mut state = slot.lock();
@@ -228,7 +263,7 @@ impl WorkerPool {
                     );
                     let outcome = timeout_outcome(&running.job);
                     let _ = self.events_tx.send(Event::Finished {
-                        thread_id: String::new(),
+                        thread_id: running.thread_id,
                         outcome,
                         job: running.job,
                     });

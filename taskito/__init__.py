@@ -1,14 +1,14 @@
 """taskito: a task queue for Python with a Rust engine and a SQLite store.
 
-    from taskito import Queue
-    queue = Queue(db_path="tasks.db")
+from taskito import Queue
+queue = Queue(db_path="tasks.db")
 
-    @queue.task()
-    def add(a, b):
-        return a + b
+@queue.task()
+def add(a, b):
+    return a + b
 
-    job = add.delay(2, 3)      # stored; a worker runs it
-    queue.run_worker()         # or: taskito worker --app myapp:queue
+job = add.delay(2, 3)      # stored; a worker runs it
+queue.run_worker()         # or: taskito worker --app myapp:queue
 """
 
 from taskito._taskito import __version__

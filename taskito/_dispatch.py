@@ -86,19 +86,24 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
                 traceback.format_exc(),
                 False,
             )
-        log.debug("job %s (%s) started on %s", job_id, task_name, worker_id)
-        _run_hooks(queue._hooks["before_task"], "before_task", task_name, args, kwargs)
-        token = _enter(
-            _JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner)
-        )
+        # This runs once per job with the GIL held: checks are hoisted, empty hook lists
+        # skipped, and the debug lines cost one level check.
+        debug = log.isEnabledFor(logging.DEBUG)
+        hooks = queue._hooks
+        if debug:
+            log.debug("job %s (%s) started on %s", job_id, task_name, worker_id)
+        if hooks["before_task"]:
+            _run_hooks(hooks["before_task"], "before_task", task_name, args, kwargs)
+        token = _enter(_JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner))
         try:
             value = task.fn(*args, **kwargs)
-            if inspect.isawaitable(value):
+            if value is not None and inspect.isawaitable(value):
                 value = _event_loop().run_until_complete(value)
         except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the job only
             tb = traceback.format_exc()
-            log.debug("job %s (%s) raised %s", job_id, task_name, _describe(exc))
-            _run_hooks(queue._hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
+            if debug:
+                log.debug("job %s (%s) raised %s", job_id, task_name, _describe(exc))
+            _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
             return (False, _describe(exc), tb, True)
         finally:
             _leave(token)
@@ -109,10 +114,12 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
                 f"SerializationError: the result of job {job_id} ({task_name}) cannot be "
                 f"pickled: {_describe(exc)}"
             )
-            _run_hooks(queue._hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
+            _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
             return (False, error, traceback.format_exc(), False)
-        _run_hooks(queue._hooks["on_success"], "on_success", task_name, args, kwargs, value)
-        log.debug("job %s (%s) complete", job_id, task_name)
+        if hooks["on_success"]:
+            _run_hooks(hooks["on_success"], "on_success", task_name, args, kwargs, value)
+        if debug:
+            log.debug("job %s (%s) complete", job_id, task_name)
         return (True, data)
 
     return dispatch

@@ -96,9 +96,7 @@ class Queue:
         self.default_retry = settings.check_int("default_retry", default_retry, minimum=0)
         self.default_timeout = settings.check_seconds("default_timeout", default_timeout, positive=True)
         self.default_priority = settings.check_int("default_priority", default_priority)
-        self.result_ttl = (
-            None if result_ttl is None else settings.check_seconds("result_ttl", result_ttl)
-        )
+        self.result_ttl = None if result_ttl is None else settings.check_seconds("result_ttl", result_ttl)
         self.drain_timeout = settings.check_seconds(
             "drain_timeout",
             settings.first(drain_timeout, settings.env_drain_timeout(), default=30.0),
@@ -111,7 +109,9 @@ class Queue:
         if durability not in ("normal", "full"):
             raise ValueError(f'durability must be "normal" or "full", got {durability!r}')
         self.durability = durability
-        self.heartbeat_interval = settings.check_seconds("heartbeat_interval", heartbeat_interval, positive=True)
+        self.heartbeat_interval = settings.check_seconds(
+            "heartbeat_interval", heartbeat_interval, positive=True
+        )
         self.stale_after = settings.check_seconds("stale_after", stale_after, positive=True)
         if self.stale_after <= self.heartbeat_interval:
             raise ValueError("stale_after must be longer than heartbeat_interval")
@@ -149,16 +149,16 @@ class Queue:
         def register(f: Callable[..., Any]) -> TaskWrapper:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
             existing = self._tasks.get(task_name)
-            if existing is not None and existing.fn is not f and (
-                getattr(existing.fn, "__code__", None) is not getattr(f, "__code__", None)
+            if (
+                existing is not None
+                and existing.fn is not f
+                and (getattr(existing.fn, "__code__", None) is not getattr(f, "__code__", None))
             ):
                 raise ValueError(
                     f"a different function is already registered as task {task_name!r}; "
                     "pass name= to tell them apart"
                 )
-            wrapper = TaskWrapper(
-                self, f, task_name, max_retries, retry_backoff, timeout, priority, queue
-            )
+            wrapper = TaskWrapper(self, f, task_name, max_retries, retry_backoff, timeout, priority, queue)
             self._tasks[task_name] = wrapper
             return wrapper
 
@@ -303,7 +303,11 @@ class Queue:
         threads = self._thread_count(workers)
         if max_jobs is not None:
             settings.check_int("max_jobs", max_jobs, minimum=1)
-        drain = self.drain_timeout if drain_timeout is None else settings.check_seconds("drain_timeout", drain_timeout)
+        drain = (
+            self.drain_timeout
+            if drain_timeout is None
+            else settings.check_seconds("drain_timeout", drain_timeout)
+        )
         wid = worker_id if worker_id is not None else _default_worker_id()
         settings.check_queue_name("worker_id", wid)
         if not self._running.acquire(blocking=False):
@@ -311,15 +315,27 @@ class Queue:
         try:
             log.info(
                 "worker %s starting: %d thread(s), queues %s, tasks %s, database %s",
-                wid, threads, ",".join(queues) if queues else "all",
-                ", ".join(sorted(self._tasks)) or "none", self.db_path,
+                wid,
+                threads,
+                ",".join(queues) if queues else "all",
+                ", ".join(sorted(self._tasks)) or "none",
+                self.db_path,
             )
             self._worker_hooks("on_worker_start")
             with _signals_drain(self):
                 processed = self._inner.run_worker(
-                    make_dispatch(self), threads, queues, wid, socket.gethostname(), os.getpid(),
-                    self.scheduler_poll_interval_ms, drain, run_once=run_once, max_jobs=max_jobs,
-                    heartbeat_interval=self.heartbeat_interval, stale_after=self.stale_after,
+                    make_dispatch(self),
+                    threads,
+                    queues,
+                    wid,
+                    socket.gethostname(),
+                    os.getpid(),
+                    self.scheduler_poll_interval_ms,
+                    drain,
+                    run_once=run_once,
+                    max_jobs=max_jobs,
+                    heartbeat_interval=self.heartbeat_interval,
+                    stale_after=self.stale_after,
                     result_ttl=self.result_ttl,
                 )
             log.info("worker %s stopped after %d job(s)", wid, processed)
@@ -365,8 +381,12 @@ class Queue:
     def process_one(self, queues: list[str] | None = None) -> bool:
         """Runs at most one ready job in the calling thread; True if one ran."""
         ran = self._inner.process_one(
-            make_dispatch(self), settings.check_queues(queues), _inline_worker_id(),
-            socket.gethostname(), os.getpid(), threading.get_ident(),
+            make_dispatch(self),
+            settings.check_queues(queues),
+            _inline_worker_id(),
+            socket.gethostname(),
+            os.getpid(),
+            threading.get_ident(),
             heartbeat_interval=self.heartbeat_interval,
         )
         return ran is not None
@@ -378,8 +398,13 @@ class Queue:
         if self._inner.get_job(job_id) is None:
             raise JobNotFoundError(f"no job with id {job_id!r}")
         ran = self._inner.execute(
-            make_dispatch(self), job_id, _inline_worker_id(), socket.gethostname(),
-            os.getpid(), threading.get_ident(), heartbeat_interval=self.heartbeat_interval,
+            make_dispatch(self),
+            job_id,
+            _inline_worker_id(),
+            socket.gethostname(),
+            os.getpid(),
+            threading.get_ident(),
+            heartbeat_interval=self.heartbeat_interval,
         )
         if ran is None:
             raise TaskitoError(f"job {job_id} is running on another worker")
@@ -427,13 +452,14 @@ class Queue:
 
     def info(self) -> dict[str, Any]:
         """An overview in one call: ``stats`` (counts over all queues), ``queues`` (per-queue
-        counts plus ``oldest_pending_age``, seconds since the oldest pending job was
-        created, or None) and ``workers`` (the registry rows of live workers)."""
+        counts plus ``oldest_pending_age``: how long, in seconds, the longest-waiting ready
+        job has been ready (delayed jobs count from their scheduled time), or None) and
+        ``workers`` (the registry rows of live workers)."""
         queues = {q: {**s, "oldest_pending_age": None} for q, s in self.stats_all_queues().items()}
         now = time.time() * 1000
-        for q, created in self._inner.oldest_pending():
+        for q, ready_since in self._inner.oldest_pending():
             queues.setdefault(q, {**dict.fromkeys(_STATUSES, 0), "oldest_pending_age": None})
-            queues[q]["oldest_pending_age"] = max(0.0, (now - created) / 1000)
+            queues[q]["oldest_pending_age"] = max(0.0, (now - ready_since) / 1000)
         workers = [w for w in self.workers() if w["status"] == "active"]
         stats = dict.fromkeys(_STATUSES, 0)
         for counts in queues.values():
@@ -507,5 +533,3 @@ class _signals_drain:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
-
-

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["current_job"]
 
 
-@dataclass(frozen=True)
 class _JobContext:
-    id: str
-    task_name: str
-    queue_name: str
-    retry_count: int
-    worker_id: str
-    core: Any
+    # A plain slotted class: built once per job on the hot path, so no dataclass machinery.
+    __slots__ = ("id", "task_name", "queue_name", "retry_count", "worker_id", "core")
+
+    def __init__(
+        self, id: str, task_name: str, queue_name: str, retry_count: int, worker_id: str, core: Any
+    ) -> None:
+        self.id = id
+        self.task_name = task_name
+        self.queue_name = queue_name
+        self.retry_count = retry_count
+        self.worker_id = worker_id
+        self.core = core
 
 
 _current: contextvars.ContextVar[_JobContext | None] = contextvars.ContextVar(

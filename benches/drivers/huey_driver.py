@@ -1,6 +1,6 @@
 """Driver for huey: SqliteHuey with its thread consumer.
 
-    python huey_driver.py WORKLOAD [--jobs N] [--workers N] ...
+python huey_driver.py WORKLOAD [--jobs N] [--workers N] ...
 """
 
 import sys

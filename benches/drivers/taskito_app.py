@@ -9,6 +9,7 @@ import os
 import time
 
 from benchlib import Countdown
+
 from taskito import Queue
 
 # Per-job INFO logging would be measured instead of the engine.

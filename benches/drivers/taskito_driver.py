@@ -1,6 +1,6 @@
 """Driver for taskito: ours (the repo) and taskito 0.22 from PyPI share it.
 
-    python taskito_driver.py WORKLOAD --system ours|taskito022 [--jobs N] ...
+python taskito_driver.py WORKLOAD --system ours|taskito022 [--jobs N] ...
 """
 
 import sys
@@ -23,9 +23,14 @@ class TaskitoAdapter:
         self.worker_error = None
 
     def version(self):
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-        return version("taskito")
+        try:
+            return version("taskito")
+        except PackageNotFoundError:  # imported from a source tree via PYTHONPATH
+            import taskito
+
+            return f"{getattr(taskito, '__version__', '?')} (source tree)"
 
     def load(self):
         import taskito_app
@@ -65,7 +70,7 @@ class TaskitoAdapter:
 
     def stop_worker(self):
         self.queue._inner.request_shutdown()
-        self.thread.join(30)
+        self.thread.join(10)
 
     def worker_alive(self):
         if self.worker_error:

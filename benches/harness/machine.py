@@ -14,14 +14,17 @@ def _first(path: str, prefix: str) -> str:
         with open(path) as handle:
             for line in handle:
                 if line.startswith(prefix):
-                    return line.split(":", 1)[1].strip() if ":" in line else line
+                    return line[len(prefix) :].strip().lstrip(":").strip()
     except OSError:
         pass
     return "unknown"
 
 
 def cpu_model() -> str:
-    return _first("/proc/cpuinfo", "model name")
+    name = _first("/proc/cpuinfo", "model name")
+    family, model = _first("/proc/cpuinfo", "cpu family"), _first("/proc/cpuinfo", "model\t")
+    guest = " hypervisor" in f" {_first('/proc/cpuinfo', 'flags')} "
+    return f"{name} (family {family}, model {model}{', virtual machine' if guest else ''})"
 
 
 def memory_gib() -> str:
@@ -33,7 +36,7 @@ def memory_gib() -> str:
 
 
 def os_name() -> str:
-    return _first("/etc/os-release", "PRETTY_NAME=").split("=", 1)[-1].strip('"')
+    return _first("/etc/os-release", "PRETTY_NAME=").strip('"')
 
 
 def load_average() -> str:
@@ -52,12 +55,12 @@ def git_revision() -> str:
 
 def facts() -> dict:
     return {
-        "cpu": cpu_model(),
-        "cores": str(os.cpu_count()),
-        "memory": memory_gib(),
-        "os": os_name(),
-        "kernel": platform.release(),
-        "harness python": platform.python_version(),
-        "repo revision": git_revision(),
-        "load average at start (1/5/15 min)": load_average(),
+        "CPU": cpu_model(),
+        "Cores (logical)": str(os.cpu_count()),
+        "Memory": memory_gib(),
+        "OS": os_name(),
+        "Kernel": platform.release(),
+        "Harness Python": platform.python_version(),
+        "Repo revision": git_revision(),
+        "Load average at start (1/5/15 min)": load_average(),
     }

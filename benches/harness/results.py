@@ -54,8 +54,10 @@ class Results:
         return seen
 
     def to_json(self) -> list:
-        return [{"workload": w, "variant": v, "system": s, "runs": runs}
-                for (w, v, s), runs in self.outcomes.items()]
+        return [
+            {"workload": w, "variant": v, "system": s, "runs": runs}
+            for (w, v, s), runs in self.outcomes.items()
+        ]
 
 
 def ratio(top: float | None, bottom: float | None) -> float | None:

@@ -37,17 +37,43 @@ def _last_error_line(text: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-def run_driver(python: Path, driver: str, system: str, workload: str, args: dict,
-               timeout: float, keep_pythonpath: bool, log_name: str) -> dict:
+def run_driver(
+    python: Path,
+    driver: str,
+    system: str,
+    workload: str,
+    args: dict,
+    timeout: float,
+    keep_pythonpath: bool,
+    log_name: str,
+) -> dict:
     """Returns {"metrics": {...}}, {"na": reason} or {"error": message}."""
     WORK.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{workload}-{system}-", dir=WORK))
     # The driver's own waits give up a little before the harness kills it.
-    cmd = [str(python), str(DRIVERS / driver), workload, "--workdir", str(workdir),
-           "--system", system, "--timeout", str(max(10, timeout - 30))] + _flags(args)
-    proc = subprocess.Popen(cmd, cwd=workdir, env=driver_env(keep_pythonpath),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    cmd = [
+        str(python),
+        str(DRIVERS / driver),
+        workload,
+        "--workdir",
+        str(workdir),
+        "--system",
+        system,
+        "--timeout",
+        str(max(10, timeout - 30)),
+    ] + _flags(args)
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            env=driver_env(keep_pythonpath),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return {"error": f"cannot start {python}: {exc}"}
     started = time.monotonic()
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -73,7 +99,7 @@ def _parse(stdout: str, stderr: str, code: int, timeout: float) -> dict:
         if code == -signal.SIGKILL:
             return {"error": f"timed out after {timeout:.0f}s"}
         return {"error": _last_error_line(stderr or stdout)}
-    payload = json.loads(lines[-1][len(RESULT_PREFIX):])
+    payload = json.loads(lines[-1][len(RESULT_PREFIX) :])
     if "error" in payload or "na" in payload:
         return payload
     return {"metrics": payload}
@@ -94,8 +120,10 @@ def _log_path(log_name: str) -> Path:
 
 
 def _keep_log(log_name, cmd, stdout, stderr, code, elapsed) -> None:
-    text = (f"$ {' '.join(cmd)}\nexit {code} after {elapsed:.1f}s\n"
-            f"--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n")
+    text = (
+        f"$ {' '.join(cmd)}\nexit {code} after {elapsed:.1f}s\n"
+        f"--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n"
+    )
     _log_path(log_name).write_text(text)
 
 

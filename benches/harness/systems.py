@@ -77,27 +77,28 @@ def source_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def prepare_peer(system: System, log: Path) -> Path:
+def prepare_peer(system: System, log: Path, say) -> Path:
     python = _venv(system.key, log)
     if not _stamp_ok(system.key, system.requirement):
+        say(f"installing {system.requirement} into benches/.venvs/{system.key}")
         _run_logged([str(python), "-m", "pip", "install", "-q", system.requirement], log)
         _write_stamp(system.key, system.requirement)
     return python
 
 
-def prepare_ours(log: Path, rebuild: bool) -> Path:
+def prepare_ours(log: Path, rebuild: bool, say) -> Path:
     """pip install the repo (maturin release build) into benches/.venvs/ours."""
     if not (REPO / "pyproject.toml").exists():
         raise SetupError("no pyproject.toml in the repo yet, nothing to build")
     python = _venv("ours", log)
     stamp = source_fingerprint()
     if rebuild or not _stamp_ok("ours", stamp):
+        say("building ours: pip install of the repo into benches/.venvs/ours (release build)")
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         # A target dir of its own: incremental, and no lock shared with dev builds.
         env["CARGO_TARGET_DIR"] = str(VENVS / "ours-target")
-        _run_logged([str(python), "-m", "pip", "install", "-q", "--force-reinstall",
-                     str(REPO)], log, env)
+        _run_logged([str(python), "-m", "pip", "install", "-q", "--force-reinstall", str(REPO)], log, env)
         _write_stamp("ours", stamp)
     return python
 
@@ -115,11 +116,9 @@ def prepare(keys: list[str], ours_python: str | None, rebuild: bool, say) -> dic
             if key == "ours" and ours_python:
                 ready[key] = Path(ours_python)
             elif key == "ours":
-                say("building ours: pip install of the repo into benches/.venvs/ours "
-                    "(release build; minutes the first time)")
-                ready[key] = prepare_ours(log, rebuild)
+                ready[key] = prepare_ours(log, rebuild, say)
             else:
-                ready[key] = prepare_peer(system, log)
+                ready[key] = prepare_peer(system, log, say)
         except SetupError as exc:
             ready[key] = exc
     return ready

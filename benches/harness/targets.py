@@ -27,8 +27,7 @@ class Target:
         if self.peer:
             return ratio(mine, results.median(self.workload, self.variant, self.peer, self.metric))
         if self.base_variant:
-            return ratio(mine, results.median(self.workload, self.base_variant, "ours",
-                                              self.metric))
+            return ratio(mine, results.median(self.workload, self.base_variant, "ours", self.metric))
         return mine
 
     def met(self, value: float | None) -> bool | None:
@@ -36,24 +35,40 @@ class Target:
 
 
 TARGETS = (
-    Target("drain, 4 workers: at least 5× huey", "drain", "", "jobs_per_s", AT_LEAST, 5,
-           peer="huey"),
-    Target("enqueue one by one: at least 2× taskito 0.22", "enqueue", "", "jobs_per_s",
-           AT_LEAST, 2, peer="taskito022"),
-    Target("batch enqueue: at least 3× taskito 0.22", "batch", "", "jobs_per_s", AT_LEAST, 3,
-           peer="taskito022"),
-    Target("round trip, same process: p50 at most 2 ms", "rt_inproc", "", "p50_ms",
-           AT_MOST, 2, unit=" ms"),
-    Target("round trip, same process: p99 at most 10 ms", "rt_inproc", "", "p99_ms",
-           AT_MOST, 10, unit=" ms"),
-    Target("round trip, other process: p50 below the 50 ms poll interval", "rt_xproc", "",
-           "p50_ms", BELOW, 50, unit=" ms"),
-    Target("io-bound efficiency at least 0.95", "io", "", "efficiency", AT_LEAST, 0.95,
-           unit=""),
-    Target("CLI end to end: at least 3× huey", "cli", "", "jobs_per_s", AT_LEAST, 3,
-           peer="huey"),
-    Target("drain with 1M queued: at least 0.8× the rate with 10k queued", "backlog", "big",
-           "jobs_per_s", AT_LEAST, 0.8, base_variant="small"),
-    Target("idle worker: at most 1% of a core", "idle", "", "pct_core", AT_MOST, 1,
-           unit=" %"),
+    Target("drain, 4 workers: at least 5× huey", "drain", "", "jobs_per_s", AT_LEAST, 5, peer="huey"),
+    Target(
+        "enqueue one by one: at least 2× taskito 0.22",
+        "enqueue",
+        "",
+        "jobs_per_s",
+        AT_LEAST,
+        2,
+        peer="taskito022",
+    ),
+    Target(
+        "batch enqueue: at least 3× taskito 0.22", "batch", "", "jobs_per_s", AT_LEAST, 3, peer="taskito022"
+    ),
+    Target("round trip, same process: p50 at most 2 ms", "rt_inproc", "", "p50_ms", AT_MOST, 2, unit=" ms"),
+    Target("round trip, same process: p99 at most 10 ms", "rt_inproc", "", "p99_ms", AT_MOST, 10, unit=" ms"),
+    Target(
+        "round trip, other process: p50 below the 50 ms poll interval",
+        "rt_xproc",
+        "",
+        "p50_ms",
+        BELOW,
+        50,
+        unit=" ms",
+    ),
+    Target("io-bound efficiency at least 0.95", "io", "", "efficiency", AT_LEAST, 0.95, unit=""),
+    Target("CLI end to end: at least 3× huey", "cli", "", "jobs_per_s", AT_LEAST, 3, peer="huey"),
+    Target(
+        "drain with 1M queued: at least 0.8× the rate with 10k queued",
+        "backlog",
+        "big",
+        "jobs_per_s",
+        AT_LEAST,
+        0.8,
+        base_variant="small",
+    ),
+    Target("idle worker: at most 1% of a core", "idle", "", "pct_core", AT_MOST, 1, unit=" %"),
 )

@@ -264,7 +264,7 @@ impl PyQueueCore {
     /// `[(queue, created_at_ms)]` of the oldest pending job per queue.
     fn oldest_pending(&self, py: Python<'_>) -> PyResult<Vec<(String, i64)>> {
         let storage = self.storage.clone();
-        Ok(py.detach(move || storage.oldest_pending())?)
+        Ok(py.detach(move || storage.oldest_pending(now_ms()))?)
     }
 
     /// The job's failed attempts, oldest first.

@@ -84,9 +84,7 @@ pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
         // job its threads hold or ran.
         args.push(w.clone().into());
         let n = args.len();
-        sql.push_str(&format!(
-            " AND (worker_id = ?{n} OR owner = ?{n} OR worker_id LIKE ?{n} || '-%')"
-        ));
+        sql.push_str(&format!(" AND (worker_id = ?{n} OR owner = ?{n})"));
     }
     args.push(f.limit.into());
     args.push(f.offset.into());
@@ -109,11 +107,14 @@ pub fn counts(c: &Connection) -> Result<QueueCounts> {
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
-pub fn oldest_pending(c: &Connection) -> Result<Vec<(String, i64)>> {
+pub fn oldest_pending(c: &Connection, now: i64) -> Result<Vec<(String, i64)>> {
+    // Ready jobs only, aged from when they became ready: a job delayed until tomorrow is
+    // not a backlog.
     let mut stmt = c.prepare_cached(
-        "SELECT queue, MIN(created_at) FROM jobs WHERE status = 0 GROUP BY queue",
+        "SELECT queue, MIN(scheduled_at) FROM jobs WHERE status = 0 AND scheduled_at <= ?1 \
+         GROUP BY queue",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 

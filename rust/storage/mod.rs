@@ -102,8 +102,8 @@ pub trait Storage: Send + Sync + 'static {
     fn get_outcome(&self, id: &str) -> Result<Option<StoredOutcome>>;
     fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>>;
     fn counts(&self) -> Result<QueueCounts>;
-    /// `(queue, created_at)` of the oldest pending job of each queue.
-    fn oldest_pending(&self) -> Result<Vec<(String, i64)>>;
+    /// `(queue, scheduled_at)` of the longest-waiting ready job of each queue.
+    fn oldest_pending(&self, now: i64) -> Result<Vec<(String, i64)>>;
     fn job_errors(&self, id: &str) -> Result<Vec<ErrorRecord>>;
     fn cancel(&self, id: &str, now: i64) -> Result<bool>;
     fn set_progress(&self, id: &str, progress: i64) -> Result<()>;

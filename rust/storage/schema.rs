@@ -38,7 +38,6 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, scheduled_at, seq)
         WHERE status = 0;
     CREATE INDEX jobs_ready ON jobs (priority DESC, scheduled_at, seq) WHERE status = 0;
-    CREATE INDEX jobs_by_owner ON jobs (owner) WHERE status = 1;
     CREATE INDEX jobs_by_status ON jobs (status, queue);
     CREATE INDEX jobs_finished ON jobs (completed_at) WHERE status >= 2;
     CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
@@ -70,6 +69,7 @@ const MIGRATIONS: &[&str] = &[
         retry_count     INTEGER NOT NULL,
         failed_at       INTEGER NOT NULL
     );
+    CREATE INDEX dead_letters_by_job ON dead_letters (original_job_id);
 
     CREATE TABLE workers (
         worker_id      TEXT    PRIMARY KEY,

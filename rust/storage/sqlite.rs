@@ -212,6 +212,10 @@ fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
                 .execute(params![id, token, *status as i64, error, now, thread_id])?;
             if n > 0 {
                 insert_error(conn, id, error, traceback, now)?;
+                // One letter per job: a job run again by id and failing again replaces its
+                // old letter (its history stays in job_errors).
+                conn.prepare_cached("DELETE FROM dead_letters WHERE original_job_id = ?1")?
+                    .execute(params![id])?;
                 conn.prepare_cached(
                     "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
                      priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
@@ -398,8 +402,8 @@ impl Storage for SqliteStorage {
     fn counts(&self) -> Result<QueueCounts> {
         self.read(|c| inspect::counts(c))
     }
-    fn oldest_pending(&self) -> Result<Vec<(String, i64)>> {
-        self.read(|c| inspect::oldest_pending(c))
+    fn oldest_pending(&self, now: i64) -> Result<Vec<(String, i64)>> {
+        self.read(|c| inspect::oldest_pending(c, now))
     }
     fn job_errors(&self, id: &str) -> Result<Vec<ErrorRecord>> {
         self.read(|c| inspect::job_errors(c, id))
@@ -433,7 +437,8 @@ struct DataVersionProbe {
 impl ChangeProbe for DataVersionProbe {
     fn version(&mut self) -> Option<i64> {
         self.conn
-            .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
             .ok()
     }
 }

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -61,12 +61,17 @@ def worker(queue: Queue) -> Iterator[RunningWorker]:
         w.stop()
 
 
-def run_py(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
-           cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_py(
+    code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Runs Python code in a fresh interpreter and returns the finished process."""
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
-        env=full_env, cwd=cwd,
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd,
     )

@@ -91,8 +91,15 @@ def test_apply_async_options(queue: Queue) -> None:
     assert (d["queue"], d["priority"], d["max_retries"], d["timeout"]) == ("emails", 3, 5, 9.0)
 
     job = send.apply_async(
-        args=("c@d",), kwargs={"subject": "hi"}, priority=9, delay=60, queue="urgent",
-        max_retries=0, timeout=2, unique_key=None, metadata="m",
+        args=("c@d",),
+        kwargs={"subject": "hi"},
+        priority=9,
+        delay=60,
+        queue="urgent",
+        max_retries=0,
+        timeout=2,
+        unique_key=None,
+        metadata="m",
     )
     d = job.to_dict()
     assert (d["queue"], d["priority"], d["max_retries"], d["timeout"]) == ("urgent", 9, 0, 2.0)
@@ -148,7 +155,12 @@ def test_unpicklable_argument_raises_at_enqueue_and_stores_nothing(queue: Queue)
 
 def test_stats_always_has_all_six_keys(queue: Queue) -> None:
     assert queue.stats() == {
-        "pending": 0, "running": 0, "completed": 0, "failed": 0, "dead": 0, "cancelled": 0,
+        "pending": 0,
+        "running": 0,
+        "completed": 0,
+        "failed": 0,
+        "dead": 0,
+        "cancelled": 0,
     }
 
 
@@ -205,8 +217,12 @@ def test_unique_key_deduplicates_live_jobs(queue: Queue) -> None:
 
 def test_exception_hierarchy() -> None:
     for cls in (
-        taskito.TaskFailedError, taskito.MaxRetriesExceededError, taskito.TaskCancelledError,
-        taskito.SerializationError, taskito.DatabaseError, taskito.TaskTimeoutError,
+        taskito.TaskFailedError,
+        taskito.MaxRetriesExceededError,
+        taskito.TaskCancelledError,
+        taskito.SerializationError,
+        taskito.DatabaseError,
+        taskito.TaskTimeoutError,
     ):
         assert issubclass(cls, taskito.TaskitoError)
         assert cls.__module__ == "taskito.exceptions"

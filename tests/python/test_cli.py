@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_py
 
 APP = """
@@ -45,7 +44,11 @@ def _env(app_dir: Path) -> dict[str, str]:
 def _start_worker(app_dir: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "taskito", "worker", "--app", "myapp:queue", *extra],
-        cwd=app_dir, env=_env(app_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=app_dir,
+        env=_env(app_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -56,7 +59,9 @@ def test_quickstart_worker_and_producer_processes(app_dir: Path) -> None:
             "import myapp\n"
             "jobs = [myapp.add.delay(i, i) for i in range(50)]\n"
             "print(sum(j.result(timeout=60) for j in jobs))\n",
-            env=_env(app_dir), cwd=str(app_dir), timeout=90,
+            env=_env(app_dir),
+            cwd=str(app_dir),
+            timeout=90,
         )
         assert producer.returncode == 0, producer.stderr
         assert producer.stdout.strip() == str(sum(2 * i for i in range(50)))
@@ -70,7 +75,11 @@ def test_quickstart_worker_and_producer_processes(app_dir: Path) -> None:
 
     info = subprocess.run(
         [sys.executable, "-m", "taskito", "info", "--app", "myapp:queue"],
-        cwd=app_dir, env=_env(app_dir), capture_output=True, text=True, timeout=60,
+        cwd=app_dir,
+        env=_env(app_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert info.returncode == 0, info.stderr
     lines = dict(line.split() for line in info.stdout.splitlines() if len(line.split()) == 2)
@@ -87,16 +96,16 @@ def test_sigterm_drains_running_jobs_and_exits_zero(app_dir: Path) -> None:
         "deadline = time.time() + 60\n"
         "while myapp.queue.stats()['running'] < 2 and time.time() < deadline: time.sleep(0.02)\n"
         "print(myapp.queue.stats()['running'])\n",
-        env=_env(app_dir), cwd=str(app_dir), timeout=90,
+        env=_env(app_dir),
+        cwd=str(app_dir),
+        timeout=90,
     )
     assert db.stdout.strip() == "2", db.stderr
     worker.send_signal(signal.SIGTERM)
     out, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
     assert "Worker stopped." in out
-    check = run_py(
-        "import myapp\nprint(myapp.queue.stats())\n", env=_env(app_dir), cwd=str(app_dir)
-    )
+    check = run_py("import myapp\nprint(myapp.queue.stats())\n", env=_env(app_dir), cwd=str(app_dir))
     assert "'completed': 2" in check.stdout, "running jobs were allowed to finish"
 
 
@@ -107,7 +116,9 @@ def test_second_signal_exits_at_once_and_jobs_go_back(app_dir: Path) -> None:
         "import myapp, time\n"
         "deadline = time.time() + 60\n"
         "while myapp.queue.stats()['running'] < 1 and time.time() < deadline: time.sleep(0.02)\n",
-        env=_env(app_dir), cwd=str(app_dir), timeout=90,
+        env=_env(app_dir),
+        cwd=str(app_dir),
+        timeout=90,
     )
     assert wait.returncode == 0
     worker.send_signal(signal.SIGINT)
@@ -128,7 +139,9 @@ def test_drain_timeout_puts_unfinished_jobs_back(app_dir: Path) -> None:
         "import myapp, time\n"
         "deadline = time.time() + 60\n"
         "while myapp.queue.stats()['running'] < 1 and time.time() < deadline: time.sleep(0.02)\n",
-        env=_env(app_dir), cwd=str(app_dir), timeout=90,
+        env=_env(app_dir),
+        cwd=str(app_dir),
+        timeout=90,
     )
     start = time.monotonic()
     worker.send_signal(signal.SIGTERM)
@@ -153,7 +166,11 @@ def test_bad_app_values(app_dir: Path, spec: str, message: str) -> None:
     for command in ("worker", "info"):
         proc = subprocess.run(
             [sys.executable, "-m", "taskito", command, "--app", spec],
-            cwd=app_dir, env=_env(app_dir), capture_output=True, text=True, timeout=60,
+            cwd=app_dir,
+            env=_env(app_dir),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode != 0
         assert message in proc.stderr

@@ -38,21 +38,28 @@ def test_two_worker_processes_drain_2000_jobs_exactly_once(tmp_path: Path) -> No
     }
     enq = run_py(
         "import mpapp\nmpapp.queue.enqueue_many(mpapp.mark.name, [(i,) for i in range(2000)])\n",
-        env=env, cwd=str(tmp_path),
+        env=env,
+        cwd=str(tmp_path),
     )
     assert enq.returncode == 0, enq.stderr
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "taskito", "worker", "--app", "mpapp:queue", "--run-once"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
-    for w, (out, err) in zip(workers, outputs):
+    for w, (_out, err) in zip(workers, outputs):
         assert w.returncode == 0, err
         assert "locked" not in err.lower()
-    processed = [int(line.split()[2]) for out, _ in outputs for line in out.splitlines() if "Processed" in line]
+    processed = [
+        int(line.split()[2]) for out, _ in outputs for line in out.splitlines() if "Processed" in line
+    ]
     assert sum(processed) == 2000
     assert all(n > 0 for n in processed), f"both workers took jobs: {processed}"
     assert sorted(int(p.name) for p in runs.iterdir()) == list(range(2000))

@@ -11,11 +11,10 @@ import time
 from collections import OrderedDict
 
 import pytest
+from conftest import RunningWorker
 
 import taskito
 from taskito import Queue, current_job
-
-from conftest import RunningWorker
 
 
 def test_results_of_many_types(queue: Queue, worker: RunningWorker) -> None:
@@ -24,9 +23,22 @@ def test_results_of_many_types(queue: Queue, worker: RunningWorker) -> None:
         return (value, kw) if kw else value
 
     values = [
-        None, True, 0, -(2**70), 3.5, "héllo", b"\x00\xff", [1, [2]], (1, "a"), {"k": [1]},
-        {1, 2}, frozenset({3}), decimal.Decimal("1.10"), datetime.datetime(2024, 1, 2, 3, 4),
-        OrderedDict(a=1), ValueError("boxed"),
+        None,
+        True,
+        0,
+        -(2**70),
+        3.5,
+        "héllo",
+        b"\x00\xff",
+        [1, [2]],
+        (1, "a"),
+        {"k": [1]},
+        {1, 2},
+        frozenset({3}),
+        decimal.Decimal("1.10"),
+        datetime.datetime(2024, 1, 2, 3, 4),
+        OrderedDict(a=1),
+        ValueError("boxed"),
     ]
     jobs = [echo.delay(v) for v in values]
     for v, j in zip(values, jobs):
