@@ -257,7 +257,11 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
             // worker's own row is as stale as any, and it must not put back its own jobs
             // and run them a second time. The heartbeat timer alone may fire after this one.
             let _ = s.heartbeat(&id, now_ms());
-            s.recover_stale(stale_before, now_ms())
+            let recovered = s.recover_stale(stale_before, now_ms());
+            if let Err(e) = s.checkpoint() {
+                log::debug!("checkpoint skipped: {e}");
+            }
+            recovered
         })
         .await;
         if let Ok(Ok(n)) = recovered {

@@ -117,6 +117,7 @@ class Queue:
             raise ValueError("stale_after must be longer than heartbeat_interval")
         self._inner = QueueCore(self.db_path, durability)
         self._tasks: dict[str, TaskWrapper] = {}
+        self._default_options: dict[str, dict[str, Any]] = {}
         self._hooks: dict[str, list[Callable[..., Any]]] = {k: [] for k in _HOOK_KINDS}
         self._running = threading.Lock()
 
@@ -160,6 +161,7 @@ class Queue:
                 )
             wrapper = TaskWrapper(self, f, task_name, max_retries, retry_backoff, timeout, priority, queue)
             self._tasks[task_name] = wrapper
+            self._default_options.pop(task_name, None)
             return wrapper
 
         return register(fn) if fn is not None else register
@@ -172,6 +174,25 @@ class Queue:
     # -- enqueue -------------------------------------------------------------------------
 
     def _options(
+        self,
+        task_name: str,
+        priority: int | None,
+        delay: float | None,
+        queue: str | None,
+        max_retries: int | None,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        if priority is None and delay is None and queue is None and max_retries is None and timeout is None:
+            # The common case (`task.delay(...)`): the same checked options every time.
+            cached = self._default_options.get(task_name)
+            if cached is None:
+                cached = self._resolve_options(task_name, None, None, None, None, None)
+                if task_name in self._tasks:
+                    self._default_options[task_name] = cached
+            return cached
+        return self._resolve_options(task_name, priority, delay, queue, max_retries, timeout)
+
+    def _resolve_options(
         self,
         task_name: str,
         priority: int | None,

@@ -22,6 +22,8 @@ const RETRY_FOR: Duration = Duration::from_secs(120);
 /// damaged file is refused at `Queue(...)`; larger files are checked by reading their schema.
 const QUICK_CHECK_MAX_BYTES: u64 = 64 * 1024 * 1024;
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// WAL size (pages) at which a commit checkpoints by itself: about 32 MiB.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 8000;
 
 /// Connection settings shared by every connection of one store.
 #[derive(Debug, Clone)]
@@ -120,6 +122,11 @@ pub fn open(settings: &Settings) -> Result<Connection> {
             format!("cannot switch to WAL mode (got {mode})"),
         ));
     }
+    // Checkpoints (copying the WAL back into the database, with fsyncs) are mostly left
+    // to a running worker's maintenance timer; the automatic one, which runs inside
+    // whichever commit crosses the threshold, only bounds the WAL when no worker runs.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(|e| open_error(path, e))?;
     let sync = if settings.synchronous_full {
         "FULL"
     } else {

@@ -92,6 +92,11 @@ pub trait Storage: Send + Sync + 'static {
     /// Marks workers silent since `stale_before` dead and puts their running jobs back to
     /// `pending`; returns the number of jobs put back.
     fn recover_stale(&self, stale_before: i64, now: i64) -> Result<usize>;
+    /// Moves committed data from the write-ahead log into the database without blocking
+    /// anyone (a no-op for stores without one).
+    fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
     /// Deletes finished jobs completed before `before`; returns how many.
     fn purge_finished(&self, before: i64) -> Result<usize>;
 

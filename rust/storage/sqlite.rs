@@ -372,6 +372,13 @@ impl Storage for SqliteStorage {
         Ok(Box::new(DataVersionProbe { conn }))
     }
 
+    fn checkpoint(&self) -> Result<()> {
+        self.read(|c| {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+    }
+
     fn register_worker(&self, info: &WorkerInfo) -> Result<()> {
         self.write(|c| inspect::register_worker(c, info))
     }

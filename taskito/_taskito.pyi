@@ -1,0 +1,86 @@
+# Stubs for the compiled engine module (rust/py/queue.rs).
+from typing import Any, Callable, Optional
+
+__version__: str
+SCHEMA_VERSION: int
+
+_Dispatch = Callable[[str, bytes, str, str, int, int, str], tuple[Any, ...]]
+_LocalRun = tuple[str, str, Optional[str], Optional[str]]
+
+class QueueCore:
+    def __init__(self, db_path: str, durability: str = "normal") -> None: ...
+    @property
+    def db_path(self) -> str: ...
+    def enqueue(
+        self,
+        task_name: str,
+        payloads: list[bytes],
+        queue: str,
+        priority: int,
+        delay: float,
+        max_retries: int,
+        retry_backoff: float,
+        timeout: float,
+        unique_key: Optional[str] = None,
+        metadata: Optional[str] = None,
+    ) -> list[str]: ...
+    def get_job(self, id: str) -> Optional[dict[str, Any]]: ...
+    def get_outcome(self, id: str) -> Optional[tuple[str, Optional[bytes], Optional[str]]]: ...
+    def wait(self, id: str, timeout: float, poll_interval: float) -> Optional[str]: ...
+    def list_jobs(
+        self,
+        status: Optional[str] = None,
+        queue: Optional[str] = None,
+        task_name: Optional[str] = None,
+        worker_id: Optional[str] = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]: ...
+    def counts(self) -> list[tuple[str, str, int]]: ...
+    def oldest_pending(self) -> list[tuple[str, int]]: ...
+    def job_errors(self, id: str) -> list[dict[str, Any]]: ...
+    def cancel_job(self, id: str) -> bool: ...
+    def update_progress(self, id: str, progress: int) -> None: ...
+    def dead_letters(self, limit: int, offset: int) -> list[dict[str, Any]]: ...
+    def retry_dead(self, dead_id: str) -> str: ...
+    def purge_dead(self, older_than: float) -> int: ...
+    def purge_finished(self, older_than: float) -> int: ...
+    def workers(self) -> list[dict[str, Any]]: ...
+    def run_worker(
+        self,
+        dispatch: _Dispatch,
+        workers: int,
+        queues: Optional[list[str]],
+        worker_id: str,
+        hostname: str,
+        pid: int,
+        poll_interval_ms: int,
+        drain_timeout: float,
+        run_once: bool = False,
+        max_jobs: Optional[int] = None,
+        heartbeat_interval: float = 2.0,
+        stale_after: float = 10.0,
+        result_ttl: Optional[float] = None,
+        timeout_grace: float = 1.0,
+    ) -> int: ...
+    def request_shutdown(self) -> None: ...
+    def process_one(
+        self,
+        dispatch: _Dispatch,
+        queues: Optional[list[str]],
+        worker_id: str,
+        hostname: str,
+        pid: int,
+        ident: int,
+        heartbeat_interval: float = 2.0,
+    ) -> Optional[_LocalRun]: ...
+    def execute(
+        self,
+        dispatch: _Dispatch,
+        job_id: str,
+        worker_id: str,
+        hostname: str,
+        pid: int,
+        ident: int,
+        heartbeat_interval: float = 2.0,
+    ) -> Optional[_LocalRun]: ...
