@@ -2,10 +2,10 @@
 //! in batches no larger than the free worker slots and sends them down the bounded channel;
 //! it wakes on in-process enqueues, on freed slots, on commits by other processes (the
 //! change probe) and, as the guarantee, on the poll interval. Its timers heartbeat, recover
-//! stale workers' jobs, enforce timeouts and purge expired results. It does not run jobs
-//! and does not record outcomes.
+//! stale workers' jobs and purge expired results; a watchdog thread beside it enforces
+//! timeouts. It does not run jobs and does not record outcomes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,11 +49,11 @@ impl Scheduler {
     /// Runs until shutdown (or, with `run_once` / `max_jobs`, until done), then drains.
     /// Dropping `self` at the end drops the job sender, which stops idle workers.
     pub fn run(self, runtime: tokio::runtime::Runtime) {
+        let watchdog = Watchdog::start(self.pool.clone(), self.config.timeout_grace);
         runtime.block_on(async {
             let timers = [
                 tokio::spawn(heartbeat(self.storage.clone(), self.config.clone())),
                 tokio::spawn(maintenance(self.storage.clone(), self.config.clone())),
-                tokio::spawn(watchdog(self.pool.clone(), self.config.timeout_grace)),
             ];
             self.claim_loop().await;
             self.drain().await;
@@ -61,6 +61,7 @@ impl Scheduler {
                 t.abort();
             }
         });
+        watchdog.stop();
         // A heartbeat stuck on a busy database must not hold up the shutdown.
         runtime.shutdown_timeout(Duration::from_secs(1));
     }
@@ -289,11 +290,36 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
     }
 }
 
-async fn watchdog(pool: Arc<WorkerPool>, grace: Duration) {
-    let mut tick = interval(WATCHDOG_TICK);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        pool.check_timeouts(grace);
+/// The timeout watchdog, on a thread of its own rather than a timer of the runtime:
+/// interrupting a task needs the GIL, and a task that passed its deadline inside a C call
+/// that keeps the GIL makes that wait as long as the call. On the runtime, the wait would
+/// stop this worker's heartbeats and claims too, and after `stale_after` other workers
+/// would take it for dead and run its jobs again.
+struct Watchdog {
+    stop: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(pool: Arc<WorkerPool>, grace: Duration) -> Watchdog {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("taskito-watchdog".into())
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    std::thread::sleep(WATCHDOG_TICK);
+                    pool.check_timeouts(grace);
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the timeout watchdog; timeouts are not enforced: {e}");
+        }
+        Watchdog { stop }
+    }
+
+    /// Not joined: a watchdog waiting for the GIL must not hold up the shutdown. Once the
+    /// drain has taken every running job there is nothing left for it to act on.
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }

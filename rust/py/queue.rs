@@ -21,6 +21,8 @@ use crate::worker::Runner;
 
 /// How often a blocked call comes back to Python to check for signals.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+/// How long a forced stop waits for running jobs to be put back before returning.
+const FORCED_STOP_WAIT: Duration = Duration::from_secs(3);
 /// How often a result waiter reads the store's change counter (catches other processes).
 const PROBE_EVERY: Duration = Duration::from_millis(2);
 
@@ -372,8 +374,14 @@ impl PyQueueCore {
                 // return now, finishing the clean-up in the background.
                 self.control.force_stop();
                 py.detach(|| {
-                    engine.wait(Duration::from_secs(2));
-                    std::thread::spawn(move || engine.join());
+                    // Wait (boundedly) for the put-back to be written, so a process that
+                    // exits right after this still leaves its jobs pending.
+                    let (done_tx, done_rx) = std::sync::mpsc::channel();
+                    std::thread::spawn(move || {
+                        engine.join();
+                        let _ = done_tx.send(());
+                    });
+                    let _ = done_rx.recv_timeout(FORCED_STOP_WAIT);
                 });
                 return Err(e);
             }
