@@ -296,8 +296,9 @@ fn the_claim_uses_its_partial_index() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let plan: Vec<String> = conn
         .prepare(
-            "EXPLAIN QUERY PLAN SELECT seq FROM jobs INDEXED BY jobs_ready WHERE status = 0 \
-             AND scheduled_at <= 1 ORDER BY priority DESC, scheduled_at, seq LIMIT 4",
+            "EXPLAIN QUERY PLAN SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready \
+             WHERE status = 0 AND queue = 'q' AND scheduled_at <= 1 \
+             ORDER BY priority DESC, scheduled_at, seq LIMIT 4",
         )
         .unwrap()
         .query_map([], |r| r.get::<_, String>(3))

@@ -3,7 +3,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::sqlite::insert_job;
+use super::ids::seq_of;
+use super::sqlite::{insert_job, next_seq, note_queue};
 use super::QueueCounts;
 use crate::error::{Error, Result};
 use crate::job::{
@@ -37,23 +38,27 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
 }
 
 pub fn get_job(c: &Connection, id: &str) -> Result<Option<JobRecord>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?2 AND id = ?1"
+    ))?
+    .query_row(params![id, seq_of(id)], job_row)
+    .optional()?)
+}
+
+pub fn status(c: &Connection, id: &str) -> Result<Option<JobStatus>> {
     Ok(
-        c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
-            .query_row(params![id], job_row)
+        c.prepare_cached("SELECT status FROM jobs WHERE seq = ?2 AND id = ?1")?
+            .query_row(params![id, seq_of(id)], |r| {
+                Ok(JobStatus::from_i64(r.get(0)?))
+            })
             .optional()?,
     )
 }
 
-pub fn status(c: &Connection, id: &str) -> Result<Option<JobStatus>> {
-    Ok(c.prepare_cached("SELECT status FROM jobs WHERE id = ?1")?
-        .query_row(params![id], |r| Ok(JobStatus::from_i64(r.get(0)?)))
-        .optional()?)
-}
-
 pub fn get_outcome(c: &Connection, id: &str) -> Result<Option<StoredOutcome>> {
     Ok(
-        c.prepare_cached("SELECT status, result, error FROM jobs WHERE id = ?1")?
-            .query_row(params![id], |r| {
+        c.prepare_cached("SELECT status, result, error FROM jobs WHERE seq = ?2 AND id = ?1")?
+            .query_row(params![id, seq_of(id)], |r| {
                 Ok(StoredOutcome {
                     status: JobStatus::from_i64(r.get(0)?),
                     result: r.get(1)?,
@@ -138,15 +143,15 @@ pub fn job_errors(c: &Connection, id: &str) -> Result<Vec<ErrorRecord>> {
 pub fn cancel(c: &Connection, id: &str, now: i64) -> Result<bool> {
     let n = c
         .prepare_cached(
-            "UPDATE jobs SET status = 5, completed_at = ?2 WHERE id = ?1 AND status = 0",
+            "UPDATE jobs SET status = 5, completed_at = ?2 WHERE seq = ?3 AND id = ?1 AND status = 0",
         )?
-        .execute(params![id, now])?;
+        .execute(params![id, now, seq_of(id)])?;
     Ok(n > 0)
 }
 
 pub fn set_progress(c: &Connection, id: &str, progress: i64) -> Result<()> {
-    c.prepare_cached("UPDATE jobs SET progress = ?2 WHERE id = ?1")?
-        .execute(params![id, progress])?;
+    c.prepare_cached("UPDATE jobs SET progress = ?2 WHERE seq = ?3 AND id = ?1")?
+        .execute(params![id, progress, seq_of(id)])?;
     Ok(())
 }
 
@@ -196,7 +201,8 @@ pub fn retry_dead(c: &mut Connection, dead_id: &str, now: i64) -> Result<String>
             kind: "dead letter",
             id: dead_id.to_string(),
         })?;
-    let id = insert_job(&tx, &job, now)?;
+    note_queue(&tx, &job.queue)?;
+    let id = insert_job(&tx, &job, now, &mut next_seq(&tx)?)?;
     tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
         .execute(params![dead_id])?;
     tx.commit()?;
@@ -298,14 +304,14 @@ pub fn recover_stale(c: &mut Connection, stale_before: i64, now: i64) -> Result<
         );
         tx.prepare_cached(
             "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
-             SELECT id, retry_count + 1, ?2, '', ?3 FROM jobs WHERE id = ?1",
+             SELECT id, retry_count + 1, ?2, '', ?3 FROM jobs WHERE seq = ?1",
         )?
-        .execute(params![id, note, now])?;
+        .execute(params![seq_of(id), note, now])?;
         tx.prepare_cached(
             "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL WHERE id = ?1 AND status = 1",
+             worker_id = NULL WHERE seq = ?1 AND status = 1",
         )?
-        .execute(params![id])?;
+        .execute(params![seq_of(id)])?;
     }
     tx.commit()?;
     Ok(lost.len())

@@ -3,6 +3,7 @@
 //! the workers or the result handler.
 
 mod connection;
+mod ids;
 mod inspect;
 mod schema;
 mod sqlite;

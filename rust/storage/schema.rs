@@ -11,7 +11,7 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE jobs (
         seq           INTEGER PRIMARY KEY,
-        id            TEXT    NOT NULL UNIQUE,
+        id            TEXT    NOT NULL, -- ends with seq in hex: see storage/ids.rs
         queue         TEXT    NOT NULL,
         task_name     TEXT    NOT NULL,
         payload       BLOB    NOT NULL,
@@ -34,14 +34,19 @@ const MIGRATIONS: &[&str] = &[
         worker_id     TEXT,
         claim_token   INTEGER
     );
-    -- The claim reads these in order; partial, so finished rows cost the claim nothing.
-    CREATE INDEX jobs_ready_by_queue ON jobs (queue, priority DESC, scheduled_at, seq)
+    -- Few indexes, because every index is one more page written per enqueue, claim and
+    -- completion. The claim reads this one in order, one queue at a time; partial, so
+    -- finished rows cost the claim nothing.
+    CREATE INDEX jobs_ready ON jobs (queue, priority DESC, scheduled_at, seq)
         WHERE status = 0;
-    CREATE INDEX jobs_ready ON jobs (priority DESC, scheduled_at, seq) WHERE status = 0;
-    CREATE INDEX jobs_by_status ON jobs (status, queue);
-    CREATE INDEX jobs_finished ON jobs (completed_at) WHERE status >= 2;
+    -- Counts by status and queue, listings by status, and result expiry.
+    CREATE INDEX jobs_by_status ON jobs (status, queue, completed_at);
     CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
         WHERE unique_key IS NOT NULL AND status IN (0, 1);
+
+    -- Every queue that ever had a job: lets a worker serving all queues claim through the
+    -- per-queue index.
+    CREATE TABLE queues (name TEXT PRIMARY KEY) WITHOUT ROWID;
 
     CREATE TABLE job_errors (
         id        INTEGER PRIMARY KEY,

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, with_retry, Pool, Settings};
+use super::ids::{self, seq_of};
 use super::{inspect, ChangeProbe, QueueCounts, Storage, Write};
 use crate::error::{Error, Result};
 use crate::job::{
@@ -86,26 +87,27 @@ fn ready_seqs(
     limit: usize,
     now: i64,
 ) -> Result<Vec<i64>> {
-    let limit = limit as i64;
-    // INDEXED BY pins the claim to its partial index: the planner would otherwise pick the
-    // (status, queue) index and sort the whole backlog on every claim.
-    let Some(queues) = queues else {
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq FROM jobs INDEXED BY jobs_ready WHERE status = 0 AND scheduled_at <= ?1 \
-             ORDER BY priority DESC, scheduled_at, seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now, limit], |r| r.get(0))?;
-        return Ok(rows.collect::<std::result::Result<_, _>>()?);
+    let all: Vec<String>;
+    let queues = match queues {
+        Some(q) => q,
+        None => {
+            let mut stmt = conn.prepare_cached("SELECT name FROM queues")?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            all = names.collect::<std::result::Result<_, _>>()?;
+            &all
+        }
     };
-    // One indexed range per queue, merged here: keeps each read O(log n + limit).
+    // One indexed range per queue, merged here: each read is O(log n + limit) whatever the
+    // backlog. INDEXED BY pins the plan: the planner would otherwise pick the status index
+    // and sort the whole backlog on every claim.
     let mut stmt = conn.prepare_cached(
-        "SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready_by_queue \
+        "SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready \
          WHERE status = 0 AND queue = ?1 AND scheduled_at <= ?2 \
          ORDER BY priority DESC, scheduled_at, seq LIMIT ?3",
     )?;
     let mut found: Vec<(i64, i64, i64)> = Vec::new();
     for q in queues {
-        let rows = stmt.query_map(params![q, now, limit], |r| {
+        let rows = stmt.query_map(params![q, now, limit as i64], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
         for row in rows {
@@ -115,7 +117,7 @@ fn ready_seqs(
     found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     Ok(found
         .into_iter()
-        .take(limit as usize)
+        .take(limit)
         .map(|(_, _, seq)| seq)
         .collect())
 }
@@ -139,116 +141,148 @@ fn new_token() -> i64 {
     fastrand::i64(1..i64::MAX)
 }
 
-fn insert_error(conn: &Connection, id: &str, error: &str, traceback: &str, now: i64) -> Result<()> {
+fn insert_error(conn: &Connection, seq: i64, error: &str, traceback: &str, now: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
-         SELECT id, retry_count + 1, ?2, ?3, ?4 FROM jobs WHERE id = ?1",
+         SELECT id, retry_count + 1, ?2, ?3, ?4 FROM jobs WHERE seq = ?1",
     )?
-    .execute(params![id, error, traceback, now])?;
+    .execute(params![seq, error, traceback, now])?;
     Ok(())
 }
 
+/// Applies one write, fenced: it changes the job only while `(seq, claim_token)` still
+/// identify the claim it ends.
 fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
-    let changed = match write {
-        Write::Started {
-            id,
-            token,
-            thread_id,
-        } => {
-            conn.prepare_cached(
-                "UPDATE jobs SET worker_id = ?3 WHERE id = ?1 AND claim_token = ?2 AND status = 1",
+    let changed =
+        match write {
+            Write::Started {
+                id,
+                token,
+                thread_id,
+            } => {
+                conn.prepare_cached(
+                "UPDATE jobs SET worker_id = ?3 WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
             )?
-            .execute(params![id, token, thread_id])?;
-            return Ok(false);
-        }
-        Write::Complete {
-            id,
-            token,
-            thread_id,
-            result,
-        } => conn
-            .prepare_cached(
-                "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
+            .execute(params![seq_of(id), token, thread_id])?;
+                return Ok(false);
+            }
+            Write::Complete {
+                id,
+                token,
+                thread_id,
+                result,
+            } => conn
+                .prepare_cached(
+                    "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
                  error = NULL, claim_token = NULL \
-                 WHERE id = ?1 AND claim_token = ?2 AND status = 1",
-            )?
-            .execute(params![id, token, result, now, thread_id])?,
-        Write::Retry {
-            id,
-            token,
-            thread_id,
-            error,
-            traceback,
-            run_at,
-        } => {
-            let n = conn
+                 WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
+                )?
+                .execute(params![seq_of(id), token, result, now, thread_id])?,
+            Write::Retry {
+                id,
+                token,
+                thread_id,
+                error,
+                traceback,
+                run_at,
+            } => {
+                let n = conn
                 .prepare_cached(
                     "UPDATE jobs SET status = 0, scheduled_at = ?3, error = ?4, worker_id = ?5, \
                      owner = NULL, claim_token = NULL, started_at = NULL \
-                     WHERE id = ?1 AND claim_token = ?2 AND status = 1",
+                     WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
                 )?
-                .execute(params![id, token, run_at, error, thread_id])?;
-            if n > 0 {
-                insert_error(conn, id, error, traceback, now)?;
-                conn.prepare_cached("UPDATE jobs SET retry_count = retry_count + 1 WHERE id = ?1")?
-                    .execute(params![id])?;
+                .execute(params![seq_of(id), token, run_at, error, thread_id])?;
+                if n > 0 {
+                    insert_error(conn, seq_of(id), error, traceback, now)?;
+                    conn.prepare_cached(
+                        "UPDATE jobs SET retry_count = retry_count + 1 WHERE seq = ?1",
+                    )?
+                    .execute(params![seq_of(id)])?;
+                }
+                n
             }
-            n
-        }
-        Write::Fail {
-            id,
-            token,
-            thread_id,
-            error,
-            traceback,
-            status,
-        } => {
-            let n = conn
+            Write::Fail {
+                id,
+                token,
+                thread_id,
+                error,
+                traceback,
+                status,
+            } => {
+                let n = conn
                 .prepare_cached(
                     "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, worker_id = ?6, \
                      claim_token = NULL \
-                     WHERE id = ?1 AND claim_token = ?2 AND status = 1",
+                     WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
                 )?
-                .execute(params![id, token, *status as i64, error, now, thread_id])?;
-            if n > 0 {
-                insert_error(conn, id, error, traceback, now)?;
-                // One letter per job: a job run again by id and failing again replaces its
-                // old letter (its history stays in job_errors).
-                conn.prepare_cached("DELETE FROM dead_letters WHERE original_job_id = ?1")?
-                    .execute(params![id])?;
-                conn.prepare_cached(
+                .execute(params![seq_of(id), token, *status as i64, error, now, thread_id])?;
+                if n > 0 {
+                    insert_error(conn, seq_of(id), error, traceback, now)?;
+                    // One letter per job: a job run again by id and failing again replaces its
+                    // old letter (its history stays in job_errors).
+                    conn.prepare_cached("DELETE FROM dead_letters WHERE original_job_id = ?1")?
+                        .execute(params![id])?;
+                    conn.prepare_cached(
                     "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
                      priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
                      retry_count, failed_at) \
                      SELECT ?2, id, task_name, queue, payload, priority, max_retries, \
                      retry_backoff, timeout_ms, metadata, error, retry_count, ?3 \
-                     FROM jobs WHERE id = ?1",
+                     FROM jobs WHERE seq = ?1",
                 )?
-                .execute(params![id, uuid::Uuid::now_v7().to_string(), now])?;
+                .execute(params![seq_of(id), uuid::Uuid::now_v7().to_string(), now])?;
+                }
+                n
             }
-            n
-        }
-        Write::Requeue { id, token } => conn
-            .prepare_cached(
-                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
+            Write::Requeue { id, token } => conn
+                .prepare_cached(
+                    "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
                  started_at = NULL, worker_id = NULL \
-                 WHERE id = ?1 AND claim_token = ?2 AND status = 1",
-            )?
-            .execute(params![id, token])?,
-    };
+                 WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
+                )?
+                .execute(params![seq_of(id), token])?,
+        };
     Ok(changed > 0)
 }
 
-pub(super) fn insert_job(conn: &Connection, job: &NewJob, now: i64) -> Result<String> {
-    let id = uuid::Uuid::now_v7().to_string();
+/// Records a queue name (a no-op read when it is known already).
+pub(super) fn note_queue(conn: &Connection, queue: &str) -> Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO queues (name) VALUES (?1)")?
+        .execute(params![queue])?;
+    Ok(())
+}
+
+/// The seq the next inserted job gets. Call inside a write transaction: the lock makes
+/// it safe to hand out `last + 1, last + 2, ...` (read from the rowid's end: O(log n)).
+pub(super) fn next_seq(conn: &Connection) -> Result<i64> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM jobs ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(last.unwrap_or(0) + 1)
+}
+
+/// Inserts one job inside the caller's write transaction with seq `*next` and returns its
+/// id (for a `unique_key` that a pending or running job holds already, that job's id).
+/// The caller records the queue with `note_queue`.
+pub(super) fn insert_job(
+    conn: &Connection,
+    job: &NewJob,
+    now: i64,
+    next: &mut i64,
+) -> Result<String> {
+    let seq = *next;
+    let id = format!("{}{seq:012x}", ids::prefix(now));
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO jobs (id, queue, task_name, payload, status, priority, created_at, \
+            "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
              scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata) \
-             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN (0, 1) DO NOTHING",
         )?
         .execute(params![
+            seq,
             id,
             job.queue,
             job.task_name,
@@ -262,32 +296,33 @@ pub(super) fn insert_job(conn: &Connection, job: &NewJob, now: i64) -> Result<St
             job.unique_key,
             job.metadata
         ])?;
-    if inserted == 0 {
-        // Only the unique_key index can refuse a fresh uuid: return the live job.
-        if let Some(key) = &job.unique_key {
-            let existing: Option<String> = conn
-                .prepare_cached("SELECT id FROM jobs WHERE unique_key = ?1 AND status IN (0, 1)")?
-                .query_row(params![key], |r| r.get(0))
-                .optional()?;
-            if let Some(existing) = existing {
-                return Ok(existing);
-            }
-        }
+    if inserted == 1 {
+        *next += 1;
+        return Ok(id);
     }
-    Ok(id)
+    // The unique_key index refused the row: return the live job holding the key.
+    let key = job.unique_key.as_deref().unwrap_or_default();
+    Ok(conn
+        .prepare_cached("SELECT id FROM jobs WHERE unique_key = ?1 AND status IN (0, 1)")?
+        .query_row(params![key], |r| r.get(0))?)
 }
 
 impl Storage for SqliteStorage {
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
         let now = crate::job::now_ms();
         self.write(|conn| {
-            if jobs.len() == 1 {
-                return Ok(vec![insert_job(conn, &jobs[0], now)?]);
-            }
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut noted: Option<&str> = None;
+            for job in jobs {
+                if noted != Some(job.queue.as_str()) {
+                    note_queue(&tx, &job.queue)?;
+                    noted = Some(&job.queue);
+                }
+            }
+            let mut next = next_seq(&tx)?;
             let ids = jobs
                 .iter()
-                .map(|j| insert_job(&tx, j, now))
+                .map(|j| insert_job(&tx, j, now, &mut next))
                 .collect::<Result<Vec<_>>>()?;
             tx.commit()?;
             Ok(ids)
@@ -341,9 +376,11 @@ impl Storage for SqliteStorage {
                 .prepare_cached(&format!(
                     "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
                      completed_at = NULL, worker_id = NULL \
-                     WHERE id = ?1 AND status != 1 RETURNING {CLAIM_COLUMNS}"
+                     WHERE seq = ?5 AND id = ?1 AND status != 1 RETURNING {CLAIM_COLUMNS}"
                 ))?
-                .query_row(params![id, owner, token, now], |r| claim_row(r, token))
+                .query_row(params![id, owner, token, now, seq_of(id)], |r| {
+                    claim_row(r, token)
+                })
                 .optional()?;
             tx.commit()?;
             Ok(job)
