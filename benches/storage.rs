@@ -23,7 +23,10 @@ fn job() -> NewJob {
 
 fn rate(label: &str, n: usize, start: Instant) {
     let secs = start.elapsed().as_secs_f64();
-    println!("{label:<28} {:>10.0} /s  ({n} in {secs:.3} s)", n as f64 / secs);
+    println!(
+        "{label:<28} {:>10.0} /s  ({n} in {secs:.3} s)",
+        n as f64 / secs
+    );
 }
 
 fn main() {
