@@ -182,3 +182,68 @@ def test_console_script_is_installed() -> None:
     exe = which("taskito") or str(Path(sys.executable).parent / "taskito")
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "worker" in proc.stdout
+
+
+RUNS_APP = """
+import os, time
+from taskito import Queue
+queue = Queue(db_path=os.environ["TASKITO_DB_PATH"], workers=2, scheduler_poll_interval_ms=20)
+
+@queue.task()
+def step(i):
+    # One file per run: a second run of the same job fails to create it.
+    fd = os.open(os.path.join(os.environ["RUNS_DIR"], str(i)), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.close(fd)
+    time.sleep(0.1)
+    return i
+"""
+
+
+def test_signal_with_jobs_in_flight_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+    (tmp_path / "runsapp.py").write_text(RUNS_APP)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    env = {
+        **os.environ,
+        "TASKITO_DB_PATH": str(tmp_path / "q.db"),
+        "RUNS_DIR": str(runs),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    enq = run_py(
+        "import runsapp\nrunsapp.queue.enqueue_many(runsapp.step.name, [(i,) for i in range(40)])\n",
+        env=env,
+        cwd=str(tmp_path),
+    )
+    assert enq.returncode == 0, enq.stderr
+
+    def worker(*extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "taskito", "worker", "--app", "runsapp:queue", *extra],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    first = worker()
+    deadline = time.monotonic() + 60
+    while len(list(runs.iterdir())) < 6:
+        assert time.monotonic() < deadline, "the worker never started jobs"
+        time.sleep(0.02)
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    ran_first = len(list(runs.iterdir()))
+    assert 0 < ran_first < 40, "stopped midway"
+
+    second = worker("--run-once")
+    out2, err2 = second.communicate(timeout=120)
+    assert second.returncode == 0, err2
+    assert sorted(int(p.name) for p in runs.iterdir()) == list(range(40))
+    stats = run_py("import runsapp\nprint(runsapp.queue.stats())\n", env=env, cwd=str(tmp_path))
+    assert stats.stdout.strip() == str(
+        {"pending": 0, "running": 0, "completed": 40, "failed": 0, "dead": 0, "cancelled": 0}
+    ), stats.stderr
+    for text in (err, err2):
+        assert "Traceback" not in text
