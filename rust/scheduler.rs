@@ -297,7 +297,11 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
 /// would take it for dead and run its jobs again.
 struct Watchdog {
     stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// How long a stopping engine waits for the watchdog thread to finish its tick.
+const WATCHDOG_JOIN: Duration = Duration::from_secs(2);
 
 impl Watchdog {
     fn start(pool: Arc<WorkerPool>, grace: Duration) -> Watchdog {
@@ -307,19 +311,37 @@ impl Watchdog {
             .name("taskito-watchdog".into())
             .spawn(move || {
                 while !flag.load(Ordering::SeqCst) {
-                    std::thread::sleep(WATCHDOG_TICK);
-                    pool.check_timeouts(grace);
+                    std::thread::park_timeout(WATCHDOG_TICK);
+                    if !flag.load(Ordering::SeqCst) {
+                        pool.check_timeouts(grace);
+                    }
                 }
             });
-        if let Err(e) = spawned {
-            log::error!("cannot start the timeout watchdog; timeouts are not enforced: {e}");
-        }
-        Watchdog { stop }
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::error!("cannot start the timeout watchdog; timeouts are not enforced: {e}");
+                None
+            }
+        };
+        Watchdog { stop, thread }
     }
 
-    /// Not joined: a watchdog waiting for the GIL must not hold up the shutdown. Once the
-    /// drain has taken every running job there is nothing left for it to act on.
-    fn stop(self) {
+    /// Wakes the watchdog and waits (boundedly) for it to end, so it touches nothing of the
+    /// engine after the engine is gone; a watchdog stuck waiting for the GIL is left behind
+    /// rather than allowed to hold up the shutdown.
+    fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        thread.thread().unpark();
+        let deadline = std::time::Instant::now() + WATCHDOG_JOIN;
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
     }
 }

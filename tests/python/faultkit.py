@@ -1,4 +1,4 @@
-"""Helpers for the fault-injection tests: an app module written into a temporary folder, worker
+"""Shared pieces of the fault-injection tests: an app module written into a temporary folder, worker
 and producer processes started from it, and a run log that every task run appends to.
 
 The app module takes everything from environment variables, so one file serves every test:
@@ -90,7 +90,10 @@ import time
 from faultapp import queue
 
 count, pause, longest, out = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+# Producers started together wait for a common moment, so their writes really overlap.
+time.sleep(max(0.0, float(os.environ.get("FAULT_START_AT", "0")) - time.time()))
 ids, errors = [], []
+started = time.time()
 start = time.perf_counter()
 for i in range(count):
     try:
@@ -101,7 +104,7 @@ for i in range(count):
         time.sleep(random.random() * pause)
 elapsed = time.perf_counter() - start
 with open(out, "w") as f:
-    json.dump({"ids": ids, "errors": errors, "elapsed": elapsed}, f)
+    json.dump({"ids": ids, "errors": errors, "elapsed": elapsed, "started": started, "ended": time.time()}, f)
 """
 
 T = TypeVar("T")
@@ -192,11 +195,18 @@ class Lab:
             args += ["--worker-id", worker_id]
         return self._spawn(args, "worker", **env)
 
-    def producer(self, count: int, pause: float, out: Path, longest: float = 0.0) -> subprocess.Popen[bytes]:
+    def producer(
+        self, count: int, pause: float, out: Path, longest: float = 0.0, start_at: float = 0.0
+    ) -> subprocess.Popen[bytes]:
         """Enqueues ``count`` ``work`` jobs one by one (each sleeping up to ``longest`` s),
-        pausing up to ``pause`` s between them; writes ids, errors and elapsed time to ``out``."""
+        pausing up to ``pause`` s between them, from the epoch time ``start_at`` on; writes
+        ids, errors and times to ``out``."""
         args = ["producer.py", str(count), str(pause), str(longest), str(out)]
-        return self._spawn(args, "producer")
+        return self._spawn(args, "producer", FAULT_START_AT=str(start_at))
+
+    def script(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Starts ``<root>/<name>`` (a script the test wrote) with the app's environment."""
+        return self._spawn([name, *args], Path(name).stem)
 
     def runs(self) -> list[Run]:
         return read_log(self.log)

@@ -107,6 +107,7 @@ def test_hung_task_is_written_off_while_quick_jobs_go_on(tmp_path: Path) -> None
         out = {
             "status": hung.status,
             "end": hung.to_dict()["completed_at"] / 1000,
+            "worker": hung.to_dict()["worker_id"],
             "errors": [(e["error"], e["failed_at"] / 1000) for e in hung.errors],
             "starts": [float(r[3]) for r in runs() if r[0] == "S"],
             "ends": [r for r in runs() if r[0] == "E"],
@@ -119,6 +120,7 @@ def test_hung_task_is_written_off_while_quick_jobs_go_on(tmp_path: Path) -> None
         """,
     )
     assert data["status"] == "dead"  # max_retries=1: two runs, both timed out
+    assert data["worker"]  # the thread that held it, though the watchdog ended the run
     assert data["quick"] == list(range(20))
     assert data["quick_done"] < data["end"]  # the quick jobs were not held up by the hung one
     assert len(data["errors"]) == 2 and len(data["starts"]) == 2
@@ -217,3 +219,57 @@ def test_late_return_of_a_written_off_thread_is_discarded(tmp_path: Path) -> Non
     assert data["completed_at"] == data["failed_at"]  # the late return changed nothing
     assert data["failed_at"] / 1000 - (data["start"] + 1) < 2.0
     assert data["stats"]["completed"] == 0 and data["stats"]["dead"] == 1
+
+
+def test_async_tasks_time_out_like_sync_ones(tmp_path: Path) -> None:
+    data = run_scenario(
+        tmp_path,
+        """
+        import asyncio
+
+        @queue.task(name="aspin", timeout=1, max_retries=0)
+        async def aspin():
+            log("S")
+            n = 0
+            while True:  # never awaits: only the asynchronous exception can stop it
+                n += 1
+
+        @queue.task(name="anap", timeout=1, max_retries=0)
+        async def anap():
+            log("S")
+            await asyncio.sleep(30)  # the thread waits in select(), in C
+
+        @queue.task(name="awho")
+        async def awho():
+            await asyncio.sleep(0.01)
+            return threading.current_thread().name
+
+        spun = aspin.delay()
+        worker.start()
+        wait(lambda: spun.status == "dead", 30, "the spinning coroutine to time out")
+        after_spin = awho.delay().result(timeout=30)
+        napped = anap.delay()
+        wait(lambda: napped.status == "dead", 30, "the sleeping coroutine to time out")
+        after_nap = awho.delay().result(timeout=30)
+        starts = {r[1]: (r[2], float(r[3])) for r in runs()}
+        report({
+            "spin_thread": starts[spun.id][0],
+            "after_spin": after_spin,
+            "after_nap": after_nap,
+            "nap_thread": starts[napped.id][0],
+            "errors": [spun.error, napped.error],
+            "lags": [
+                spun.to_dict()["completed_at"] / 1000 - (starts[spun.id][1] + 1),
+                napped.to_dict()["completed_at"] / 1000 - (starts[napped.id][1] + 1),
+            ],
+        })
+        """,
+        workers=1,
+    )
+    assert all("TaskTimeoutError" in e for e in data["errors"])
+    assert all(lag < 2.0 for lag in data["lags"]), data["lags"]
+    # Interrupted, the busy coroutine's thread and its event loop went on serving...
+    assert data["after_spin"] == data["spin_thread"]
+    # ...while the thread stuck in select() was written off and replaced.
+    assert data["nap_thread"] == data["spin_thread"]
+    assert data["after_nap"] != data["nap_thread"]

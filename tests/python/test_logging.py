@@ -143,10 +143,15 @@ started = threading.Event()
 def fails():
     raise RuntimeError("task failure")
 
+finished = threading.Event()
+
 @q.task(name="hold")
 def hold():
     started.set()
-    gate.wait(30)
+    try:
+        gate.wait(30)
+    finally:
+        finished.set()
 
 @q.before_task
 def bad_hook(*args):
@@ -165,6 +170,9 @@ assert started.wait(30)
 q.shutdown()
 t.join(30)
 gate.set()
+# Let the written-off thread come back and leave before the interpreter shuts down.
+assert finished.wait(30)
+import time; time.sleep(0.3)
 assert q.stats()["pending"] == 1
 """
     proc = run_py(code, db_path)
