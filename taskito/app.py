@@ -391,9 +391,15 @@ class Queue:
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
-            self.shutdown()
-            await asyncio.to_thread(thread.join)
+            await asyncio.to_thread(self._stop_thread, thread)
             raise
+
+    def _stop_thread(self, thread: threading.Thread) -> None:
+        # Asked again until the thread ends: a request made before its worker started
+        # would otherwise be lost (a starting worker begins in the running state).
+        while thread.is_alive():
+            self.shutdown()
+            thread.join(0.1)
 
     def shutdown(self) -> None:
         """Makes a running worker of this queue drain and return; a no-op when none runs."""

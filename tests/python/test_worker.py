@@ -332,3 +332,15 @@ def test_workers_registry_while_running(queue: Queue) -> None:
         assert key in info
     w.stop()
     assert queue.workers()[0]["status"] == "stopped"
+
+
+def test_arun_worker_cancelled_before_it_starts_still_stops(queue: Queue) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(queue.arun_worker())
+        await asyncio.sleep(0)  # the worker thread may not have started its engine yet
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 60)
+
+    asyncio.run(main())
+    assert all(w["status"] != "active" for w in queue.workers())
