@@ -352,3 +352,25 @@ fn a_newer_schema_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn another_applications_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada');")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = SqliteStorage::open(path.to_str().unwrap(), Durability::Normal)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("another application"), "{err}");
+    assert!(err.to_string().contains("users"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // Its own database opens again and again.
+    let ours = dir.path().join("q.db");
+    drop(SqliteStorage::open(ours.to_str().unwrap(), Durability::Normal).unwrap());
+    assert!(SqliteStorage::open(ours.to_str().unwrap(), Durability::Normal).is_ok());
+}

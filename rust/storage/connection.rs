@@ -91,6 +91,41 @@ pub fn check_path(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an existing SQLite database that belongs to another application, before
+/// anything (WAL mode, tables) is written to it: it has tables, and not taskito's.
+fn check_not_foreign(path: &str) -> Result<()> {
+    if fs::metadata(path).map(|m| m.len()).unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(conn) = Connection::open_with_flags(path, flags) else {
+        return Ok(()); // the read-write open that follows reports the cause
+    };
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
+    let tables: Vec<String> = match conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get(0))?
+                .collect::<std::result::Result<Vec<String>, _>>()
+        }) {
+        Ok(t) => t,
+        Err(_) => return Ok(()), // damaged: the full open names the damage
+    };
+    if tables.is_empty()
+        || tables.iter().any(|t| t == "jobs") && tables.iter().any(|t| t == "workers")
+    {
+        return Ok(());
+    }
+    let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+    Err(open_error(
+        path,
+        format!(
+            "it is a SQLite database of another application (tables: {}); taskito leaves it untouched",
+            shown.join(", ")
+        ),
+    ))
+}
+
 /// Opens one connection with the store's pragmas.
 pub fn open(settings: &Settings) -> Result<Connection> {
     let path = settings.path.as_str();
@@ -141,6 +176,7 @@ pub fn open(settings: &Settings) -> Result<Connection> {
 /// the file is sound. Errors name the path and the cause.
 pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
     check_path(&settings.path)?;
+    check_not_foreign(&settings.path)?;
     let mut conn = open(settings)?;
     let path = settings.path.as_str();
     with_retry(|| schema::migrate(&mut conn, path)).map_err(|e| match e {
