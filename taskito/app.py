@@ -8,15 +8,15 @@ import itertools
 import json
 import logging
 import os
-import signal
 import socket
 import threading
-import time
 from typing import Any, Callable
 
 from taskito import _settings as settings
 from taskito import serializer
 from taskito._dispatch import make_dispatch
+from taskito._inspect import Inspection
+from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.result import JobResult
@@ -27,7 +27,6 @@ log = logging.getLogger("taskito")
 # are dropped instead of reaching logging's last-resort stderr handler.
 log.addHandler(logging.NullHandler())
 
-_STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
 _run_counter = itertools.count(1)
 _HOOK_KINDS = ("before_task", "on_success", "on_failure", "on_worker_start", "on_worker_stop")
 
@@ -63,7 +62,7 @@ def _metadata(value: Any) -> str | None:
         raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
 
 
-class Queue:
+class Queue(Inspection):
     """A task queue stored in one SQLite file.
 
     Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
@@ -437,91 +436,6 @@ class Queue:
             raise TaskitoError(f"job {job_id} is running on another worker")
         return JobResult(self, job_id)
 
-    # -- inspection ----------------------------------------------------------------------
-
-    def get_job(self, job_id: str) -> JobResult | None:
-        """The job with this id, or None."""
-        return JobResult(self, job_id) if self._inner.get_job(job_id) is not None else None
-
-    def list_jobs(
-        self,
-        status: str | None = None,
-        queue: str | None = None,
-        task_name: str | None = None,
-        worker_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[JobResult]:
-        """Jobs matching every filter given, oldest first. ``worker_id`` matches a worker
-        thread (``<worker_id>-<n>``) or a whole worker process."""
-        rows = self._inner.list_jobs(status, queue, task_name, worker_id, limit, offset)
-        out = []
-        for row in rows:
-            job = JobResult(self, row["id"])
-            job._snapshot = row
-            out.append(job)
-        return out
-
-    def stats(self, queue: str | None = None) -> dict[str, int]:
-        """Job counts by status (all six keys), for one queue or all."""
-        out = dict.fromkeys(_STATUSES, 0)
-        for q, status, n in self._inner.counts():
-            if queue is None or q == queue:
-                out[status] += n
-        return out
-
-    def stats_all_queues(self) -> dict[str, dict[str, int]]:
-        """``{queue: stats}`` for every queue that has jobs."""
-        out: dict[str, dict[str, int]] = {}
-        for q, status, n in self._inner.counts():
-            out.setdefault(q, dict.fromkeys(_STATUSES, 0))[status] += n
-        return out
-
-    def info(self) -> dict[str, Any]:
-        """An overview in one call: ``stats`` (counts over all queues), ``queues`` (per-queue
-        counts plus ``oldest_pending_age``: how long, in seconds, the longest-waiting ready
-        job has been ready (delayed jobs count from their scheduled time), or None) and
-        ``workers`` (the registry rows of live workers)."""
-        queues = {q: {**s, "oldest_pending_age": None} for q, s in self.stats_all_queues().items()}
-        now = time.time() * 1000
-        for q, ready_since in self._inner.oldest_pending():
-            queues.setdefault(q, {**dict.fromkeys(_STATUSES, 0), "oldest_pending_age": None})
-            queues[q]["oldest_pending_age"] = max(0.0, (now - ready_since) / 1000)
-        workers = [w for w in self.workers() if w["status"] == "active"]
-        stats = dict.fromkeys(_STATUSES, 0)
-        for counts in queues.values():
-            for status in _STATUSES:
-                stats[status] += counts[status]
-        return {"stats": stats, "queues": queues, "workers": workers}
-
-    def job_errors(self, job_id: str) -> list[dict[str, Any]]:
-        """One dict per failed attempt: ``attempt, error, traceback, failed_at``."""
-        return self._inner.job_errors(job_id)
-
-    def cancel_job(self, job_id: str) -> bool:
-        """Cancels a pending job; False if it is not pending (running, finished, unknown)."""
-        return self._inner.cancel_job(job_id)
-
-    def dead_letters(self, limit: int = 10, offset: int = 0) -> list[dict[str, Any]]:
-        """Jobs that failed for good, newest first."""
-        return self._inner.dead_letters(limit, offset)
-
-    def retry_dead(self, dead_id: str) -> str:
-        """Enqueues a dead letter again (retry count reset); returns the new job id."""
-        return self._inner.retry_dead(dead_id)
-
-    def purge_dead(self, older_than: float = 0) -> int:
-        """Deletes dead letters older than ``older_than`` seconds; returns how many."""
-        return self._inner.purge_dead(float(older_than))
-
-    def purge_finished(self, older_than: float = 0) -> int:
-        """Deletes finished jobs older than ``older_than`` seconds; returns how many."""
-        return self._inner.purge_finished(float(older_than))
-
-    def workers(self) -> list[dict[str, Any]]:
-        """Registered worker processes (``status`` is ``"active"`` while alive)."""
-        return self._inner.workers()
-
 
 def _settle(fut: asyncio.Future[int], value: int | None, exc: BaseException | None) -> None:
     if fut.done():
@@ -530,33 +444,3 @@ def _settle(fut: asyncio.Future[int], value: int | None, exc: BaseException | No
         fut.set_exception(exc)
     else:
         fut.set_result(value)  # type: ignore[arg-type]
-
-
-class _signals_drain:
-    """In the main thread: the first SIGINT/SIGTERM drains the worker, the second raises
-    KeyboardInterrupt (the engine then puts running jobs back and returns at once). The
-    previous handlers are restored on exit. Elsewhere: does nothing."""
-
-    def __init__(self, queue: Queue) -> None:
-        self.queue = queue
-        self.previous: dict[int, Any] = {}
-        self.received = 0
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received += 1
-        if self.received == 1:
-            log.warning("received %s: finishing running jobs, then stopping", signal.Signals(signum).name)
-            self.queue._inner.request_shutdown()
-            return
-        log.warning("received %s again: stopping now", signal.Signals(signum).name)
-        raise KeyboardInterrupt
-
-    def __enter__(self) -> _signals_drain:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
