@@ -26,6 +26,9 @@ const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 const AHEAD_BUDGET: Duration = Duration::from_millis(10);
 /// The most jobs ever claimed ahead of the workers (the channel's extra room).
 pub const MAX_AHEAD: usize = 64;
+/// Jobs whose arguments average more than this are not claimed ahead: 64 of them waiting
+/// in the channel would hold too much memory.
+const AHEAD_MAX_PAYLOAD: usize = 256 * 1024;
 /// How often, at most, finished jobs past `result_ttl` are purged (a short ttl purges more
 /// often, but not more than once a second).
 const PURGE_EVERY: Duration = Duration::from_secs(30);
@@ -82,12 +85,16 @@ impl Scheduler {
     /// waiting in the channel as the workers get through in `AHEAD_BUDGET` at the typical
     /// run time. Jobs of 10 ms or more are never claimed ahead, so a claimed job does not
     /// wait behind a busy worker; short jobs are claimed in batches, so claims cost one
-    /// transaction per batch instead of one per finished job.
-    fn capacity(&self) -> usize {
+    /// transaction per batch instead of one per finished job. Jobs with large arguments
+    /// (`big_payloads`, judged by the last claim) are never claimed ahead either.
+    fn capacity(&self, big_payloads: bool) -> usize {
         let workers = self.config.workers;
         let Some(typical) = self.run_times.typical() else {
             return workers;
         };
+        if big_payloads {
+            return workers;
+        }
         let per_worker = AHEAD_BUDGET.as_micros() / typical.as_micros().max(1);
         let ahead = (per_worker as usize).saturating_mul(workers).min(MAX_AHEAD);
         workers + ahead
@@ -109,13 +116,14 @@ impl Scheduler {
         };
         let mut seen = probe.as_mut().and_then(|p| p.version());
         let mut probe_every = self.config.probe_interval;
+        let mut big_payloads = false;
         let mut idle_errors = 0u32;
         loop {
             if self.control.stop_requested() {
                 return;
             }
             let in_flight = self.in_flight.get();
-            let capacity = self.capacity();
+            let capacity = self.capacity(big_payloads);
             let mut free = capacity.saturating_sub(in_flight);
             if !self.worth_claiming(in_flight, free, capacity) {
                 free = 0;
@@ -159,6 +167,8 @@ impl Scheduler {
             }
             if n > 0 {
                 probe_every = self.config.probe_interval;
+                let bytes: usize = claimed.iter().map(|j| j.payload.len()).sum();
+                big_payloads = bytes > AHEAD_MAX_PAYLOAD * n;
                 self.claimed.fetch_add(n as u64, Ordering::SeqCst);
                 self.in_flight.add(n);
                 self.unrecorded.add(n);
