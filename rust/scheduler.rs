@@ -83,9 +83,10 @@ impl Scheduler {
 
     /// How many jobs may be claimed and not yet finished: one per worker, plus as many
     /// waiting in the channel as the workers get through in `AHEAD_BUDGET` at the typical
-    /// run time. Jobs of 10 ms or more are never claimed ahead, so a claimed job does not
-    /// wait behind a busy worker; short jobs are claimed in batches, so claims cost one
-    /// transaction per batch instead of one per finished job. Jobs with large arguments
+    /// run time. So a claimed job never waits more than about 10 ms behind busy workers
+    /// (jobs of a second or more are never claimed ahead with 100 workers or fewer), while
+    /// short jobs are claimed in batches: one transaction per batch instead of one per
+    /// finished job, and a worker that finishes finds its next job already waiting. Jobs with large arguments
     /// (`big_payloads`, judged by the last claim) are never claimed ahead either.
     fn capacity(&self, big_payloads: bool) -> usize {
         let workers = self.config.workers;
@@ -95,9 +96,9 @@ impl Scheduler {
         if big_payloads {
             return workers;
         }
-        let per_worker = AHEAD_BUDGET.as_micros() / typical.as_micros().max(1);
-        let ahead = (per_worker as usize).saturating_mul(workers).min(MAX_AHEAD);
-        workers + ahead
+        // The k-th job waiting in the channel starts after about k * typical / workers.
+        let ahead = workers as u128 * AHEAD_BUDGET.as_micros() / typical.as_micros().max(1);
+        workers + (ahead as usize).min(MAX_AHEAD)
     }
 
     /// Whether to claim now, given the room left: always while a worker is idle; with

@@ -97,10 +97,13 @@ fn check_not_foreign(path: &str) -> Result<()> {
     if fs::metadata(path).map(|m| m.len()).unwrap_or(0) == 0 {
         return Ok(());
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let Ok(conn) = Connection::open_with_flags(path, flags) else {
-        return Ok(()); // the read-write open that follows reports the cause
+        return Ok(()); // the full open that follows reports the cause
     };
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+        return Ok(()); // refused by the full open, before anything is read or created
+    }
     let _ = conn.busy_timeout(BUSY_TIMEOUT);
     let tables: Vec<String> = match conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")

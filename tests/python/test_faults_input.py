@@ -385,3 +385,20 @@ def test_an_unpicklable_result_fails_saying_so_and_the_worker_goes_on(queue: Que
         assert "SerializationError" in job.error
     assert fine.delay().result(timeout=30) == "ok"
     assert worker.thread.is_alive()
+
+
+def test_another_applications_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "app.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO users (name) VALUES ('ada')")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError) as info:
+        Queue(db_path=str(path))
+    assert str(path) in str(info.value) and "another application" in str(info.value)
+    assert "users" in str(info.value)
+    assert path.read_bytes() == before
