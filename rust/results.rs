@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use std::collections::{HashSet, VecDeque};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::control::Control;
 use crate::error::{Error, Result};
@@ -15,6 +17,8 @@ use crate::job::{now_ms, ClaimedJob, JobStatus, Outcome};
 use crate::storage::{Storage, Write};
 use crate::worker::InFlight;
 
+/// How long a "started" mark waits before it is written (see `plan`).
+const STARTED_DELAY: Duration = Duration::from_millis(100);
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
 /// How long a batch that keeps failing (disk full, I/O error) is retried before it is given
@@ -116,46 +120,49 @@ pub fn decide(job: &JobRef, thread_id: &str, outcome: Outcome, now: i64) -> Writ
     }
 }
 
-/// Turns a batch of events into writes. A `Started` whose job also finished in the same
-/// batch is dropped: the completion records the thread anyway.
+/// A "started" mark not yet written: which thread runs a claimed job.
+struct StartedMark {
+    arrived: Instant,
+    id: String,
+    token: i64,
+    thread_id: String,
+}
+
+/// Turns a batch of events into writes. "Started" marks wait `STARTED_DELAY` in `marks`
+/// before they are written: a job that ends sooner is recorded by its completion alone,
+/// which names the thread too, so short jobs cost one write instead of two.
 /// Returns the writes, the runs that finished, and the claims ended (finished or put back).
-fn plan(batch: Vec<Event>, now: i64) -> (Vec<Write>, u64, usize) {
-    let finished: std::collections::HashSet<(String, i64)> = batch
-        .iter()
-        .filter_map(|e| match e {
-            Event::Finished { job, .. } => Some((job.id.clone(), job.token)),
-            _ => None,
-        })
-        .collect();
+fn plan(
+    batch: Vec<Event>,
+    now: i64,
+    marks: &mut VecDeque<StartedMark>,
+) -> (Vec<Write>, u64, usize) {
     let mut writes = Vec::with_capacity(batch.len());
+    let mut ended_claims: HashSet<(String, i64)> = HashSet::new();
     let mut processed = 0;
-    let mut ended = 0;
     for event in batch {
         match event {
             Event::Started {
                 id,
                 token,
                 thread_id,
-            } => {
-                if !finished.contains(&(id.clone(), token)) {
-                    writes.push(Write::Started {
-                        id,
-                        token,
-                        thread_id,
-                    });
-                }
-            }
+            } => marks.push_back(StartedMark {
+                arrived: Instant::now(),
+                id,
+                token,
+                thread_id,
+            }),
             Event::Finished {
                 job,
                 thread_id,
                 outcome,
             } => {
                 processed += 1;
-                ended += 1;
+                ended_claims.insert((job.id.clone(), job.token));
                 writes.push(decide(&job, &thread_id, outcome, now));
             }
             Event::Requeue(job) => {
-                ended += 1;
+                ended_claims.insert((job.id.clone(), job.token));
                 writes.push(Write::Requeue {
                     id: job.id,
                     token: job.token,
@@ -164,7 +171,21 @@ fn plan(batch: Vec<Event>, now: i64) -> (Vec<Write>, u64, usize) {
             Event::Stop => {}
         }
     }
-    (writes, processed, ended)
+    if !ended_claims.is_empty() {
+        marks.retain(|m| !ended_claims.contains(&(m.id.clone(), m.token)));
+    }
+    while marks
+        .front()
+        .is_some_and(|m| m.arrived.elapsed() >= STARTED_DELAY)
+    {
+        let m = marks.pop_front().expect("checked");
+        writes.push(Write::Started {
+            id: m.id,
+            token: m.token,
+            thread_id: m.thread_id,
+        });
+    }
+    (writes, processed, ended_claims.len())
 }
 
 /// Writes a batch, retrying failures that are not contention (those `record` retries
@@ -205,31 +226,46 @@ pub fn spawn(
 ) -> Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("taskito-results".into())
-        .spawn(move || loop {
-            let first = match events.recv() {
-                Ok(Event::Stop) | Err(_) => return,
-                Ok(e) => e,
-            };
-            let mut batch = vec![first];
-            let mut stop = false;
-            while batch.len() < MAX_BATCH {
-                match events.try_recv() {
-                    Ok(Event::Stop) => {
-                        stop = true;
-                        break;
+        .spawn(move || {
+            let mut marks: VecDeque<StartedMark> = VecDeque::new();
+            loop {
+                // Sleep until the next event, or until the oldest mark is due.
+                let first = match marks.front() {
+                    None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(m) => {
+                        events.recv_timeout(STARTED_DELAY.saturating_sub(m.arrived.elapsed()))
                     }
+                };
+                let mut batch = Vec::new();
+                let mut stop = false;
+                match first {
+                    Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                     Ok(e) => batch.push(e),
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => {}
                 }
-            }
-            let (writes, finished, ended) = plan(batch, now_ms());
-            persist(storage.as_ref(), &writes);
-            processed.fetch_add(finished, Ordering::SeqCst);
-            unrecorded.sub(ended);
-            control.results_committed();
-            control.wake.notify_one();
-            if stop {
-                return;
+                while !batch.is_empty() && batch.len() < MAX_BATCH {
+                    match events.try_recv() {
+                        Ok(Event::Stop) => {
+                            stop = true;
+                            break;
+                        }
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                let (writes, finished, ended) = plan(batch, now_ms(), &mut marks);
+                if !writes.is_empty() {
+                    persist(storage.as_ref(), &writes);
+                }
+                if ended > 0 {
+                    processed.fetch_add(finished, Ordering::SeqCst);
+                    unrecorded.sub(ended);
+                    control.results_committed();
+                    control.wake.notify_one();
+                }
+                if stop {
+                    return;
+                }
             }
         })
         .map_err(|e| Error::Start(format!("cannot start the result handler: {e}")))

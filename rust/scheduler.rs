@@ -182,7 +182,7 @@ impl Scheduler {
             tokio::select! {
                 _ = self.control.wake.notified() => {}
                 _ = sleep(poll) => {}
-                _ = changed(&mut probe, &mut seen, &mut probe_every, self.config.probe_interval_max) => {}
+                _ = changed(&mut probe, &mut seen, &mut probe_every, self.config.poll_interval) => {}
             }
         }
     }
@@ -217,8 +217,9 @@ impl Scheduler {
 }
 
 /// Resolves when the probe reports a commit made since the last one seen. Reads it every
-/// `every`, doubling the interval while nothing changes (an idle worker costs almost no CPU)
-/// up to `max`; the claim loop starts it over at the shortest interval after each claim.
+/// `every`, doubling the interval while nothing changes, until it reaches `max` (the poll
+/// interval), when it stops and leaves the idle worker to the poll alone; the claim loop
+/// starts it over at the shortest interval after each claim.
 async fn changed(
     probe: &mut Option<Box<dyn ChangeProbe>>,
     seen: &mut Option<i64>,
@@ -228,6 +229,10 @@ async fn changed(
     let Some(p) = probe.as_mut() else {
         return std::future::pending().await;
     };
+    if *every >= max {
+        // Backed off as far as the poll interval: the poll alone now wakes the loop.
+        return std::future::pending().await;
+    }
     loop {
         sleep(*every).await;
         let v = p.version();

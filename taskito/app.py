@@ -232,8 +232,8 @@ class Queue(Inspection):
         """Stores one job for the task named ``task_name`` (registered here or not)."""
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         payload = serializer.dump_call(task_name, args, kwargs or {})
-        if unique_key is not None and not isinstance(unique_key, str):
-            raise ValueError(f"unique_key must be a string, got {unique_key!r}")
+        if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
+            raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
         (job_id,) = self._inner.enqueue(
             task_name, [payload], unique_key=unique_key, metadata=_metadata(metadata), **opts
         )

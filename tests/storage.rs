@@ -374,3 +374,26 @@ fn another_applications_database_is_refused_untouched() {
     drop(SqliteStorage::open(ours.to_str().unwrap(), Durability::Normal).unwrap());
     assert!(SqliteStorage::open(ours.to_str().unwrap(), Durability::Normal).is_ok());
 }
+
+#[test]
+fn a_job_that_keeps_losing_its_worker_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    let id = s.enqueue(&[job("q", 0, now)]).unwrap().remove(0);
+    for round in 1..=6 {
+        let w = format!("crashy-{round}");
+        worker(&s, &w);
+        let claimed = s.claim(None, &w, 1, now).unwrap();
+        assert_eq!(claimed.len(), 1, "round {round}: the job is back");
+        // The worker dies: no more heartbeats, so it is stale a moment later.
+        assert_eq!(s.recover_stale(now_ms() + 1, now_ms()).unwrap(), 1);
+    }
+    let rec = s.get_job(&id).unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Dead);
+    assert!(rec.error.unwrap().contains("6 times"));
+    assert_eq!(s.job_errors(&id).unwrap().len(), 6);
+    let dead = s.dead_letters(10, 0).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].original_job_id, id);
+}

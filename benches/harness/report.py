@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.results import Cell, Results, ratio
 from harness.systems import PEERS, SYSTEMS
 from harness.targets import TARGETS
@@ -206,7 +208,7 @@ def render(
         "",
         "## What moved each figure",
         "",
-        "This section lists the design changes made to ours and the effect each had on the figures above.",
+        _what_moved(),
         "",
     ]
     lines += ["## How each workload runs", ""]
@@ -220,3 +222,11 @@ def render(
         "",
     ]
     return "\n".join(lines)
+
+
+def _what_moved() -> str:
+    """The design notes kept in benches/what_moved.md (written by hand, not measured here)."""
+    path = Path(__file__).resolve().parents[1] / "what_moved.md"
+    if path.exists():
+        return path.read_text().strip()
+    return "This section lists the design changes made to ours and the effect each had on the figures above."

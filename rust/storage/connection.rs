@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
@@ -149,6 +150,12 @@ pub fn open(settings: &Settings) -> Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, e))?;
     conn.set_prepared_statement_cache_capacity(64);
+    // Query-planner stability: without it SQLite looks at bound values while planning
+    // (a LIMIT ?, a parameter compared with a partial index's predicate), and every cached
+    // statement whose parameter then changes (the claim's `now`, the row's seq) is parsed
+    // and planned again on its next run. Measured: that was most of an idle worker's CPU.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(|e| open_error(path, e))?;
     let mode: String = with_retry(|| {
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(Error::from)

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::ids::seq_of;
-use super::sqlite::{insert_job, next_seq, note_queue};
+use super::sqlite::{insert_job, next_seq, note_queue, write_dead_letter};
 use super::QueueCounts;
 use crate::error::{Error, Result};
 use crate::job::{
@@ -267,6 +267,9 @@ pub fn deregister_worker(c: &Connection, worker_id: &str, now: i64) -> Result<()
     Ok(())
 }
 
+/// How many times a job may be put back after losing its worker before it is dead-lettered.
+pub const MAX_RECOVERIES: i64 = 5;
+
 pub fn recover_stale(c: &mut Connection, stale_before: i64, now: i64) -> Result<usize> {
     // Cheap read first: most checks find nothing and should not take the write lock.
     let suspects: i64 = c
@@ -298,20 +301,43 @@ pub fn recover_stale(c: &mut Connection, stale_before: i64, now: i64) -> Result<
         rows.collect::<std::result::Result<_, _>>()?
     };
     for (id, owner) in &lost {
-        let note = format!(
-            "worker {} stopped heartbeating; job put back to pending",
-            owner.as_deref().unwrap_or("(unknown)")
-        );
+        let seq = seq_of(id);
+        let worker = owner.as_deref().unwrap_or("(unknown)");
+        // A job that takes its worker down every time (a crash, the OOM killer) must not
+        // be put back forever: past MAX_RECOVERIES it is dead-lettered.
+        let recoveries: i64 = tx
+            .prepare_cached(
+                "UPDATE jobs SET recoveries = recoveries + 1 WHERE seq = ?1 RETURNING recoveries",
+            )?
+            .query_row(params![seq], |r| r.get(0))?;
+        let dead = recoveries > MAX_RECOVERIES;
+        let note = if dead {
+            format!(
+                "worker {worker} stopped heartbeating; the job lost its worker {recoveries} times \
+                 and is dead-lettered"
+            )
+        } else {
+            format!("worker {worker} stopped heartbeating; job put back to pending")
+        };
         tx.prepare_cached(
             "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
              SELECT id, retry_count + 1, ?2, '', ?3 FROM jobs WHERE seq = ?1",
         )?
-        .execute(params![seq_of(id), note, now])?;
-        tx.prepare_cached(
-            "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL WHERE seq = ?1 AND status = 1",
-        )?
-        .execute(params![seq_of(id)])?;
+        .execute(params![seq, note, now])?;
+        if dead {
+            tx.prepare_cached(
+                "UPDATE jobs SET status = 4, error = ?2, completed_at = ?3, claim_token = NULL \
+                 WHERE seq = ?1 AND status = 1",
+            )?
+            .execute(params![seq, note, now])?;
+            write_dead_letter(&tx, seq, now)?;
+        } else {
+            tx.prepare_cached(
+                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
+                 worker_id = NULL WHERE seq = ?1 AND status = 1",
+            )?
+            .execute(params![seq])?;
+        }
     }
     tx.commit()?;
     Ok(lost.len())

@@ -32,7 +32,8 @@ const MIGRATIONS: &[&str] = &[
         metadata      TEXT,
         owner         TEXT,
         worker_id     TEXT,
-        claim_token   INTEGER
+        claim_token   INTEGER,
+        recoveries    INTEGER NOT NULL DEFAULT 0 -- times put back after its worker was lost
     );
     -- Few indexes, because every index is one more page written per enqueue, claim and
     -- completion. The claim reads this one in order, one queue at a time; partial, so
@@ -42,7 +43,10 @@ const MIGRATIONS: &[&str] = &[
     -- Counts by status and queue, listings by status, and result expiry.
     CREATE INDEX jobs_by_status ON jobs (status, queue, completed_at);
     CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
-        WHERE unique_key IS NOT NULL AND status IN (0, 1);
+        WHERE unique_key > '' AND status IN (0, 1);
+    -- Not `unique_key IS NOT NULL`: SQLite tests an IS NOT NULL index predicate against
+    -- every bound parameter of every statement on this table, and a statement whose plan
+    -- looked at a parameter is prepared again each time that parameter changes.
 
     -- Every queue that ever had a job: lets a worker serving all queues claim through the
     -- per-queue index.

@@ -150,6 +150,26 @@ fn insert_error(conn: &Connection, seq: i64, error: &str, traceback: &str, now: 
     Ok(())
 }
 
+/// Copies a job that failed for good into the dead-letter table. One letter per job: a
+/// job run again by id that fails again replaces its old letter (its history stays in
+/// job_errors).
+pub(super) fn write_dead_letter(conn: &Connection, seq: i64, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM dead_letters WHERE original_job_id = (SELECT id FROM jobs WHERE seq = ?1)",
+    )?
+    .execute(params![seq])?;
+    conn.prepare_cached(
+        "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
+         priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
+         retry_count, failed_at) \
+         SELECT ?2, id, task_name, queue, payload, priority, max_retries, \
+         retry_backoff, timeout_ms, metadata, error, retry_count, ?3 \
+         FROM jobs WHERE seq = ?1",
+    )?
+    .execute(params![seq, uuid::Uuid::now_v7().to_string(), now])?;
+    Ok(())
+}
+
 /// Applies one write, fenced: it changes the job only while `(seq, claim_token)` still
 /// identify the claim it ends.
 fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
@@ -219,19 +239,7 @@ fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
                 .execute(params![seq_of(id), token, *status as i64, error, now, thread_id])?;
                 if n > 0 {
                     insert_error(conn, seq_of(id), error, traceback, now)?;
-                    // One letter per job: a job run again by id and failing again replaces its
-                    // old letter (its history stays in job_errors).
-                    conn.prepare_cached("DELETE FROM dead_letters WHERE original_job_id = ?1")?
-                        .execute(params![id])?;
-                    conn.prepare_cached(
-                    "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
-                     priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
-                     retry_count, failed_at) \
-                     SELECT ?2, id, task_name, queue, payload, priority, max_retries, \
-                     retry_backoff, timeout_ms, metadata, error, retry_count, ?3 \
-                     FROM jobs WHERE seq = ?1",
-                )?
-                .execute(params![seq_of(id), uuid::Uuid::now_v7().to_string(), now])?;
+                    write_dead_letter(conn, seq_of(id), now)?;
                 }
                 n
             }
@@ -279,7 +287,7 @@ pub(super) fn insert_job(
             "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
              scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata) \
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN (0, 1) DO NOTHING",
+             ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1) DO NOTHING",
         )?
         .execute(params![
             seq,
@@ -303,7 +311,9 @@ pub(super) fn insert_job(
     // The unique_key index refused the row: return the live job holding the key.
     let key = job.unique_key.as_deref().unwrap_or_default();
     Ok(conn
-        .prepare_cached("SELECT id FROM jobs WHERE unique_key = ?1 AND status IN (0, 1)")?
+        .prepare_cached(
+            "SELECT id FROM jobs WHERE unique_key = ?1 AND unique_key > '' AND status IN (0, 1)",
+        )?
         .query_row(params![key], |r| r.get(0))?)
 }
 
