@@ -52,6 +52,21 @@ def _start_worker(app_dir: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+def _wait_running(app_dir: Path, count: int) -> None:
+    """Waits (from another process, as a user would look) until `count` jobs are running."""
+    proc = run_py(
+        "import myapp, sys, time\n"
+        "deadline = time.time() + 60\n"
+        f"while myapp.queue.stats()['running'] < {count}:\n"
+        "    if time.time() > deadline: sys.exit('jobs never started')\n"
+        "    time.sleep(0.02)\n",
+        env=_env(app_dir),
+        cwd=str(app_dir),
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_quickstart_worker_and_producer_processes(app_dir: Path) -> None:
     worker = _start_worker(app_dir)
     try:
@@ -91,16 +106,7 @@ def test_quickstart_worker_and_producer_processes(app_dir: Path) -> None:
 def test_sigterm_drains_running_jobs_and_exits_zero(app_dir: Path) -> None:
     run_py("import myapp\nfor _ in range(2): myapp.nap.delay(1.0)\n", env=_env(app_dir), cwd=str(app_dir))
     worker = _start_worker(app_dir, "--queues", "slow")
-    db = run_py(
-        "import myapp, time\n"
-        "deadline = time.time() + 60\n"
-        "while myapp.queue.stats()['running'] < 2 and time.time() < deadline: time.sleep(0.02)\n"
-        "print(myapp.queue.stats()['running'])\n",
-        env=_env(app_dir),
-        cwd=str(app_dir),
-        timeout=90,
-    )
-    assert db.stdout.strip() == "2", db.stderr
+    _wait_running(app_dir, 2)
     worker.send_signal(signal.SIGTERM)
     out, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
@@ -112,15 +118,7 @@ def test_sigterm_drains_running_jobs_and_exits_zero(app_dir: Path) -> None:
 def test_second_signal_exits_at_once_and_jobs_go_back(app_dir: Path) -> None:
     run_py("import myapp\nmyapp.nap.delay(30)\n", env=_env(app_dir), cwd=str(app_dir))
     worker = _start_worker(app_dir, "--drain-timeout", "60")
-    wait = run_py(
-        "import myapp, time\n"
-        "deadline = time.time() + 60\n"
-        "while myapp.queue.stats()['running'] < 1 and time.time() < deadline: time.sleep(0.02)\n",
-        env=_env(app_dir),
-        cwd=str(app_dir),
-        timeout=90,
-    )
-    assert wait.returncode == 0
+    _wait_running(app_dir, 1)
     worker.send_signal(signal.SIGINT)
     time.sleep(0.5)
     start = time.monotonic()
@@ -135,14 +133,7 @@ def test_second_signal_exits_at_once_and_jobs_go_back(app_dir: Path) -> None:
 def test_drain_timeout_puts_unfinished_jobs_back(app_dir: Path) -> None:
     run_py("import myapp\nmyapp.nap.delay(30)\n", env=_env(app_dir), cwd=str(app_dir))
     worker = _start_worker(app_dir, "--drain-timeout", "0.5")
-    run_py(
-        "import myapp, time\n"
-        "deadline = time.time() + 60\n"
-        "while myapp.queue.stats()['running'] < 1 and time.time() < deadline: time.sleep(0.02)\n",
-        env=_env(app_dir),
-        cwd=str(app_dir),
-        timeout=90,
-    )
+    _wait_running(app_dir, 1)
     start = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     out, err = worker.communicate(timeout=30)
