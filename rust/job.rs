@@ -162,6 +162,8 @@ pub struct StoredOutcome {
 /// One failed attempt (or recovery note) in a job's history.
 #[derive(Debug, Clone)]
 pub struct ErrorRecord {
+    /// The row's own id (increasing).
+    pub id: i64,
     pub job_id: String,
     pub attempt: i64,
     pub error: String,
@@ -203,4 +205,17 @@ pub struct JobFilter {
     pub worker_id: Option<String>,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// One line a task logged about its own job.
+#[derive(Debug, Clone)]
+pub struct TaskLog {
+    pub job_id: String,
+    pub task_name: String,
+    /// `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL` or `RESULT`.
+    pub level: String,
+    pub message: String,
+    /// JSON text, if the task passed extra fields.
+    pub extra: Option<String>,
+    pub logged_at: i64,
 }

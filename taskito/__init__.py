@@ -11,9 +11,10 @@ job = add.delay(2, 3)      # stored; a worker runs it
 queue.run_worker()         # or: taskito worker --app myapp:queue
 """
 
+from taskito import log_config
 from taskito._taskito import __version__
 from taskito.app import Queue
-from taskito.context import current_job
+from taskito.context import LogLevel, current_job
 from taskito.exceptions import (
     DatabaseError,
     JobNotFoundError,
@@ -24,6 +25,8 @@ from taskito.exceptions import (
     TaskitoError,
     TaskTimeoutError,
 )
+from taskito.log_config import configure as configure_logging
+from taskito.middleware import TaskMiddleware
 from taskito.result import JobResult
 from taskito.task import TaskWrapper
 
@@ -32,6 +35,10 @@ __all__ = [
     "JobResult",
     "TaskWrapper",
     "current_job",
+    "LogLevel",
+    "TaskMiddleware",
+    "configure_logging",
+    "log_config",
     "TaskitoError",
     "TaskFailedError",
     "MaxRetriesExceededError",

@@ -15,12 +15,17 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 from taskito import serializer
-from taskito.context import _enter, _JobContext, _leave
+from taskito.context import _enter, _JobContext, _leave, current_job
+from taskito.exceptions import TaskCancelledError, TaskTimeoutError
+from taskito.middleware import TaskMiddleware, call_each
 
 if TYPE_CHECKING:
     from taskito.app import Queue
 
 log = logging.getLogger("taskito")
+# Per-job lines (start, success, retry, failure) on a child logger, so they can be tuned
+# apart from the engine's own records.
+worker_log = logging.getLogger("taskito.worker")
 
 _local = threading.local()
 
@@ -52,6 +57,26 @@ def _run_hooks(hooks: list[Callable[..., Any]], kind: str, *args: Any) -> None:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _ended(chain: tuple[TaskMiddleware, ...], exc: BaseException, retrying: bool, retry_count: int) -> None:
+    """The middleware hooks of how a failed run ended (see ``taskito.middleware``)."""
+    if isinstance(exc, TaskTimeoutError):
+        call_each(chain, "on_timeout", current_job)
+    if isinstance(exc, TaskCancelledError):
+        call_each(chain, "on_cancel", current_job)
+    elif retrying:
+        call_each(chain, "on_retry", current_job, exc, retry_count + 1)
+    else:
+        call_each(chain, "on_dead_letter", current_job, exc)
+
+
+def _log_failure(job_id: str, task_name: str, exc: BaseException, retrying: bool) -> None:
+    # Names the job and the error, never the arguments: they may hold secrets.
+    if retrying:
+        worker_log.warning("job %s (%s) failed, will retry: %s", job_id, task_name, _describe(exc))
+    else:
+        worker_log.error("job %s (%s) failed for good: %s", job_id, task_name, _describe(exc))
 
 
 def make_dispatch(queue: Queue) -> Callable[..., tuple]:
@@ -87,24 +112,39 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
                 False,
             )
         # This runs once per job with the GIL held: checks are hoisted, empty hook lists
-        # skipped, and the debug lines cost one level check.
-        debug = log.isEnabledFor(logging.DEBUG)
+        # skipped, and the log lines cost one level check each.
+        info = worker_log.isEnabledFor(logging.INFO)
         hooks = queue._hooks
-        if debug:
-            log.debug("job %s (%s) started on %s", job_id, task_name, worker_id)
-        if hooks["before_task"]:
-            _run_hooks(hooks["before_task"], "before_task", task_name, args, kwargs)
+        chain = task._middleware_chain()
+        if info:
+            worker_log.info("job %s (%s) started on %s", job_id, task_name, worker_id)
         token = _enter(_JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner))
         try:
-            value = task.fn(*args, **kwargs)
-            if value is not None and inspect.isawaitable(value):
-                value = _event_loop().run_until_complete(value)
-        except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the job only
-            tb = traceback.format_exc()
-            if debug:
-                log.debug("job %s (%s) raised %s", job_id, task_name, _describe(exc))
-            _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
-            return (False, _describe(exc), tb, True)
+            entered = call_each(chain, "before", current_job) if chain else chain
+            if hooks["before_task"]:
+                _run_hooks(hooks["before_task"], "before_task", task_name, args, kwargs)
+            try:
+                value = task.fn(*args, **kwargs)
+                if value is not None and inspect.isawaitable(value):
+                    value = _event_loop().run_until_complete(value)
+            except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the job only
+                tb = traceback.format_exc()
+                _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
+                if hooks["after_task"]:
+                    _run_hooks(hooks["after_task"], "after_task", task_name, args, kwargs, None, exc)
+                retrying = retry_count < max_retries
+                if entered:
+                    call_each(entered, "after", current_job, None, exc)
+                if chain:
+                    _ended(chain, exc, retrying, retry_count)
+                _log_failure(job_id, task_name, exc, retrying)
+                return (False, _describe(exc), tb, True)
+            if hooks["on_success"]:
+                _run_hooks(hooks["on_success"], "on_success", task_name, args, kwargs, value)
+            if hooks["after_task"]:
+                _run_hooks(hooks["after_task"], "after_task", task_name, args, kwargs, value, None)
+            if entered:
+                call_each(entered, "after", current_job, value, None)
         finally:
             _leave(token)
         try:
@@ -115,11 +155,10 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
                 f"pickled: {_describe(exc)}"
             )
             _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
+            worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
             return (False, error, traceback.format_exc(), False)
-        if hooks["on_success"]:
-            _run_hooks(hooks["on_success"], "on_success", task_name, args, kwargs, value)
-        if debug:
-            log.debug("job %s (%s) complete", job_id, task_name)
+        if info:
+            worker_log.info("job %s (%s) complete", job_id, task_name)
         return (True, data)
 
     return dispatch

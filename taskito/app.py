@@ -16,9 +16,11 @@ from taskito import _settings as settings
 from taskito import serializer
 from taskito._dispatch import make_dispatch
 from taskito._inspect import Inspection
+from taskito._operations import AsyncOperations, Operations
 from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore
 from taskito.exceptions import JobNotFoundError, TaskitoError
+from taskito.middleware import TaskMiddleware, call_each, check_middleware
 from taskito.result import JobResult
 from taskito.task import TaskWrapper
 
@@ -28,7 +30,14 @@ log = logging.getLogger("taskito")
 log.addHandler(logging.NullHandler())
 
 _run_counter = itertools.count(1)
-_HOOK_KINDS = ("before_task", "on_success", "on_failure", "on_worker_start", "on_worker_stop")
+_HOOK_KINDS = (
+    "before_task",
+    "on_success",
+    "on_failure",
+    "after_task",
+    "on_worker_start",
+    "on_worker_stop",
+)
 
 
 def _default_worker_id() -> str:
@@ -62,7 +71,7 @@ def _metadata(value: Any) -> str | None:
         raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
 
 
-class Queue(Inspection):
+class Queue(Inspection, Operations, AsyncOperations):
     """A task queue stored in one SQLite file.
 
     Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
@@ -83,6 +92,7 @@ class Queue(Inspection):
         durability: str = "normal",
         heartbeat_interval: float = 2.0,
         stale_after: float = 10.0,
+        middleware: list[TaskMiddleware] | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
@@ -114,6 +124,7 @@ class Queue(Inspection):
         self.stale_after = settings.check_seconds("stale_after", stale_after, positive=True)
         if self.stale_after <= self.heartbeat_interval:
             raise ValueError("stale_after must be longer than heartbeat_interval")
+        self._middleware = check_middleware("middleware", middleware)
         self._inner = QueueCore(self.db_path, durability)
         self._tasks: dict[str, TaskWrapper] = {}
         self._default_options: dict[str, dict[str, Any]] = {}
@@ -135,8 +146,10 @@ class Queue(Inspection):
         timeout: float | None = None,
         priority: int | None = None,
         queue: str = "default",
+        middleware: list[TaskMiddleware] | None = None,
     ) -> Any:
         """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``."""
+        task_middleware = check_middleware("middleware", middleware)
         if max_retries is not None:
             settings.check_int("max_retries", max_retries, minimum=0)
         settings.check_seconds("retry_backoff", retry_backoff)
@@ -158,7 +171,9 @@ class Queue(Inspection):
                     f"a different function is already registered as task {task_name!r}; "
                     "pass name= to tell them apart"
                 )
-            wrapper = TaskWrapper(self, f, task_name, max_retries, retry_backoff, timeout, priority, queue)
+            wrapper = TaskWrapper(
+                self, f, task_name, max_retries, retry_backoff, timeout, priority, queue, task_middleware
+            )
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
             return wrapper
@@ -230,6 +245,15 @@ class Queue(Inspection):
         metadata: Any = None,
     ) -> JobResult:
         """Stores one job for the task named ``task_name`` (registered here or not)."""
+        chain = self._enqueue_chain(task_name)
+        if chain:
+            options = self._on_enqueue(
+                chain, task_name, args, kwargs or {}, priority, delay, queue, max_retries, timeout,
+                unique_key, metadata,
+            )
+            priority, delay, queue = options["priority"], options["delay"], options["queue"]
+            max_retries, timeout = options["max_retries"], options["timeout"]
+            unique_key, metadata = options["unique_key"], options["metadata"]
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         payload = serializer.dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
@@ -257,6 +281,12 @@ class Queue(Inspection):
             kwargs_list = list(kwargs_list)
             if len(kwargs_list) != len(args_list):
                 raise ValueError("kwargs_list must be as long as args_list")
+        chain = self._enqueue_chain(task_name)
+        if chain and args_list:
+            return self._enqueue_many_through(
+                chain, task_name, args_list, kwargs_list, priority, delay, queue, max_retries, timeout,
+                metadata,
+            )
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         payloads = [
             serializer.dump_call(task_name, a, kwargs_list[i] if kwargs_list else {})
@@ -266,6 +296,80 @@ class Queue(Inspection):
             return []
         ids = self._inner.enqueue(task_name, payloads, metadata=_metadata(metadata), **opts)
         return [JobResult(self, i) for i in ids]
+
+    # -- middleware at enqueue -------------------------------------------------------------
+
+    def _enqueue_chain(self, task_name: str) -> tuple[TaskMiddleware, ...]:
+        task = self._tasks.get(task_name)
+        return task._middleware_chain() if task is not None else self._middleware
+
+    def _on_enqueue(
+        self,
+        chain: tuple[TaskMiddleware, ...],
+        task_name: str,
+        args: tuple,
+        kwargs: dict,
+        priority: int | None,
+        delay: float | None,
+        queue: str | None,
+        max_retries: int | None,
+        timeout: float | None,
+        unique_key: str | None,
+        metadata: Any,
+    ) -> dict[str, Any]:
+        """Runs each middleware's ``on_enqueue`` over the job's options; returns them as
+        edited (checked again like any option when the job is stored)."""
+        options: dict[str, Any] = {
+            "priority": priority,
+            "delay": delay,
+            "queue": queue,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "unique_key": unique_key,
+            "metadata": metadata,
+        }
+        call_each(chain, "on_enqueue", task_name, tuple(args), kwargs, options)
+        return options
+
+    def _enqueue_many_through(
+        self,
+        chain: tuple[TaskMiddleware, ...],
+        task_name: str,
+        args_list: list[tuple],
+        kwargs_list: list[dict] | None,
+        priority: int | None,
+        delay: float | None,
+        queue: str | None,
+        max_retries: int | None,
+        timeout: float | None,
+        metadata: Any,
+    ) -> list[JobResult]:
+        """``enqueue_many`` with ``on_enqueue`` middleware: called once per job; jobs whose
+        edited options agree are stored together, in one transaction per distinct set."""
+        groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        for i, a in enumerate(args_list):
+            kw = kwargs_list[i] if kwargs_list else {}
+            options = self._on_enqueue(
+                chain, task_name, a, kw, priority, delay, queue, max_retries, timeout, None, metadata
+            )
+            if options.pop("unique_key") is not None:
+                raise ValueError("on_enqueue may not set unique_key in enqueue_many")
+            key = repr(sorted(options.items()))
+            groups.setdefault(key, (options, []))[1].append(i)
+        out: list[JobResult | None] = [None] * len(args_list)
+        for options, indexes in groups.values():
+            opts = self._options(
+                task_name, options["priority"], options["delay"], options["queue"],
+                options["max_retries"], options["timeout"],
+            )
+            payloads = [
+                serializer.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})
+                for i in indexes
+            ]
+            ids = self._inner.enqueue(task_name, payloads, metadata=_metadata(options["metadata"]), **opts)
+            for i, job_id in zip(indexes, ids):
+                out[i] = JobResult(self, job_id)
+        return [j for j in out if j is not None]
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -284,6 +388,11 @@ class Queue(Inspection):
     def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn(task_name, args, kwargs, error)`` runs after each job that raised."""
         return self._hook("on_failure", fn)
+
+    def after_task(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn(task_name, args, kwargs, result, error)`` runs after every job, after
+        ``on_success``/``on_failure``; ``error`` is None when the task returned ``result``."""
+        return self._hook("after_task", fn)
 
     def on_worker_start(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn()`` runs once when a worker starts, before it takes a job."""

@@ -63,6 +63,11 @@ def _configure_logging(level: int | None) -> None:
     logger.addHandler(handler)
     logger.setLevel(level if level is not None else logging.INFO)
     logger.propagate = False
+    if level is None:
+        # A line per job start and success would drown everything else (and cost time at
+        # tens of thousands of jobs a second): the default shows retries and failures;
+        # TASKITO_LOG_LEVEL=INFO shows every job.
+        logging.getLogger("taskito.worker").setLevel(logging.WARNING)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:

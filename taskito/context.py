@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 import contextvars
+import enum
+import json
 from typing import Any
 
-__all__ = ["current_job"]
+__all__ = ["current_job", "LogLevel"]
+
+
+class LogLevel(str, enum.Enum):
+    """Levels of ``current_job.log``; ``RESULT`` marks a line that reports an outcome."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+    RESULT = "RESULT"
+
+
+def log_level(level: LogLevel | str) -> str:
+    """The stored name of a level, or ValueError naming the bad one."""
+    try:
+        return LogLevel(level.upper() if isinstance(level, str) else level).value
+    except ValueError:
+        names = ", ".join(m.value for m in LogLevel)
+        raise ValueError(f"unknown log level {level!r} (expected one of {names})") from None
 
 
 class _JobContext:
@@ -72,6 +94,21 @@ class _CurrentJob:
         if not 0 <= value <= 100:
             raise ValueError(f"progress must be between 0 and 100, got {percent!r}")
         ctx.core.update_progress(ctx.id, value)
+
+    def log(self, message: str, level: LogLevel | str = LogLevel.INFO, extra: dict | None = None) -> None:
+        """Stores a line about this job, read back with ``queue.task_logs(job_id)`` or
+        ``queue.query_logs(...)``. ``extra`` is a JSON-serializable dict."""
+        ctx = self._ctx()
+        name = log_level(level)
+        extra_json = None
+        if extra is not None:
+            if not isinstance(extra, dict):
+                raise ValueError(f"extra must be a dict, got {type(extra).__name__}")
+            try:
+                extra_json = json.dumps(extra, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"extra must be JSON-serializable: {exc}") from None
+        ctx.core.write_task_log(ctx.id, ctx.task_name, name, str(message), extra_json)
 
     def __repr__(self) -> str:
         ctx = _current.get()

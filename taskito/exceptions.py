@@ -19,12 +19,35 @@ class TaskitoError(Exception):
     """Base class of every error taskito raises."""
 
 
-class TaskFailedError(TaskitoError):
-    """``JobResult.result()`` on a job that failed for good."""
+class _JobError(TaskitoError):
+    """A job that ended without a result. Carries what is known of its last error:
+    ``job_id``, ``errtype`` (the exception's class name, or None), ``traceback`` (its lines,
+    possibly empty) and ``raw_error`` (the stored error text, None if none was recorded)."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        job_id: str | None = None,
+        errtype: str | None = None,
+        traceback: list[str] | None = None,
+        raw_error: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.errtype = errtype
+        self.traceback: list[str] = list(traceback or [])
+        self.raw_error = raw_error
 
 
-class MaxRetriesExceededError(TaskFailedError):
-    """``JobResult.result()`` on a job that was dead-lettered after its retries."""
+class TaskFailedError(_JobError):
+    """``JobResult.result()`` on a job that failed for good without being dead-lettered
+    after retries (it raised with no retries left to try, or could not run at all)."""
+
+
+class MaxRetriesExceededError(_JobError):
+    """``JobResult.result()`` on a job that was dead-lettered after its retries. Not a
+    ``TaskFailedError``: catch both, or ``TaskitoError``, to handle either."""
 
 
 class TaskCancelledError(TaskitoError):
@@ -43,5 +66,9 @@ class DatabaseError(TaskitoError):
     """The database cannot be used: bad path, foreign or damaged file, newer schema."""
 
 
-class JobNotFoundError(TaskitoError, LookupError):
-    """No job or dead letter has the given id."""
+class JobNotFoundError(TaskitoError, KeyError):
+    """No job or dead letter has the given id. A ``KeyError`` (so a ``LookupError``) too."""
+
+    def __str__(self) -> str:
+        # KeyError shows its argument as a repr (quoted); the message reads better plain.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()

@@ -18,6 +18,22 @@ if TYPE_CHECKING:
     from taskito.app import Queue
 
 
+def _error_details(queue: Queue, job_id: str, raw: str | None) -> dict[str, Any]:
+    """What the exception of a failed job carries: its id, the error's class name (the
+    stored text reads ``Type: message``), the last attempt's traceback lines and the raw
+    stored text."""
+    errtype = None
+    if raw:
+        head = raw.split(":", 1)[0].strip()
+        if head and head.replace(".", "").replace("_", "").isalnum() and " " not in head:
+            errtype = head
+    lines: list[str] = []
+    errors = queue._inner.job_errors(job_id)
+    if errors and errors[-1].get("traceback"):
+        lines = errors[-1]["traceback"].splitlines(keepends=True)
+    return {"job_id": job_id, "errtype": errtype, "traceback": lines, "raw_error": raw}
+
+
 class JobResult:
     """A job's id plus live views of its state and a way to wait for its result."""
 
@@ -77,13 +93,22 @@ class JobResult:
         status = self._queue._inner.wait(self.id, float(timeout), float(poll_interval))
         return self._finish(status, timeout)
 
-    async def aresult(self, timeout: float = 30, poll_interval: float = 0.05) -> Any:
-        """``result()`` for asyncio: waits without blocking the event loop."""
+    async def aresult(
+        self, timeout: float = 30.0, poll_interval: float = 0.05, max_poll_interval: float = 0.5
+    ) -> Any:
+        """``result()`` for asyncio: waits without blocking the event loop. The wait runs in
+        a thread in slices of at most ``max_poll_interval`` seconds, so a cancelled await
+        returns within one slice."""
+        for option, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout >= 0:
+            raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
         deadline = time.monotonic() + timeout
         while True:
             left = max(0.0, deadline - time.monotonic())
             status = await asyncio.to_thread(
-                self._queue._inner.wait, self.id, min(left, 1.0), float(poll_interval)
+                self._queue._inner.wait, self.id, min(left, max_poll_interval), float(poll_interval)
             )
             if status != "pending" and status != "running" or left <= 0:
                 return self._finish(status, timeout)
@@ -96,15 +121,17 @@ class JobResult:
             return serializer.load_result(found[1] if found else None)
         if status in ("pending", "running"):
             raise TimeoutError(f"job {self.id} did not finish within {timeout}s (status {status})")
-        error = self._queue._inner.get_outcome(self.id)
-        text = (error[2] if error else None) or "no error recorded"
+        found = self._queue._inner.get_outcome(self.id)
+        raw = found[2] if found else None
+        text = raw or "no error recorded"
         if status == "cancelled":
             raise TaskCancelledError(f"job {self.id} was cancelled")
+        details = _error_details(self._queue, self.id, raw)
         if status == "dead":
             raise MaxRetriesExceededError(
-                f"job {self.id} failed after all its retries and was dead-lettered: {text}"
+                f"job {self.id} failed after all its retries and was dead-lettered: {text}", **details
             )
-        raise TaskFailedError(f"job {self.id} failed: {text}")
+        raise TaskFailedError(f"job {self.id} failed: {text}", **details)
 
     def __repr__(self) -> str:
         return f"<JobResult {self.id}>"

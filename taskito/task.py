@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from taskito.app import Queue
+    from taskito.middleware import TaskMiddleware
     from taskito.result import JobResult
 
 
@@ -24,6 +25,7 @@ class TaskWrapper:
         timeout: float | None,
         priority: int | None,
         queue_name: str,
+        middleware: tuple[TaskMiddleware, ...] = (),
     ) -> None:
         self._queue = queue
         self.fn = fn
@@ -33,7 +35,12 @@ class TaskWrapper:
         self.timeout = timeout
         self.priority = priority
         self.queue_name = queue_name
+        self.middleware = middleware
         functools.update_wrapper(self, fn)
+
+    def _middleware_chain(self) -> tuple[TaskMiddleware, ...]:
+        """The queue's middleware, then the task's own (empty for most tasks)."""
+        return self._queue._middleware + self.middleware
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::job::{DeadLetter, ErrorRecord, JobRecord, WorkerInfo};
+use crate::job::{DeadLetter, ErrorRecord, JobRecord, TaskLog, WorkerInfo};
 
 pub fn job_dict<'py>(py: Python<'py>, j: &JobRecord) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
@@ -29,6 +29,7 @@ pub fn job_dict<'py>(py: Python<'py>, j: &JobRecord) -> PyResult<Bound<'py, PyDi
 
 pub fn error_dict<'py>(py: Python<'py>, e: &ErrorRecord) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
+    d.set_item("id", e.id)?;
     d.set_item("job_id", &e.job_id)?;
     d.set_item("attempt", e.attempt)?;
     d.set_item("error", &e.error)?;
@@ -59,5 +60,16 @@ pub fn worker_dict<'py>(py: Python<'py>, w: &WorkerInfo) -> PyResult<Bound<'py, 
     d.set_item("started_at", w.started_at)?;
     d.set_item("last_heartbeat", w.last_heartbeat)?;
     d.set_item("status", &w.status)?;
+    Ok(d)
+}
+
+pub fn task_log_dict<'py>(py: Python<'py>, l: &TaskLog) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("job_id", &l.job_id)?;
+    d.set_item("task_name", &l.task_name)?;
+    d.set_item("level", &l.level)?;
+    d.set_item("message", &l.message)?;
+    d.set_item("extra", &l.extra)?;
+    d.set_item("logged_at", l.logged_at)?;
     Ok(d)
 }

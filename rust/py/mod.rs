@@ -3,4 +3,5 @@
 mod convert;
 pub mod errors;
 pub mod queue;
+mod queue_ops;
 pub mod runner;

@@ -73,6 +73,18 @@ fn local_result(py: Python<'_>, run: LocalRun) -> PyResult<Py<PyAny>> {
         .unbind())
 }
 
+impl PyQueueCore {
+    /// The store, for bindings in other files.
+    pub(crate) fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
+    }
+
+    /// Wakes this process's scheduler (new or returned work).
+    pub(crate) fn wake(&self) {
+        self.control.wake.notify_one();
+    }
+}
+
 #[pymethods]
 impl PyQueueCore {
     /// Opens (creating or upgrading) the database at `db_path`.

@@ -31,6 +31,42 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 8000;
 pub struct Settings {
     pub path: String,
     pub synchronous_full: bool,
+    /// For `:memory:`: the name of this store's private in-memory database (SQLite's
+    /// `memdb` VFS), shared by the store's connections and gone with the last of them.
+    pub memory_name: Option<String>,
+}
+
+impl Settings {
+    /// Settings for `path`; `:memory:` gets an in-memory database of its own.
+    pub fn new(path: &str, synchronous_full: bool) -> Settings {
+        let memory_name = (path == MEMORY_PATH)
+            .then(|| format!("file:/taskito-{}?vfs=memdb", uuid::Uuid::now_v7().simple()));
+        Settings {
+            path: path.to_string(),
+            synchronous_full,
+            memory_name,
+        }
+    }
+}
+
+/// The path that asks for an in-process database (tests, throwaway queues).
+pub const MEMORY_PATH: &str = ":memory:";
+
+/// Opens one connection to a store's in-memory database. `memdb` (not `:memory:`) because
+/// each `:memory:` connection would get a database of its own, while every thread of the
+/// engine needs the same one; `memdb` also keeps SQLite's ordinary locking between them.
+fn open_memory(name: &str) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(name, flags).map_err(|e| open_error(MEMORY_PATH, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(MEMORY_PATH, e))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(|e| open_error(MEMORY_PATH, e))?;
+    Ok(conn)
 }
 
 fn open_error(path: &str, cause: impl ToString) -> Error {
@@ -43,10 +79,10 @@ fn open_error(path: &str, cause: impl ToString) -> Error {
 /// Checks the path before SQLite touches it: a directory, a path under a regular file or a
 /// file that is not SQLite is refused without writing a byte. Creates missing parent folders.
 pub fn check_path(path: &str) -> Result<()> {
-    if path.is_empty() || path == ":memory:" || path.starts_with("file:") {
+    if path.is_empty() || path.starts_with("file:") {
         return Err(open_error(
             path,
-            "a queue needs a database file path (in-memory databases are not shared between threads)",
+            "a queue needs a database file path, or \":memory:\" for an in-process database",
         ));
     }
     let p = Path::new(path);
@@ -132,6 +168,9 @@ fn check_not_foreign(path: &str) -> Result<()> {
 
 /// Opens one connection with the store's pragmas.
 pub fn open(settings: &Settings) -> Result<Connection> {
+    if let Some(name) = &settings.memory_name {
+        return open_memory(name);
+    }
     let path = settings.path.as_str();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -185,6 +224,11 @@ pub fn open(settings: &Settings) -> Result<Connection> {
 /// Opens the first connection of a store: creates or upgrades the schema and checks that
 /// the file is sound. Errors name the path and the cause.
 pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
+    if settings.memory_name.is_some() {
+        let mut conn = open(settings)?;
+        schema::migrate(&mut conn, MEMORY_PATH)?;
+        return Ok(conn);
+    }
     check_path(&settings.path)?;
     check_not_foreign(&settings.path)?;
     let mut conn = open(settings)?;

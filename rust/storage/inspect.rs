@@ -124,17 +124,20 @@ pub fn oldest_pending(c: &Connection, now: i64) -> Result<Vec<(String, i64)>> {
 }
 
 pub fn job_errors(c: &Connection, id: &str) -> Result<Vec<ErrorRecord>> {
+    // Stored as the run's number (1 for the first run); shown as its index from 0, as the
+    // public API numbers attempts (max_retries=3 gives 0..=3).
     let mut stmt = c.prepare_cached(
-        "SELECT job_id, attempt, error, traceback, failed_at FROM job_errors \
+        "SELECT id, job_id, attempt - 1, error, traceback, failed_at FROM job_errors \
          WHERE job_id = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map(params![id], |r| {
         Ok(ErrorRecord {
-            job_id: r.get(0)?,
-            attempt: r.get(1)?,
-            error: r.get(2)?,
-            traceback: r.get(3)?,
-            failed_at: r.get(4)?,
+            id: r.get(0)?,
+            job_id: r.get(1)?,
+            attempt: r.get(2)?,
+            error: r.get(3)?,
+            traceback: r.get(4)?,
+            failed_at: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -220,6 +223,11 @@ pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.prepare_cached(
         "DELETE FROM job_errors WHERE job_id IN \
+         (SELECT id FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
+    )?
+    .execute(params![before])?;
+    tx.prepare_cached(
+        "DELETE FROM task_logs WHERE job_id IN \
          (SELECT id FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
     )?
     .execute(params![before])?;

@@ -2,11 +2,13 @@
 //! another backend (PostgreSQL) implements the same trait without touching the scheduler,
 //! the workers or the result handler.
 
+mod admin;
 mod connection;
 mod ids;
 mod inspect;
 mod schema;
 mod sqlite;
+mod task_logs;
 
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use sqlite::{Durability, SqliteStorage};
@@ -14,7 +16,7 @@ pub use sqlite::{Durability, SqliteStorage};
 use crate::error::Result;
 use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
-    WorkerInfo,
+    TaskLog, WorkerInfo,
 };
 
 /// A write that ends (or annotates) a claim. Every variant carries the claim token: the
@@ -119,6 +121,24 @@ pub trait Storage: Send + Sync + 'static {
     /// Deletes dead letters that failed before `before`; returns how many.
     fn purge_dead(&self, before: i64) -> Result<usize>;
     fn workers(&self) -> Result<Vec<WorkerInfo>>;
+    /// Deletes one dead letter; false if none has that id.
+    fn delete_dead(&self, dead_id: &str) -> Result<bool>;
+    /// Puts a running job back to `pending`, ending its claim (fenced) and keeping its
+    /// retry count; false if it is missing or not running.
+    fn requeue_job(&self, id: &str) -> Result<bool>;
+
+    /// Stores one line a task logged about its job.
+    fn write_task_log(&self, log: &TaskLog) -> Result<()>;
+    /// Every line of one job, oldest first.
+    fn task_logs(&self, job_id: &str) -> Result<Vec<TaskLog>>;
+    /// Lines since `since` (ms), newest first, filtered by task and level.
+    fn query_task_logs(
+        &self,
+        task_name: Option<&str>,
+        level: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<TaskLog>>;
 }
 
 /// Reports a number that changes whenever anything is committed to the store by any

@@ -90,6 +90,20 @@ const MIGRATIONS: &[&str] = &[
         status         TEXT    NOT NULL
     );
     "#,
+    // Log lines tasks write about their own jobs (`current_job.log`).
+    r#"
+    CREATE TABLE task_logs (
+        id        INTEGER PRIMARY KEY,
+        job_id    TEXT    NOT NULL,
+        task_name TEXT    NOT NULL,
+        level     TEXT    NOT NULL,
+        message   TEXT    NOT NULL,
+        extra     TEXT,
+        logged_at INTEGER NOT NULL
+    );
+    CREATE INDEX task_logs_by_job ON task_logs (job_id);
+    CREATE INDEX task_logs_by_time ON task_logs (logged_at);
+    "#,
 ];
 
 /// The schema version this build writes.

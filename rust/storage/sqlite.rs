@@ -7,11 +7,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, with_retry, Pool, Settings};
 use super::ids::{self, seq_of};
-use super::{inspect, ChangeProbe, QueueCounts, Storage, Write};
+use super::{admin, inspect, task_logs, ChangeProbe, QueueCounts, Storage, Write};
 use crate::error::{Error, Result};
 use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
-    WorkerInfo,
+    TaskLog, WorkerInfo,
 };
 
 /// How commits reach the disk.
@@ -44,19 +44,25 @@ pub struct SqliteStorage {
     /// a mutex (nanoseconds to hand over) instead of on SQLite's busy handler, which sleeps
     /// in millisecond steps; SQLite's lock only arbitrates between processes.
     write_lock: Mutex<()>,
+    /// For `:memory:` only: the connection that keeps the database alive.
+    _keepalive: Mutex<Option<Connection>>,
 }
 
 impl SqliteStorage {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &str, durability: Durability) -> Result<SqliteStorage> {
-        let settings = Settings {
-            path: path.to_string(),
-            synchronous_full: durability == Durability::Full,
-        };
+        let settings = Settings::new(path, durability == Durability::Full);
         let first = connection::open_and_migrate(&settings)?;
+        // An in-memory database lives as long as one connection to it: keep one aside
+        // for the store's life (a pooled one may be dropped after a failed transaction).
+        let keepalive = match settings.memory_name {
+            Some(_) => Some(connection::open(&settings)?),
+            None => None,
+        };
         Ok(SqliteStorage {
             pool: Pool::new(settings, first),
             write_lock: Mutex::new(()),
+            _keepalive: Mutex::new(keepalive),
         })
     }
 
@@ -479,6 +485,27 @@ impl Storage for SqliteStorage {
     }
     fn workers(&self) -> Result<Vec<WorkerInfo>> {
         self.read(|c| inspect::workers(c))
+    }
+    fn delete_dead(&self, dead_id: &str) -> Result<bool> {
+        self.write(|c| admin::delete_dead(c, dead_id))
+    }
+    fn requeue_job(&self, id: &str) -> Result<bool> {
+        self.write(|c| admin::requeue_job(c, id))
+    }
+    fn write_task_log(&self, log: &TaskLog) -> Result<()> {
+        self.write(|c| task_logs::write(c, log))
+    }
+    fn task_logs(&self, job_id: &str) -> Result<Vec<TaskLog>> {
+        self.read(|c| task_logs::for_job(c, job_id))
+    }
+    fn query_task_logs(
+        &self,
+        task_name: Option<&str>,
+        level: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<TaskLog>> {
+        self.read(|c| task_logs::query(c, task_name, level, since, limit))
     }
 }
 

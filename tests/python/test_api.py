@@ -235,9 +235,9 @@ def test_current_job_outside_a_task_raises() -> None:
         _ = taskito.current_job.id
 
 
-def test_memory_database_is_refused() -> None:
+def test_file_uri_paths_are_refused() -> None:
     with pytest.raises(taskito.DatabaseError, match="memory"):
-        Queue(db_path=":memory:")
+        Queue(db_path="file:jobs.db?mode=ro")
 
 
 def test_default_path_creates_parent_folders(tmp_path, monkeypatch) -> None:

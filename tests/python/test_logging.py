@@ -40,27 +40,38 @@ def test_worker_start_and_stop_are_logged_at_info(queue: Queue, caplog: pytest.L
         assert part in start[0], (part, start[0])
     stop = [m for m in info if "stopped" in m]
     assert len(stop) == 1 and "logw" in stop[0] and "1 job(s)" in stop[0]
-    assert not [m for m in _messages(caplog) if "started on" in m]  # per-job lines are DEBUG
+    per_job = [r for r in caplog.records if "started on" in r.getMessage()]
+    assert per_job and all(r.name == "taskito.worker" for r in per_job)
 
 
-def test_each_job_is_logged_at_debug(queue: Queue, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="taskito")
+def test_each_job_is_logged_by_outcome(queue: Queue, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="taskito")
 
     @queue.task(name="fine")
-    def fine():
+    def fine(password):
         return "ok"
 
     @queue.task(name="broken", max_retries=0)
     def broken():
         raise LookupError("nope")
 
-    ok, bad = fine.delay(), broken.delay()
+    @queue.task(name="flaky", max_retries=1, retry_backoff=0)
+    def flaky():
+        raise KeyError("again")
+
+    ok, bad, retried = fine.delay("hunter2"), broken.delay(), flaky.delay()
     queue.run_worker(worker_id="dbg", workers=1, run_once=True)
-    debug = _messages(caplog, logging.DEBUG)
-    assert f"job {ok.id} (fine) started on dbg-0" in debug
-    assert f"job {ok.id} (fine) complete" in debug
-    assert f"job {bad.id} (broken) started on dbg-0" in debug
-    assert f"job {bad.id} (broken) raised LookupError: nope" in debug
+    info = _messages(caplog, logging.INFO)
+    assert f"job {ok.id} (fine) started on dbg-0" in info
+    assert f"job {ok.id} (fine) complete" in info
+    assert f"job {bad.id} (broken) started on dbg-0" in info
+    errors = _messages(caplog, logging.ERROR)
+    assert f"job {bad.id} (broken) failed for good: LookupError: nope" in errors
+    warnings = _messages(caplog, logging.WARNING)
+    assert f"job {retried.id} (flaky) failed, will retry: KeyError: 'again'" in warnings
+    assert f"job {retried.id} (flaky) failed for good: KeyError: 'again'" in errors
+    # Arguments are never logged: they may hold secrets.
+    assert not [m for m in _messages(caplog) if "hunter2" in m]
 
 
 def test_engine_records_reach_python_logging(queue: Queue, caplog: pytest.LogCaptureFixture) -> None:

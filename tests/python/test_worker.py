@@ -85,14 +85,16 @@ def test_failure_retries_then_dead_letters(db_path: str) -> None:
         with pytest.raises(taskito.MaxRetriesExceededError) as info:
             job.result(timeout=30)
         assert job.id in str(info.value) and "boom 3" in str(info.value)
-        assert isinstance(info.value, taskito.TaskFailedError)
+        assert not isinstance(info.value, taskito.TaskFailedError)
+        assert info.value.job_id == job.id and info.value.errtype == "RuntimeError"
+        assert any("flaky" in line for line in info.value.traceback)
     finally:
         w.stop()
     assert attempts == [0, 1, 2], "max_retries=2 means three runs"
     assert job.status == "dead"
     assert job.to_dict()["retry_count"] == 2
     errors = q.job_errors(job.id)
-    assert [e["attempt"] for e in errors] == [1, 2, 3]
+    assert [e["attempt"] for e in errors] == [0, 1, 2]
     assert "RuntimeError: boom 1" in errors[0]["error"]
     assert "Traceback" in errors[0]["traceback"] and "flaky" in errors[0]["traceback"]
     assert [e["error"] for e in job.errors] == [e["error"] for e in errors]
