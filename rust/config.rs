@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::retention::Retention;
 
 /// Settings of one engine run (`run_worker`, the CLI worker).
 #[derive(Debug, Clone)]
@@ -25,8 +26,8 @@ pub struct WorkerConfig {
     pub heartbeat_interval: Duration,
     /// A worker silent for this long is presumed dead and its jobs put back.
     pub stale_after: Duration,
-    /// Finished jobs older than this are deleted; `None` keeps them.
-    pub result_ttl: Option<Duration>,
+    /// How long each kind of stored row is kept (swept by the maintenance timer).
+    pub retention: Retention,
     /// After interrupting a timed-out job, how long its thread may take to give it back
     /// before it is written off.
     pub timeout_grace: Duration,
@@ -50,7 +51,7 @@ impl WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(2),
             stale_after: Duration::from_secs(10),
-            result_ttl: None,
+            retention: Retention::default(),
             timeout_grace: Duration::from_secs(1),
             run_once: false,
             max_jobs: None,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod job;
 pub mod local;
 pub mod results;
+pub mod retention;
 pub mod scheduler;
 pub mod storage;
 pub mod worker;

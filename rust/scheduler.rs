@@ -29,9 +29,9 @@ pub const MAX_AHEAD: usize = 64;
 /// Jobs whose arguments average more than this are not claimed ahead: 64 of them waiting
 /// in the channel would hold too much memory.
 const AHEAD_MAX_PAYLOAD: usize = 256 * 1024;
-/// How often, at most, finished jobs past `result_ttl` are purged (a short ttl purges more
-/// often, but not more than once a second).
-const PURGE_EVERY: Duration = Duration::from_secs(30);
+/// How often, at most, the retention sweep runs (a short window sweeps more often, but not
+/// more than once a second).
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Scheduler {
     pub storage: Arc<dyn Storage>,
@@ -260,11 +260,11 @@ async fn heartbeat(storage: Arc<dyn Storage>, config: WorkerConfig) {
     }
 }
 
-/// Puts back jobs of workers that stopped heartbeating, and purges expired results.
+/// Puts back jobs of workers that stopped heartbeating, and sweeps what retention expires.
 async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
     let mut tick = interval(config.heartbeat_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_purge: Option<Instant> = None;
+    let mut last_sweep: Option<Instant> = None;
     loop {
         tick.tick().await;
         let stale_before = now_ms() - config.stale_after.as_millis() as i64;
@@ -286,21 +286,33 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
                 log::warn!("put back {n} job(s) of workers that stopped heartbeating");
             }
         }
-        let Some(ttl) = config.result_ttl else {
+        let retention = config.retention;
+        let Some(shortest) = retention.shortest() else {
             continue;
         };
-        let purge_every = ttl.clamp(Duration::from_secs(1), PURGE_EVERY);
-        if last_purge.is_some_and(|t| t.elapsed() < purge_every) {
+        let sweep_every = Duration::from_millis(shortest.max(0) as u64)
+            .clamp(Duration::from_secs(1), SWEEP_EVERY);
+        if last_sweep.is_some_and(|t| t.elapsed() < sweep_every) {
             continue;
         }
-        last_purge = Some(Instant::now());
+        if last_sweep.is_none() && retention.defaulted {
+            log::warn!(
+                "no retention configured: finished jobs, task metrics and job errors are kept 7 days, \
+                 task logs 3 days and dead letters 30 days; pass retention=Retention() to keep \
+                 everything, or retention=/result_ttl= to choose"
+            );
+        }
+        last_sweep = Some(Instant::now());
         let s = storage.clone();
-        let before = now_ms() - ttl.as_millis() as i64;
-        match tokio::task::spawn_blocking(move || s.purge_finished(before)).await {
-            Ok(Ok(n)) if n > 0 => {
-                log::info!("removed {n} finished job(s) older than the result ttl")
-            }
-            Ok(Err(e)) => log::warn!("purging finished jobs failed: {e}"),
+        match tokio::task::spawn_blocking(move || s.sweep(&retention, now_ms())).await {
+            Ok(Ok(n)) if n.total() > 0 => log::info!(
+                "retention removed {} finished job(s), {} dead letter(s), {} error row(s), {} log line(s)",
+                n.archived_jobs,
+                n.dead_letter,
+                n.job_errors,
+                n.task_logs
+            ),
+            Ok(Err(e)) => log::warn!("retention sweep failed: {e}"),
             _ => {}
         }
     }

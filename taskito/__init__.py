@@ -27,7 +27,9 @@ from taskito.exceptions import (
 )
 from taskito.log_config import configure as configure_logging
 from taskito.middleware import TaskMiddleware
+from taskito.pagination import Page
 from taskito.result import JobResult
+from taskito.retention import EffectiveRetention, Retention, RetentionPreview
 from taskito.task import TaskWrapper
 
 __all__ = [
@@ -37,6 +39,10 @@ __all__ = [
     "current_job",
     "LogLevel",
     "TaskMiddleware",
+    "Page",
+    "Retention",
+    "RetentionPreview",
+    "EffectiveRetention",
     "configure_logging",
     "log_config",
     "TaskitoError",

@@ -87,7 +87,7 @@ class Inspection:
         """Enqueues a dead letter again (retry count reset); returns the new job id."""
         return self._inner.retry_dead(dead_id)
 
-    def purge_dead(self, older_than: float = 0) -> int:
+    def purge_dead(self, older_than: float = 86400) -> int:
         """Deletes dead letters older than ``older_than`` seconds; returns how many."""
         return self._inner.purge_dead(float(older_than))
 

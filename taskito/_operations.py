@@ -99,6 +99,12 @@ _TWINS = (
     "query_logs",
     "enqueue",
     "enqueue_many",
+    "purge_completed",
+    "archive",
+    "list_archived",
+    "list_archived_after",
+    "dry_run_retention",
+    "effective_retention",
 )
 
 

@@ -22,6 +22,7 @@ from taskito._taskito import QueueCore
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.middleware import TaskMiddleware, call_each, check_middleware
 from taskito.result import JobResult
+from taskito.retention import Retention, RetentionCalls, resolve
 from taskito.task import TaskWrapper
 
 log = logging.getLogger("taskito")
@@ -71,7 +72,7 @@ def _metadata(value: Any) -> str | None:
         raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
 
 
-class Queue(Inspection, Operations, AsyncOperations):
+class Queue(Inspection, Operations, RetentionCalls, AsyncOperations):
     """A task queue stored in one SQLite file.
 
     Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
@@ -93,6 +94,7 @@ class Queue(Inspection, Operations, AsyncOperations):
         heartbeat_interval: float = 2.0,
         stale_after: float = 10.0,
         middleware: list[TaskMiddleware] | None = None,
+        retention: Retention | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
@@ -125,6 +127,7 @@ class Queue(Inspection, Operations, AsyncOperations):
         if self.stale_after <= self.heartbeat_interval:
             raise ValueError("stale_after must be longer than heartbeat_interval")
         self._middleware = check_middleware("middleware", middleware)
+        self._retention, self._retention_defaulted = resolve(retention, self.result_ttl)
         self._inner = QueueCore(self.db_path, durability)
         self._tasks: dict[str, TaskWrapper] = {}
         self._default_options: dict[str, dict[str, Any]] = {}
@@ -465,7 +468,7 @@ class Queue(Inspection, Operations, AsyncOperations):
                     max_jobs=max_jobs,
                     heartbeat_interval=self.heartbeat_interval,
                     stale_after=self.stale_after,
-                    result_ttl=self.result_ttl,
+                    retention=self._retention._engine(self._retention_defaulted),
                 )
             log.info("worker %s stopped after %d job(s)", wid, processed)
             return processed

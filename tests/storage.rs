@@ -203,7 +203,7 @@ fn retry_then_fail_writes_history_and_a_dead_letter() {
     .unwrap();
     let errors = s.job_errors(&j.id).unwrap();
     assert_eq!(errors.len(), 2);
-    assert_eq!((errors[0].attempt, errors[1].attempt), (1, 2));
+    assert_eq!((errors[0].attempt, errors[1].attempt), (0, 1)); // counted from 0
     let dead = s.dead_letters(10, 0).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].original_job_id, j.id);

@@ -4,4 +4,5 @@ mod convert;
 pub mod errors;
 pub mod queue;
 mod queue_ops;
+mod queue_retention;
 pub mod runner;

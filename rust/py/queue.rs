@@ -16,6 +16,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::job::{now_ms, JobFilter, JobStatus, NewJob};
 use crate::local::{self, LocalRun, LocalWorker};
+use crate::retention::Retention;
 use crate::storage::{ChangeProbe, Durability, SqliteStorage, Storage};
 use crate::worker::Runner;
 
@@ -25,6 +26,46 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 const FORCED_STOP_WAIT: Duration = Duration::from_secs(3);
 /// How often a result waiter reads the store's change counter (catches other processes).
 const PROBE_EVERY: Duration = Duration::from_millis(2);
+
+/// Retention windows in seconds as Python passes them: `(archived_jobs, dead_letter,
+/// task_logs, task_metrics, job_errors, defaulted)`.
+pub type RetentionArg = (
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    bool,
+);
+
+/// A window in seconds as milliseconds, saturating past any clock.
+fn window_ms(option: &'static str, v: Option<f64>) -> Result<Option<i64>, Error> {
+    v.map(|s| {
+        if !s.is_finite() && s != f64::INFINITY || s < 0.0 {
+            return Err(Error::invalid(
+                option,
+                format!("{s} (must be a non-negative number of seconds)"),
+            ));
+        }
+        Ok(if s * 1000.0 >= i64::MAX as f64 {
+            i64::MAX
+        } else {
+            (s * 1000.0) as i64
+        })
+    })
+    .transpose()
+}
+
+pub fn retention_windows(r: RetentionArg) -> Result<Retention, Error> {
+    Ok(Retention {
+        archived_jobs: window_ms("archived_jobs", r.0)?,
+        dead_letter: window_ms("dead_letter", r.1)?,
+        task_logs: window_ms("task_logs", r.2)?,
+        task_metrics: window_ms("task_metrics", r.3)?,
+        job_errors: window_ms("job_errors", r.4)?,
+        defaulted: r.5,
+    })
+}
 
 /// `(status, result bytes, error)` as `get_outcome` returns it.
 type OutcomeTuple<'py> = (&'static str, Option<Bound<'py, PyBytes>>, Option<String>);
@@ -342,7 +383,7 @@ impl PyQueueCore {
     }
 
     /// Runs the engine until shutdown; returns the number of jobs processed.
-    #[pyo3(signature = (dispatch, workers, queues, worker_id, hostname, pid, poll_interval_ms, drain_timeout, run_once=false, max_jobs=None, heartbeat_interval=2.0, stale_after=10.0, result_ttl=None, timeout_grace=1.0))]
+    #[pyo3(signature = (dispatch, workers, queues, worker_id, hostname, pid, poll_interval_ms, drain_timeout, run_once=false, max_jobs=None, heartbeat_interval=2.0, stale_after=10.0, retention=None, timeout_grace=1.0))]
     #[allow(clippy::too_many_arguments)]
     fn run_worker(
         &self,
@@ -359,7 +400,7 @@ impl PyQueueCore {
         max_jobs: Option<u64>,
         heartbeat_interval: f64,
         stale_after: f64,
-        result_ttl: Option<f64>,
+        retention: Option<RetentionArg>,
         timeout_grace: f64,
     ) -> PyResult<u64> {
         let mut config = WorkerConfig::new(worker_id, workers);
@@ -372,7 +413,10 @@ impl PyQueueCore {
         config.max_jobs = max_jobs;
         config.heartbeat_interval = secs("heartbeat_interval", heartbeat_interval)?;
         config.stale_after = secs("stale_after", stale_after)?;
-        config.result_ttl = result_ttl.map(|t| secs("result_ttl", t)).transpose()?;
+        config.retention = retention
+            .map(retention_windows)
+            .transpose()?
+            .unwrap_or_default();
         config.timeout_grace = secs("timeout_grace", timeout_grace)?;
         let runner: Arc<dyn Runner> = Arc::new(PyRunner::new(py, dispatch)?);
         let (storage, control) = (self.storage.clone(), self.control.clone());

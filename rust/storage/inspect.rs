@@ -11,11 +11,12 @@ use crate::job::{
     DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome, WorkerInfo,
 };
 
-const JOB_COLUMNS: &str = "id, queue, task_name, status, priority, retry_count, max_retries, \
+pub(super) const JOB_COLUMNS: &str =
+    "id, queue, task_name, status, priority, retry_count, max_retries, \
     created_at, scheduled_at, started_at, completed_at, error, progress, worker_id, unique_key, \
     metadata, timeout_ms";
 
-fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+pub(super) fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
         id: r.get(0)?,
         queue: r.get(1)?,
@@ -37,27 +38,47 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     })
 }
 
+// A job moved to the archive (`archive()`) stays readable by id: the jobs table is read
+// first (the common case), the archive only for an id it does not hold.
+
 pub fn get_job(c: &Connection, id: &str) -> Result<Option<JobRecord>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?2 AND id = ?1"
-    ))?
-    .query_row(params![id, seq_of(id)], job_row)
-    .optional()?)
+    for table in ["jobs", "archived_jobs"] {
+        let found = c
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM {table} WHERE seq = ?2 AND id = ?1"
+            ))?
+            .query_row(params![id, seq_of(id)], job_row)
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 pub fn status(c: &Connection, id: &str) -> Result<Option<JobStatus>> {
-    Ok(
-        c.prepare_cached("SELECT status FROM jobs WHERE seq = ?2 AND id = ?1")?
+    for table in ["jobs", "archived_jobs"] {
+        let found = c
+            .prepare_cached(&format!(
+                "SELECT status FROM {table} WHERE seq = ?2 AND id = ?1"
+            ))?
             .query_row(params![id, seq_of(id)], |r| {
                 Ok(JobStatus::from_i64(r.get(0)?))
             })
-            .optional()?,
-    )
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 pub fn get_outcome(c: &Connection, id: &str) -> Result<Option<StoredOutcome>> {
-    Ok(
-        c.prepare_cached("SELECT status, result, error FROM jobs WHERE seq = ?2 AND id = ?1")?
+    for table in ["jobs", "archived_jobs"] {
+        let found = c
+            .prepare_cached(&format!(
+                "SELECT status, result, error FROM {table} WHERE seq = ?2 AND id = ?1"
+            ))?
             .query_row(params![id, seq_of(id)], |r| {
                 Ok(StoredOutcome {
                     status: JobStatus::from_i64(r.get(0)?),
@@ -65,8 +86,12 @@ pub fn get_outcome(c: &Connection, id: &str) -> Result<Option<StoredOutcome>> {
                     error: r.get(2)?,
                 })
             })
-            .optional()?,
-    )
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {

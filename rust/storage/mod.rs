@@ -6,10 +6,12 @@ mod admin;
 mod connection;
 mod ids;
 mod inspect;
+mod retention;
 mod schema;
 mod sqlite;
 mod task_logs;
 
+pub use ids::seq_of;
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use sqlite::{Durability, SqliteStorage};
 
@@ -18,6 +20,7 @@ use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
     TaskLog, WorkerInfo,
 };
+use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
 /// A write that ends (or annotates) a claim. Every variant carries the claim token: the
 /// store applies it only while that claim still holds the job ("fencing"), so a late result
@@ -131,6 +134,21 @@ pub trait Storage: Send + Sync + 'static {
     fn write_task_log(&self, log: &TaskLog) -> Result<()>;
     /// Every line of one job, oldest first.
     fn task_logs(&self, job_id: &str) -> Result<Vec<TaskLog>>;
+    /// Deletes what the retention windows say is too old and records the windows used.
+    fn sweep(&self, retention: &Retention, now: i64) -> Result<RetentionCounts>;
+    /// What `sweep` would delete now, without deleting.
+    fn retention_preview(&self, retention: &Retention, now: i64) -> Result<RetentionCounts>;
+    /// The windows of the last sweep, if any worker has swept.
+    fn retention_report(&self) -> Result<Option<RetentionReport>>;
+    /// Moves finished jobs completed before `before` to the archive; returns how many.
+    fn archive(&self, before: i64, now: i64) -> Result<usize>;
+    /// Archived jobs, newest first.
+    fn list_archived(&self, limit: i64, offset: i64) -> Result<Vec<JobRecord>>;
+    /// Archived jobs inserted before the job with seq `after`, newest first.
+    fn list_archived_after(&self, limit: i64, after: Option<i64>) -> Result<Vec<JobRecord>>;
+    /// Deletes complete jobs finished before `before` with their errors and logs.
+    fn purge_completed(&self, before: i64) -> Result<usize>;
+
     /// Lines since `since` (ms), newest first, filtered by task and level.
     fn query_task_logs(
         &self,

@@ -90,7 +90,8 @@ const MIGRATIONS: &[&str] = &[
         status         TEXT    NOT NULL
     );
     "#,
-    // Log lines tasks write about their own jobs (`current_job.log`).
+    // 2: log lines tasks write about their jobs (`current_job.log`), the archive of
+    // finished jobs, and retention.
     r#"
     CREATE TABLE task_logs (
         id        INTEGER PRIMARY KEY,
@@ -103,6 +104,45 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX task_logs_by_job ON task_logs (job_id);
     CREATE INDEX task_logs_by_time ON task_logs (logged_at);
+
+    -- Finished jobs moved out of the jobs table by `archive()`, keeping their seq.
+    CREATE TABLE archived_jobs (
+        seq           INTEGER PRIMARY KEY,
+        id            TEXT    NOT NULL UNIQUE,
+        queue         TEXT    NOT NULL,
+        task_name     TEXT    NOT NULL,
+        status        INTEGER NOT NULL,
+        priority      INTEGER NOT NULL,
+        retry_count   INTEGER NOT NULL,
+        max_retries   INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        scheduled_at  INTEGER NOT NULL,
+        started_at    INTEGER,
+        completed_at  INTEGER,
+        error         TEXT,
+        progress      INTEGER,
+        worker_id     TEXT,
+        unique_key    TEXT,
+        metadata      TEXT,
+        timeout_ms    INTEGER NOT NULL,
+        result        BLOB,
+        archived_at   INTEGER NOT NULL
+    );
+    CREATE INDEX archived_jobs_by_completion ON archived_jobs (completed_at);
+    -- Retention sweeps delete by age.
+    CREATE INDEX job_errors_by_time ON job_errors (failed_at);
+    CREATE INDEX dead_letters_by_time ON dead_letters (failed_at);
+    -- The windows the last retention sweep used (one row).
+    CREATE TABLE retention_report (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        archived_jobs INTEGER,
+        dead_letter   INTEGER,
+        task_logs     INTEGER,
+        task_metrics  INTEGER,
+        job_errors    INTEGER,
+        defaulted     INTEGER NOT NULL,
+        reported_at   INTEGER NOT NULL
+    );
     "#,
 ];
 

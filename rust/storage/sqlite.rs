@@ -7,12 +7,13 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, with_retry, Pool, Settings};
 use super::ids::{self, seq_of};
-use super::{admin, inspect, task_logs, ChangeProbe, QueueCounts, Storage, Write};
+use super::{admin, inspect, retention, task_logs, ChangeProbe, QueueCounts, Storage, Write};
 use crate::error::{Error, Result};
 use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
     TaskLog, WorkerInfo,
 };
+use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
 /// How commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,6 +492,27 @@ impl Storage for SqliteStorage {
     }
     fn requeue_job(&self, id: &str) -> Result<bool> {
         self.write(|c| admin::requeue_job(c, id))
+    }
+    fn sweep(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
+        self.write(|c| retention::sweep(c, r, now))
+    }
+    fn retention_preview(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
+        self.read(|c| retention::preview(c, r, now))
+    }
+    fn retention_report(&self) -> Result<Option<RetentionReport>> {
+        self.read(|c| retention::report(c))
+    }
+    fn archive(&self, before: i64, now: i64) -> Result<usize> {
+        self.write(|c| retention::archive(c, before, now))
+    }
+    fn list_archived(&self, limit: i64, offset: i64) -> Result<Vec<JobRecord>> {
+        self.read(|c| retention::list_archived(c, limit, offset))
+    }
+    fn list_archived_after(&self, limit: i64, after: Option<i64>) -> Result<Vec<JobRecord>> {
+        self.read(|c| retention::list_archived_after(c, limit, after))
+    }
+    fn purge_completed(&self, before: i64) -> Result<usize> {
+        self.write(|c| retention::purge_completed(c, before))
     }
     fn write_task_log(&self, log: &TaskLog) -> Result<()> {
         self.write(|c| task_logs::write(c, log))
