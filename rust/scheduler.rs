@@ -295,13 +295,6 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
         if last_sweep.is_some_and(|t| t.elapsed() < sweep_every) {
             continue;
         }
-        if last_sweep.is_none() && retention.defaulted {
-            log::warn!(
-                "no retention configured: finished jobs, task metrics and job errors are kept 7 days, \
-                 task logs 3 days and dead letters 30 days; pass retention=Retention() to keep \
-                 everything, or retention=/result_ttl= to choose"
-            );
-        }
         last_sweep = Some(Instant::now());
         let s = storage.clone();
         match tokio::task::spawn_blocking(move || s.sweep(&retention, now_ms())).await {

@@ -453,6 +453,12 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations):
                 ", ".join(sorted(self._tasks)) or "none",
                 self.db_path,
             )
+            if self._retention_defaulted:
+                log.warning(
+                    "no retention configured: finished jobs, task metrics and job errors are kept "
+                    "7 days, task logs 3 days and dead letters 30 days; pass retention=Retention() "
+                    "to keep everything, or retention=/result_ttl= to choose"
+                )
             self._worker_hooks("on_worker_start")
             with _signals_drain(self):
                 processed = self._inner.run_worker(

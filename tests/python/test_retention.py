@@ -135,7 +135,7 @@ def test_defaulted_retention_warns_once(db_path: str, caplog: pytest.LogCaptureF
     finally:
         worker.stop()
     warnings = [r for r in caplog.records if "no retention configured" in r.getMessage()]
-    assert len(warnings) == 1, "once, at the worker's first sweep"
+    assert len(warnings) == 1, "once, as the worker starts (and sweeps)"
     report = q.effective_retention()
     assert report is not None and report.defaulted
 
