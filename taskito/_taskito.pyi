@@ -1,5 +1,7 @@
 # Stubs for the compiled engine module (rust/py/queue.rs).
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, final
+
+__all__ = ["QueueCore", "__version__", "SCHEMA_VERSION"]
 
 __version__: str
 SCHEMA_VERSION: int
@@ -9,8 +11,9 @@ _LocalRun = tuple[str, str, Optional[str], Optional[str]]
 _Windows = tuple[Optional[float], Optional[float], Optional[float], Optional[float], Optional[float], bool]
 _Report = tuple[Optional[int], Optional[int], Optional[int], Optional[int], Optional[int], bool, int]
 
+@final
 class QueueCore:
-    def __init__(self, db_path: str, durability: str = "normal") -> None: ...
+    def __new__(cls, db_path: str, durability: str = "normal") -> QueueCore: ...
     @property
     def db_path(self) -> str: ...
     def enqueue(
