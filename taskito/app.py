@@ -18,6 +18,8 @@ from taskito._dispatch import make_dispatch
 from taskito._inspect import Inspection
 from taskito._operations import AsyncOperations, Operations
 from taskito._signals import _signals_drain
+from taskito._paging import Pagination
+from taskito.pause import Pause
 from taskito._taskito import QueueCore
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.middleware import TaskMiddleware, call_each, check_middleware
@@ -72,7 +74,7 @@ def _metadata(value: Any) -> str | None:
         raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
 
 
-class Queue(Inspection, Operations, RetentionCalls, AsyncOperations):
+class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagination):
     """A task queue stored in one SQLite file.
 
     Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
@@ -133,6 +135,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations):
         self._default_options: dict[str, dict[str, Any]] = {}
         self._hooks: dict[str, list[Callable[..., Any]]] = {k: [] for k in _HOOK_KINDS}
         self._running = threading.Lock()
+        self._metrics: Any = None  # taskito.metrics.Metrics once enabled
 
     def __repr__(self) -> str:
         return f"<taskito.Queue {self.db_path!r} tasks={len(self._tasks)}>"
@@ -460,9 +463,12 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations):
                     "to keep everything, or retention=/result_ttl= to choose"
                 )
             self._worker_hooks("on_worker_start")
+            dispatch = make_dispatch(self)
+            if self._metrics is not None:
+                dispatch = self._metrics.wrap_dispatch(dispatch)
             with _signals_drain(self):
                 processed = self._inner.run_worker(
-                    make_dispatch(self),
+                    dispatch,
                     threads,
                     queues,
                     wid,

@@ -80,6 +80,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     for name in sorted(queue.tasks):
         print(f"[taskito]   - {name}", flush=True)
     print(f"[taskito] Queues: {shown}", flush=True)
+    if args.metrics_port is not None:
+        from taskito import metrics
+
+        metrics.serve(queue, args.metrics_port, args.metrics_host)
+        print(f"[taskito] Metrics on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
     try:
         n = queue.run_worker(
             queues=queues,
@@ -102,7 +107,7 @@ def _env_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taskito import _cli_ops
+    from taskito import _cli_admin, _cli_ops
 
     parser = argparse.ArgumentParser(
         prog="taskito",
@@ -133,9 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--worker-id", help="this worker's id (default <hostname>-<pid>)")
     w.add_argument("--run-once", action="store_true", help="process what is ready now, then exit")
     w.add_argument("--max-jobs", type=int, help="exit after processing this many jobs")
+    w.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (taskito[metrics])")
+    w.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)")
     w.set_defaults(func=_cmd_worker)
 
     _cli_ops.add_commands(sub)
+    _cli_admin.add_commands(sub)
     return parser
 
 

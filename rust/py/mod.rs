@@ -5,4 +5,6 @@ pub mod errors;
 pub mod queue;
 mod queue_ops;
 mod queue_retention;
+mod queue_pages;
+mod queue_pause;
 pub mod runner;

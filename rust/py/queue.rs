@@ -72,9 +72,9 @@ type OutcomeTuple<'py> = (&'static str, Option<Bound<'py, PyBytes>>, Option<Stri
 
 #[pyclass(name = "QueueCore", module = "taskito._taskito", frozen)]
 pub struct PyQueueCore {
-    storage: Arc<dyn Storage>,
+    pub(super) storage: Arc<dyn Storage>,
     path: String,
-    control: Arc<Control>,
+    pub(super) control: Arc<Control>,
     probe: Mutex<Option<Box<dyn ChangeProbe>>>,
 }
 
@@ -88,7 +88,7 @@ fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
     Ok(Duration::from_secs_f64(v))
 }
 
-fn list<'py, T>(
+pub(super) fn list<'py, T>(
     py: Python<'py>,
     items: &[T],
     f: impl Fn(Python<'py>, &T) -> PyResult<Bound<'py, PyDict>>,

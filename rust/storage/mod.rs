@@ -7,6 +7,8 @@ mod connection;
 mod ids;
 mod inspect;
 mod retention;
+mod pages;
+mod pause;
 mod schema;
 mod sqlite;
 mod task_logs;
@@ -157,6 +159,36 @@ pub trait Storage: Send + Sync + 'static {
         since: i64,
         limit: i64,
     ) -> Result<Vec<TaskLog>>;
+
+    /// Stops the claim from taking jobs of `queue` (any process); true if it was not paused.
+    fn pause_queue(&self, queue: &str, now: i64) -> Result<bool>;
+    /// Makes `queue` claimable again; true if it was paused.
+    fn resume_queue(&self, queue: &str) -> Result<bool>;
+    /// Names of the paused queues, sorted.
+    fn paused_queues(&self) -> Result<Vec<String>>;
+    /// Up to `limit` jobs matching `filter` (its limit and offset are ignored), newest
+    /// first, strictly after the opaque cursor `after`. Indexed: no offset scan.
+    fn list_jobs_after(
+        &self,
+        filter: &JobFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<JobPage<JobRecord>>;
+    /// Dead letters, newest first, strictly after the opaque cursor `after`.
+    fn dead_letters_after(&self, after: Option<&str>, limit: i64) -> Result<JobPage<DeadLetter>>;
+    /// Jobs completed since `since`, counted per `bucket_ms` interval: `(bucket start, n)`
+    /// for each non-empty bucket, oldest first.
+    fn throughput(&self, since: i64, bucket_ms: i64) -> Result<Vec<(i64, i64)>>;
+    /// A job's stored argument bytes, or None if it does not exist.
+    fn job_payload(&self, id: &str) -> Result<Option<Vec<u8>>>;
+}
+
+/// One page of a keyset listing: the rows, and the cursor of the next page (None on the
+/// last one). Cursors are opaque strings the backend makes and reads back.
+#[derive(Debug, Clone)]
+pub struct JobPage<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
 }
 
 /// Reports a number that changes whenever anything is committed to the store by any

@@ -143,6 +143,13 @@ const MIGRATIONS: &[&str] = &[
         defaulted     INTEGER NOT NULL,
         reported_at   INTEGER NOT NULL
     );
+    // 3: paused queues. The claim skips every queue named here (read with the queue list, so
+    // a pause takes effect at the next claim of every process).
+    r#"
+    CREATE TABLE IF NOT EXISTS paused_queues (
+        name      TEXT    PRIMARY KEY,
+        paused_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -7,7 +7,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, with_retry, Pool, Settings};
 use super::ids::{self, seq_of};
-use super::{admin, inspect, retention, task_logs, ChangeProbe, QueueCounts, Storage, Write};
+use super::{
+    admin, inspect, pages, pause, retention, task_logs, ChangeProbe, JobPage, QueueCounts, Storage,
+    Write,
+};
 use crate::error::{Error, Result};
 use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
@@ -96,9 +99,20 @@ fn ready_seqs(
 ) -> Result<Vec<i64>> {
     let all: Vec<String>;
     let queues = match queues {
-        Some(q) => q,
+        Some(q) => {
+            // Paused queues are simply not claimable (a read of a table of a few rows).
+            let paused = pause::paused_names(conn)?;
+            if paused.is_empty() {
+                q
+            } else {
+                all = q.iter().filter(|n| !paused.contains(n)).cloned().collect();
+                &all
+            }
+        }
         None => {
-            let mut stmt = conn.prepare_cached("SELECT name FROM queues")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT name FROM queues WHERE name NOT IN (SELECT name FROM paused_queues)",
+            )?;
             let names = stmt.query_map([], |r| r.get(0))?;
             all = names.collect::<std::result::Result<_, _>>()?;
             &all
@@ -528,6 +542,31 @@ impl Storage for SqliteStorage {
         limit: i64,
     ) -> Result<Vec<TaskLog>> {
         self.read(|c| task_logs::query(c, task_name, level, since, limit))
+    fn pause_queue(&self, queue: &str, now: i64) -> Result<bool> {
+        self.write(|c| pause::pause(c, queue, now))
+    }
+    fn resume_queue(&self, queue: &str) -> Result<bool> {
+        self.write(|c| pause::resume(c, queue))
+    }
+    fn paused_queues(&self) -> Result<Vec<String>> {
+        self.read(|c| pause::paused_names(c))
+    }
+    fn list_jobs_after(
+        &self,
+        filter: &JobFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<JobPage<JobRecord>> {
+        self.read(|c| pages::jobs_after(c, filter, after, limit))
+    }
+    fn dead_letters_after(&self, after: Option<&str>, limit: i64) -> Result<JobPage<DeadLetter>> {
+        self.read(|c| pages::dead_after(c, after, limit))
+    }
+    fn throughput(&self, since: i64, bucket_ms: i64) -> Result<Vec<(i64, i64)>> {
+        self.read(|c| pages::throughput(c, since, bucket_ms))
+    }
+    fn job_payload(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|c| pages::payload(c, id))
     }
 }
 

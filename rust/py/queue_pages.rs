@@ -1,0 +1,79 @@
+//! `QueueCore` keyset pages, throughput and argument bytes: the reads behind
+//! `Queue.list_jobs_after`, `Queue.dead_letters_after` and the dashboard.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use super::convert::{dead_dict, job_dict};
+use super::queue::{list, PyQueueCore};
+use crate::error::Error;
+use crate::job::{JobFilter, JobStatus};
+
+#[pymethods]
+impl PyQueueCore {
+    /// `(jobs, next_cursor)`: up to `limit` jobs, newest first, after the cursor `after`.
+    #[pyo3(signature = (status=None, queue=None, task_name=None, limit=50, after=None))]
+    fn list_jobs_after<'py>(
+        &self,
+        py: Python<'py>,
+        status: Option<&str>,
+        queue: Option<String>,
+        task_name: Option<String>,
+        limit: i64,
+        after: Option<String>,
+    ) -> PyResult<(Bound<'py, PyList>, Option<String>)> {
+        let status = match status {
+            None => None,
+            Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
+                Error::invalid(
+                    "status",
+                    format!("{s:?} (expected one of pending, running, complete, failed, dead, cancelled)"),
+                )
+            })?),
+        };
+        let filter = JobFilter {
+            status,
+            queue,
+            task_name,
+            ..JobFilter::default()
+        };
+        let storage = self.storage.clone();
+        let page = py.detach(move || storage.list_jobs_after(&filter, after.as_deref(), limit))?;
+        Ok((list(py, &page.items, job_dict)?, page.next_cursor))
+    }
+
+    /// `(dead letters, next_cursor)`: newest first, after the cursor `after`.
+    #[pyo3(signature = (limit=10, after=None))]
+    fn dead_letters_after<'py>(
+        &self,
+        py: Python<'py>,
+        limit: i64,
+        after: Option<String>,
+    ) -> PyResult<(Bound<'py, PyList>, Option<String>)> {
+        let storage = self.storage.clone();
+        let page = py.detach(move || storage.dead_letters_after(after.as_deref(), limit))?;
+        Ok((list(py, &page.items, dead_dict)?, page.next_cursor))
+    }
+
+    /// `[(bucket_start_ms, completed)]` for the non-empty buckets since `since_ms`.
+    fn throughput(
+        &self,
+        py: Python<'_>,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> PyResult<Vec<(i64, i64)>> {
+        let storage = self.storage.clone();
+        Ok(py.detach(move || storage.throughput(since_ms, bucket_ms))?)
+    }
+
+    /// The job's stored argument bytes, or None.
+    fn job_payload<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let storage = self.storage.clone();
+        let found = py.detach(move || storage.job_payload(&id))?;
+        Ok(found.map(|p| PyBytes::new(py, &p)))
+    }
+}

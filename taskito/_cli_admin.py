@@ -1,0 +1,85 @@
+"""The ``taskito`` subcommands that change how a queue runs or serve a UI: ``pause``,
+``resume`` and ``dashboard``. Same conventions as ``_cli_ops``: a table or sentence for
+people, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from taskito._cli_ops import _common, _emit_json, _load
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    queue = _load(args)
+    changed = queue.pause(args.queue)
+    if args.json:
+        _emit_json({"queue": args.queue, "paused": True, "changed": changed})
+    elif changed:
+        print(f"Paused queue {args.queue}: workers start none of its jobs until it is resumed.")
+    else:
+        print(f"Queue {args.queue} was already paused.")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    queue = _load(args)
+    changed = queue.resume(args.queue)
+    if args.json:
+        _emit_json({"queue": args.queue, "paused": False, "changed": changed})
+    elif changed:
+        print(f"Resumed queue {args.queue}.")
+    else:
+        print(f"Queue {args.queue} was not paused.")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    try:
+        from taskito.dashboard import serve
+    except ImportError as exc:
+        from taskito.cli import CommandError
+
+        raise CommandError(f"{exc} (install it with: pip install 'taskito[dashboard]')") from None
+    queue = _load(args)
+    password = os.environ.get("TASKITO_DASHBOARD_PASSWORD") or None
+    serve(queue, host=args.host, port=args.port, read_only=args.read_only, password=password)
+    return 0
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {value}")
+    return value
+
+
+def add_commands(sub: Any) -> None:
+    """Adds ``pause``, ``resume`` and ``dashboard`` to the ``taskito`` parser."""
+    p = sub.add_parser(
+        "pause",
+        help="pause a queue",
+        description="Pause QUEUE: no worker (of any process) starts its jobs until it is resumed; "
+        "running jobs finish.",
+    )
+    _common(p)
+    p.add_argument("queue", metavar="QUEUE")
+    p.set_defaults(func=cmd_pause)
+
+    r = sub.add_parser("resume", help="resume a paused queue", description="Resume the paused QUEUE.")
+    _common(r)
+    r.add_argument("queue", metavar="QUEUE")
+    r.set_defaults(func=cmd_resume)
+
+    d = sub.add_parser(
+        "dashboard",
+        help="serve the web dashboard",
+        description="Serve the web dashboard (pip install 'taskito[dashboard]'). Set "
+        "TASKITO_DASHBOARD_PASSWORD to require a password.",
+    )
+    d.add_argument("--app", required=True, help="the Queue, as module:attribute")
+    d.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    d.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    d.add_argument("--read-only", action="store_true", help="show everything, change nothing")
+    d.set_defaults(func=cmd_dashboard)

@@ -1,0 +1,142 @@
+"""What the dashboard shows, as plain data: the overview, a job with its decoded
+arguments and result, and the formatting helpers the templates use. Reads go through the
+public ``Queue`` methods only."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from taskito import serializer
+
+if TYPE_CHECKING:
+    from taskito.app import Queue
+
+STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
+JOB_STATUSES = ("pending", "running", "complete", "failed", "dead", "cancelled")
+# Throughput chart: completed jobs per BUCKET seconds over the last WINDOW seconds.
+BUCKET = 10
+WINDOW = 300
+# Longest repr shown for arguments and results; the rest is cut with a note.
+REPR_LIMIT = 2000
+
+
+def when(ms: int | None) -> str:
+    """Epoch milliseconds as a UTC timestamp."""
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}Z"
+
+
+def ago(ms: int | None) -> str:
+    """Epoch milliseconds as "12s ago"."""
+    if ms is None:
+        return "-"
+    s = max(0.0, time.time() - ms / 1000)
+    if s < 60:
+        return f"{s:.1f}s ago"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s ago"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m ago"
+
+
+def short_repr(value: Any, limit: int = REPR_LIMIT) -> str:
+    """``repr(value)`` cut at ``limit`` characters."""
+    try:
+        text = repr(value)
+    except Exception as exc:
+        return f"<repr failed: {type(exc).__name__}: {exc}>"
+    if len(text) > limit:
+        return f"{text[:limit]}… ({len(text) - limit} more characters)"
+    return text
+
+
+def throughput(queue: Queue, now_ms: int) -> list[list[int]]:
+    """``[[bucket_start_ms, completed], ...]`` for the last ``WINDOW`` seconds, zeros included."""
+    bucket_ms = BUCKET * 1000
+    end = now_ms - now_ms % bucket_ms + bucket_ms
+    start = end - WINDOW * 1000
+    counts = dict(queue._inner.throughput(start, bucket_ms))
+    return [[t, counts.get(t, 0)] for t in range(start, end, bucket_ms)]
+
+
+def overview(queue: Queue) -> dict[str, Any]:
+    """Everything the overview page shows (and ``/api/overview`` returns)."""
+    now = int(time.time() * 1000)
+    stats = queue.stats_all_queues()
+    paused = set(queue.paused_queues())
+    names = sorted(set(stats) | paused)
+    queues = [
+        {"name": n, "paused": n in paused, "counts": stats.get(n, dict.fromkeys(STATUSES, 0))}
+        for n in names
+    ]
+    totals = dict.fromkeys(STATUSES, 0)
+    for q in queues:
+        for s in STATUSES:
+            totals[s] += q["counts"][s]
+    workers = [
+        {
+            "worker_id": w["worker_id"],
+            "hostname": w["hostname"],
+            "pid": w["pid"],
+            "queues": w["queues"],
+            "status": w["status"],
+            "last_heartbeat": w["last_heartbeat"],
+            "heartbeat_age": max(0.0, (now - w["last_heartbeat"]) / 1000),
+        }
+        for w in queue.workers()
+        if w["status"] == "active" or now - w["last_heartbeat"] < 3600_000
+    ]
+    return {
+        "now": now,
+        "queues": queues,
+        "totals": totals,
+        "workers": workers,
+        "throughput": {"bucket_seconds": BUCKET, "points": throughput(queue, now)},
+    }
+
+
+def _decode(load: Any, data: bytes | None) -> str:
+    try:
+        return short_repr(load(data))
+    except Exception as exc:
+        return f"<cannot decode: {type(exc).__name__}: {exc}>"
+
+
+def job_detail(queue: Queue, job_id: str) -> dict[str, Any] | None:
+    """A job's stored fields plus decoded arguments and result, errors, notes."""
+    job = queue.get_job(job_id)
+    if job is None:
+        return None
+    data = job.to_dict()
+    payload = queue._inner.job_payload(job_id)
+    args = kwargs = None
+    if payload is not None:
+        try:
+            a, k = serializer.load_call(payload)
+            args, kwargs = short_repr(a), short_repr(k)
+        except Exception as exc:
+            args = f"<cannot decode: {type(exc).__name__}: {exc}>"
+    result = None
+    if data["status"] == "complete":
+        found = queue._inner.get_outcome(job_id)
+        result = _decode(serializer.load_result, found[1] if found else None)
+    metadata = data.get("metadata")
+    if metadata:
+        try:
+            metadata = json.dumps(json.loads(metadata), indent=2, sort_keys=True)
+        except ValueError:
+            pass
+    notes = data.get("notes")
+    if notes is not None and not isinstance(notes, str):
+        notes = json.dumps(notes, indent=2, sort_keys=True, default=str)
+    return {
+        "job": data,
+        "args": args,
+        "kwargs": kwargs,
+        "result": result,
+        "metadata": metadata,
+        "notes": notes,
+        "errors": queue.job_errors(job_id),
+    }

@@ -1,0 +1,138 @@
+"""Prometheus metrics (``pip install 'taskito[metrics]'``).
+
+Families:
+
+- ``taskito_queue_jobs{queue,status}``: jobs per queue and status, read from the database
+  at scrape time (so every process reports the same numbers);
+- ``taskito_workers_alive``: registered workers whose status is ``active``;
+- ``taskito_jobs_processed_total{queue,task,outcome}``: jobs this worker process ran, by
+  outcome (``complete retry failed dead cancelled``);
+- ``taskito_job_duration_seconds{queue,task}``: how long those runs took.
+
+The last two are counted in the worker process, and only when metrics are enabled for its
+queue (``taskito worker --metrics-port``, or ``serve``/``Metrics.attach`` in code): a worker
+without metrics runs the unwrapped dispatch function. Labels are task and queue names,
+never job ids, so the number of series stays bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable
+
+try:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("taskito.metrics needs prometheus_client: pip install 'taskito[metrics]'") from exc
+
+if TYPE_CHECKING:
+    from taskito.app import Queue
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OUTCOMES = ("complete", "retry", "failed", "dead", "cancelled")
+_STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
+
+
+class DatabaseCollector(Collector):
+    """Reads job counts and live workers from the queue's database at each scrape."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily(
+            "taskito_queue_jobs", "Jobs in the database by queue and status", labels=["queue", "status"]
+        )
+        for name, counts in sorted(self._queue.stats_all_queues().items()):
+            for status in _STATUSES:
+                jobs.add_metric([name, status], counts[status])
+        yield jobs
+        alive = sum(1 for w in self._queue.workers() if w["status"] == "active")
+        yield GaugeMetricFamily("taskito_workers_alive", "Worker processes alive (heartbeating)", value=alive)
+
+
+def outcome_of(answer: tuple, retry_count: int, max_retries: int) -> str:
+    """The outcome of one run, from the dispatch answer and the job's retry budget (the
+    engine retries a retryable failure while ``retry_count < max_retries``)."""
+    if answer[0]:
+        return "complete"
+    error, retryable = answer[1], answer[3]
+    if isinstance(error, str) and error.startswith("TaskCancelledError"):
+        return "cancelled"
+    if not retryable:
+        return "failed"
+    return "retry" if retry_count < max_retries else "dead"
+
+
+class Metrics:
+    """The metric families of one queue, in their own registry."""
+
+    def __init__(self, queue: Queue, registry: CollectorRegistry | None = None) -> None:
+        self.queue = queue
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.processed = Counter(
+            "taskito_jobs_processed",
+            "Jobs run by this worker process, by outcome",
+            ["queue", "task", "outcome"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "taskito_job_duration_seconds",
+            "Run time of jobs in this worker process",
+            ["queue", "task"],
+            registry=self.registry,
+        )
+        self.registry.register(DatabaseCollector(queue))
+
+    def attach(self) -> Metrics:
+        """Counts the jobs this queue's workers run in this process from now on."""
+        self.queue._metrics = self
+        return self
+
+    def wrap_dispatch(self, dispatch: Callable[..., tuple]) -> Callable[..., tuple]:
+        """The dispatch function, timed and counted."""
+        processed, duration = self.processed, self.duration
+        clock = time.perf_counter
+
+        def counted(
+            task_name: str,
+            payload: bytes,
+            job_id: str,
+            queue_name: str,
+            retry_count: int,
+            max_retries: int,
+            worker_id: str,
+        ) -> tuple:
+            start = clock()
+            answer = dispatch(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id)
+            elapsed = clock() - start
+            try:
+                processed.labels(queue_name, task_name, outcome_of(answer, retry_count, max_retries)).inc()
+                duration.labels(queue_name, task_name).observe(elapsed)
+            except Exception:  # metrics never fail a job
+                pass
+            return answer
+
+        return counted
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> Any:
+        """Serves ``/metrics`` on ``host:port`` from a background thread; returns the server."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return server
+
+
+def serve(queue: Queue, port: int, host: str = "127.0.0.1") -> Metrics:
+    """Enables metrics for ``queue``'s workers in this process and serves them on
+    ``host:port`` (``/metrics``)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"metrics port must be an integer from 0 to 65535, got {port!r}")
+    metrics = Metrics(queue).attach()
+    metrics.serve(port, host)
+    return metrics
