@@ -19,10 +19,10 @@ from taskito._inspect import Inspection
 from taskito._operations import AsyncOperations, Operations
 from taskito._signals import _signals_drain
 from taskito._paging import Pagination
-from taskito.pause import Pause
 from taskito._taskito import QueueCore
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.middleware import TaskMiddleware, call_each, check_middleware
+from taskito.pause import Pause
 from taskito.result import JobResult
 from taskito.retention import Retention, RetentionCalls, resolve
 from taskito.task import TaskWrapper

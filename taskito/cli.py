@@ -138,8 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--worker-id", help="this worker's id (default <hostname>-<pid>)")
     w.add_argument("--run-once", action="store_true", help="process what is ready now, then exit")
     w.add_argument("--max-jobs", type=int, help="exit after processing this many jobs")
-    w.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (taskito[metrics])")
-    w.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)")
+    w.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics on this port (taskito[metrics])"
+    )
+    w.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
+    )
     w.set_defaults(func=_cmd_worker)
 
     _cli_ops.add_commands(sub)

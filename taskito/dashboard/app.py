@@ -22,16 +22,13 @@ try:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.sessions import SessionMiddleware
-    from starlette.requests import Request
     from starlette.responses import PlainTextResponse, RedirectResponse, Response
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
     from starlette.templating import Jinja2Templates
     from starlette.types import ASGIApp, Receive, Scope, Send
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        f"the taskito dashboard needs {exc.name}: pip install 'taskito[dashboard]'"
-    ) from exc
+    raise ImportError(f"the taskito dashboard needs {exc.name}: pip install 'taskito[dashboard]'") from exc
 
 from taskito.dashboard import views
 from taskito.dashboard.routes import routes

@@ -130,7 +130,9 @@ async def dead(request: Request) -> Response:
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     next_url = "/dead?" + urlencode({"after": page.next_cursor}) if page.next_cursor else None
-    return _render(request, "dead.html", rows=list(page), next_url=next_url, first_url="/dead" if after else None)
+    return _render(
+        request, "dead.html", rows=list(page), next_url=next_url, first_url="/dead" if after else None
+    )
 
 
 def _action(request: Request) -> tuple[str, str | None, str, str]:

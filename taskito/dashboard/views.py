@@ -68,8 +68,7 @@ def overview(queue: Queue) -> dict[str, Any]:
     paused = set(queue.paused_queues())
     names = sorted(set(stats) | paused)
     queues = [
-        {"name": n, "paused": n in paused, "counts": stats.get(n, dict.fromkeys(STATUSES, 0))}
-        for n in names
+        {"name": n, "paused": n in paused, "counts": stats.get(n, dict.fromkeys(STATUSES, 0))} for n in names
     ]
     totals = dict.fromkeys(STATUSES, 0)
     for q in queues:

@@ -95,7 +95,11 @@ def test_worker_serves_its_counters(tmp_path: Path) -> None:
         queue.enqueue("flaky", max_retries=1)
         queue.enqueue("missing.task")
         wait_for(
-            lambda: queue.stats()["completed"] == 3 and queue.stats()["dead"] == 1 and queue.stats()["failed"] == 1,
+            lambda: (
+                queue.stats()["completed"] == 3
+                and queue.stats()["dead"] == 1
+                and queue.stats()["failed"] == 1
+            ),
             timeout=60,
             what="the jobs to finish",
         )
