@@ -132,6 +132,10 @@ def create_app(
     app.state.password = password or None
     app.state.templates = _templates()
     app.state.metrics = _metrics(queue)
+    # Counting a big table takes a while: polls share one count per interval, and the job
+    # list's queue menu is refreshed now and then.
+    app.state.overview = views.Recent(lambda: views.overview(queue), ttl=1.0)
+    app.state.queue_names = views.Recent(lambda: sorted(queue.stats_all_queues()), ttl=30.0)
     return app
 
 

@@ -71,12 +71,12 @@ def _render(request: Request, template: str, status_code: int = 200, **context: 
 
 
 async def overview(request: Request) -> Response:
-    data = await run_in_threadpool(views.overview, request.app.state.queue)
+    data = await run_in_threadpool(request.app.state.overview.get)
     return _render(request, "overview.html", data=data, statuses=views.STATUSES)
 
 
 async def api_overview(request: Request) -> Response:
-    data = await run_in_threadpool(views.overview, request.app.state.queue)
+    data = await run_in_threadpool(request.app.state.overview.get)
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
 
@@ -101,7 +101,7 @@ async def jobs(request: Request) -> Response:
     kept = {k: v for k, v in kept.items() if v}
     next_url = "/jobs?" + urlencode({**kept, "after": page.next_cursor}) if page.next_cursor else None
     first_url = "/jobs?" + urlencode(kept) if after else None
-    known_queues = sorted(set(await run_in_threadpool(queue.stats_all_queues)))
+    known_queues = await run_in_threadpool(request.app.state.queue_names.get)
     return _render(
         request,
         "jobs.html",

@@ -5,6 +5,7 @@ public ``Queue`` methods only."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,25 @@ BUCKET = 10
 WINDOW = 300
 # Longest repr shown for arguments and results; the rest is cut with a note.
 REPR_LIMIT = 2000
+
+
+class Recent:
+    """A value recomputed at most every ``ttl`` seconds, shared by concurrent requests: N
+    open overview tabs polling cost one database count per interval, not N."""
+
+    def __init__(self, compute: Any, ttl: float) -> None:
+        self._compute = compute
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._value: Any = None
+        self._at = float("-inf")
+
+    def get(self) -> Any:
+        with self._lock:
+            if time.monotonic() - self._at >= self._ttl:
+                self._value = self._compute()
+                self._at = time.monotonic()
+            return self._value
 
 
 def when(ms: int | None) -> str:
@@ -62,7 +82,8 @@ def throughput(queue: Queue, now_ms: int) -> list[list[int]]:
 
 
 def overview(queue: Queue) -> dict[str, Any]:
-    """Everything the overview page shows (and ``/api/overview`` returns)."""
+    """Everything the overview page shows (and ``/api/overview`` returns); the app serves
+    it through a ``Recent`` of about a second."""
     now = int(time.time() * 1000)
     stats = queue.stats_all_queues()
     paused = set(queue.paused_queues())
