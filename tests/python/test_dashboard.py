@@ -350,3 +350,53 @@ def test_task_output_is_shown_escaped(browser: object, app_queue: Queue) -> None
 
         with pytest.raises(NoAlertPresentException):
             browser.switch_to.alert.text  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_cli_serves_the_dashboard(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    from cli_support import start_cli, wait_for, write_app
+    from dashboard_support import free_port
+
+    app = write_app(tmp_path, str(tmp_path / "q.db"))
+    Queue(db_path=str(tmp_path / "q.db")).enqueue("add", (1, 2))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_cli("dashboard", "--app", app, "--port", str(port), "--read-only", cwd=tmp_path)
+    try:
+
+        def page() -> object:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                return httpx.get(url + "/", timeout=2)
+            except httpx.HTTPError:
+                return None
+
+        r = wait_for(page, timeout=60, what="the dashboard")
+        assert r.status_code == 200  # type: ignore[attr-defined]
+        assert 'id="read-only-badge"' in r.text  # type: ignore[attr-defined]
+        assert 'data-queue="default"' in r.text  # type: ignore[attr-defined]
+        assert httpx.get(url + "/actions/pause?queue=default").status_code == 403
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"Dashboard (read-only) on http://127.0.0.1:{port}/" in out
+
+    port = free_port()
+    proc = start_cli(
+        "dashboard", "--app", app, "--port", str(port), cwd=tmp_path, env={"TASKITO_DASHBOARD_PASSWORD": "pw"}
+    )
+    try:
+        wait_for(lambda: proc.poll() is None and _reachable(f"http://127.0.0.1:{port}/login"), timeout=60)
+        r = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+        assert httpx.get(f"http://127.0.0.1:{port}/api/overview", auth=("u", "pw")).status_code == 200
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def _reachable(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
