@@ -75,7 +75,16 @@ def _all_css(driver: object, css: str) -> list:
 
 
 def _cell(driver: object, queue: str, status: str) -> str:
-    return _by_css(driver, f'#queues tbody tr[data-queue="{queue}"] td[data-status="{status}"]').text
+    """A count on the overview; the page redraws its rows every poll, so a cell found
+    just before a redraw is read again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(20):
+        try:
+            return _by_css(driver, f'#queues tbody tr[data-queue="{queue}"] td[data-status="{status}"]').text
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"the {queue}/{status} cell kept changing")
 
 
 def _click_and_confirm(driver: object, css: str) -> None:
