@@ -22,6 +22,7 @@ try:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.sessions import SessionMiddleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.responses import PlainTextResponse, RedirectResponse, Response
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 # Paths a visitor reaches without being logged in.
 _OPEN_PATHS = ("/login", "/static/")
+_LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 
 def _templates() -> Jinja2Templates:
@@ -107,16 +109,19 @@ def create_app(
     read_only: bool = False,
     password: str | None = None,
     secret_key: str | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> Starlette:
     """The dashboard for ``queue`` as an ASGI application.
 
     ``password``: require it (login form or HTTP Basic) for everything. ``secret_key``
     signs the session cookie (default: ``TASKITO_DASHBOARD_SECRET``, else random per
-    process, so restarting the dashboard logs everyone out)."""
+    process, so restarting the dashboard logs everyone out). ``allowed_hosts``: the only
+    ``Host`` headers answered (default: any)."""
     key = secret_key or os.environ.get("TASKITO_DASHBOARD_SECRET") or secrets.token_urlsafe(32)
     app = Starlette(
         routes=[*routes(), Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")],
         middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"]),
             Middleware(
                 SessionMiddleware,
                 secret_key=key,
@@ -157,7 +162,10 @@ def serve(
     """Serves the dashboard with uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(queue, read_only=read_only, password=password)
+    # On a loopback address, answer only requests addressed to it: a web page elsewhere
+    # cannot then reach the dashboard through a rebound DNS name.
+    hosts = _LOOPBACK_NAMES + [host] if host in _LOOPBACK_NAMES else None
+    app = create_app(queue, read_only=read_only, password=password, allowed_hosts=hosts)
     mode = " (read-only)" if read_only else ""
     print(f"[taskito] Dashboard{mode} on http://{host}:{port}/ (database {queue.db_path})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -385,6 +385,9 @@ def test_cli_serves_the_dashboard(tmp_path: Path) -> None:
         assert 'id="read-only-badge"' in r.text  # type: ignore[attr-defined]
         assert 'data-queue="default"' in r.text  # type: ignore[attr-defined]
         assert httpx.get(url + "/actions/pause?queue=default").status_code == 403
+        # Bound to loopback, it answers only requests addressed to loopback names.
+        assert httpx.get(url + "/", headers={"Host": "attacker.example"}).status_code == 400
+        assert httpx.get(f"http://localhost:{port}/", timeout=5).status_code == 200
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
