@@ -15,6 +15,7 @@ from typing import Any
 from taskito.pagination import Page
 from taskito.result import JobResult
 
+
 def _check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise ValueError(f"limit must be an integer, got {limit!r}")

@@ -17,8 +17,8 @@ from taskito import serializer
 from taskito._dispatch import make_dispatch
 from taskito._inspect import Inspection
 from taskito._operations import AsyncOperations, Operations
-from taskito._signals import _signals_drain
 from taskito._paging import Pagination
+from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.middleware import TaskMiddleware, call_each, check_middleware
@@ -254,8 +254,17 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         chain = self._enqueue_chain(task_name)
         if chain:
             options = self._on_enqueue(
-                chain, task_name, args, kwargs or {}, priority, delay, queue, max_retries, timeout,
-                unique_key, metadata,
+                chain,
+                task_name,
+                args,
+                kwargs or {},
+                priority,
+                delay,
+                queue,
+                max_retries,
+                timeout,
+                unique_key,
+                metadata,
             )
             priority, delay, queue = options["priority"], options["delay"], options["queue"]
             max_retries, timeout = options["max_retries"], options["timeout"]
@@ -290,7 +299,15 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         chain = self._enqueue_chain(task_name)
         if chain and args_list:
             return self._enqueue_many_through(
-                chain, task_name, args_list, kwargs_list, priority, delay, queue, max_retries, timeout,
+                chain,
+                task_name,
+                args_list,
+                kwargs_list,
+                priority,
+                delay,
+                queue,
+                max_retries,
+                timeout,
                 metadata,
             )
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
@@ -365,8 +382,12 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         out: list[JobResult | None] = [None] * len(args_list)
         for options, indexes in groups.values():
             opts = self._options(
-                task_name, options["priority"], options["delay"], options["queue"],
-                options["max_retries"], options["timeout"],
+                task_name,
+                options["priority"],
+                options["delay"],
+                options["queue"],
+                options["max_retries"],
+                options["timeout"],
             )
             payloads = [
                 serializer.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})

@@ -4,7 +4,7 @@ mod convert;
 pub mod errors;
 pub mod queue;
 mod queue_ops;
-mod queue_retention;
 mod queue_pages;
 mod queue_pause;
+mod queue_retention;
 pub mod runner;

@@ -542,6 +542,7 @@ impl Storage for SqliteStorage {
         limit: i64,
     ) -> Result<Vec<TaskLog>> {
         self.read(|c| task_logs::query(c, task_name, level, since, limit))
+    }
     fn pause_queue(&self, queue: &str, now: i64) -> Result<bool> {
         self.write(|c| pause::pause(c, queue, now))
     }
