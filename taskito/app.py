@@ -254,17 +254,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         chain = self._enqueue_chain(task_name)
         if chain:
             options = self._on_enqueue(
-                chain,
-                task_name,
-                args,
-                kwargs or {},
-                priority,
-                delay,
-                queue,
-                max_retries,
-                timeout,
-                unique_key,
-                metadata,
+                chain, task_name, args, kwargs or {}, priority, delay, queue, max_retries, timeout,
+                unique_key, metadata,
             )
             priority, delay, queue = options["priority"], options["delay"], options["queue"]
             max_retries, timeout = options["max_retries"], options["timeout"]
@@ -299,15 +290,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         chain = self._enqueue_chain(task_name)
         if chain and args_list:
             return self._enqueue_many_through(
-                chain,
-                task_name,
-                args_list,
-                kwargs_list,
-                priority,
-                delay,
-                queue,
-                max_retries,
-                timeout,
+                chain, task_name, args_list, kwargs_list, priority, delay, queue, max_retries, timeout,
                 metadata,
             )
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
@@ -382,12 +365,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         out: list[JobResult | None] = [None] * len(args_list)
         for options, indexes in groups.values():
             opts = self._options(
-                task_name,
-                options["priority"],
-                options["delay"],
-                options["queue"],
-                options["max_retries"],
-                options["timeout"],
+                task_name, options["priority"], options["delay"], options["queue"],
+                options["max_retries"], options["timeout"],
             )
             payloads = [
                 serializer.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})

@@ -143,6 +143,7 @@ const MIGRATIONS: &[&str] = &[
         defaulted     INTEGER NOT NULL,
         reported_at   INTEGER NOT NULL
     );
+    "#,
     // 3: paused queues. The claim skips every queue named here (read with the queue list, so
     // a pause takes effect at the next claim of every process).
     r#"
