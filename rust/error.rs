@@ -36,6 +36,15 @@ pub enum Error {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// PostgreSQL could not be reached or refused the login; `target` is `host:port/db`
+    /// (never the password).
+    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
+    Connect { target: String, cause: String },
+
+    /// PostgreSQL failed a statement (or the connection broke during one).
+    #[error("PostgreSQL error: {0}")]
+    Postgres(String),
+
     /// The engine could not start (thread or runtime creation failed).
     #[error("worker could not start: {0}")]
     Start(String),

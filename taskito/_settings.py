@@ -25,6 +25,8 @@ DEFAULT_DB_PATH = ".taskito/taskito.db"
 
 ENV_VARS = {
     "TASKITO_DB_PATH": "database file (default .taskito/taskito.db)",
+    "TASKITO_DB_URL": "postgresql://user:password@host:5432/db (used when TASKITO_DB_PATH is unset)",
+    "TASKITO_PG_NOTIFY": "0 turns PostgreSQL LISTEN/NOTIFY wake-ups off (PgBouncer transaction mode)",
     "TASKITO_WORKERS": "worker threads, 0 = CPU count (default 0)",
     "TASKITO_QUEUES": "comma-separated queues to serve (default: all)",
     "TASKITO_POLL_INTERVAL_MS": "scheduler poll interval in ms (default 50)",

@@ -13,7 +13,17 @@ _Report = tuple[Optional[int], Optional[int], Optional[int], Optional[int], Opti
 
 @final
 class QueueCore:
-    def __new__(cls, db_path: str, durability: str = "normal") -> QueueCore: ...
+    def __new__(
+        cls,
+        db_path: str,
+        durability: str = "normal",
+        backend: str = "sqlite",
+        db_url: Optional[str] = None,
+        schema: str = "taskito",
+        pool_size: Optional[int] = None,
+        notify: bool = True,
+    ) -> QueueCore: ...
+    def close(self) -> None: ...
     @property
     def db_path(self) -> str: ...
     def enqueue(

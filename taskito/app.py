@@ -12,6 +12,7 @@ import socket
 import threading
 from typing import Any, Callable
 
+from taskito import _backend
 from taskito import _settings as settings
 from taskito import serializer
 from taskito._dispatch import make_dispatch
@@ -97,12 +98,22 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         stale_after: float = 10.0,
         middleware: list[TaskMiddleware] | None = None,
         retention: Retention | None = None,
+        backend: str | None = None,
+        db_url: str | None = None,
+        schema: str = "taskito",
+        pool_size: int | None = None,
+        notify: bool | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
             log.setLevel(level)
         path = os.fspath(db_path) if db_path is not None else None
-        self.db_path: str = settings.first(path, settings.env_db_path(), default=settings.DEFAULT_DB_PATH)
+        store = _backend.resolve(path, backend, db_url, schema, pool_size, notify)
+        self.backend: str = store.backend
+        #: The SQLite file, or for PostgreSQL the URL without its password.
+        self.db_path: str = store.shown
+        self.db_url: str | None = store.shown if store.db_url is not None else None
+        self.schema: str = store.schema
         self._workers = settings.check_int(
             "workers", settings.first(workers, settings.env_workers(), default=0), minimum=0
         )
@@ -131,6 +142,15 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         self._middleware = check_middleware("middleware", middleware)
         self._retention, self._retention_defaulted = resolve(retention, self.result_ttl)
         self._inner = QueueCore(self.db_path, durability)
+        self._inner = QueueCore(
+            store.db_path,
+            durability,
+            backend=store.backend,
+            db_url=store.db_url,
+            schema=store.schema,
+            pool_size=store.pool_size,
+            notify=store.notify,
+        )
         self._tasks: dict[str, TaskWrapper] = {}
         self._default_options: dict[str, dict[str, Any]] = {}
         self._hooks: dict[str, list[Callable[..., Any]]] = {k: [] for k in _HOOK_KINDS}
@@ -139,6 +159,17 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
 
     def __repr__(self) -> str:
         return f"<taskito.Queue {self.db_path!r} tasks={len(self._tasks)}>"
+
+    def close(self) -> None:
+        """Releases every database connection this queue holds; safe to call twice (a
+        queue used again after it reconnects on demand)."""
+        self._inner.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- tasks ---------------------------------------------------------------------------
 

@@ -17,9 +17,11 @@ impl From<Error> for PyErr {
         match e {
             Error::InvalidOption { .. } => PyValueError::new_err(msg),
             Error::NotFound { .. } => JobNotFoundError::new_err(msg),
-            Error::Open { .. } | Error::SchemaTooNew { .. } | Error::Sqlite(_) => {
-                DatabaseError::new_err(msg)
-            }
+            Error::Open { .. }
+            | Error::SchemaTooNew { .. }
+            | Error::Sqlite(_)
+            | Error::Connect { .. }
+            | Error::Postgres(_) => DatabaseError::new_err(msg),
             Error::Start(_) => TaskitoError::new_err(msg),
         }
     }

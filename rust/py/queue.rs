@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::job::{now_ms, JobFilter, JobStatus, NewJob};
 use crate::local::{self, LocalRun, LocalWorker};
 use crate::retention::Retention;
-use crate::storage::{ChangeProbe, Durability, SqliteStorage, Storage};
+use crate::storage::{ChangeProbe, Durability, PgOptions, PgStorage, SqliteStorage, Storage};
 use crate::worker::Runner;
 
 /// How often a blocked call comes back to Python to check for signals.
@@ -128,19 +128,65 @@ impl PyQueueCore {
 
 #[pymethods]
 impl PyQueueCore {
-    /// Opens (creating or upgrading) the database at `db_path`.
+    /// Opens (creating or upgrading) the SQLite database at `db_path`, or with
+    /// `backend="postgres"` the schema `schema` of the PostgreSQL database at `db_url`.
     #[new]
-    #[pyo3(signature = (db_path, durability = "normal"))]
-    fn new(py: Python<'_>, db_path: String, durability: &str) -> PyResult<Self> {
-        let durability = Durability::parse(durability)?;
-        let path = db_path.clone();
-        let storage = py.detach(move || SqliteStorage::open(&path, durability))?;
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (db_path, durability = "normal", backend = "sqlite", db_url = None, schema = "taskito", pool_size = None, notify = true))]
+    fn new(
+        py: Python<'_>,
+        db_path: String,
+        durability: &str,
+        backend: &str,
+        db_url: Option<String>,
+        schema: &str,
+        pool_size: Option<usize>,
+        notify: bool,
+    ) -> PyResult<Self> {
+        let (storage, path): (Arc<dyn Storage>, String) = match backend {
+            "sqlite" => {
+                let durability = Durability::parse(durability)?;
+                let path = db_path.clone();
+                let s = py.detach(move || SqliteStorage::open(&path, durability))?;
+                (Arc::new(s), db_path)
+            }
+            "postgres" => {
+                let options = PgOptions {
+                    url: db_url.ok_or_else(|| {
+                        Error::invalid("db_url", "is required for the postgres backend")
+                    })?,
+                    schema: schema.to_string(),
+                    pool_size,
+                    notify,
+                };
+                let s = py.detach(move || PgStorage::open(&options))?;
+                let shown = s.redacted_url().to_string();
+                (Arc::new(s), shown)
+            }
+            other => {
+                return Err(Error::invalid(
+                    "backend",
+                    format!("{other:?} (expected \"sqlite\" or \"postgres\")"),
+                )
+                .into())
+            }
+        };
         Ok(PyQueueCore {
-            storage: Arc::new(storage),
-            path: db_path,
+            storage,
+            path,
             control: Arc::new(Control::new()),
             probe: Mutex::new(None),
         })
+    }
+
+    /// Releases every pooled connection (the queue reconnects if used again).
+    fn close(&self, py: Python<'_>) {
+        let storage = self.storage.clone();
+        let probe = self.probe.lock().unwrap_or_else(|p| p.into_inner()).take();
+        py.detach(move || {
+            drop(probe);
+            storage.close();
+        });
     }
 
     /// The database path.

@@ -337,6 +337,11 @@ impl Pool {
         &self.settings
     }
 
+    /// Closes the idle connections; the next call opens one again.
+    pub fn close(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Runs `f` with a pooled connection, opening one if none is idle.
     pub fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();

@@ -9,11 +9,13 @@ mod inspect;
 mod pages;
 mod pause;
 mod retention;
+pub mod postgres;
 mod schema;
 mod sqlite;
 mod task_logs;
 
 pub use ids::seq_of;
+pub use postgres::{PgOptions, PgStorage};
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use sqlite::{Durability, SqliteStorage};
 
@@ -93,6 +95,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A cheap probe that says whether anything was committed since the last call.
     fn change_probe(&self) -> Result<Box<dyn ChangeProbe>>;
+
+    /// Where this worker process hears of new work from other processes (None: poll only).
+    fn wake_source(&self, worker_id: &str) -> Result<Option<Box<dyn WakeSource>>>;
+
+    /// Releases every pooled connection (the store stays usable and reconnects on demand).
+    fn close(&self) {}
 
     fn register_worker(&self, info: &WorkerInfo) -> Result<()>;
     fn heartbeat(&self, worker_id: &str, now: i64) -> Result<()>;
@@ -189,6 +197,12 @@ pub trait Storage: Send + Sync + 'static {
 pub struct JobPage<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+/// A hint that jobs may be ready: never the source of truth (the poll is).
+pub trait WakeSource: Send {
+    /// Blocks up to `timeout` for a hint; true if one arrived.
+    fn wait(&mut self, timeout: std::time::Duration) -> bool;
 }
 
 /// Reports a number that changes whenever anything is committed to the store by any

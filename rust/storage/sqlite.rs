@@ -9,7 +9,7 @@ use super::connection::{self, with_retry, Pool, Settings};
 use super::ids::{self, seq_of};
 use super::{
     admin, inspect, pages, pause, retention, task_logs, ChangeProbe, JobPage, QueueCounts, Storage,
-    Write,
+    WakeSource, Write,
 };
 use crate::error::{Error, Result};
 use crate::job::{
@@ -438,6 +438,14 @@ impl Storage for SqliteStorage {
     fn change_probe(&self) -> Result<Box<dyn ChangeProbe>> {
         let conn = connection::open(self.pool.settings())?;
         Ok(Box::new(DataVersionProbe { conn }))
+    }
+
+    fn wake_source(&self, _worker_id: &str) -> Result<Option<Box<dyn WakeSource>>> {
+        Ok(None)
+    }
+
+    fn close(&self) {
+        self.pool.close();
     }
 
     fn checkpoint(&self) -> Result<()> {

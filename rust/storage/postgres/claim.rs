@@ -1,0 +1,460 @@
+//! The hot path on PostgreSQL: enqueue, claim and the batched writes of the result handler.
+//!
+//! Time: every stored instant comes from the server's clock. A time the engine passes in
+//! (a delay until `scheduled_at`, a retry's `run_at`) is turned into an offset from the
+//! caller's clock and added to the server's, so hosts whose clocks disagree still agree on
+//! what is ready and never run a job early.
+
+use postgres::{Statement, Transaction};
+
+use super::pool::{Conn, PgSettings};
+use crate::error::Result;
+use crate::job::{ClaimedJob, NewJob};
+use crate::storage::ids::{self, seq_of};
+use crate::storage::Write;
+
+/// The server's clock in epoch milliseconds, as of the start of the transaction.
+macro_rules! now_ms_sql {
+    () => {
+        "(extract(epoch from now()) * 1000)::bigint"
+    };
+}
+pub(crate) use now_ms_sql;
+
+/// The prepared statements of an enqueue.
+pub struct EnqueueStatements {
+    seq: Statement,
+    insert: Statement,
+    note: Statement,
+    notify: Statement,
+}
+
+pub fn enqueue_statements(conn: &mut Conn, settings: &PgSettings) -> Result<EnqueueStatements> {
+    let err = |e| settings.error(e);
+    Ok(EnqueueStatements {
+        seq: conn
+            .prepare("SELECT nextval('jobs_seq') FROM generate_series(1, $1::bigint)")
+            .map_err(err)?,
+        insert: conn
+            .prepare(concat!(
+                "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, \
+                 created_at, scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, \
+                 metadata) SELECT s, i, q, t, p, 0, pr, ",
+                now_ms_sql!(),
+                ", ",
+                now_ms_sql!(),
+                " + d, mr, rb, tm, uk, md \
+                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], \
+                 $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[], $10::bigint[], \
+                 $11::text[], $12::text[]) AS u(s, i, q, t, p, pr, d, mr, rb, tm, uk, md) \
+                 ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1) DO NOTHING \
+                 RETURNING seq"
+            ))
+            .map_err(err)?,
+        note: conn
+            .prepare("INSERT INTO queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
+            .map_err(err)?,
+        notify: conn
+            .prepare("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
+            .map_err(err)?,
+    })
+}
+
+/// Inserts jobs in one transaction (one statement for the rows) and returns their ids;
+/// notifies listening workers once per queue when `notify` names the channel.
+pub fn enqueue(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    jobs: &[NewJob],
+    client_now: i64,
+    notify: Option<&str>,
+) -> Result<Vec<String>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmts = enqueue_statements(conn, settings)?;
+    let mut tx = conn.client.transaction().map_err(|e| settings.error(e))?;
+    let ids = enqueue_in(&mut tx, &stmts, settings, jobs, client_now, notify)?;
+    tx.commit().map_err(|e| settings.error(e))?;
+    Ok(ids)
+}
+
+/// The inserts of `enqueue`, inside the caller's transaction.
+pub fn enqueue_in(
+    tx: &mut Transaction<'_>,
+    stmts: &EnqueueStatements,
+    settings: &PgSettings,
+    jobs: &[NewJob],
+    client_now: i64,
+    notify: Option<&str>,
+) -> Result<Vec<String>> {
+    let err = |e| settings.error(e);
+    let n = jobs.len() as i64;
+    let seqs: Vec<i64> = tx
+        .query(&stmts.seq, &[&n])
+        .map_err(err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // The id's time prefix is the caller's clock: it only spreads ids, it orders nothing.
+    let ids: Vec<String> = seqs
+        .iter()
+        .map(|seq| format!("{}{seq:012x}", ids::prefix(client_now)))
+        .collect();
+    let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    let q: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    let t: Vec<&str> = jobs.iter().map(|j| j.task_name.as_str()).collect();
+    let p: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
+    let pr: Vec<i64> = jobs.iter().map(|j| j.priority).collect();
+    let d: Vec<i64> = jobs
+        .iter()
+        .map(|j| (j.scheduled_at - client_now).max(0))
+        .collect();
+    let mr: Vec<i64> = jobs.iter().map(|j| j.max_retries).collect();
+    let rb: Vec<f64> = jobs.iter().map(|j| j.retry_backoff).collect();
+    let tm: Vec<i64> = jobs.iter().map(|j| j.timeout_ms).collect();
+    let uk: Vec<Option<&str>> = jobs.iter().map(|j| j.unique_key.as_deref()).collect();
+    let md: Vec<Option<&str>> = jobs.iter().map(|j| j.metadata.as_deref()).collect();
+    tx.execute(&stmts.note, &[&queues]).map_err(err)?;
+    let inserted: Vec<i64> = tx
+        .query(
+            &stmts.insert,
+            &[&seqs, &ids, &q, &t, &p, &pr, &d, &mr, &rb, &tm, &uk, &md],
+        )
+        .map_err(err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = ids;
+    if inserted.len() != jobs.len() {
+        // A unique_key held by a pending or running job: return that job's id instead.
+        for (i, job) in jobs.iter().enumerate() {
+            if inserted.contains(&seqs[i]) {
+                continue;
+            }
+            let key = job.unique_key.as_deref().unwrap_or_default();
+            let row = tx
+                .query_one(
+                    "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
+                     AND status IN (0, 1)",
+                    &[&key],
+                )
+                .map_err(err)?;
+            out[i] = row.get(0);
+        }
+    }
+    if let Some(channel) = notify {
+        tx.query(&stmts.notify, &[&channel, &queues]).map_err(err)?;
+    }
+    Ok(out)
+}
+
+fn new_token() -> i64 {
+    fastrand::i64(1..i64::MAX)
+}
+
+/// Claims up to `limit` ready jobs in one statement: per queue, an ordered walk of the
+/// ready index that skips rows another claimer holds, merged by priority, then schedule,
+/// then insertion order.
+pub fn claim(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    queues: Option<&[String]>,
+    owner: &str,
+    limit: usize,
+) -> Result<Vec<ClaimedJob>> {
+    let err = |e| settings.error(e);
+    let all;
+    let queues: &[String] = match queues {
+        Some(q) => q,
+        None => {
+            let stmt = conn.prepare("SELECT name FROM queues").map_err(err)?;
+            all = conn
+                .client
+                .query(&stmt, &[])
+                .map_err(err)?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>();
+            &all
+        }
+    };
+    if queues.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    // The CTE is an optimisation fence: the planner cannot lock more rows than it returns.
+    let stmt = conn
+        .prepare(concat!(
+            "WITH picked AS MATERIALIZED ( \
+               SELECT r.seq FROM unnest($1::text[]) AS qn(name) CROSS JOIN LATERAL ( \
+                 SELECT seq, priority, scheduled_at FROM jobs \
+                 WHERE status = 0 AND queue = qn.name AND scheduled_at <= ",
+            now_ms_sql!(),
+            "   ORDER BY priority DESC, scheduled_at, seq LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED) AS r \
+               ORDER BY r.priority DESC, r.scheduled_at, r.seq LIMIT $2) \
+             UPDATE jobs AS j SET status = 1, owner = $3, claim_token = $4, started_at = ",
+            now_ms_sql!(),
+            ", worker_id = NULL FROM picked WHERE j.seq = picked.seq AND j.status = 0 \
+             RETURNING j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
+             j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq"
+        ))
+        .map_err(err)?;
+    let token = new_token();
+    let rows = conn
+        .client
+        .query(&stmt, &[&queues, &(limit as i64), &owner, &token])
+        .map_err(err)?;
+    let mut found: Vec<(i64, i64, i64, ClaimedJob)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(8),
+                r.get(9),
+                r.get(10),
+                ClaimedJob {
+                    id: r.get(0),
+                    task_name: r.get(1),
+                    queue: r.get(2),
+                    payload: r.get(3),
+                    retry_count: r.get(4),
+                    max_retries: r.get(5),
+                    retry_backoff: r.get(6),
+                    timeout_ms: r.get(7),
+                    claim_token: token,
+                },
+            )
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    Ok(found.into_iter().map(|f| f.3).collect())
+}
+
+/// Claims one job by id whatever its status and schedule (`taskito execute`).
+pub fn claim_by_id(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    id: &str,
+    owner: &str,
+) -> Result<Option<ClaimedJob>> {
+    let err = |e| settings.error(e);
+    let token = new_token();
+    let stmt = conn
+        .prepare(concat!(
+            "UPDATE jobs SET status = 1, owner = $2, claim_token = $3, started_at = ",
+            now_ms_sql!(),
+            ", completed_at = NULL, worker_id = NULL \
+             WHERE seq = $4 AND id = $1 AND status <> 1 \
+             RETURNING id, task_name, queue, payload, retry_count, max_retries, \
+             retry_backoff, timeout_ms"
+        ))
+        .map_err(err)?;
+    let row = conn
+        .client
+        .query_opt(&stmt, &[&id, &owner, &token, &seq_of(id)])
+        .map_err(err)?;
+    Ok(row.map(|r| ClaimedJob {
+        id: r.get(0),
+        task_name: r.get(1),
+        queue: r.get(2),
+        payload: r.get(3),
+        retry_count: r.get(4),
+        max_retries: r.get(5),
+        retry_backoff: r.get(6),
+        timeout_ms: r.get(7),
+        claim_token: token,
+    }))
+}
+
+/// Columns of the batched completions: seq, token, result, thread.
+type Completions<'a> = (Vec<i64>, Vec<i64>, Vec<&'a [u8]>, Vec<&'a str>);
+
+/// Applies a batch of writes in one transaction: the starts and the completions (nearly
+/// every write) as one statement each, the rest one by one. Every write is fenced by its
+/// claim token. Returns how many ended a claim.
+pub fn record(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    writes: &[Write],
+    client_now: i64,
+) -> Result<usize> {
+    let err = |e| settings.error(e);
+    let started_stmt = conn
+        .prepare(
+            "UPDATE jobs AS j SET worker_id = u.w FROM unnest($1::bigint[], $2::bigint[], \
+             $3::text[]) AS u(s, t, w) WHERE j.seq = u.s AND j.claim_token = u.t AND j.status = 1",
+        )
+        .map_err(err)?;
+    let complete_stmt = conn
+        .prepare(concat!(
+            "UPDATE jobs AS j SET status = 2, result = u.r, completed_at = ",
+            now_ms_sql!(),
+            ", worker_id = u.w, error = NULL, claim_token = NULL \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[]) AS u(s, t, r, w) \
+             WHERE j.seq = u.s AND j.claim_token = u.t AND j.status = 1"
+        ))
+        .map_err(err)?;
+    let mut started: (Vec<i64>, Vec<i64>, Vec<&str>) = Default::default();
+    let mut done: Completions<'_> = Default::default();
+    let mut others: Vec<&Write> = Vec::new();
+    for w in writes {
+        match w {
+            Write::Started {
+                id,
+                token,
+                thread_id,
+            } => {
+                started.0.push(seq_of(id));
+                started.1.push(*token);
+                started.2.push(thread_id);
+            }
+            Write::Complete {
+                id,
+                token,
+                thread_id,
+                result,
+            } => {
+                done.0.push(seq_of(id));
+                done.1.push(*token);
+                done.2.push(result);
+                done.3.push(thread_id);
+            }
+            other => others.push(other),
+        }
+    }
+    let mut tx = conn.client.transaction().map_err(err)?;
+    let mut ended = 0;
+    if !started.0.is_empty() {
+        tx.execute(&started_stmt, &[&started.0, &started.1, &started.2])
+            .map_err(err)?;
+    }
+    if !done.0.is_empty() {
+        ended += tx
+            .execute(&complete_stmt, &[&done.0, &done.1, &done.2, &done.3])
+            .map_err(err)? as usize;
+    }
+    for w in others {
+        if apply(&mut tx, w, client_now).map_err(err)? {
+            ended += 1;
+        }
+    }
+    tx.commit().map_err(err)?;
+    Ok(ended)
+}
+
+/// The rare writes (retry, failure, requeue), one statement each.
+fn apply(
+    tx: &mut Transaction<'_>,
+    write: &Write,
+    client_now: i64,
+) -> std::result::Result<bool, postgres::Error> {
+    Ok(match write {
+        Write::Started { .. } | Write::Complete { .. } => false,
+        Write::Retry {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            run_at,
+        } => {
+            let delay = (run_at - client_now).max(0);
+            let row = tx.query_opt(
+                concat!(
+                    "UPDATE jobs SET status = 0, scheduled_at = ",
+                    now_ms_sql!(),
+                    " + $3, error = $4, worker_id = $5, owner = NULL, claim_token = NULL, \
+                     started_at = NULL, retry_count = retry_count + 1 \
+                     WHERE seq = $1 AND claim_token = $2 AND status = 1 RETURNING retry_count"
+                ),
+                &[&seq_of(id), token, &delay, error, thread_id],
+            )?;
+            if let Some(row) = row {
+                let attempt: i64 = row.get(0);
+                insert_error(tx, id, attempt, error, traceback)?;
+                true
+            } else {
+                false
+            }
+        }
+        Write::Fail {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            status,
+        } => {
+            let row = tx.query_opt(
+                concat!(
+                    "UPDATE jobs SET status = $3, error = $4, completed_at = ",
+                    now_ms_sql!(),
+                    ", worker_id = $5, claim_token = NULL \
+                     WHERE seq = $1 AND claim_token = $2 AND status = 1 RETURNING retry_count"
+                ),
+                &[&seq_of(id), token, &(*status as i16), error, thread_id],
+            )?;
+            if let Some(row) = row {
+                let retries: i64 = row.get(0);
+                insert_error(tx, id, retries + 1, error, traceback)?;
+                write_dead_letter(tx, id)?;
+                true
+            } else {
+                false
+            }
+        }
+        Write::Requeue { id, token } => {
+            tx.execute(
+                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
+                 started_at = NULL, worker_id = NULL \
+                 WHERE seq = $1 AND claim_token = $2 AND status = 1",
+                &[&seq_of(id), token],
+            )? > 0
+        }
+    })
+}
+
+pub(super) fn insert_error(
+    tx: &mut Transaction<'_>,
+    id: &str,
+    attempt: i64,
+    error: &str,
+    traceback: &str,
+) -> std::result::Result<(), postgres::Error> {
+    tx.execute(
+        concat!(
+            "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
+             VALUES ($1, $2, $3, $4, ",
+            now_ms_sql!(),
+            ")"
+        ),
+        &[&id, &attempt, &error, &traceback],
+    )?;
+    Ok(())
+}
+
+/// Copies a job that failed for good into the dead-letter table (one letter per job).
+pub(super) fn write_dead_letter(
+    tx: &mut Transaction<'_>,
+    id: &str,
+) -> std::result::Result<(), postgres::Error> {
+    tx.execute(
+        "DELETE FROM dead_letters WHERE original_job_id = $1",
+        &[&id],
+    )?;
+    tx.execute(
+        concat!(
+            "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
+             priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
+             retry_count, failed_at) \
+             SELECT $2, id, task_name, queue, payload, priority, max_retries, \
+             retry_backoff, timeout_ms, metadata, error, retry_count, ",
+            now_ms_sql!(),
+            " FROM jobs WHERE seq = $1"
+        ),
+        &[&seq_of(id), &uuid::Uuid::now_v7().to_string()],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Inspection on PostgreSQL: jobs, counts, error history, cancel, progress and dead letters.
+
+use postgres::types::ToSql;
+use postgres::Row;
+
+use super::claim::{enqueue_in, enqueue_statements, now_ms_sql};
+use super::pool::{Conn, PgSettings};
+use crate::error::{Error, Result};
+use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome};
+use crate::storage::ids::seq_of;
+use crate::storage::QueueCounts;
+
+macro_rules! job_columns {
+    () => {
+        "id, queue, task_name, status, priority, retry_count, max_retries, created_at, \
+         scheduled_at, started_at, completed_at, error, progress, worker_id, unique_key, \
+         metadata, timeout_ms"
+    };
+}
+
+fn job_row(r: &Row) -> JobRecord {
+    JobRecord {
+        id: r.get(0),
+        queue: r.get(1),
+        task_name: r.get(2),
+        status: JobStatus::from_i64(r.get::<_, i16>(3) as i64),
+        priority: r.get(4),
+        retry_count: r.get(5),
+        max_retries: r.get(6),
+        created_at: r.get(7),
+        scheduled_at: r.get(8),
+        started_at: r.get(9),
+        completed_at: r.get(10),
+        error: r.get(11),
+        progress: r.get(12),
+        worker_id: r.get(13),
+        unique_key: r.get(14),
+        metadata: r.get(15),
+        timeout_ms: r.get(16),
+    }
+}
+
+pub fn get_job(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<JobRecord>> {
+    let stmt = c
+        .prepare(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE seq = $2 AND id = $1"
+        ))
+        .map_err(|e| s.error(e))?;
+    let row = c
+        .client
+        .query_opt(&stmt, &[&id, &seq_of(id)])
+        .map_err(|e| s.error(e))?;
+    Ok(row.as_ref().map(job_row))
+}
+
+pub fn status(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<JobStatus>> {
+    let stmt = c
+        .prepare("SELECT status FROM jobs WHERE seq = $2 AND id = $1")
+        .map_err(|e| s.error(e))?;
+    let row = c
+        .client
+        .query_opt(&stmt, &[&id, &seq_of(id)])
+        .map_err(|e| s.error(e))?;
+    Ok(row.map(|r| JobStatus::from_i64(r.get::<_, i16>(0) as i64)))
+}
+
+pub fn get_outcome(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<StoredOutcome>> {
+    let stmt = c
+        .prepare("SELECT status, result, error FROM jobs WHERE seq = $2 AND id = $1")
+        .map_err(|e| s.error(e))?;
+    let row = c
+        .client
+        .query_opt(&stmt, &[&id, &seq_of(id)])
+        .map_err(|e| s.error(e))?;
+    Ok(row.map(|r| StoredOutcome {
+        status: JobStatus::from_i64(r.get::<_, i16>(0) as i64),
+        result: r.get(1),
+        error: r.get(2),
+    }))
+}
+
+pub fn list_jobs(c: &mut Conn, s: &PgSettings, f: &JobFilter) -> Result<Vec<JobRecord>> {
+    let mut sql = concat!("SELECT ", job_columns!(), " FROM jobs WHERE true").to_string();
+    let status = f.status.map(|st| st as i16);
+    let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    if let Some(st) = &status {
+        args.push(st);
+        sql.push_str(&format!(" AND status = ${}", args.len()));
+    }
+    if let Some(q) = &f.queue {
+        args.push(q);
+        sql.push_str(&format!(" AND queue = ${}", args.len()));
+    }
+    if let Some(t) = &f.task_name {
+        args.push(t);
+        sql.push_str(&format!(" AND task_name = ${}", args.len()));
+    }
+    if let Some(w) = &f.worker_id {
+        args.push(w);
+        let n = args.len();
+        sql.push_str(&format!(" AND (worker_id = ${n} OR owner = ${n})"));
+    }
+    args.push(&f.limit);
+    args.push(&f.offset);
+    sql.push_str(&format!(
+        " ORDER BY seq LIMIT ${} OFFSET ${}",
+        args.len() - 1,
+        args.len()
+    ));
+    let rows = c.client.query(&sql, &args).map_err(|e| s.error(e))?;
+    Ok(rows.iter().map(job_row).collect())
+}
+
+pub fn counts(c: &mut Conn, s: &PgSettings) -> Result<QueueCounts> {
+    let rows = c
+        .client
+        .query(
+            "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status",
+            &[],
+        )
+        .map_err(|e| s.error(e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                JobStatus::from_i64(r.get::<_, i16>(1) as i64),
+                r.get(2),
+            )
+        })
+        .collect())
+}
+
+/// Ready jobs only; `scheduled_at` is shifted onto the caller's clock, so the caller's age
+/// arithmetic (`now - scheduled_at`) holds whatever the clocks' disagreement.
+pub fn oldest_pending(c: &mut Conn, s: &PgSettings, client_now: i64) -> Result<Vec<(String, i64)>> {
+    let rows = c
+        .client
+        .query(
+            concat!(
+                "SELECT queue, min(scheduled_at) - ",
+                now_ms_sql!(),
+                " + $1 FROM jobs WHERE status = 0 AND scheduled_at <= ",
+                now_ms_sql!(),
+                " GROUP BY queue"
+            ),
+            &[&client_now],
+        )
+        .map_err(|e| s.error(e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+pub fn job_errors(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Vec<ErrorRecord>> {
+    let rows = c
+        .client
+        .query(
+            "SELECT job_id, attempt, error, traceback, failed_at FROM job_errors \
+             WHERE job_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .map_err(|e| s.error(e))?;
+    Ok(rows
+        .iter()
+        .map(|r| ErrorRecord {
+            job_id: r.get(0),
+            attempt: r.get(1),
+            error: r.get(2),
+            traceback: r.get(3),
+            failed_at: r.get(4),
+        })
+        .collect())
+}
+
+pub fn cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
+    let n = c
+        .client
+        .execute(
+            concat!(
+                "UPDATE jobs SET status = 5, completed_at = ",
+                now_ms_sql!(),
+                " WHERE seq = $2 AND id = $1 AND status = 0"
+            ),
+            &[&id, &seq_of(id)],
+        )
+        .map_err(|e| s.error(e))?;
+    Ok(n > 0)
+}
+
+pub fn set_progress(c: &mut Conn, s: &PgSettings, id: &str, progress: i64) -> Result<()> {
+    c.client
+        .execute(
+            "UPDATE jobs SET progress = $2 WHERE seq = $3 AND id = $1",
+            &[&id, &progress, &seq_of(id)],
+        )
+        .map_err(|e| s.error(e))?;
+    Ok(())
+}
+
+pub fn dead_letters(
+    c: &mut Conn,
+    s: &PgSettings,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<DeadLetter>> {
+    let rows = c
+        .client
+        .query(
+            "SELECT id, original_job_id, task_name, queue, error, retry_count, failed_at, \
+             metadata FROM dead_letters ORDER BY seq DESC LIMIT $1 OFFSET $2",
+            &[&limit, &offset],
+        )
+        .map_err(|e| s.error(e))?;
+    Ok(rows
+        .iter()
+        .map(|r| DeadLetter {
+            id: r.get(0),
+            original_job_id: r.get(1),
+            task_name: r.get(2),
+            queue: r.get(3),
+            error: r.get(4),
+            retry_count: r.get(5),
+            failed_at: r.get(6),
+            metadata: r.get(7),
+        })
+        .collect())
+}
+
+/// Re-enqueues a dead letter as a new job, ready now, and removes the letter.
+pub fn retry_dead(
+    c: &mut Conn,
+    s: &PgSettings,
+    dead_id: &str,
+    client_now: i64,
+    notify: Option<&str>,
+) -> Result<String> {
+    let err = |e| s.error(e);
+    let stmts = enqueue_statements(c, s)?;
+    let mut tx = c.client.transaction().map_err(err)?;
+    let row = tx
+        .query_opt(
+            "DELETE FROM dead_letters WHERE id = $1 RETURNING task_name, queue, payload, \
+             priority, max_retries, retry_backoff, timeout_ms, metadata",
+            &[&dead_id],
+        )
+        .map_err(err)?
+        .ok_or_else(|| Error::NotFound {
+            kind: "dead letter",
+            id: dead_id.to_string(),
+        })?;
+    let job = NewJob {
+        task_name: row.get(0),
+        queue: row.get(1),
+        payload: row.get(2),
+        priority: row.get(3),
+        scheduled_at: client_now,
+        max_retries: row.get(4),
+        retry_backoff: row.get(5),
+        timeout_ms: row.get(6),
+        unique_key: None,
+        metadata: row.get(7),
+    };
+    let ids = enqueue_in(
+        &mut tx,
+        &stmts,
+        s,
+        std::slice::from_ref(&job),
+        client_now,
+        notify,
+    )?;
+    tx.commit().map_err(err)?;
+    Ok(ids.into_iter().next().unwrap_or_default())
+}
+
+/// Deletes dead letters older than `age_ms` by the server's clock.
+pub fn purge_dead(c: &mut Conn, s: &PgSettings, age_ms: i64) -> Result<usize> {
+    let n = c
+        .client
+        .execute(
+            concat!(
+                "DELETE FROM dead_letters WHERE failed_at <= ",
+                now_ms_sql!(),
+                " - $1"
+            ),
+            &[&age_ms],
+        )
+        .map_err(|e| s.error(e))?;
+    Ok(n as usize)
+}

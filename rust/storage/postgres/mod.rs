@@ -1,0 +1,207 @@
+//! The PostgreSQL store, behind the same `Storage` trait as SQLite. One file per area:
+//! `pool.rs` (URL, connections), `schema.rs` (migrations), `claim.rs` (enqueue, claim,
+//! batched writes), `inspect.rs` (reads, cancel, dead letters), `workers.rs` (registry,
+//! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY). A new trait method adds a function to
+//! the file of its area and one delegating line here.
+
+mod claim;
+mod inspect;
+mod pool;
+mod schema;
+mod wake;
+mod workers;
+
+pub use pool::redact_url;
+pub use schema::VERSION as PG_SCHEMA_VERSION;
+
+use pool::{Conn, PgSettings, Pool};
+
+use super::{ChangeProbe, QueueCounts, Storage, WakeSource, Write};
+use crate::error::Result;
+use crate::job::{
+    now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob,
+    StoredOutcome, WorkerInfo,
+};
+
+/// Connections a store opens at most when `pool_size` is not given.
+pub const DEFAULT_POOL_SIZE: usize = 10;
+
+/// How a PostgreSQL store is opened.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub url: String,
+    pub schema: String,
+    pub pool_size: Option<usize>,
+    /// LISTEN/NOTIFY wake-ups; off for PgBouncer in transaction mode.
+    pub notify: bool,
+}
+
+/// A PostgreSQL-backed `Storage`. Cheap to share behind an `Arc`.
+pub struct PgStorage {
+    pool: Pool,
+    notify: Option<String>,
+}
+
+impl PgStorage {
+    /// Connects, creates the schema if missing and brings it up to date.
+    pub fn open(options: &PgOptions) -> Result<PgStorage> {
+        let settings = PgSettings::parse(&options.url, &options.schema)?;
+        if options.pool_size == Some(0) {
+            return Err(crate::error::Error::invalid(
+                "pool_size",
+                "must be at least 1",
+            ));
+        }
+        let size = options.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+        let notify = options.notify.then(|| wake::channel(&settings.schema));
+        let storage = PgStorage {
+            pool: Pool::new(settings, size),
+            notify,
+        };
+        storage.with(|c, s| schema::migrate(&mut c.client, s))?;
+        Ok(storage)
+    }
+
+    /// The URL without its password.
+    pub fn redacted_url(&self) -> &str {
+        &self.pool.settings().redacted_url
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.pool.settings().schema
+    }
+
+    /// Connections open right now.
+    pub fn open_connections(&self) -> usize {
+        self.pool.open_connections()
+    }
+
+    fn with<T: Send>(
+        &self,
+        mut f: impl FnMut(&mut Conn, &PgSettings) -> Result<T> + Send,
+    ) -> Result<T> {
+        let settings = self.pool.settings();
+        self.pool.with(|c| f(c, settings))
+    }
+}
+
+/// Milliseconds from `before` until now on the caller's clock: how the engine's absolute
+/// cut-offs become ages measured on the server's clock.
+fn age_of(before: i64) -> i64 {
+    (now_ms() - before).max(0)
+}
+
+impl Storage for PgStorage {
+    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
+        let now = now_ms();
+        let notify = self.notify.as_deref();
+        self.with(|c, s| claim::enqueue(c, s, jobs, now, notify))
+    }
+
+    fn claim(
+        &self,
+        queues: Option<&[String]>,
+        owner: &str,
+        limit: usize,
+        _now: i64,
+    ) -> Result<Vec<ClaimedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.with(|c, s| claim::claim(c, s, queues, owner, limit))
+    }
+
+    fn claim_by_id(&self, id: &str, owner: &str, _now: i64) -> Result<Option<ClaimedJob>> {
+        self.with(|c, s| claim::claim_by_id(c, s, id, owner))
+    }
+
+    fn record(&self, writes: &[Write], now: i64) -> Result<usize> {
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        self.with(|c, s| claim::record(c, s, writes, now))
+    }
+
+    fn change_probe(&self) -> Result<Box<dyn ChangeProbe>> {
+        // Other processes' enqueues arrive through `wake_source`; results through polling.
+        Ok(Box::new(NoProbe))
+    }
+
+    fn wake_source(&self, _worker_id: &str) -> Result<Option<Box<dyn WakeSource>>> {
+        Ok(self.notify.as_ref().map(|_| {
+            Box::new(wake::Listener::new(self.pool.settings().clone())) as Box<dyn WakeSource>
+        }))
+    }
+
+    fn close(&self) {
+        self.pool.close();
+    }
+
+    fn register_worker(&self, info: &WorkerInfo) -> Result<()> {
+        self.with(|c, s| workers::register_worker(c, s, info))
+    }
+    fn heartbeat(&self, worker_id: &str, _now: i64) -> Result<()> {
+        self.with(|c, s| workers::heartbeat(c, s, worker_id))
+    }
+    fn deregister_worker(&self, worker_id: &str, _now: i64) -> Result<()> {
+        self.with(|c, s| workers::deregister_worker(c, s, worker_id))
+    }
+    fn recover_stale(&self, stale_before: i64, now: i64) -> Result<usize> {
+        let stale_ms = (now - stale_before).max(0);
+        self.with(|c, s| workers::recover_stale(c, s, stale_ms))
+    }
+    fn purge_finished(&self, before: i64) -> Result<usize> {
+        let age = age_of(before);
+        self.with(|c, s| workers::purge_finished(c, s, age))
+    }
+    fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.with(|c, s| inspect::get_job(c, s, id))
+    }
+    fn status(&self, id: &str) -> Result<Option<JobStatus>> {
+        self.with(|c, s| inspect::status(c, s, id))
+    }
+    fn get_outcome(&self, id: &str) -> Result<Option<StoredOutcome>> {
+        self.with(|c, s| inspect::get_outcome(c, s, id))
+    }
+    fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        self.with(|c, s| inspect::list_jobs(c, s, filter))
+    }
+    fn counts(&self) -> Result<QueueCounts> {
+        self.with(inspect::counts)
+    }
+    fn oldest_pending(&self, now: i64) -> Result<Vec<(String, i64)>> {
+        self.with(|c, s| inspect::oldest_pending(c, s, now))
+    }
+    fn job_errors(&self, id: &str) -> Result<Vec<ErrorRecord>> {
+        self.with(|c, s| inspect::job_errors(c, s, id))
+    }
+    fn cancel(&self, id: &str, _now: i64) -> Result<bool> {
+        self.with(|c, s| inspect::cancel(c, s, id))
+    }
+    fn set_progress(&self, id: &str, progress: i64) -> Result<()> {
+        self.with(|c, s| inspect::set_progress(c, s, id, progress))
+    }
+    fn dead_letters(&self, limit: i64, offset: i64) -> Result<Vec<DeadLetter>> {
+        self.with(|c, s| inspect::dead_letters(c, s, limit, offset))
+    }
+    fn retry_dead(&self, dead_id: &str, now: i64) -> Result<String> {
+        let notify = self.notify.as_deref();
+        self.with(|c, s| inspect::retry_dead(c, s, dead_id, now, notify))
+    }
+    fn purge_dead(&self, before: i64) -> Result<usize> {
+        let age = age_of(before);
+        self.with(|c, s| inspect::purge_dead(c, s, age))
+    }
+    fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.with(workers::workers)
+    }
+}
+
+/// A probe that never reports a change: on PostgreSQL, wake-ups come from notifications.
+struct NoProbe;
+
+impl ChangeProbe for NoProbe {
+    fn version(&mut self) -> Option<i64> {
+        None
+    }
+}

@@ -1,0 +1,473 @@
+//! Connections to PostgreSQL: the parsed URL (shown only without its password), a small
+//! bounded lazy pool and the rule that keeps the blocking client off Tokio threads.
+//!
+//! The `postgres` client blocks on a runtime of its own, which panics on a thread that is
+//! driving a Tokio runtime (the scheduler claims from its runtime thread). Every call
+//! therefore checks where it runs and, inside a runtime, moves to a short-lived plain thread.
+//! Connections are opened on first use, at most `size` of them; an idle pool keeps one, and
+//! closes that one too after `IDLE_CLOSE`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls, Statement};
+
+use crate::error::{Error, Result};
+
+/// How long connecting may take before the error names the server.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+/// An idle connection beyond the first is closed after this long unused.
+const IDLE_EXTRA_CLOSE: Duration = Duration::from_secs(5);
+/// The last idle connection is closed after this long unused.
+const IDLE_CLOSE: Duration = Duration::from_secs(30);
+/// How long a caller waits for a free connection when all `size` are busy.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where to connect and how, parsed once from the URL.
+#[derive(Clone)]
+pub struct PgSettings {
+    config: postgres::Config,
+    /// `host:port/db`, for errors.
+    pub target: String,
+    /// The URL with its password replaced by `***`.
+    pub redacted_url: String,
+    pub schema: String,
+    password: Option<String>,
+}
+
+impl PgSettings {
+    /// Parses `url`; errors name the problem but never the password.
+    pub fn parse(url: &str, schema: &str) -> Result<PgSettings> {
+        let redacted_url = redact_url(url);
+        if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+            return Err(Error::invalid(
+                "db_url",
+                format!(
+                    "{redacted_url:?} (expected postgresql://user:password@host:port/database)"
+                ),
+            ));
+        }
+        check_schema(schema)?;
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            Error::invalid("db_url", format!("{redacted_url:?} is malformed: {e}"))
+        })?;
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("").to_string();
+        let db = config.get_dbname().unwrap_or(&user).to_string();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(20));
+        if config.get_application_name().is_none() {
+            config.application_name("taskito");
+        }
+        let settings = PgSettings {
+            config,
+            target: format!("{host}:{port}/{db}"),
+            redacted_url,
+            schema: schema.to_string(),
+            password,
+        };
+        Ok(settings)
+    }
+
+    /// `s` with the password (if any) replaced, for anything that leaves the process.
+    pub fn scrub(&self, s: &str) -> String {
+        match &self.password {
+            Some(p) if !p.is_empty() => s.replace(p.as_str(), "***"),
+            _ => s.to_string(),
+        }
+    }
+
+    /// Opens one connection and points it at the schema.
+    pub fn connect(&self) -> Result<Client> {
+        let mut client = self.config.connect(NoTls).map_err(|e| Error::Connect {
+            target: self.target.clone(),
+            cause: self.scrub(&describe(&e)),
+        })?;
+        client
+            .batch_execute(&format!(
+                "SET search_path TO {}, public",
+                quote_ident(&self.schema)
+            ))
+            .map_err(|e| self.error(e))?;
+        Ok(client)
+    }
+
+    /// A statement error, scrubbed.
+    pub fn error(&self, e: postgres::Error) -> Error {
+        Error::Postgres(self.scrub(&describe(&e)))
+    }
+}
+
+/// A readable cause: the server's message when there is one, else the client's.
+pub fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !s.contains(&more) {
+            s = format!("{s}: {more}");
+        }
+        source = inner.source();
+    }
+    s
+}
+
+/// Whether an error means the connection is gone (and the statement never ran on a live
+/// server session).
+fn is_broken(e: &Error, client: &Client) -> bool {
+    client.is_closed()
+        || matches!(e, Error::Postgres(m) if m.contains("connection closed") || m.contains("error communicating with the server"))
+}
+
+/// Schema names are identifiers: letters, digits and `_`, not starting with a digit.
+pub fn check_schema(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && !schema.starts_with("pg_");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "schema",
+            format!("{schema:?} (letters, digits and _ only, at most 63, not starting with a digit or pg_)"),
+        ))
+    }
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The URL with the password part of `user:password@` (and any `password=` parameter)
+/// replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let start = scheme_end + 3 + colon + 1;
+                let end = scheme_end + 3 + at;
+                out.replace_range(start..end, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| {
+                if kv.to_ascii_lowercase().starts_with("password=") {
+                    "password=***".to_string()
+                } else {
+                    kv.to_string()
+                }
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
+/// Runs `f` on this thread, or on a plain thread when this one is inside a Tokio runtime.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// One open connection with its prepared statements.
+pub struct Conn {
+    pub client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// The prepared form of `sql`, prepared once per connection.
+    pub fn prepare(
+        &mut self,
+        sql: &'static str,
+    ) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+struct State {
+    idle: Vec<Idle>,
+    /// Connections open (idle or lent out).
+    open: usize,
+    /// Bumped by `close`: connections lent out before it are closed when given back.
+    generation: u64,
+    reaper: bool,
+}
+
+struct Inner {
+    settings: PgSettings,
+    size: usize,
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+/// A bounded, lazy pool. Cheap to share.
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Pool {
+    pub fn new(settings: PgSettings, size: usize) -> Pool {
+        Pool {
+            inner: Arc::new(Inner {
+                settings,
+                size: size.max(1),
+                state: Mutex::new(State {
+                    idle: Vec::new(),
+                    open: 0,
+                    generation: 0,
+                    reaper: false,
+                }),
+                freed: Condvar::new(),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &PgSettings {
+        &self.inner.settings
+    }
+
+    /// Runs `f` with a connection. A connection found broken (the server restarted, the
+    /// network dropped it) is discarded; when it was an idle one taken from the pool, `f`
+    /// runs once more on a fresh connection, since nothing ran on the dead one.
+    pub fn with<T: Send>(&self, mut f: impl FnMut(&mut Conn) -> Result<T> + Send) -> Result<T> {
+        off_runtime(|| {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let (mut conn, reused, generation) = self.acquire()?;
+                let out = f(&mut conn);
+                let broken = matches!(&out, Err(e) if is_broken(e, &conn.client));
+                if broken || conn.client.is_closed() {
+                    self.discard(conn);
+                    if broken && reused && attempt < 3 {
+                        continue;
+                    }
+                } else {
+                    self.release(conn, generation);
+                }
+                return out;
+            }
+        })
+    }
+
+    fn acquire(&self) -> Result<(Conn, bool, u64)> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + ACQUIRE_TIMEOUT;
+        let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let generation = state.generation;
+            if let Some(idle) = state.idle.pop() {
+                return Ok((idle.conn, true, generation));
+            }
+            if state.open < inner.size {
+                state.open += 1;
+                self.start_reaper(&mut state);
+                drop(state);
+                return match inner.settings.connect() {
+                    Ok(client) => Ok((
+                        Conn {
+                            client,
+                            statements: HashMap::new(),
+                        },
+                        false,
+                        generation,
+                    )),
+                    Err(e) => {
+                        let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+                        state.open -= 1;
+                        inner.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Postgres(format!(
+                    "no free connection to {} within {}s (pool_size={})",
+                    inner.settings.target,
+                    ACQUIRE_TIMEOUT.as_secs(),
+                    inner.size
+                )));
+            }
+            state = inner
+                .freed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn release(&self, conn: Conn, generation: u64) {
+        let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        if generation != state.generation {
+            state.open -= 1;
+            drop(state);
+            self.inner.freed.notify_one();
+            drop(conn);
+            return;
+        }
+        state.idle.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        drop(state);
+        self.inner.freed.notify_one();
+    }
+
+    fn discard(&self, conn: Conn) {
+        drop(conn);
+        let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.open -= 1;
+        drop(state);
+        self.inner.freed.notify_one();
+    }
+
+    /// Closes every idle connection now, and the busy ones as they come back. The pool
+    /// stays usable: the next call opens a connection again.
+    pub fn close(&self) {
+        let idle = {
+            let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.generation += 1;
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= idle.len();
+            idle
+        };
+        self.inner.freed.notify_all();
+        off_runtime(move || drop(idle));
+    }
+
+    /// Connections open right now (idle or lent out).
+    pub fn open_connections(&self) -> usize {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .open
+    }
+
+    /// One thread per pool closes idle connections; it ends with the pool.
+    fn start_reaper(&self, state: &mut State) {
+        if state.reaper {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let spawned = thread::Builder::new()
+            .name("taskito-pg-reaper".into())
+            .spawn(move || reap(weak));
+        state.reaper = spawned.is_ok();
+    }
+}
+
+fn reap(weak: Weak<Inner>) {
+    loop {
+        thread::sleep(Duration::from_secs(1));
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let closing: Vec<Idle> = {
+            let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            // Most recently used last: keep those, close the ones idle longest.
+            let now = Instant::now();
+            let mut keep = Vec::new();
+            let mut close = Vec::new();
+            let total = state.idle.len();
+            for (i, idle) in std::mem::take(&mut state.idle).into_iter().enumerate() {
+                let unused = now - idle.since;
+                let last = i + 1 == total;
+                if unused >= IDLE_CLOSE || (!last && unused >= IDLE_EXTRA_CLOSE) {
+                    close.push(idle);
+                } else {
+                    keep.push(idle);
+                }
+            }
+            state.idle = keep;
+            state.open -= close.len();
+            close
+        };
+        drop(inner);
+        drop(closing);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgresql://bob:s3cret@db:5432/app"),
+            "postgresql://bob:***@db:5432/app"
+        );
+        assert_eq!(
+            redact_url("postgres://bob@db/app?password=s3cret&sslmode=disable"),
+            "postgres://bob@db/app?password=***&sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://db/app"), "postgres://db/app");
+        assert_eq!(
+            redact_url("postgresql://bob:p@ss@db/app"),
+            "postgresql://bob:***@db/app"
+        );
+    }
+
+    #[test]
+    fn schema_names_are_identifiers() {
+        assert!(check_schema("taskito_1").is_ok());
+        assert!(check_schema("1abc").is_err());
+        assert!(check_schema("a;drop").is_err());
+        assert!(check_schema("").is_err());
+    }
+}
