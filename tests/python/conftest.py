@@ -11,19 +11,43 @@ from pathlib import Path
 
 import pytest
 
+import pg
 from taskito import Queue
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "queue.db")
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a database runs on SQLite and on PostgreSQL, except those
+    marked ``sqlite_only`` (file paths, file modes, SQLite internals)."""
+    if "backend" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("backend", ["sqlite"] if only_sqlite else ["sqlite", "postgres"], indirect=True)
 
 
 @pytest.fixture
-def queue(db_path: str) -> Queue:
-    return Queue(db_path=db_path, workers=2, scheduler_poll_interval_ms=10)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres" and pg.server_url() is None:
+        pytest.skip("no PostgreSQL server: set TASKITO_TEST_PG_URL (see tests/pg_server.sh)")
+    return str(request.param)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, backend: str) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a PostgreSQL database of its own given as its
+    URL (``Queue(db_path=url)`` selects PostgreSQL)."""
+    if backend == "sqlite":
+        yield str(tmp_path / "queue.db")
+        return
+    with pg.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def queue(db_path: str) -> Iterator[Queue]:
+    q = Queue(db_path=db_path, workers=2, scheduler_poll_interval_ms=10)
+    yield q
+    q.close()
 
 
 class RunningWorker:
