@@ -98,7 +98,9 @@ def resolve(
         backend = "postgres"
     backend = backend or "sqlite"
     if backend == "postgres" and db_url is None:
-        raise ValueError("backend='postgres' needs db_url='postgresql://user:password@host:5432/db' or TASKITO_DB_URL")
+        raise ValueError(
+            "backend='postgres' needs db_url='postgresql://user:password@host:5432/db' or TASKITO_DB_URL"
+        )
     if not isinstance(schema, str) or not _SCHEMA.match(schema) or schema.startswith("pg_"):
         raise ValueError(f"schema must be an identifier (letters, digits, _), got {schema!r}")
     if pool_size is not None:

@@ -12,9 +12,8 @@ import socket
 import threading
 from typing import Any, Callable
 
-from taskito import _backend
+from taskito import _backend, serializer
 from taskito import _settings as settings
-from taskito import serializer
 from taskito._dispatch import make_dispatch
 from taskito._inspect import Inspection
 from taskito._operations import AsyncOperations, Operations

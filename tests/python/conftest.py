@@ -9,9 +9,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg
 import pytest
 
-import pg
 from taskito import Queue
 
 ROOT = Path(__file__).resolve().parents[2]

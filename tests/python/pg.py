@@ -51,11 +51,25 @@ def fresh_database() -> Iterator[str]:
 
 def server_ctl(action: str) -> None:
     """``pg_ctl ACTION`` on the test server (restart, stop, start)."""
-    data = os.path.join(os.environ["TASKITO_TEST_PG_DIR"], "data")
-    cmd = [os.environ["TASKITO_TEST_PG_CTL"], "-D", data, "-w", "-t", "60", "-m", "fast", action]
+    folder = os.environ["TASKITO_TEST_PG_DIR"]
+    log = os.path.join(folder, "server.log")
+    cmd = [
+        os.environ["TASKITO_TEST_PG_CTL"],
+        "-D",
+        os.path.join(folder, "data"),
+        "-l",
+        log,
+        "-w",
+        "-t",
+        "60",
+        "-m",
+        "fast",
+        action,
+    ]
     if os.getuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=90)
+    # The server inherits pg_ctl's output: never a pipe, or reading it would wait forever.
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90)
 
 
 def can_control_server() -> bool:

@@ -140,6 +140,7 @@ def test_running_a_worker_prints_nothing(queue: Queue, capfd: pytest.CaptureFixt
     assert (out, err) == ("", "")
 
 
+@pytest.mark.sqlite_only  # derives a second database as a file path
 def test_a_script_without_logging_configured_prints_nothing(db_path: str) -> None:
     # Failures, hook errors and engine warnings all happen, yet stdout and stderr stay empty:
     # the library leaves output to the application's logging configuration.

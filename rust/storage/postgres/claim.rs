@@ -151,7 +151,7 @@ pub fn enqueue_in(
     Ok(out)
 }
 
-fn new_token() -> i64 {
+pub fn new_token() -> i64 {
     fastrand::i64(1..i64::MAX)
 }
 
@@ -164,6 +164,7 @@ pub fn claim(
     queues: Option<&[String]>,
     owner: &str,
     limit: usize,
+    token: i64,
 ) -> Result<Vec<ClaimedJob>> {
     let err = |e| settings.error(e);
     let all;
@@ -202,11 +203,35 @@ pub fn claim(
              j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq"
         ))
         .map_err(err)?;
-    let token = new_token();
     let rows = conn
         .client
         .query(&stmt, &[&queues, &(limit as i64), &owner, &token])
         .map_err(err)?;
+    Ok(claimed_rows(&rows, token))
+}
+
+/// The jobs a claim with `token` took, if it committed. A claim whose reply was lost
+/// (the server went down between its commit and the answer) is found again this way
+/// instead of leaving its jobs `running` under a live worker that never got them.
+pub fn claimed_by_token(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    owner: &str,
+    token: i64,
+) -> Result<Vec<ClaimedJob>> {
+    let err = |e| settings.error(e);
+    let stmt = conn
+        .prepare(
+            "SELECT id, task_name, queue, payload, retry_count, max_retries, retry_backoff, \
+             timeout_ms, priority, scheduled_at, seq FROM jobs \
+             WHERE status = 1 AND claim_token = $1 AND owner = $2",
+        )
+        .map_err(err)?;
+    let rows = conn.client.query(&stmt, &[&token, &owner]).map_err(err)?;
+    Ok(claimed_rows(&rows, token))
+}
+
+fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
     let mut found: Vec<(i64, i64, i64, ClaimedJob)> = rows
         .iter()
         .map(|r| {
@@ -229,7 +254,7 @@ pub fn claim(
         })
         .collect();
     found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    Ok(found.into_iter().map(|f| f.3).collect())
+    found.into_iter().map(|f| f.3).collect()
 }
 
 /// Claims one job by id whatever its status and schedule (`taskito execute`).

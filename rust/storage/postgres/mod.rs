@@ -14,10 +14,12 @@ mod workers;
 pub use pool::redact_url;
 pub use schema::VERSION as PG_SCHEMA_VERSION;
 
+use std::sync::Mutex;
+
 use pool::{Conn, PgSettings, Pool};
 
 use super::{ChangeProbe, QueueCounts, Storage, WakeSource, Write};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::{
     now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob,
     StoredOutcome, WorkerInfo,
@@ -40,6 +42,9 @@ pub struct PgOptions {
 pub struct PgStorage {
     pool: Pool,
     notify: Option<String>,
+    /// Tokens of claims that failed with the connection: they may have committed, so the
+    /// next claim first collects whatever they took.
+    unsure_claims: Mutex<Vec<(String, i64)>>,
 }
 
 impl PgStorage {
@@ -57,6 +62,7 @@ impl PgStorage {
         let storage = PgStorage {
             pool: Pool::new(settings, size),
             notify,
+            unsure_claims: Mutex::new(Vec::new()),
         };
         storage.with(|c, s| schema::migrate(&mut c.client, s))?;
         Ok(storage)
@@ -108,7 +114,54 @@ impl Storage for PgStorage {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.with(|c, s| claim::claim(c, s, queues, owner, limit))
+        let unsure: Vec<(String, i64)> =
+            std::mem::take(&mut *self.unsure_claims.lock().unwrap_or_else(|p| p.into_inner()));
+        if !unsure.is_empty() {
+            let found = self.with(|c, s| {
+                let mut all = Vec::new();
+                for (who, token) in &unsure {
+                    all.extend(claim::claimed_by_token(c, s, who, *token)?);
+                }
+                Ok(all)
+            });
+            match found {
+                Ok(jobs) if !jobs.is_empty() => {
+                    log::warn!(
+                        "recovered {} job(s) of a claim whose answer was lost",
+                        jobs.len()
+                    );
+                    return Ok(jobs);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.unsure_claims
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(unsure);
+                    return Err(e);
+                }
+            }
+        }
+        let token = claim::new_token();
+        let mut tried = false;
+        let out = self.with(|c, s| {
+            if std::mem::replace(&mut tried, true) {
+                // Retried on a new connection: the first try may have committed.
+                let jobs = claim::claimed_by_token(c, s, owner, token)?;
+                if !jobs.is_empty() {
+                    return Ok(jobs);
+                }
+            }
+            claim::claim(c, s, queues, owner, limit, token)
+        });
+        // A claim that never reached the server (no connection) took nothing.
+        if matches!(&out, Err(e) if !matches!(e, Error::Connect { .. })) {
+            self.unsure_claims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((owner.to_string(), token));
+        }
+        out
     }
 
     fn claim_by_id(&self, id: &str, owner: &str, _now: i64) -> Result<Option<ClaimedJob>> {

@@ -50,9 +50,14 @@ impl PgSettings {
             ));
         }
         check_schema(schema)?;
-        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-            Error::invalid("db_url", format!("{redacted_url:?} is malformed: {e}"))
-        })?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|e: postgres::Error| Error::Connect {
+                target: redacted_url.clone(),
+                cause: scrub_with(
+                    url_password(url).as_deref(),
+                    &format!("malformed URL: {}", describe(&e)),
+                ),
+            })?;
         let password = config
             .get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned());
@@ -88,10 +93,7 @@ impl PgSettings {
 
     /// `s` with the password (if any) replaced, for anything that leaves the process.
     pub fn scrub(&self, s: &str) -> String {
-        match &self.password {
-            Some(p) if !p.is_empty() => s.replace(p.as_str(), "***"),
-            _ => s.to_string(),
-        }
+        scrub_with(self.password.as_deref(), s)
     }
 
     /// Opens one connection and points it at the schema.
@@ -113,6 +115,21 @@ impl PgSettings {
     pub fn error(&self, e: postgres::Error) -> Error {
         Error::Postgres(self.scrub(&describe(&e)))
     }
+}
+
+fn scrub_with(password: Option<&str>, s: &str) -> String {
+    match password {
+        Some(p) if !p.is_empty() => s.replace(p, "***"),
+        _ => s.to_string(),
+    }
+}
+
+/// The `password` of `user:password@` as written in the URL (undecoded), if any.
+fn url_password(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let auth = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let userinfo = &auth[..auth.rfind('@')?];
+    Some(userinfo[userinfo.find(':')? + 1..].to_string())
 }
 
 /// A readable cause: the server's message when there is one, else the client's.
