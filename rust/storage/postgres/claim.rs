@@ -108,10 +108,7 @@ pub fn enqueue_in(
     let t: Vec<&str> = jobs.iter().map(|j| j.task_name.as_str()).collect();
     let p: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
     let pr: Vec<i64> = jobs.iter().map(|j| j.priority).collect();
-    let d: Vec<i64> = jobs
-        .iter()
-        .map(|j| (j.scheduled_at - client_now).max(0))
-        .collect();
+    let d: Vec<i64> = jobs.iter().map(|j| j.scheduled_at - client_now).collect();
     let mr: Vec<i64> = jobs.iter().map(|j| j.max_retries).collect();
     let rb: Vec<f64> = jobs.iter().map(|j| j.retry_backoff).collect();
     let tm: Vec<i64> = jobs.iter().map(|j| j.timeout_ms).collect();
@@ -385,7 +382,7 @@ fn apply(
             traceback,
             run_at,
         } => {
-            let delay = (run_at - client_now).max(0);
+            let delay = run_at - client_now;
             let row = tx.query_opt(
                 concat!(
                     "UPDATE jobs SET status = 0, scheduled_at = ",
