@@ -10,6 +10,7 @@ mod pages;
 mod pause;
 mod retention;
 pub mod postgres;
+mod retention;
 mod schema;
 mod sqlite;
 mod task_logs;

@@ -17,8 +17,9 @@ macro_rules! job_columns {
          metadata, timeout_ms"
     };
 }
+pub(super) use job_columns;
 
-fn job_row(r: &Row) -> JobRecord {
+pub(super) fn job_row(r: &Row) -> JobRecord {
     JobRecord {
         id: r.get(0),
         queue: r.get(1),
@@ -40,40 +41,66 @@ fn job_row(r: &Row) -> JobRecord {
     }
 }
 
+/// One row by id: from the jobs table (the common case), else from the archive, where a
+/// job moved by `archive()` stays readable.
+fn by_id(
+    c: &mut Conn,
+    s: &PgSettings,
+    live: &'static str,
+    archived: &'static str,
+    id: &str,
+) -> Result<Option<Row>> {
+    for sql in [live, archived] {
+        let stmt = c.prepare(sql).map_err(|e| s.error(e))?;
+        let row = c
+            .client
+            .query_opt(&stmt, &[&id, &seq_of(id)])
+            .map_err(|e| s.error(e))?;
+        if row.is_some() {
+            return Ok(row);
+        }
+    }
+    Ok(None)
+}
+
 pub fn get_job(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<JobRecord>> {
-    let stmt = c
-        .prepare(concat!(
+    let row = by_id(
+        c,
+        s,
+        concat!(
             "SELECT ",
             job_columns!(),
             " FROM jobs WHERE seq = $2 AND id = $1"
-        ))
-        .map_err(|e| s.error(e))?;
-    let row = c
-        .client
-        .query_opt(&stmt, &[&id, &seq_of(id)])
-        .map_err(|e| s.error(e))?;
+        ),
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM archived_jobs WHERE seq = $2 AND id = $1"
+        ),
+        id,
+    )?;
     Ok(row.as_ref().map(job_row))
 }
 
 pub fn status(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<JobStatus>> {
-    let stmt = c
-        .prepare("SELECT status FROM jobs WHERE seq = $2 AND id = $1")
-        .map_err(|e| s.error(e))?;
-    let row = c
-        .client
-        .query_opt(&stmt, &[&id, &seq_of(id)])
-        .map_err(|e| s.error(e))?;
+    let row = by_id(
+        c,
+        s,
+        "SELECT status FROM jobs WHERE seq = $2 AND id = $1",
+        "SELECT status FROM archived_jobs WHERE seq = $2 AND id = $1",
+        id,
+    )?;
     Ok(row.map(|r| JobStatus::from_i64(r.get::<_, i16>(0) as i64)))
 }
 
 pub fn get_outcome(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<StoredOutcome>> {
-    let stmt = c
-        .prepare("SELECT status, result, error FROM jobs WHERE seq = $2 AND id = $1")
-        .map_err(|e| s.error(e))?;
-    let row = c
-        .client
-        .query_opt(&stmt, &[&id, &seq_of(id)])
-        .map_err(|e| s.error(e))?;
+    let row = by_id(
+        c,
+        s,
+        "SELECT status, result, error FROM jobs WHERE seq = $2 AND id = $1",
+        "SELECT status, result, error FROM archived_jobs WHERE seq = $2 AND id = $1",
+        id,
+    )?;
     Ok(row.map(|r| StoredOutcome {
         status: JobStatus::from_i64(r.get::<_, i16>(0) as i64),
         result: r.get(1),
@@ -156,7 +183,8 @@ pub fn job_errors(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Vec<ErrorRec
     let rows = c
         .client
         .query(
-            "SELECT job_id, attempt, error, traceback, failed_at FROM job_errors \
+            // Stored as the run's number (1 for the first); shown as its index from 0.
+            "SELECT id, job_id, attempt - 1, error, traceback, failed_at FROM job_errors \
              WHERE job_id = $1 ORDER BY id",
             &[&id],
         )
@@ -164,11 +192,12 @@ pub fn job_errors(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Vec<ErrorRec
     Ok(rows
         .iter()
         .map(|r| ErrorRecord {
-            job_id: r.get(0),
-            attempt: r.get(1),
-            error: r.get(2),
-            traceback: r.get(3),
-            failed_at: r.get(4),
+            id: r.get(0),
+            job_id: r.get(1),
+            attempt: r.get(2),
+            error: r.get(3),
+            traceback: r.get(4),
+            failed_at: r.get(5),
         })
         .collect())
 }

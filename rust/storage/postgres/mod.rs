@@ -7,6 +7,7 @@
 mod claim;
 mod inspect;
 mod pool;
+mod retention;
 mod schema;
 mod wake;
 mod workers;
@@ -22,8 +23,9 @@ use super::{ChangeProbe, QueueCounts, Storage, WakeSource, Write};
 use crate::error::{Error, Result};
 use crate::job::{
     now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob,
-    StoredOutcome, WorkerInfo,
+    StoredOutcome, TaskLog, WorkerInfo,
 };
+use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
 /// Connections a store opens at most when `pool_size` is not given.
 pub const DEFAULT_POOL_SIZE: usize = 10;
@@ -247,6 +249,50 @@ impl Storage for PgStorage {
     }
     fn workers(&self) -> Result<Vec<WorkerInfo>> {
         self.with(workers::workers)
+    }
+    fn delete_dead(&self, dead_id: &str) -> Result<bool> {
+        self.with(|c, s| retention::delete_dead(c, s, dead_id))
+    }
+    fn requeue_job(&self, id: &str) -> Result<bool> {
+        self.with(|c, s| retention::requeue_job(c, s, id))
+    }
+    fn write_task_log(&self, log: &TaskLog) -> Result<()> {
+        self.with(|c, s| retention::write_task_log(c, s, log))
+    }
+    fn task_logs(&self, job_id: &str) -> Result<Vec<TaskLog>> {
+        self.with(|c, s| retention::task_logs(c, s, job_id))
+    }
+    fn query_task_logs(
+        &self,
+        task_name: Option<&str>,
+        level: Option<&str>,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<TaskLog>> {
+        self.with(|c, s| retention::query_task_logs(c, s, task_name, level, since, limit))
+    }
+    fn sweep(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
+        self.with(|c, s| retention::sweep(c, s, r, now))
+    }
+    fn retention_preview(&self, r: &Retention, _now: i64) -> Result<RetentionCounts> {
+        self.with(|c, s| retention::preview(c, s, r))
+    }
+    fn retention_report(&self) -> Result<Option<RetentionReport>> {
+        self.with(retention::report)
+    }
+    fn archive(&self, before: i64, now: i64) -> Result<usize> {
+        let age = (now - before).max(0);
+        self.with(|c, s| retention::archive(c, s, age))
+    }
+    fn list_archived(&self, limit: i64, offset: i64) -> Result<Vec<JobRecord>> {
+        self.with(|c, s| retention::list_archived(c, s, limit, offset))
+    }
+    fn list_archived_after(&self, limit: i64, after: Option<i64>) -> Result<Vec<JobRecord>> {
+        self.with(|c, s| retention::list_archived_after(c, s, limit, after))
+    }
+    fn purge_completed(&self, before: i64) -> Result<usize> {
+        let age = age_of(before);
+        self.with(|c, s| retention::purge_completed(c, s, age))
     }
 }
 

@@ -99,6 +99,58 @@ const MIGRATIONS: &[&str] = &[
         status         text   NOT NULL
     );
     "#,
+    // 2: log lines tasks write about their jobs, the archive of finished jobs, retention.
+    r#"
+    CREATE TABLE task_logs (
+        id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        job_id    text   NOT NULL,
+        task_name text   NOT NULL,
+        level     text   NOT NULL,
+        message   text   NOT NULL,
+        extra     text,
+        logged_at bigint NOT NULL
+    );
+    CREATE INDEX task_logs_by_job ON task_logs (job_id);
+    CREATE INDEX task_logs_by_time ON task_logs (logged_at);
+
+    -- Finished jobs moved out of the jobs table by `archive()`, keeping their seq.
+    CREATE TABLE archived_jobs (
+        seq           bigint  PRIMARY KEY,
+        id            text    NOT NULL UNIQUE,
+        queue         text    NOT NULL,
+        task_name     text    NOT NULL,
+        status        smallint NOT NULL,
+        priority      bigint  NOT NULL,
+        retry_count   bigint  NOT NULL,
+        max_retries   bigint  NOT NULL,
+        created_at    bigint  NOT NULL,
+        scheduled_at  bigint  NOT NULL,
+        started_at    bigint,
+        completed_at  bigint,
+        error         text,
+        progress      bigint,
+        worker_id     text,
+        unique_key    text,
+        metadata      text,
+        timeout_ms    bigint  NOT NULL,
+        result        bytea,
+        archived_at   bigint  NOT NULL
+    );
+    CREATE INDEX archived_jobs_by_completion ON archived_jobs (completed_at);
+    CREATE INDEX job_errors_by_time ON job_errors (failed_at);
+    CREATE INDEX dead_letters_by_time ON dead_letters (failed_at);
+    -- The windows the last retention sweep used (one row).
+    CREATE TABLE retention_report (
+        id            smallint PRIMARY KEY CHECK (id = 1),
+        archived_jobs bigint,
+        dead_letter   bigint,
+        task_logs     bigint,
+        task_metrics  bigint,
+        job_errors    bigint,
+        defaulted     boolean NOT NULL,
+        reported_at   bigint  NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -176,6 +176,8 @@ pub fn purge_finished(c: &mut Conn, s: &PgSettings, age_ms: i64) -> Result<usize
     if !ids.is_empty() {
         tx.execute("DELETE FROM job_errors WHERE job_id = ANY($1)", &[&ids])
             .map_err(err)?;
+        tx.execute("DELETE FROM task_logs WHERE job_id = ANY($1)", &[&ids])
+            .map_err(err)?;
     }
     tx.commit().map_err(err)?;
     Ok(ids.len())
