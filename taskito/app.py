@@ -140,7 +140,6 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             raise ValueError("stale_after must be longer than heartbeat_interval")
         self._middleware = check_middleware("middleware", middleware)
         self._retention, self._retention_defaulted = resolve(retention, self.result_ttl)
-        self._inner = QueueCore(self.db_path, durability)
         self._inner = QueueCore(
             store.db_path,
             durability,
