@@ -37,6 +37,10 @@ mod _taskito {
         // logging after import still takes effect. Fails only if a logger is already set.
         let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?
             .set_prefix("taskito")
+            // The PostgreSQL client logs every statement at debug level: each record would
+            // take the GIL on an engine thread. Only its warnings reach Python.
+            .filter_target("tokio_postgres".to_owned(), log::LevelFilter::Warn)
+            .filter_target("postgres".to_owned(), log::LevelFilter::Warn)
             .install();
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! caller's clock and added to the server's, so hosts whose clocks disagree still agree on
 //! what is ready and never run a job early.
 
-use postgres::{Statement, Transaction};
+use postgres::{GenericClient, Statement, Transaction};
 
 use super::pool::{Conn, PgSettings};
 use crate::error::Result;
@@ -21,89 +21,43 @@ macro_rules! now_ms_sql {
 }
 pub(crate) use now_ms_sql;
 
-/// The prepared statements of an enqueue.
-pub struct EnqueueStatements {
-    seq: Statement,
-    insert: Statement,
-    note: Statement,
-    notify: Statement,
-}
+/// The one statement of an enqueue: sequence numbers, the rows, the queue names and the
+/// wake-up notifications (once per queue), in one round trip. Rows come back in input order
+/// with their id and whether they were inserted (false: a live job holds the unique key).
+const ENQUEUE: &str = concat!(
+    "WITH input AS ( \
+       SELECT nextval('jobs_seq') AS s, u.* FROM unnest($1::text[], $2::text[], $3::bytea[], \
+         $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[], $8::bigint[], $9::text[], \
+         $10::text[], $11::text[]) WITH ORDINALITY AS u(q, t, p, pr, d, mr, rb, tm, uk, md, px, ord)), \
+     ins AS ( \
+       INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
+         scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata) \
+       SELECT s, px || lpad(to_hex(s), 12, '0'), q, t, p, 0, pr, ",
+    now_ms_sql!(),
+    ", ",
+    now_ms_sql!(),
+    " + d, mr, rb, tm, uk, md FROM input ORDER BY ord \
+       ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1) DO NOTHING \
+       RETURNING seq), \
+     noted AS (INSERT INTO queues (name) SELECT DISTINCT q FROM input ON CONFLICT DO NOTHING) \
+     SELECT i.px || lpad(to_hex(i.s), 12, '0'), ins.seq IS NOT NULL, \
+       (SELECT count(pg_notify($12, dq.q)) FROM (SELECT DISTINCT q FROM input) AS dq \
+        WHERE $12::text IS NOT NULL) \
+     FROM input AS i LEFT JOIN ins ON ins.seq = i.s ORDER BY i.ord"
+);
 
-pub fn enqueue_statements(conn: &mut Conn, settings: &PgSettings) -> Result<EnqueueStatements> {
-    let err = |e| settings.error(e);
-    Ok(EnqueueStatements {
-        seq: conn
-            .prepare("SELECT nextval('jobs_seq') FROM generate_series(1, $1::bigint)")
-            .map_err(err)?,
-        insert: conn
-            .prepare(concat!(
-                "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, \
-                 created_at, scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, \
-                 metadata) SELECT s, i, q, t, p, 0, pr, ",
-                now_ms_sql!(),
-                ", ",
-                now_ms_sql!(),
-                " + d, mr, rb, tm, uk, md \
-                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], \
-                 $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[], $10::bigint[], \
-                 $11::text[], $12::text[]) AS u(s, i, q, t, p, pr, d, mr, rb, tm, uk, md) \
-                 ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1) DO NOTHING \
-                 RETURNING seq"
-            ))
-            .map_err(err)?,
-        note: conn
-            .prepare("INSERT INTO queues (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
-            .map_err(err)?,
-        notify: conn
-            .prepare("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
-            .map_err(err)?,
-    })
-}
-
-/// Inserts jobs in one transaction (one statement for the rows) and returns their ids;
-/// notifies listening workers once per queue when `notify` names the channel.
-pub fn enqueue(
-    conn: &mut Conn,
-    settings: &PgSettings,
-    jobs: &[NewJob],
-    client_now: i64,
-    notify: Option<&str>,
-) -> Result<Vec<String>> {
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let stmts = enqueue_statements(conn, settings)?;
-    let mut tx = conn.client.transaction().map_err(|e| settings.error(e))?;
-    let ids = enqueue_in(&mut tx, &stmts, settings, jobs, client_now, notify)?;
-    tx.commit().map_err(|e| settings.error(e))?;
-    Ok(ids)
-}
-
-/// The inserts of `enqueue`, inside the caller's transaction.
+/// Inserts jobs with one statement and returns their ids (for a `unique_key` that a pending
+/// or running job holds, that job's id); notifies listening workers once per queue when
+/// `notify` names the channel. Runs in the caller's transaction, if any.
 pub fn enqueue_in(
-    tx: &mut Transaction<'_>,
-    stmts: &EnqueueStatements,
+    client: &mut impl GenericClient,
+    stmt: &Statement,
     settings: &PgSettings,
     jobs: &[NewJob],
     client_now: i64,
     notify: Option<&str>,
 ) -> Result<Vec<String>> {
     let err = |e| settings.error(e);
-    let n = jobs.len() as i64;
-    let seqs: Vec<i64> = tx
-        .query(&stmts.seq, &[&n])
-        .map_err(err)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    // The id's time prefix is the caller's clock: it only spreads ids, it orders nothing.
-    let ids: Vec<String> = seqs
-        .iter()
-        .map(|seq| format!("{}{seq:012x}", ids::prefix(client_now)))
-        .collect();
-    let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
-    queues.sort_unstable();
-    queues.dedup();
     let q: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
     let t: Vec<&str> = jobs.iter().map(|j| j.task_name.as_str()).collect();
     let p: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
@@ -114,38 +68,52 @@ pub fn enqueue_in(
     let tm: Vec<i64> = jobs.iter().map(|j| j.timeout_ms).collect();
     let uk: Vec<Option<&str>> = jobs.iter().map(|j| j.unique_key.as_deref()).collect();
     let md: Vec<Option<&str>> = jobs.iter().map(|j| j.metadata.as_deref()).collect();
-    tx.execute(&stmts.note, &[&queues]).map_err(err)?;
-    let inserted: Vec<i64> = tx
+    // The id's time prefix is the caller's clock: it only spreads ids, it orders nothing.
+    let px: Vec<String> = jobs.iter().map(|_| ids::prefix(client_now)).collect();
+    let rows = client
         .query(
-            &stmts.insert,
-            &[&seqs, &ids, &q, &t, &p, &pr, &d, &mr, &rb, &tm, &uk, &md],
+            stmt,
+            &[&q, &t, &p, &pr, &d, &mr, &rb, &tm, &uk, &md, &px, &notify],
         )
-        .map_err(err)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut out = ids;
-    if inserted.len() != jobs.len() {
-        // A unique_key held by a pending or running job: return that job's id instead.
-        for (i, job) in jobs.iter().enumerate() {
-            if inserted.contains(&seqs[i]) {
-                continue;
-            }
-            let key = job.unique_key.as_deref().unwrap_or_default();
-            let row = tx
-                .query_one(
-                    "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
-                     AND status IN (0, 1)",
-                    &[&key],
-                )
-                .map_err(err)?;
-            out[i] = row.get(0);
+        .map_err(err)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (row, job) in rows.iter().zip(jobs) {
+        if row.get::<_, bool>(1) {
+            out.push(row.get(0));
+            continue;
         }
-    }
-    if let Some(channel) = notify {
-        tx.query(&stmts.notify, &[&channel, &queues]).map_err(err)?;
+        let key = job.unique_key.as_deref().unwrap_or_default();
+        let existing = client
+            .query_opt(
+                "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
+                 AND status IN (0, 1)",
+                &[&key],
+            )
+            .map_err(err)?;
+        // The holder may have finished in between: its id is still the answer.
+        out.push(existing.map(|r| r.get(0)).unwrap_or_else(|| row.get(0)));
     }
     Ok(out)
+}
+
+/// Inserts jobs (see `enqueue_in`) as one autocommitted statement.
+pub fn enqueue(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    jobs: &[NewJob],
+    client_now: i64,
+    notify: Option<&str>,
+) -> Result<Vec<String>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = enqueue_statement(conn, settings)?;
+    enqueue_in(&mut conn.client, &stmt, settings, jobs, client_now, notify)
+}
+
+/// The enqueue statement, prepared once per connection.
+pub fn enqueue_statement(conn: &mut Conn, settings: &PgSettings) -> Result<Statement> {
+    conn.prepare(ENQUEUE).map_err(|e| settings.error(e))
 }
 
 pub fn new_token() -> i64 {

@@ -3,7 +3,7 @@
 use postgres::types::ToSql;
 use postgres::Row;
 
-use super::claim::{enqueue_in, enqueue_statements, now_ms_sql};
+use super::claim::{enqueue_in, enqueue_statement, now_ms_sql};
 use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome};
@@ -265,7 +265,7 @@ pub fn retry_dead(
     notify: Option<&str>,
 ) -> Result<String> {
     let err = |e| s.error(e);
-    let stmts = enqueue_statements(c, s)?;
+    let stmt = enqueue_statement(c, s)?;
     let mut tx = c.client.transaction().map_err(err)?;
     let row = tx
         .query_opt(
@@ -292,7 +292,7 @@ pub fn retry_dead(
     };
     let ids = enqueue_in(
         &mut tx,
-        &stmts,
+        &stmt,
         s,
         std::slice::from_ref(&job),
         client_now,
