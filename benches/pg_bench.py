@@ -41,7 +41,9 @@ APP = textwrap.dedent(
 
 
 def psql(url: str, sql: str) -> None:
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql], check=True, capture_output=True)
+    subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql], check=True, capture_output=True
+    )
 
 
 class Database:
@@ -147,8 +149,11 @@ def main() -> None:
     args = ap.parse_args()
     if not args.url:
         sys.exit("pg_bench: give --url or set TASKITO_TEST_PG_URL (see tests/pg_server.sh)")
-    sizes = {"enqueue": 300, "batch": 2000, "drain": 2000, "rt": 20} if args.quick else {
-        "enqueue": 3000, "batch": 20000, "drain": 20000, "rt": 200}
+    sizes = (
+        {"enqueue": 300, "batch": 2000, "drain": 2000, "rt": 20}
+        if args.quick
+        else {"enqueue": 3000, "batch": 20000, "drain": 20000, "rt": 200}
+    )
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "benchapp.py"), "w") as f:
             f.write(APP)
@@ -158,7 +163,9 @@ def main() -> None:
         ]
         for procs in (1, 2, 4):
             rate = bench_drain(args.url, args.python, folder, sizes["drain"], procs, 4)
-            rows.append((f"no-op drain of {sizes['drain']:,}, {procs} process(es) x 4 threads", f"{rate:,.0f} jobs/s"))
+            rows.append(
+                (f"no-op drain of {sizes['drain']:,}, {procs} process(es) x 4 threads", f"{rate:,.0f} jobs/s")
+            )
         p50, p99 = bench_round_trip(args.url, args.python, folder, sizes["rt"])
         rows.append(("round trip to a worker process (p50 / p99)", f"{p50:.1f} / {p99:.1f} ms"))
     print("| workload | taskito on PostgreSQL |\n|---|---|")
