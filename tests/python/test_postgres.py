@@ -132,7 +132,7 @@ def test_concurrent_first_starts_migrate_once(url: str) -> None:
         assert out.strip() == "0"
     versions = pg.psql("SELECT version FROM taskito.schema_version ORDER BY version", url)
     assert versions.split() == [str(v) for v in range(1, len(versions.split()) + 1)]
-    assert versions.split() == ["1"]
+    assert len(versions.split()) >= 2  # every migration recorded once, none twice
 
 
 def test_schema_isolates_applications(url: str) -> None:
