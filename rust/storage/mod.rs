@@ -8,7 +8,6 @@ mod ids;
 mod inspect;
 mod pages;
 mod pause;
-mod retention;
 pub mod postgres;
 mod retention;
 mod schema;

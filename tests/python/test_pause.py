@@ -17,7 +17,7 @@ from conftest import RunningWorker
 from taskito import Queue
 
 
-def test_pause_resume_and_list(queue: Queue) -> None:
+def test_pause_resume_and_list(queue: Queue, db_path: str) -> None:
     assert queue.paused_queues() == []
     assert queue.pause("emails") is True
     assert queue.pause("emails") is False  # already paused
@@ -27,7 +27,7 @@ def test_pause_resume_and_list(queue: Queue) -> None:
     assert queue.resume("emails") is False
     assert queue.paused_queues() == ["reports"]
     # Another Queue object on the same file sees the same pauses.
-    assert Queue(db_path=queue.db_path).paused_queues() == ["reports"]
+    assert Queue(db_path=db_path).paused_queues() == ["reports"]
 
 
 @pytest.mark.parametrize("bad", ["", "   ", None, 3])

@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 import time
 
+import pg
 import pytest
 from conftest import RunningWorker
 
@@ -16,11 +17,18 @@ from taskito.retention import DEFAULT_RETENTION
 def _age_everything(db_path: str, seconds: float) -> None:
     """Moves every stored time back by ``seconds``, as if that much time had passed."""
     ms = int(seconds * 1000)
+    updates = [
+        "UPDATE jobs SET completed_at = completed_at - ? WHERE completed_at IS NOT NULL",
+        "UPDATE job_errors SET failed_at = failed_at - ?",
+        "UPDATE dead_letters SET failed_at = failed_at - ?",
+        "UPDATE task_logs SET logged_at = logged_at - ?",
+    ]
+    if db_path.startswith("postgresql://"):
+        pg.psql("SET search_path TO taskito; " + "; ".join(u.replace("?", str(ms)) for u in updates), db_path)
+        return
     with sqlite3.connect(db_path) as c:
-        c.execute("UPDATE jobs SET completed_at = completed_at - ? WHERE completed_at IS NOT NULL", (ms,))
-        c.execute("UPDATE job_errors SET failed_at = failed_at - ?", (ms,))
-        c.execute("UPDATE dead_letters SET failed_at = failed_at - ?", (ms,))
-        c.execute("UPDATE task_logs SET logged_at = logged_at - ?", (ms,))
+        for u in updates:
+            c.execute(u, (ms,))
 
 
 def _fill(q: Queue) -> dict[str, str]:

@@ -154,7 +154,8 @@ pub fn claim(
     let stmt = conn
         .prepare(concat!(
             "WITH picked AS MATERIALIZED ( \
-               SELECT r.seq FROM unnest($1::text[]) AS qn(name) CROSS JOIN LATERAL ( \
+               SELECT r.seq FROM (SELECT name FROM unnest($1::text[]) AS u(name) \
+                 WHERE name NOT IN (SELECT name FROM paused_queues)) AS qn CROSS JOIN LATERAL ( \
                  SELECT seq, priority, scheduled_at FROM jobs \
                  WHERE status = 0 AND queue = qn.name AND scheduled_at <= ",
             now_ms_sql!(),

@@ -6,6 +6,7 @@
 
 mod claim;
 mod inspect;
+mod pages;
 mod pool;
 mod retention;
 mod schema;
@@ -19,7 +20,7 @@ use std::sync::Mutex;
 
 use pool::{Conn, PgSettings, Pool};
 
-use super::{ChangeProbe, QueueCounts, Storage, WakeSource, Write};
+use super::{ChangeProbe, JobPage, QueueCounts, Storage, WakeSource, Write};
 use crate::error::{Error, Result};
 use crate::job::{
     now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob,
@@ -293,6 +294,32 @@ impl Storage for PgStorage {
     fn purge_completed(&self, before: i64) -> Result<usize> {
         let age = age_of(before);
         self.with(|c, s| retention::purge_completed(c, s, age))
+    }
+    fn pause_queue(&self, queue: &str, now: i64) -> Result<bool> {
+        self.with(|c, s| pages::pause(c, s, queue, now))
+    }
+    fn resume_queue(&self, queue: &str) -> Result<bool> {
+        self.with(|c, s| pages::resume(c, s, queue))
+    }
+    fn paused_queues(&self) -> Result<Vec<String>> {
+        self.with(pages::paused)
+    }
+    fn list_jobs_after(
+        &self,
+        filter: &JobFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<JobPage<JobRecord>> {
+        self.with(|c, s| pages::jobs_after(c, s, filter, after, limit))
+    }
+    fn dead_letters_after(&self, after: Option<&str>, limit: i64) -> Result<JobPage<DeadLetter>> {
+        self.with(|c, s| pages::dead_after(c, s, after, limit))
+    }
+    fn throughput(&self, since: i64, bucket_ms: i64) -> Result<Vec<(i64, i64)>> {
+        self.with(|c, s| pages::throughput(c, s, since, bucket_ms))
+    }
+    fn job_payload(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        self.with(|c, s| pages::payload(c, s, id))
     }
 }
 

@@ -151,6 +151,13 @@ const MIGRATIONS: &[&str] = &[
         reported_at   bigint  NOT NULL
     );
     "#,
+    // 3: paused queues; the claim skips every queue named here.
+    r#"
+    CREATE TABLE paused_queues (
+        name      text   PRIMARY KEY,
+        paused_at bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
