@@ -278,6 +278,7 @@ def test_kill_9_orphan_reruns_within_15_seconds(url: str, tmp_path: Path) -> Non
         try:
             assert job.result(timeout=30) is None
             recovered_after = time.monotonic() - killed
+            print(f"orphan finished {recovered_after:.1f} s after kill -9")
             assert recovered_after < 15, recovered_after
         finally:
             stop([rescuer])
@@ -328,6 +329,7 @@ def test_server_restart_under_load_loses_nothing(url: str, tmp_path: Path) -> No
     counts = runs(tmp_path)
     assert len(counts) == total
     twice = [i for i, n in counts.items() if n > 1]
+    print(f"server restart mid-drain: {len(counts)} of {total} jobs ran, {len(twice)} twice")
     # A job runs twice only if its claim died with the server mid-run and was recovered.
     assert len(twice) <= 8, twice
     for p, log in zip(procs, sorted(tmp_path.glob("worker-*.log"))):
