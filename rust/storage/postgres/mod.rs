@@ -21,12 +21,15 @@ use std::sync::Mutex;
 use pool::{Conn, PgSettings, Pool};
 
 use super::{ChangeProbe, JobPage, QueueCounts, Storage, WakeSource, Write};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::job::{
     now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob,
     StoredOutcome, TaskLog, WorkerInfo,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
+
+/// Failed claims remembered for a later look-up (a server down for long makes many).
+const MAX_UNSURE_CLAIMS: usize = 1024;
 
 /// Connections a store opens at most when `pool_size` is not given.
 pub const DEFAULT_POOL_SIZE: usize = 10;
@@ -157,12 +160,13 @@ impl Storage for PgStorage {
             }
             claim::claim(c, s, queues, owner, limit, token)
         });
-        // A claim that never reached the server (no connection) took nothing.
-        if matches!(&out, Err(e) if !matches!(e, Error::Connect { .. })) {
-            self.unsure_claims
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((owner.to_string(), token));
+        // Any failed try may have committed before its connection broke (a later try may
+        // fail only to connect): look for this token's jobs at the next claim.
+        if out.is_err() {
+            let mut unsure = self.unsure_claims.lock().unwrap_or_else(|p| p.into_inner());
+            unsure.push((owner.to_string(), token));
+            let excess = unsure.len().saturating_sub(MAX_UNSURE_CLAIMS);
+            unsure.drain(..excess);
         }
         out
     }
