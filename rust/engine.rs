@@ -13,8 +13,11 @@ use crossbeam_channel::{bounded, unbounded};
 use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::job::{now_ms, WorkerInfo};
-use crate::results::{self, Event};
+use crate::events::Event;
+use crate::health::Health;
+use crate::job::{now_ms, WorkerInfo, WorkerKey};
+use crate::liveness::{Clock, SystemClock};
+use crate::results;
 use crate::scheduler::{Scheduler, MAX_AHEAD};
 use crate::storage::Storage;
 use crate::worker::{InFlight, RunTimes, Runner, WorkerPool};
@@ -29,6 +32,7 @@ pub struct Engine {
     results: Option<JoinHandle<()>>,
     scheduler_done: Arc<(Mutex<bool>, Condvar)>,
     processed: Arc<AtomicU64>,
+    key: WorkerKey,
 }
 
 impl Engine {
@@ -41,9 +45,15 @@ impl Engine {
     ) -> Result<Engine> {
         config.validate()?;
         control.arm();
-        let now = now_ms();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        // Every start is a new incarnation, so a restart under the id of a dead run does
+        // not inherit that run's claims as if they were live.
+        let key = WorkerKey::fresh(config.worker_id.clone());
+        let health = Arc::new(Health::default());
+        let now = clock.wall_ms();
         storage.register_worker(&WorkerInfo {
             worker_id: config.worker_id.clone(),
+            incarnation: key.incarnation,
             hostname: config.hostname.clone(),
             pid: config.pid,
             queues: config.queues_label(),
@@ -72,6 +82,7 @@ impl Engine {
             control.clone(),
             processed.clone(),
             unrecorded.clone(),
+            health.clone(),
         )?;
         let pool = WorkerPool::new(
             jobs_rx,
@@ -81,6 +92,9 @@ impl Engine {
             in_flight.clone(),
             run_times.clone(),
             config.worker_id.clone(),
+            health.clone(),
+            // At most as many stuck threads as the pool has threads.
+            config.workers,
         );
         for _ in 0..config.workers {
             pool.spawn_thread()?;
@@ -97,6 +111,9 @@ impl Engine {
             jobs_tx,
             events_tx: events_tx.clone(),
             claimed: Arc::new(AtomicU64::new(0)),
+            key: key.clone(),
+            health,
+            clock,
         };
         let done = scheduler_done.clone();
         let scheduler = thread::Builder::new()
@@ -123,6 +140,7 @@ impl Engine {
             results: Some(results),
             scheduler_done,
             processed,
+            key,
         })
     }
 
@@ -151,10 +169,7 @@ impl Engine {
                 log::error!("the result handler panicked");
             }
         }
-        if let Err(e) = self
-            .storage
-            .deregister_worker(&self.config.worker_id, now_ms())
-        {
+        if let Err(e) = self.storage.deregister_worker(&self.key, now_ms()) {
             log::warn!("could not deregister worker {}: {e}", self.config.worker_id);
         }
         let processed = self.processed.load(Ordering::SeqCst);

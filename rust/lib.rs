@@ -8,8 +8,12 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod events;
+pub mod health;
 pub mod job;
+pub mod liveness;
 pub mod local;
+pub mod logbridge;
 pub mod results;
 pub mod retention;
 pub mod scheduler;
@@ -28,16 +32,20 @@ mod _taskito {
     #[pymodule_export]
     use super::py::queue::PyQueueCore;
 
+    #[pymodule_export]
+    use super::py::logs::flush_logs;
+
+    #[pymodule_export]
+    use super::py::process::written_off_threads;
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("SCHEMA_VERSION", crate::storage::SCHEMA_VERSION)?;
-        // The engine's `log` records go to Python's `logging`, under the `taskito` logger.
-        // Loggers are cached but their levels are read on every record, so configuring
-        // logging after import still takes effect. Fails only if a logger is already set.
-        let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?
-            .set_prefix("taskito")
-            .install();
+        // The engine's `log` records go to Python's `logging`, under the `taskito` logger,
+        // through a queue that engine threads never wait on (see logbridge.rs).
+        crate::logbridge::install();
+        crate::py::logs::deliver(m.py());
         Ok(())
     }
 }

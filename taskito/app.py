@@ -4,6 +4,7 @@ calls into stored jobs, and runs workers on the Rust engine."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import json
 import logging
@@ -19,7 +20,7 @@ from taskito._inspect import Inspection
 from taskito._operations import AsyncOperations, Operations
 from taskito._paging import Pagination
 from taskito._signals import _signals_drain
-from taskito._taskito import QueueCore
+from taskito._taskito import QueueCore, flush_logs
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.middleware import TaskMiddleware, call_each, check_middleware
 from taskito.pause import Pause
@@ -31,6 +32,8 @@ log = logging.getLogger("taskito")
 # A library leaves output to the application: without a handler configured anywhere, records
 # are dropped instead of reaching logging's last-resort stderr handler.
 log.addHandler(logging.NullHandler())
+# Engine records still queued when the interpreter exits reach logging before it shuts down.
+atexit.register(flush_logs)
 
 _run_counter = itertools.count(1)
 _HOOK_KINDS = (

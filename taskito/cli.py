@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskito import _settings as settings
+from taskito._taskito import flush_logs, written_off_threads
 from taskito.app import Queue
 from taskito.exceptions import TaskitoError
 
@@ -166,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    # Threads written off after a timeout may still be stuck in C code: leave without
-    # interpreter teardown so they cannot hold the exit up.
-    os._exit(code)
+    if written_off_threads():
+        # A thread written off (stuck in a task past its timeout or the drain timeout) could
+        # hold up interpreter teardown: flush logging and leave at once.
+        flush_logs()
+        logging.shutdown()
+        os._exit(code)
+    return code

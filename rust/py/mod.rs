@@ -2,6 +2,8 @@
 
 mod convert;
 pub mod errors;
+pub mod logs;
+pub mod process;
 pub mod queue;
 mod queue_ops;
 mod queue_pages;

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::convert::{dead_dict, error_dict, job_dict, worker_dict};
+use super::logs::deliver;
 use super::runner::PyRunner;
 use crate::config::WorkerConfig;
 use crate::control::Control;
@@ -134,7 +135,9 @@ impl PyQueueCore {
     fn new(py: Python<'_>, db_path: String, durability: &str) -> PyResult<Self> {
         let durability = Durability::parse(durability)?;
         let path = db_path.clone();
-        let storage = py.detach(move || SqliteStorage::open(&path, durability))?;
+        let storage = py.detach(move || SqliteStorage::open(&path, durability));
+        deliver(py);
+        let storage = storage?;
         Ok(PyQueueCore {
             storage: Arc::new(storage),
             path: db_path,
@@ -420,9 +423,15 @@ impl PyQueueCore {
         config.timeout_grace = secs("timeout_grace", timeout_grace)?;
         let runner: Arc<dyn Runner> = Arc::new(PyRunner::new(py, dispatch)?);
         let (storage, control) = (self.storage.clone(), self.control.clone());
-        let engine = py.detach(move || Engine::start(storage, runner, config, control))?;
+        deliver(py);
+        let engine = py.detach(move || Engine::start(storage, runner, config, control));
+        deliver(py);
+        let engine = engine?;
         loop {
-            if py.detach(|| engine.wait(SIGNAL_CHECK)) {
+            let done = py.detach(|| engine.wait(SIGNAL_CHECK));
+            // This thread holds the GIL anyway: it hands the engine's records to logging.
+            deliver(py);
+            if done {
                 break;
             }
             if let Err(e) = py.check_signals() {
@@ -439,10 +448,13 @@ impl PyQueueCore {
                     });
                     let _ = done_rx.recv_timeout(FORCED_STOP_WAIT);
                 });
+                deliver(py);
                 return Err(e);
             }
         }
-        Ok(py.detach(move || engine.join()))
+        let processed = py.detach(move || engine.join());
+        deliver(py);
+        Ok(processed)
     }
 
     /// Asks a running worker of this queue to drain and return. A no-op when none runs.
@@ -477,7 +489,10 @@ impl PyQueueCore {
             heartbeat_interval,
         };
         let storage = self.storage.clone();
-        let run = py.detach(|| local::process_one(storage, &runner, &who, ident))?;
+        deliver(py);
+        let run = py.detach(|| local::process_one(storage, &runner, &who, ident));
+        deliver(py);
+        let run = run?;
         self.control.results_committed();
         run.map(|r| local_result(py, r)).transpose()
     }
@@ -509,7 +524,10 @@ impl PyQueueCore {
             heartbeat_interval,
         };
         let storage = self.storage.clone();
-        let run = py.detach(|| local::execute(storage, &runner, &who, &job_id, ident))?;
+        deliver(py);
+        let run = py.detach(|| local::execute(storage, &runner, &who, &job_id, ident));
+        deliver(py);
+        let run = run?;
         self.control.results_committed();
         run.map(|r| local_result(py, r)).transpose()
     }

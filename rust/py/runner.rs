@@ -125,10 +125,18 @@ impl Runner for PyRunner {
     }
 
     fn interrupt(&self, ident: u64) {
+        self.interrupt_if(ident, &|| true);
+    }
+
+    fn interrupt_if(&self, ident: u64, still_running: &dyn Fn() -> bool) {
         if ident == 0 {
             return;
         }
         Python::attach(|py| {
+            // Checked while attached: the job's thread cannot leave the task meanwhile.
+            if !still_running() {
+                return;
+            }
             // SAFETY: attached; the exception type is a live class object we own a reference to.
             unsafe {
                 pyo3::ffi::PyThreadState_SetAsyncExc(

@@ -14,7 +14,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
-    TaskLog, WorkerInfo,
+    TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
@@ -363,7 +363,7 @@ impl Storage for SqliteStorage {
     fn claim(
         &self,
         queues: Option<&[String]>,
-        owner: &str,
+        owner: &WorkerKey,
         limit: usize,
         now: i64,
     ) -> Result<Vec<ClaimedJob>> {
@@ -384,11 +384,13 @@ impl Storage for SqliteStorage {
             {
                 let mut stmt = tx.prepare_cached(&format!(
                     "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
-                     worker_id = NULL WHERE seq = ?1 AND status = 0 RETURNING {CLAIM_COLUMNS}"
+                     worker_id = NULL, incarnation = ?5 WHERE seq = ?1 AND status = 0 \
+                     RETURNING {CLAIM_COLUMNS}"
                 ))?;
                 for seq in seqs {
                     let token = new_token();
-                    let mut rows = stmt.query(params![seq, owner, token, now])?;
+                    let mut rows =
+                        stmt.query(params![seq, owner.worker_id, token, now, owner.incarnation])?;
                     if let Some(row) = rows.next()? {
                         claimed.push(claim_row(row, token)?);
                     }
@@ -399,19 +401,27 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn claim_by_id(&self, id: &str, owner: &str, now: i64) -> Result<Option<ClaimedJob>> {
+    fn claim_by_id(&self, id: &str, owner: &WorkerKey, now: i64) -> Result<Option<ClaimedJob>> {
         self.write(|conn| {
             let token = new_token();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let job = tx
                 .prepare_cached(&format!(
                     "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
-                     completed_at = NULL, worker_id = NULL \
+                     completed_at = NULL, worker_id = NULL, incarnation = ?6 \
                      WHERE seq = ?5 AND id = ?1 AND status != 1 RETURNING {CLAIM_COLUMNS}"
                 ))?
-                .query_row(params![id, owner, token, now, seq_of(id)], |r| {
-                    claim_row(r, token)
-                })
+                .query_row(
+                    params![
+                        id,
+                        owner.worker_id,
+                        token,
+                        now,
+                        seq_of(id),
+                        owner.incarnation
+                    ],
+                    |r| claim_row(r, token),
+                )
                 .optional()?;
             tx.commit()?;
             Ok(job)
@@ -450,14 +460,17 @@ impl Storage for SqliteStorage {
     fn register_worker(&self, info: &WorkerInfo) -> Result<()> {
         self.write(|c| inspect::register_worker(c, info))
     }
-    fn heartbeat(&self, worker_id: &str, now: i64) -> Result<()> {
-        self.write(|c| inspect::heartbeat(c, worker_id, now))
+    fn heartbeat(&self, who: &WorkerKey, status: &str, now: i64) -> Result<()> {
+        self.write(|c| inspect::heartbeat(c, who, status, now))
     }
-    fn deregister_worker(&self, worker_id: &str, now: i64) -> Result<()> {
-        self.write(|c| inspect::deregister_worker(c, worker_id, now))
+    fn deregister_worker(&self, who: &WorkerKey, now: i64) -> Result<()> {
+        self.write(|c| inspect::deregister_worker(c, who, now))
     }
-    fn recover_stale(&self, stale_before: i64, now: i64) -> Result<usize> {
-        self.write(|c| inspect::recover_stale(c, stale_before, now))
+    fn worker_beats(&self) -> Result<Vec<WorkerBeat>> {
+        self.read(|c| inspect::worker_beats(c))
+    }
+    fn recover_workers(&self, dead: &[WorkerBeat], now: i64) -> Result<usize> {
+        self.write(|c| inspect::recover_workers(c, dead, now))
     }
     fn purge_finished(&self, before: i64) -> Result<usize> {
         self.write(|c| inspect::purge_finished(c, before))
