@@ -225,7 +225,7 @@ fn persist_one_by_one(storage: &dyn Storage, writes: Vec<Write>) -> Vec<Write> {
 /// costs only its own job. While the store refuses every write, the worker is unhealthy
 /// (claims nothing, says so) and the writes are retried until they succeed; only a
 /// stopping worker gives up, after `GIVE_UP_AFTER`, leaving the jobs to stale recovery.
-fn persist(storage: &dyn Storage, writes: Vec<Write>, health: &Health, control: &Control) {
+pub fn persist(storage: &dyn Storage, writes: Vec<Write>, health: &Health, control: &Control) {
     let start = Instant::now();
     let mut delay = Duration::from_millis(50);
     let mut pending = writes;
@@ -233,10 +233,13 @@ fn persist(storage: &dyn Storage, writes: Vec<Write>, health: &Health, control: 
         let failed = match storage.record(&pending, now_ms()) {
             Ok(_) => Vec::new(),
             Err(e) => {
-                log::warn!(
-                    "could not record {} job outcome(s) together ({e}); recording them one by one",
-                    pending.len()
-                );
+                if !health.store_failing() {
+                    log::warn!(
+                        "could not record {} job outcome(s) together ({e}); recording them one \
+                         by one",
+                        pending.len()
+                    );
+                }
                 persist_one_by_one(storage, pending)
             }
         };
