@@ -45,7 +45,7 @@ mod _taskito {
         // The engine's `log` records go to Python's `logging`, under the `taskito` logger,
         // through a queue that engine threads never wait on (see logbridge.rs).
         crate::logbridge::install();
-        crate::py::logs::deliver(m.py());
+        crate::py::logs::deliver(m.py())?;
         Ok(())
     }
 }

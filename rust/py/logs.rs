@@ -70,20 +70,30 @@ fn refresh_threshold(logging: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// Keeps an error that is not an `Exception` (a `KeyboardInterrupt` a signal handler raised
+/// while logging ran Python code): the caller must see it. Others are logging's business.
+fn keep_interrupt(py: Python<'_>, err: PyErr, first: &mut Option<PyErr>) {
+    if err.is_instance_of::<pyo3::exceptions::PyException>(py) {
+        err.print(py);
+    } else if first.is_none() {
+        *first = Some(err);
+    }
+}
+
 /// Delivers every queued engine record to `logging` and refreshes the level threshold.
-/// Never raises: a failing handler is logging's business, not the caller's.
-pub fn deliver(py: Python<'_>) {
-    let Ok(logging) = py.import("logging") else {
-        return;
-    };
+/// Errors of handlers are printed, not raised; only an exception that is not an `Exception`
+/// (a signal handler's `KeyboardInterrupt`, raised while this ran Python code) is returned.
+pub fn deliver(py: Python<'_>) -> PyResult<()> {
+    let logging = py.import("logging")?;
+    let mut interrupt = None;
     for record in logbridge::take() {
         if let Err(e) = emit(py, &logging, record) {
-            e.print(py);
+            keep_interrupt(py, e, &mut interrupt);
         }
     }
     let dropped = logbridge::take_dropped();
     if dropped > 0 {
-        let _ = logging
+        let warned = logging
             .call_method1("getLogger", ("taskito._taskito",))
             .and_then(|l| {
                 l.call_method1(
@@ -94,12 +104,21 @@ pub fn deliver(py: Python<'_>) {
                     ),),
                 )
             });
+        if let Err(e) = warned {
+            keep_interrupt(py, e, &mut interrupt);
+        }
     }
-    let _ = refresh_threshold(&logging);
+    if let Err(e) = refresh_threshold(&logging) {
+        keep_interrupt(py, e, &mut interrupt);
+    }
+    match interrupt {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// `_taskito.flush_logs()`: delivers queued engine records now (also run at exit).
 #[pyfunction]
-pub fn flush_logs(py: Python<'_>) {
-    deliver(py);
+pub fn flush_logs(py: Python<'_>) -> PyResult<()> {
+    deliver(py)
 }

@@ -136,7 +136,7 @@ impl PyQueueCore {
         let durability = Durability::parse(durability)?;
         let path = db_path.clone();
         let storage = py.detach(move || SqliteStorage::open(&path, durability));
-        deliver(py);
+        deliver(py)?;
         let storage = storage?;
         Ok(PyQueueCore {
             storage: Arc::new(storage),
@@ -423,18 +423,26 @@ impl PyQueueCore {
         config.timeout_grace = secs("timeout_grace", timeout_grace)?;
         let runner: Arc<dyn Runner> = Arc::new(PyRunner::new(py, dispatch)?);
         let (storage, control) = (self.storage.clone(), self.control.clone());
-        deliver(py);
+        deliver(py)?;
         let engine = py.detach(move || Engine::start(storage, runner, config, control));
-        deliver(py);
+        let delivered = deliver(py);
         let engine = engine?;
+        let mut delivered = Some(delivered);
         loop {
-            let done = py.detach(|| engine.wait(SIGNAL_CHECK));
             // This thread holds the GIL anyway: it hands the engine's records to logging.
-            deliver(py);
-            if done {
-                break;
-            }
-            if let Err(e) = py.check_signals() {
+            // A signal handler may run (and raise) while that runs Python code.
+            let checked = match delivered.take() {
+                Some(d) => d,
+                None => {
+                    let done = py.detach(|| engine.wait(SIGNAL_CHECK));
+                    let d = deliver(py);
+                    if done && d.is_ok() {
+                        break;
+                    }
+                    d
+                }
+            };
+            if let Err(e) = checked.and_then(|_| py.check_signals()) {
                 // A signal handler raised (a second Ctrl-C): put running jobs back and
                 // return now, finishing the clean-up in the background.
                 self.control.force_stop();
@@ -448,12 +456,12 @@ impl PyQueueCore {
                     });
                     let _ = done_rx.recv_timeout(FORCED_STOP_WAIT);
                 });
-                deliver(py);
+                let _ = deliver(py);
                 return Err(e);
             }
         }
         let processed = py.detach(move || engine.join());
-        deliver(py);
+        deliver(py)?;
         Ok(processed)
     }
 
@@ -489,9 +497,9 @@ impl PyQueueCore {
             heartbeat_interval,
         };
         let storage = self.storage.clone();
-        deliver(py);
+        deliver(py)?;
         let run = py.detach(|| local::process_one(storage, &runner, &who, ident));
-        deliver(py);
+        deliver(py)?;
         let run = run?;
         self.control.results_committed();
         run.map(|r| local_result(py, r)).transpose()
@@ -524,9 +532,9 @@ impl PyQueueCore {
             heartbeat_interval,
         };
         let storage = self.storage.clone();
-        deliver(py);
+        deliver(py)?;
         let run = py.detach(|| local::execute(storage, &runner, &who, &job_id, ident));
-        deliver(py);
+        deliver(py)?;
         let run = run?;
         self.control.results_committed();
         run.map(|r| local_result(py, r)).transpose()
