@@ -1,7 +1,7 @@
 # Stubs for the compiled engine module (rust/py/queue.rs).
 from typing import Any, Callable, Optional, final
 
-__all__ = ["QueueCore", "__version__", "SCHEMA_VERSION"]
+__all__ = ["QueueCore", "__version__", "SCHEMA_VERSION", "flush_logs", "written_off_threads"]
 
 __version__: str
 SCHEMA_VERSION: int
