@@ -132,3 +132,39 @@ pub fn python_level(level: log::Level) -> i64 {
         log::Level::Trace => 5,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log::Log;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        set_threshold(log::LevelFilter::Trace);
+        let _ = take();
+        let _ = take_dropped();
+        for i in 0..CAPACITY + 25 {
+            LOGGER.log(
+                &log::Record::builder()
+                    .args(format_args!("record {i}"))
+                    .level(log::Level::Warn)
+                    .target("_taskito::test")
+                    .build(),
+            );
+        }
+        let kept = take();
+        assert_eq!(kept.len(), CAPACITY);
+        assert_eq!(kept[0].message, "record 0");
+        assert_eq!(take_dropped(), 25);
+        // Below the threshold nothing is even formatted or queued.
+        set_threshold(log::LevelFilter::Warn);
+        LOGGER.log(
+            &log::Record::builder()
+                .args(format_args!("debug"))
+                .level(log::Level::Debug)
+                .target("_taskito::test")
+                .build(),
+        );
+        assert!(take().is_empty());
+    }
+}
