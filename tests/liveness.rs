@@ -276,3 +276,27 @@ fn a_live_pid_on_this_host_under_the_same_id_is_judged_like_any_worker() {
         clock.advance(Duration::from_secs(1));
     }
 }
+
+#[test]
+fn an_earlier_run_with_this_very_pid_is_recovered_at_once() {
+    // A container restarted as pid 1 under `<hostname>-<pid>`: the same id, host and pid.
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let clock = FakeClock::new();
+    let pid = std::process::id() as i64;
+    let before = WorkerKey::new("box-1", 1);
+    register(&s, &before, "box", pid, clock.wall_ms());
+    let orphan = claimed_job(&s, &before);
+    let now_key = WorkerKey::new("box-1", 2);
+    register(&s, &now_key, "box", pid, clock.wall_ms());
+    let mut observer = Observer::new(
+        now_key,
+        "box".into(),
+        pid,
+        Duration::from_secs(2),
+        Duration::from_secs(600),
+        clock.clone(),
+    );
+    assert_eq!(observer.check(&s).unwrap(), 1);
+    assert_eq!(status(&s, &orphan), JobStatus::Pending);
+}
