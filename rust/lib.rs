@@ -4,12 +4,15 @@
 //! Data flow: `Queue.enqueue` -> storage -> scheduler (claim) -> bounded channel -> worker
 //! threads (run) -> result channel -> result handler -> storage.
 
+pub mod async_lane;
 pub mod config;
 pub mod control;
 pub mod engine;
 pub mod error;
 pub mod job;
 pub mod local;
+#[cfg(target_os = "linux")]
+pub mod prefork;
 pub mod results;
 pub mod retention;
 pub mod scheduler;
@@ -27,6 +30,9 @@ mod _taskito {
 
     #[pymodule_export]
     use super::py::queue::PyQueueCore;
+
+    #[pymodule_export]
+    use super::py::queue_pool::PyAsyncLane;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

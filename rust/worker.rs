@@ -328,7 +328,7 @@ impl WorkerPool {
     }
 }
 
-fn timeout_outcome(job: &JobRef) -> Outcome {
+pub(crate) fn timeout_outcome(job: &JobRef) -> Outcome {
     Outcome::Failed {
         error: format!(
             "TaskTimeoutError: job {} ({}) exceeded its timeout of {}s",
