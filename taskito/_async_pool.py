@@ -49,6 +49,7 @@ class AsyncPool:
 
     def __init__(self, queue: Queue, names: list[str], concurrency: int) -> None:
         self.lane = AsyncLane(names, concurrency, _GRACE)
+        self._queue = queue
         self._dispatch = make_async_dispatch(queue, self._track)
         # The job whose coroutine is executing on the loop right now, if any.
         self._stepping: str | None = None
@@ -131,6 +132,7 @@ class AsyncPool:
 
     async def _run(self, job: tuple) -> None:
         job_id = job[2]
+        started = time.perf_counter()
         try:
             answer: Any = await self._dispatch(*job)
         except LoopTimeout:
@@ -150,7 +152,22 @@ class AsyncPool:
             answer = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc(), True)
         finally:
             self._deadlines.pop(job_id, None)
+        if self._queue._metrics is not None:
+            self._count(job, answer, time.perf_counter() - started)
         self.lane.finish(job_id, answer)
+
+    def _count(self, job: tuple, answer: tuple, elapsed: float) -> None:
+        """Counts the run in the worker's Prometheus metrics, as worker threads do."""
+        from taskito.metrics import outcome_of
+
+        metrics = self._queue._metrics
+        task_name, queue_name, retry_count, max_retries = job[0], job[3], job[4], job[5]
+        try:
+            outcome = outcome_of(answer, retry_count, max_retries)
+            metrics.processed.labels(queue_name, task_name, outcome).inc()
+            metrics.duration.labels(queue_name, task_name).observe(elapsed)
+        except Exception:  # metrics never fail a job
+            log.debug("could not count async job %s", job[2], exc_info=True)
 
     async def _cancel_all(self) -> None:
         self._stopping = True

@@ -340,3 +340,30 @@ def test_a_timeout_error_raised_by_the_task_is_its_own(tmp_path: Path) -> None:
     assert "TaskTimeoutError" not in (a.error or "")
     assert "TimeoutError" in (a.error or "")
     assert (b.error or "").startswith("CancelledError")
+
+
+def test_async_jobs_are_counted_in_the_worker_metrics(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    from taskito.metrics import Metrics
+
+    queue = make_queue(tmp_path)
+    metrics = Metrics(queue).attach()
+
+    @queue.task(name="anap")
+    async def anap() -> None:
+        await asyncio.sleep(0.01)
+
+    @queue.task(name="afail", max_retries=0)
+    async def afail() -> None:
+        raise RuntimeError("no")
+
+    jobs = [anap.delay() for _ in range(3)] + [afail.delay()]
+    assert queue.run_worker(run_once=True) == 4
+    assert [j.refresh().status for j in jobs] == ["complete"] * 3 + ["dead"]
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"queue": "default", **labels})
+
+    assert sample("taskito_jobs_processed_total", task="anap", outcome="complete") == 3
+    assert sample("taskito_jobs_processed_total", task="afail", outcome="dead") == 1
+    assert sample("taskito_job_duration_seconds_count", task="anap") == 3
