@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded};
 
+use crate::async_lane::AsyncLane;
 use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::error::{Error, Result};
@@ -43,7 +44,23 @@ impl Engine {
         config: WorkerConfig,
         control: Arc<Control>,
     ) -> Result<Engine> {
+        Engine::start_with(storage, runner, config, control, None)
+    }
+
+    /// `start`, with an async lane that runs `async def` jobs beside the worker threads.
+    pub fn start_with(
+        storage: Arc<dyn Storage>,
+        runner: Arc<dyn Runner>,
+        config: WorkerConfig,
+        control: Arc<Control>,
+        lane: Option<Arc<AsyncLane>>,
+    ) -> Result<Engine> {
         config.validate()?;
+        if lane.as_ref().is_some_and(|l| l.attached()) {
+            return Err(Error::Start(
+                "an async lane serves one worker run only".into(),
+            ));
+        }
         control.arm();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         // Every start is a new incarnation, so a restart under the id of a dead run does
@@ -84,6 +101,14 @@ impl Engine {
             unrecorded.clone(),
             health.clone(),
         )?;
+        if let Some(lane) = &lane {
+            lane.attach(
+                events_tx.clone(),
+                control.clone(),
+                unrecorded.clone(),
+                &config.worker_id,
+            );
+        }
         let pool = WorkerPool::new(
             jobs_rx,
             events_tx.clone(),
@@ -114,6 +139,7 @@ impl Engine {
             key: key.clone(),
             health,
             clock,
+            lane,
         };
         let done = scheduler_done.clone();
         let scheduler = thread::Builder::new()

@@ -4,6 +4,7 @@
 //! Data flow: `Queue.enqueue` -> storage -> scheduler (claim) -> bounded channel -> worker
 //! threads (run) -> result channel -> result handler -> storage.
 
+pub mod async_lane;
 pub mod config;
 pub mod control;
 pub mod engine;
@@ -14,6 +15,8 @@ pub mod job;
 pub mod liveness;
 pub mod local;
 pub mod logbridge;
+#[cfg(target_os = "linux")]
+pub mod prefork;
 pub mod results;
 pub mod retention;
 pub mod scheduler;
@@ -37,6 +40,9 @@ mod _taskito {
 
     #[pymodule_export]
     use super::py::process::written_off_threads;
+
+    #[pymodule_export]
+    use super::py::queue_pool::PyAsyncLane;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -12,13 +12,14 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
 
+use crate::async_lane::AsyncLane;
 use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::events::{Event, JobRef};
 use crate::health::Health;
 use crate::job::{now_ms, ClaimedJob, WorkerKey};
 use crate::liveness::{Clock, Observer};
-use crate::storage::{ChangeProbe, Storage};
+use crate::storage::{ChangeProbe, Storage, TaskFilter};
 use crate::worker::{InFlight, RunTimes, WorkerPool};
 
 /// How often the watchdog looks for jobs past their deadline.
@@ -52,6 +53,8 @@ pub struct Scheduler {
     pub key: WorkerKey,
     pub health: Arc<Health>,
     pub clock: Arc<dyn Clock>,
+    /// Where `async def` jobs go, when any are registered (`async_lane.rs`).
+    pub lane: Option<Arc<AsyncLane>>,
 }
 
 impl Scheduler {
@@ -143,6 +146,7 @@ impl Scheduler {
         let mut probe_every = self.config.probe_interval;
         let mut big_payloads = false;
         let mut idle_errors = 0u32;
+        let mut async_claimed;
         loop {
             if self.control.stop_requested() {
                 return;
@@ -153,19 +157,23 @@ impl Scheduler {
             if !self.worth_claiming(in_flight, free, capacity) {
                 free = 0;
             }
+            let mut async_free = self.lane.as_ref().map_or(0, |l| l.free());
+            let mut left = usize::MAX;
             if let Some(max) = self.config.max_jobs {
-                let left = max.saturating_sub(self.claimed.load(Ordering::SeqCst)) as usize;
+                left = max.saturating_sub(self.claimed.load(Ordering::SeqCst)) as usize;
                 if left == 0 && self.unrecorded.get() == 0 {
                     return;
                 }
                 free = free.min(left);
+                async_free = async_free.min(left);
             }
             if !self.health.ok() {
                 // Outcomes cannot be recorded, or too many threads are stuck: take nothing
                 // more until that clears.
                 free = 0;
+                async_free = 0;
             }
-            if free == 0 {
+            if free == 0 && async_free == 0 {
                 // No room worth claiming for: only a freed slot (or a stop) can change that.
                 tokio::select! {
                     _ = self.control.wake.notified() => {}
@@ -174,9 +182,10 @@ impl Scheduler {
                 continue;
             }
             let queues = self.config.queues.as_deref();
-            let claimed = match self.storage.claim(queues, &self.key, free, now_ms()) {
-                Ok(jobs) => {
+            let claimed = match self.claim_both(queues, free, async_free, left) {
+                Ok((jobs, async_n)) => {
                     idle_errors = 0;
+                    async_claimed = async_n;
                     jobs
                 }
                 Err(e) => {
@@ -187,9 +196,14 @@ impl Scheduler {
                 }
             };
             let n = claimed.len();
+            if async_claimed > 0 {
+                probe_every = self.config.probe_interval;
+                self.claimed
+                    .fetch_add(async_claimed as u64, Ordering::SeqCst);
+            }
             // Run-once ends when nothing is ready and every outcome is written (a failure
             // may have just put a job back as ready).
-            if n == 0 && self.config.run_once && self.unrecorded.get() == 0 {
+            if n + async_claimed == 0 && self.config.run_once && self.unrecorded.get() == 0 {
                 return;
             }
             if n > 0 {
@@ -200,9 +214,9 @@ impl Scheduler {
                 self.in_flight.add(n);
                 self.unrecorded.add(n);
                 self.send(claimed);
-                if n == free {
-                    continue; // maybe more is ready; the next turn waits for a free slot
-                }
+            }
+            if (n > 0 && n == free) || (async_claimed > 0 && async_claimed == async_free) {
+                continue; // maybe more is ready; the next turn waits for a free slot
             }
             let poll = self.config.poll_interval;
             tokio::select! {
@@ -213,14 +227,52 @@ impl Scheduler {
         }
     }
 
+    /// Claims up to `free` jobs for the worker threads and up to `async_free` for the
+    /// async lane (which hands its own to the loop), `left` in all. Without a lane, one
+    /// plain claim.
+    fn claim_both(
+        &self,
+        queues: Option<&[String]>,
+        free: usize,
+        async_free: usize,
+        left: usize,
+    ) -> crate::error::Result<(Vec<ClaimedJob>, usize)> {
+        let owner = &self.key;
+        let Some(lane) = &self.lane else {
+            return Ok((self.storage.claim(queues, owner, free, now_ms())?, 0));
+        };
+        let async_n = lane.claim(self.storage.as_ref(), queues, owner, async_free)?;
+        let free = free.min(left - async_n);
+        let jobs = if free > 0 {
+            let filter = TaskFilter::Except(lane.names());
+            self.storage
+                .claim_filtered(queues, owner, free, now_ms(), filter)?
+        } else {
+            Vec::new()
+        };
+        Ok((jobs, async_n))
+    }
+
+    fn lane_in_flight(&self) -> usize {
+        self.lane.as_ref().map_or(0, |l| l.in_flight())
+    }
+
     /// Stop claiming, hand back what no worker took, wait for running jobs up to the drain
     /// timeout, then put back whatever still runs.
     async fn drain(&self) {
         for job in self.pool.take_queued() {
             let _ = self.events_tx.send(Event::Requeue(job));
         }
+        if let Some(lane) = &self.lane {
+            for job in lane.take_queued() {
+                let _ = self.events_tx.send(Event::Requeue(job));
+            }
+        }
         let deadline = Instant::now() + self.config.drain_timeout;
-        while self.in_flight.get() > 0 && Instant::now() < deadline && !self.control.forced() {
+        while self.in_flight.get() + self.lane_in_flight() > 0
+            && Instant::now() < deadline
+            && !self.control.forced()
+        {
             tokio::select! {
                 _ = self.control.wake.notified() => {}
                 _ = sleep(Duration::from_millis(20)) => {}
@@ -243,7 +295,10 @@ impl Scheduler {
                 }
             }
         }
-        let unfinished = self.pool.write_off_running();
+        let mut unfinished = self.pool.write_off_running();
+        if let Some(lane) = &self.lane {
+            unfinished.extend(lane.close());
+        }
         if !unfinished.is_empty() {
             log::warn!(
                 "{} job(s) still running at shutdown were put back to pending",

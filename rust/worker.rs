@@ -504,7 +504,7 @@ fn start_interrupter(runner: Arc<dyn Runner>) -> Option<Sender<InterruptRequest>
     }
 }
 
-fn timeout_outcome(job: &JobRef) -> Outcome {
+pub(crate) fn timeout_outcome(job: &JobRef) -> Outcome {
     Outcome::Failed {
         error: format!(
             "TaskTimeoutError: job {} ({}) exceeded its timeout of {}s",

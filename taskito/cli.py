@@ -86,6 +86,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
         metrics.serve(queue, args.metrics_port, args.metrics_host)
         print(f"[taskito] Metrics on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
+    if args.pool == "prefork":
+        print("[taskito] Pool: prefork (tasks run in child processes)", flush=True)
     try:
         n = queue.run_worker(
             queues=queues,
@@ -94,6 +96,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             run_once=args.run_once,
             max_jobs=args.max_jobs,
             drain_timeout=args.drain_timeout,
+            pool=args.pool,
+            app=args.app if args.pool == "prefork" else None,
+            max_tasks_per_child=args.max_tasks_per_child,
         )
     except KeyboardInterrupt:
         print("[taskito] Worker stopped (forced).", flush=True)
@@ -144,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument(
         "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
+    )
+    w.add_argument(
+        "--pool",
+        choices=("thread", "prefork"),
+        default="thread",
+        help="thread: tasks run on worker threads (default); prefork: in child processes",
+    )
+    w.add_argument(
+        "--max-tasks-per-child",
+        type=int,
+        help="with --pool prefork, replace each child after this many jobs (default: never)",
     )
     w.set_defaults(func=_cmd_worker)
 

@@ -6,7 +6,7 @@ use std::thread;
 
 use _taskito::error::Error;
 use _taskito::job::{now_ms, JobFilter, JobStatus, NewJob, WorkerBeat, WorkerInfo, WorkerKey};
-use _taskito::storage::{Durability, SqliteStorage, Storage, Write};
+use _taskito::storage::{Durability, SqliteStorage, Storage, TaskFilter, Write};
 
 fn open(dir: &tempfile::TempDir) -> SqliteStorage {
     SqliteStorage::open(
@@ -83,6 +83,40 @@ fn claims_only_the_named_queues() {
     let claimed = s.claim(Some(&queues), &"w".into(), 10, now).unwrap();
     let got: Vec<&str> = claimed.iter().map(|j| j.queue.as_str()).collect();
     assert_eq!(got, vec!["c", "a"]);
+}
+
+#[test]
+fn filtered_claims_take_only_the_allowed_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    let named = |task: &str, priority| NewJob {
+        task_name: task.into(),
+        ..job("a", priority, now)
+    };
+    s.enqueue(&[
+        named("sync", 9),
+        named("aio", 1),
+        named("aio2", 5),
+        named("sync", 0),
+    ])
+    .unwrap();
+    let async_names = vec!["aio".to_string(), "aio2".to_string()];
+    let only = s
+        .claim_filtered(None, &"w".into(), 10, now, TaskFilter::Only(&async_names))
+        .unwrap();
+    let got: Vec<&str> = only.iter().map(|j| j.task_name.as_str()).collect();
+    assert_eq!(got, vec!["aio2", "aio"], "by priority, async tasks only");
+    let except = s
+        .claim_filtered(None, &"w".into(), 1, now, TaskFilter::Except(&async_names))
+        .unwrap();
+    assert_eq!(except.len(), 1);
+    assert_eq!(except[0].task_name, "sync");
+    let rest = s
+        .claim_filtered(None, &"w".into(), 10, now, TaskFilter::Except(&async_names))
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(s.claim(None, &"w".into(), 10, now).unwrap().is_empty());
 }
 
 #[test]

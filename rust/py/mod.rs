@@ -8,5 +8,6 @@ pub mod queue;
 mod queue_ops;
 mod queue_pages;
 mod queue_pause;
+pub mod queue_pool;
 mod queue_retention;
 pub mod runner;

@@ -386,7 +386,7 @@ impl PyQueueCore {
     }
 
     /// Runs the engine until shutdown; returns the number of jobs processed.
-    #[pyo3(signature = (dispatch, workers, queues, worker_id, hostname, pid, poll_interval_ms, drain_timeout, run_once=false, max_jobs=None, heartbeat_interval=2.0, stale_after=10.0, retention=None, timeout_grace=1.0))]
+    #[pyo3(signature = (dispatch, workers, queues, worker_id, hostname, pid, poll_interval_ms, drain_timeout, run_once=false, max_jobs=None, heartbeat_interval=2.0, stale_after=10.0, retention=None, timeout_grace=1.0, async_lane=None, prefork=None))]
     #[allow(clippy::too_many_arguments)]
     fn run_worker(
         &self,
@@ -405,6 +405,8 @@ impl PyQueueCore {
         stale_after: f64,
         retention: Option<RetentionArg>,
         timeout_grace: f64,
+        async_lane: Option<Py<super::queue_pool::PyAsyncLane>>,
+        prefork: Option<super::queue_pool::PreforkArgs>,
     ) -> PyResult<u64> {
         let mut config = WorkerConfig::new(worker_id, workers);
         config.hostname = hostname;
@@ -421,12 +423,25 @@ impl PyQueueCore {
             .transpose()?
             .unwrap_or_default();
         config.timeout_grace = secs("timeout_grace", timeout_grace)?;
-        let runner: Arc<dyn Runner> = Arc::new(PyRunner::new(py, dispatch)?);
+        let lane = async_lane.map(|l| l.get().inner.clone());
+        let (runner, children) = match prefork {
+            None => (
+                Arc::new(PyRunner::new(py, dispatch)?) as Arc<dyn Runner>,
+                None,
+            ),
+            Some(spec) => super::queue_pool::pool_runner(py, spec, config.timeout_grace)?,
+        };
         let (storage, control) = (self.storage.clone(), self.control.clone());
         deliver(py)?;
-        let engine = py.detach(move || Engine::start(storage, runner, config, control));
+        let started = py.detach(move || Engine::start_with(storage, runner, config, control, lane));
         let delivered = deliver(py);
-        let engine = engine?;
+        let engine = match started {
+            Ok(e) => e,
+            Err(e) => {
+                super::queue_pool::pool_stop(&children);
+                return Err(e.into());
+            }
+        };
         let mut delivered = Some(delivered);
         loop {
             // This thread holds the GIL anyway: it hands the engine's records to logging.
@@ -450,8 +465,10 @@ impl PyQueueCore {
                     // Wait (boundedly) for the put-back to be written, so a process that
                     // exits right after this still leaves its jobs pending.
                     let (done_tx, done_rx) = std::sync::mpsc::channel();
+                    let children = children.clone();
                     std::thread::spawn(move || {
                         engine.join();
+                        super::queue_pool::pool_stop(&children);
                         let _ = done_tx.send(());
                     });
                     let _ = done_rx.recv_timeout(FORCED_STOP_WAIT);
@@ -460,7 +477,11 @@ impl PyQueueCore {
                 return Err(e);
             }
         }
-        let processed = py.detach(move || engine.join());
+        let processed = py.detach(move || {
+            let n = engine.join();
+            super::queue_pool::pool_stop(&children);
+            n
+        });
         deliver(py)?;
         Ok(processed)
     }

@@ -42,7 +42,7 @@ fn clear_pending_interrupt(ident: u64) {
     }
 }
 
-fn failure(py: Python<'_>, err: PyErr) -> Outcome {
+pub(super) fn failure(py: Python<'_>, err: PyErr) -> Outcome {
     let traceback = err
         .traceback(py)
         .and_then(|tb| tb.format().ok())
@@ -63,7 +63,7 @@ fn failure(py: Python<'_>, err: PyErr) -> Outcome {
 
 /// Reads the dispatch function's answer: `(True, result_bytes)` or
 /// `(False, error, traceback, retryable)`.
-fn read_answer(answer: &Bound<'_, PyAny>) -> PyResult<Outcome> {
+pub(super) fn read_answer(answer: &Bound<'_, PyAny>) -> PyResult<Outcome> {
     let tuple = answer.cast::<PyTuple>()?;
     if tuple.get_item(0)?.is_truthy()? {
         let item = tuple.get_item(1)?;

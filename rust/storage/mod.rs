@@ -64,6 +64,14 @@ pub enum Write {
     Requeue { id: String, token: i64 },
 }
 
+/// Which task names a claim may take: the async lane claims only async tasks, and the
+/// worker threads beside it everything else, so neither takes jobs the other must run.
+#[derive(Debug, Clone, Copy)]
+pub enum TaskFilter<'a> {
+    Only(&'a [String]),
+    Except(&'a [String]),
+}
+
 /// Counts of `(queue, status)` pairs.
 pub type QueueCounts = Vec<(String, JobStatus, i64)>;
 
@@ -83,6 +91,16 @@ pub trait Storage: Send + Sync + 'static {
         owner: &WorkerKey,
         limit: usize,
         now: i64,
+    ) -> Result<Vec<ClaimedJob>>;
+
+    /// `claim`, restricted to the task names `tasks` allows.
+    fn claim_filtered(
+        &self,
+        queues: Option<&[String]>,
+        owner: &WorkerKey,
+        limit: usize,
+        now: i64,
+        tasks: TaskFilter<'_>,
     ) -> Result<Vec<ClaimedJob>>;
 
     /// Claims one job by id whatever its status and schedule (`taskito execute`); `None` if
