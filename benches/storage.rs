@@ -49,7 +49,7 @@ fn main() {
     let start = Instant::now();
     let mut claimed = Vec::new();
     loop {
-        let got = s.claim(None, "bench", 64, now_ms()).unwrap();
+        let got = s.claim(None, &"bench".into(), 64, now_ms()).unwrap();
         if got.is_empty() {
             break;
         }

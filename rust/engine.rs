@@ -10,11 +10,15 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded};
 
+use crate::async_lane::AsyncLane;
 use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::job::{now_ms, WorkerInfo};
-use crate::results::{self, Event};
+use crate::events::Event;
+use crate::health::Health;
+use crate::job::{now_ms, WorkerInfo, WorkerKey};
+use crate::liveness::{Clock, SystemClock};
+use crate::results;
 use crate::scheduler::{Scheduler, MAX_AHEAD};
 use crate::storage::Storage;
 use crate::worker::{InFlight, RunTimes, Runner, WorkerPool};
@@ -30,6 +34,7 @@ pub struct Engine {
     scheduler_done: Arc<(Mutex<bool>, Condvar)>,
     processed: Arc<AtomicU64>,
     wake: Option<WakeThread>,
+    key: WorkerKey,
 }
 
 /// How long the wake thread blocks per wait (and so how soon it notices a stop).
@@ -84,11 +89,33 @@ impl Engine {
         config: WorkerConfig,
         control: Arc<Control>,
     ) -> Result<Engine> {
+        Engine::start_with(storage, runner, config, control, None)
+    }
+
+    /// `start`, with an async lane that runs `async def` jobs beside the worker threads.
+    pub fn start_with(
+        storage: Arc<dyn Storage>,
+        runner: Arc<dyn Runner>,
+        config: WorkerConfig,
+        control: Arc<Control>,
+        lane: Option<Arc<AsyncLane>>,
+    ) -> Result<Engine> {
         config.validate()?;
+        if lane.as_ref().is_some_and(|l| l.attached()) {
+            return Err(Error::Start(
+                "an async lane serves one worker run only".into(),
+            ));
+        }
         control.arm();
-        let now = now_ms();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        // Every start is a new incarnation, so a restart under the id of a dead run does
+        // not inherit that run's claims as if they were live.
+        let key = WorkerKey::fresh(config.worker_id.clone());
+        let health = Arc::new(Health::default());
+        let now = clock.wall_ms();
         storage.register_worker(&WorkerInfo {
             worker_id: config.worker_id.clone(),
+            incarnation: key.incarnation,
             hostname: config.hostname.clone(),
             pid: config.pid,
             queues: config.queues_label(),
@@ -117,7 +144,16 @@ impl Engine {
             control.clone(),
             processed.clone(),
             unrecorded.clone(),
+            health.clone(),
         )?;
+        if let Some(lane) = &lane {
+            lane.attach(
+                events_tx.clone(),
+                control.clone(),
+                unrecorded.clone(),
+                &config.worker_id,
+            );
+        }
         let pool = WorkerPool::new(
             jobs_rx,
             events_tx.clone(),
@@ -126,6 +162,9 @@ impl Engine {
             in_flight.clone(),
             run_times.clone(),
             config.worker_id.clone(),
+            health.clone(),
+            // At most as many stuck threads as the pool has threads.
+            config.workers,
         );
         for _ in 0..config.workers {
             pool.spawn_thread()?;
@@ -143,6 +182,10 @@ impl Engine {
             jobs_tx,
             events_tx: events_tx.clone(),
             claimed: Arc::new(AtomicU64::new(0)),
+            key: key.clone(),
+            health,
+            clock,
+            lane,
         };
         let done = scheduler_done.clone();
         let scheduler = thread::Builder::new()
@@ -170,6 +213,7 @@ impl Engine {
             scheduler_done,
             processed,
             wake,
+            key,
         })
     }
 
@@ -201,10 +245,7 @@ impl Engine {
                 log::error!("the result handler panicked");
             }
         }
-        if let Err(e) = self
-            .storage
-            .deregister_worker(&self.config.worker_id, now_ms())
-        {
+        if let Err(e) = self.storage.deregister_worker(&self.key, now_ms()) {
             log::warn!("could not deregister worker {}: {e}", self.config.worker_id);
         }
         let processed = self.processed.load(Ordering::SeqCst);

@@ -184,10 +184,52 @@ pub struct DeadLetter {
     pub metadata: Option<String>,
 }
 
+/// One run of a worker: its id and the incarnation token drawn when it started. A process
+/// restarted under the same id is a new incarnation, so its predecessor's claims are told
+/// apart from its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkerKey {
+    pub worker_id: String,
+    pub incarnation: i64,
+}
+
+impl WorkerKey {
+    pub fn new(worker_id: impl Into<String>, incarnation: i64) -> WorkerKey {
+        WorkerKey {
+            worker_id: worker_id.into(),
+            incarnation,
+        }
+    }
+
+    /// A fresh incarnation of `worker_id`: a random non-zero token (0 is the incarnation
+    /// of rows written before incarnations existed).
+    pub fn fresh(worker_id: impl Into<String>) -> WorkerKey {
+        WorkerKey::new(worker_id, fastrand::i64(1..i64::MAX))
+    }
+}
+
+impl From<&str> for WorkerKey {
+    fn from(worker_id: &str) -> WorkerKey {
+        WorkerKey::new(worker_id, 0)
+    }
+}
+
+/// A live registry row as liveness observers read it: `beats` goes up by one with every
+/// heartbeat, whatever the clocks say.
+#[derive(Debug, Clone)]
+pub struct WorkerBeat {
+    pub key: WorkerKey,
+    pub hostname: String,
+    pub pid: i64,
+    pub beats: i64,
+}
+
 /// A registered worker process.
 #[derive(Debug, Clone)]
 pub struct WorkerInfo {
     pub worker_id: String,
+    /// Tells apart two runs under one `worker_id` (not shown by `queue.workers()`).
+    pub incarnation: i64,
     pub hostname: String,
     pub pid: i64,
     pub queues: String,

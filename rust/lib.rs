@@ -4,12 +4,19 @@
 //! Data flow: `Queue.enqueue` -> storage -> scheduler (claim) -> bounded channel -> worker
 //! threads (run) -> result channel -> result handler -> storage.
 
+pub mod async_lane;
 pub mod config;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod events;
+pub mod health;
 pub mod job;
+pub mod liveness;
 pub mod local;
+pub mod logbridge;
+#[cfg(target_os = "linux")]
+pub mod prefork;
 pub mod results;
 pub mod retention;
 pub mod scheduler;
@@ -28,20 +35,23 @@ mod _taskito {
     #[pymodule_export]
     use super::py::queue::PyQueueCore;
 
+    #[pymodule_export]
+    use super::py::logs::flush_logs;
+
+    #[pymodule_export]
+    use super::py::process::written_off_threads;
+
+    #[pymodule_export]
+    use super::py::queue_pool::PyAsyncLane;
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("SCHEMA_VERSION", crate::storage::SCHEMA_VERSION)?;
-        // The engine's `log` records go to Python's `logging`, under the `taskito` logger.
-        // Loggers are cached but their levels are read on every record, so configuring
-        // logging after import still takes effect. Fails only if a logger is already set.
-        let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?
-            .set_prefix("taskito")
-            // The PostgreSQL client logs every statement at debug level: each record would
-            // take the GIL on an engine thread. Only its warnings reach Python.
-            .filter_target("tokio_postgres".to_owned(), log::LevelFilter::Warn)
-            .filter_target("postgres".to_owned(), log::LevelFilter::Warn)
-            .install();
+        // The engine's `log` records go to Python's `logging`, under the `taskito` logger,
+        // through a queue that engine threads never wait on (see logbridge.rs).
+        crate::logbridge::install();
+        crate::py::logs::deliver(m.py())?;
         Ok(())
     }
 }

@@ -9,8 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::job::{now_ms, ClaimedJob, JobStatus, Outcome, WorkerInfo};
-use crate::results::{decide, JobRef};
+use crate::events::JobRef;
+use crate::job::{now_ms, ClaimedJob, JobStatus, Outcome, WorkerInfo, WorkerKey};
+use crate::results::decide;
 use crate::storage::{Storage, Write};
 use crate::worker::Runner;
 
@@ -31,6 +32,19 @@ pub struct LocalRun {
     pub status: JobStatus,
 }
 
+/// The incarnation of this process's inline workers: their ids name the process and the
+/// calling thread already, so repeated calls from one thread reuse one registry row.
+fn inline_incarnation() -> i64 {
+    static INCARNATION: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *INCARNATION.get_or_init(|| fastrand::i64(1..i64::MAX))
+}
+
+impl LocalWorker {
+    fn key(&self) -> WorkerKey {
+        WorkerKey::new(self.worker_id.clone(), inline_incarnation())
+    }
+}
+
 /// Keeps the registry row fresh from a side thread until dropped.
 struct Heartbeat {
     stop: Arc<AtomicBool>,
@@ -40,8 +54,10 @@ struct Heartbeat {
 impl Heartbeat {
     fn start(storage: Arc<dyn Storage>, who: &LocalWorker) -> Result<Heartbeat> {
         let now = now_ms();
+        let key = who.key();
         storage.register_worker(&WorkerInfo {
             worker_id: who.worker_id.clone(),
+            incarnation: key.incarnation,
             hostname: who.hostname.clone(),
             pid: who.pid,
             queues: who
@@ -54,7 +70,7 @@ impl Heartbeat {
             status: "active".into(),
         })?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, id, every) = (stop.clone(), who.worker_id.clone(), who.heartbeat_interval);
+        let (flag, every) = (stop.clone(), who.heartbeat_interval);
         let handle = thread::Builder::new()
             .name("taskito-heartbeat".into())
             .spawn(move || {
@@ -62,11 +78,11 @@ impl Heartbeat {
                 while !flag.load(Ordering::SeqCst) {
                     thread::sleep(Duration::from_millis(50));
                     if last.elapsed() >= every {
-                        let _ = storage.heartbeat(&id, now_ms());
+                        let _ = storage.heartbeat(&key, "active", now_ms());
                         last = Instant::now();
                     }
                 }
-                let _ = storage.deregister_worker(&id, now_ms());
+                let _ = storage.deregister_worker(&key, now_ms());
             })
             .ok();
         Ok(Heartbeat { stop, handle })
@@ -123,7 +139,7 @@ pub fn process_one(
     ident: u64,
 ) -> Result<Option<LocalRun>> {
     let _beat = Heartbeat::start(storage.clone(), who)?;
-    let mut claimed = storage.claim(who.queues.as_deref(), &who.worker_id, 1, now_ms())?;
+    let mut claimed = storage.claim(who.queues.as_deref(), &who.key(), 1, now_ms())?;
     match claimed.pop() {
         Some(job) => run_claimed(&storage, runner, who, job, ident).map(Some),
         None => Ok(None),
@@ -140,7 +156,7 @@ pub fn execute(
     ident: u64,
 ) -> Result<Option<LocalRun>> {
     let _beat = Heartbeat::start(storage.clone(), who)?;
-    match storage.claim_by_id(id, &who.worker_id, now_ms())? {
+    match storage.claim_by_id(id, &who.key(), now_ms())? {
         Some(job) => run_claimed(&storage, runner, who, job, ident).map(Some),
         None => Ok(None),
     }

@@ -13,7 +13,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::job::{now_ms, ClaimedJob, JobStatus, Outcome};
+use crate::events::{Event, JobRef};
+use crate::health::Health;
+use crate::job::{now_ms, JobStatus, Outcome};
 use crate::storage::{Storage, Write};
 use crate::worker::InFlight;
 
@@ -21,56 +23,12 @@ use crate::worker::InFlight;
 const STARTED_DELAY: Duration = Duration::from_millis(100);
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
-/// How long a batch that keeps failing (disk full, I/O error) is retried before it is given
-/// up; its jobs then stay `running` and stale-worker recovery puts them back.
+/// How long a stopping worker keeps retrying outcomes the store refuses (disk full, I/O
+/// error) before it gives up; its jobs then stay `running` and stale recovery puts them back.
+/// A running worker retries until the writes succeed.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 /// Longest wait before a retry, seconds (API: min(backoff * 2**(k-1), 300)).
 const MAX_BACKOFF_S: f64 = 300.0;
-
-/// What a result needs to know about its job, without the payload.
-#[derive(Debug, Clone)]
-pub struct JobRef {
-    pub id: String,
-    pub token: i64,
-    pub task_name: String,
-    pub retry_count: i64,
-    pub max_retries: i64,
-    pub retry_backoff: f64,
-    pub timeout_ms: i64,
-}
-
-impl From<&ClaimedJob> for JobRef {
-    fn from(j: &ClaimedJob) -> JobRef {
-        JobRef {
-            id: j.id.clone(),
-            token: j.claim_token,
-            task_name: j.task_name.clone(),
-            retry_count: j.retry_count,
-            max_retries: j.max_retries,
-            retry_backoff: j.retry_backoff,
-            timeout_ms: j.timeout_ms,
-        }
-    }
-}
-
-/// Messages to the result handler.
-#[derive(Debug)]
-pub enum Event {
-    Started {
-        id: String,
-        token: i64,
-        thread_id: String,
-    },
-    Finished {
-        job: JobRef,
-        thread_id: String,
-        outcome: Outcome,
-    },
-    /// Claimed but not run: back to pending as it was.
-    Requeue(JobRef),
-    /// Flush and exit; sent by the engine after every producer of events is done.
-    Stop,
-}
 
 /// The delay before retry `k` (1-based): uniform in `[0, min(backoff * 2**(k-1), 300)]`.
 pub fn backoff_ms(retry_backoff: f64, k: i64) -> i64 {
@@ -188,30 +146,127 @@ fn plan(
     (writes, processed, ended_claims.len())
 }
 
-/// Writes a batch, retrying failures that are not contention (those `record` retries
-/// itself) for a bounded time.
-fn persist(storage: &dyn Storage, writes: &[Write]) {
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(10);
-    loop {
-        match storage.record(writes, now_ms()) {
-            Ok(_) => return,
-            Err(e) if start.elapsed() < GIVE_UP_AFTER => {
-                log::error!(
-                    "could not record {} job outcomes, retrying: {e}",
-                    writes.len()
-                );
-                thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => {
-                log::error!(
-                    "giving up recording {} job outcomes: {e}; the jobs will be recovered as stale",
-                    writes.len()
-                );
-                return;
+/// The write that fails a job whose own outcome could not be written (a value the store
+/// refuses, such as a result too big): the error says why. `None` for writes that end no run.
+fn unrecordable(write: &Write, cause: &Error) -> Option<Write> {
+    let (id, token, thread_id) = match write {
+        Write::Complete {
+            id,
+            token,
+            thread_id,
+            ..
+        }
+        | Write::Retry {
+            id,
+            token,
+            thread_id,
+            ..
+        }
+        | Write::Fail {
+            id,
+            token,
+            thread_id,
+            ..
+        } => (id, token, thread_id),
+        Write::Started { .. } | Write::Requeue { .. } => return None,
+    };
+    Some(Write::Fail {
+        id: id.clone(),
+        token: *token,
+        thread_id: thread_id.clone(),
+        error: format!("could not record the result: {cause}"),
+        traceback: String::new(),
+        status: JobStatus::Failed,
+    })
+}
+
+/// Writes what it can of a batch that failed as a whole, one write at a time: a write the
+/// store refuses fails its own job instead (with the reason); other jobs are unaffected.
+/// Returns the writes still unwritten because the store refuses every write (disk full,
+/// file gone), to retry later.
+fn persist_one_by_one(storage: &dyn Storage, writes: Vec<Write>) -> Vec<Write> {
+    let mut left = writes.into_iter();
+    while let Some(w) = left.next() {
+        let Err(e) = storage.record(std::slice::from_ref(&w), now_ms()) else {
+            continue;
+        };
+        match unrecordable(&w, &e) {
+            Some(fail) => match storage.record(std::slice::from_ref(&fail), now_ms()) {
+                Ok(_) => {
+                    let id = match &w {
+                        Write::Complete { id, .. }
+                        | Write::Retry { id, .. }
+                        | Write::Fail { id, .. } => id.as_str(),
+                        _ => "",
+                    };
+                    log::error!("could not record the outcome of job {id} ({e}); it is failed");
+                }
+                Err(_) => {
+                    // Even a small write fails: the store is unwritable, not this value.
+                    let mut rest = vec![w];
+                    rest.extend(left);
+                    return rest;
+                }
+            },
+            // A lost "started" mark only hides which thread runs a job; a put-back that
+            // cannot be written leaves the job to stale recovery. Neither blocks the rest.
+            None if matches!(w, Write::Started { .. }) => {}
+            None => {
+                let mut rest = vec![w];
+                rest.extend(left);
+                return rest;
             }
         }
+    }
+    Vec::new()
+}
+
+/// Writes a batch. A batch that fails is written one write at a time, so one bad value
+/// costs only its own job. While the store refuses every write, the worker is unhealthy
+/// (claims nothing, says so) and the writes are retried until they succeed; only a
+/// stopping worker gives up, after `GIVE_UP_AFTER`, leaving the jobs to stale recovery.
+pub fn persist(storage: &dyn Storage, writes: Vec<Write>, health: &Health, control: &Control) {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    let mut pending = writes;
+    loop {
+        let failed = match storage.record(&pending, now_ms()) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                if !health.store_failing() {
+                    log::warn!(
+                        "could not record {} job outcome(s) together ({e}); recording them one \
+                         by one",
+                        pending.len()
+                    );
+                }
+                persist_one_by_one(storage, pending)
+            }
+        };
+        if failed.is_empty() {
+            if health.set_store_failing(false) {
+                log::warn!("the database accepts writes again; job outcomes are recorded");
+            }
+            return;
+        }
+        if health.set_store_failing(true) {
+            log::error!(
+                "the database refuses writes (disk full? file removed?): {} job outcome(s) wait \
+                 to be recorded; this worker claims no jobs until writes succeed",
+                failed.len()
+            );
+        }
+        if control.stop_requested() && start.elapsed() >= GIVE_UP_AFTER {
+            log::error!(
+                "giving up recording {} job outcome(s) at shutdown; the jobs will be recovered \
+                 as stale",
+                failed.len()
+            );
+            return;
+        }
+        pending = failed;
+        thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -223,6 +278,7 @@ pub fn spawn(
     control: Arc<Control>,
     processed: Arc<AtomicU64>,
     unrecorded: Arc<InFlight>,
+    health: Arc<Health>,
 ) -> Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("taskito-results".into())
@@ -255,7 +311,7 @@ pub fn spawn(
                 }
                 let (writes, finished, ended) = plan(batch, now_ms(), &mut marks);
                 if !writes.is_empty() {
-                    persist(storage.as_ref(), &writes);
+                    persist(storage.as_ref(), writes, &health, &control);
                 }
                 if ended > 0 {
                     processed.fetch_add(finished, Ordering::SeqCst);

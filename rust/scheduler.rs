@@ -12,11 +12,14 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
 
+use crate::async_lane::AsyncLane;
 use crate::config::WorkerConfig;
 use crate::control::Control;
-use crate::job::{now_ms, ClaimedJob};
-use crate::results::{Event, JobRef};
-use crate::storage::{ChangeProbe, Storage};
+use crate::events::{Event, JobRef};
+use crate::health::Health;
+use crate::job::{now_ms, ClaimedJob, WorkerKey};
+use crate::liveness::{Clock, Observer};
+use crate::storage::{ChangeProbe, Storage, TaskFilter};
 use crate::worker::{InFlight, RunTimes, WorkerPool};
 
 /// How often the watchdog looks for jobs past their deadline.
@@ -46,6 +49,12 @@ pub struct Scheduler {
     pub events_tx: Sender<Event>,
     /// Jobs handed to workers so far (for `max_jobs`).
     pub claimed: Arc<AtomicU64>,
+    /// This run's registry key (worker id and incarnation); claims record it.
+    pub key: WorkerKey,
+    pub health: Arc<Health>,
+    pub clock: Arc<dyn Clock>,
+    /// Where `async def` jobs go, when any are registered (`async_lane.rs`).
+    pub lane: Option<Arc<AsyncLane>>,
 }
 
 impl Scheduler {
@@ -54,9 +63,27 @@ impl Scheduler {
     pub fn run(self, runtime: tokio::runtime::Runtime) {
         let watchdog = Watchdog::start(self.pool.clone(), self.config.timeout_grace);
         runtime.block_on(async {
+            let observer = Observer::new(
+                self.key.clone(),
+                self.config.hostname.clone(),
+                self.config.pid,
+                self.config.heartbeat_interval,
+                self.config.stale_after,
+                self.clock.clone(),
+            );
             let timers = [
-                tokio::spawn(heartbeat(self.storage.clone(), self.config.clone())),
-                tokio::spawn(maintenance(self.storage.clone(), self.config.clone())),
+                tokio::spawn(heartbeat(
+                    self.storage.clone(),
+                    self.config.clone(),
+                    self.key.clone(),
+                    self.health.clone(),
+                    self.clock.clone(),
+                )),
+                tokio::spawn(maintenance(
+                    self.storage.clone(),
+                    self.config.clone(),
+                    observer,
+                )),
             ];
             self.claim_loop().await;
             self.drain().await;
@@ -119,6 +146,7 @@ impl Scheduler {
         let mut probe_every = self.config.probe_interval;
         let mut big_payloads = false;
         let mut idle_errors = 0u32;
+        let mut async_claimed;
         loop {
             if self.control.stop_requested() {
                 return;
@@ -129,14 +157,23 @@ impl Scheduler {
             if !self.worth_claiming(in_flight, free, capacity) {
                 free = 0;
             }
+            let mut async_free = self.lane.as_ref().map_or(0, |l| l.free());
+            let mut left = usize::MAX;
             if let Some(max) = self.config.max_jobs {
-                let left = max.saturating_sub(self.claimed.load(Ordering::SeqCst)) as usize;
+                left = max.saturating_sub(self.claimed.load(Ordering::SeqCst)) as usize;
                 if left == 0 && self.unrecorded.get() == 0 {
                     return;
                 }
                 free = free.min(left);
+                async_free = async_free.min(left);
             }
-            if free == 0 {
+            if !self.health.ok() {
+                // Outcomes cannot be recorded, or too many threads are stuck: take nothing
+                // more until that clears.
+                free = 0;
+                async_free = 0;
+            }
+            if free == 0 && async_free == 0 {
                 // No room worth claiming for: only a freed slot (or a stop) can change that.
                 tokio::select! {
                     _ = self.control.wake.notified() => {}
@@ -145,12 +182,10 @@ impl Scheduler {
                 continue;
             }
             let queues = self.config.queues.as_deref();
-            let claimed = match self
-                .storage
-                .claim(queues, &self.config.worker_id, free, now_ms())
-            {
-                Ok(jobs) => {
+            let claimed = match self.claim_both(queues, free, async_free, left) {
+                Ok((jobs, async_n)) => {
                     idle_errors = 0;
+                    async_claimed = async_n;
                     jobs
                 }
                 Err(e) => {
@@ -161,9 +196,14 @@ impl Scheduler {
                 }
             };
             let n = claimed.len();
+            if async_claimed > 0 {
+                probe_every = self.config.probe_interval;
+                self.claimed
+                    .fetch_add(async_claimed as u64, Ordering::SeqCst);
+            }
             // Run-once ends when nothing is ready and every outcome is written (a failure
             // may have just put a job back as ready).
-            if n == 0 && self.config.run_once && self.unrecorded.get() == 0 {
+            if n + async_claimed == 0 && self.config.run_once && self.unrecorded.get() == 0 {
                 return;
             }
             if n > 0 {
@@ -174,9 +214,9 @@ impl Scheduler {
                 self.in_flight.add(n);
                 self.unrecorded.add(n);
                 self.send(claimed);
-                if n == free {
-                    continue; // maybe more is ready; the next turn waits for a free slot
-                }
+            }
+            if (n > 0 && n == free) || (async_claimed > 0 && async_claimed == async_free) {
+                continue; // maybe more is ready; the next turn waits for a free slot
             }
             let poll = self.config.poll_interval;
             tokio::select! {
@@ -187,14 +227,52 @@ impl Scheduler {
         }
     }
 
+    /// Claims up to `free` jobs for the worker threads and up to `async_free` for the
+    /// async lane (which hands its own to the loop), `left` in all. Without a lane, one
+    /// plain claim.
+    fn claim_both(
+        &self,
+        queues: Option<&[String]>,
+        free: usize,
+        async_free: usize,
+        left: usize,
+    ) -> crate::error::Result<(Vec<ClaimedJob>, usize)> {
+        let owner = &self.key;
+        let Some(lane) = &self.lane else {
+            return Ok((self.storage.claim(queues, owner, free, now_ms())?, 0));
+        };
+        let async_n = lane.claim(self.storage.as_ref(), queues, owner, async_free)?;
+        let free = free.min(left - async_n);
+        let jobs = if free > 0 {
+            let filter = TaskFilter::Except(lane.names());
+            self.storage
+                .claim_filtered(queues, owner, free, now_ms(), filter)?
+        } else {
+            Vec::new()
+        };
+        Ok((jobs, async_n))
+    }
+
+    fn lane_in_flight(&self) -> usize {
+        self.lane.as_ref().map_or(0, |l| l.in_flight())
+    }
+
     /// Stop claiming, hand back what no worker took, wait for running jobs up to the drain
     /// timeout, then put back whatever still runs.
     async fn drain(&self) {
         for job in self.pool.take_queued() {
             let _ = self.events_tx.send(Event::Requeue(job));
         }
+        if let Some(lane) = &self.lane {
+            for job in lane.take_queued() {
+                let _ = self.events_tx.send(Event::Requeue(job));
+            }
+        }
         let deadline = Instant::now() + self.config.drain_timeout;
-        while self.in_flight.get() > 0 && Instant::now() < deadline && !self.control.forced() {
+        while self.in_flight.get() + self.lane_in_flight() > 0
+            && Instant::now() < deadline
+            && !self.control.forced()
+        {
             tokio::select! {
                 _ = self.control.wake.notified() => {}
                 _ = sleep(Duration::from_millis(20)) => {}
@@ -203,7 +281,24 @@ impl Scheduler {
         for job in self.pool.take_queued() {
             let _ = self.events_tx.send(Event::Requeue(job));
         }
-        let unfinished = self.pool.write_off_running();
+        if self.in_flight.get() > 0 {
+            // Stop the tasks the way the watchdog does; a job that then returns goes back
+            // to pending. Threads stuck in C code are written off below.
+            let n = self.pool.interrupt_for_shutdown();
+            if n > 0 && !self.control.forced() {
+                let until = Instant::now() + self.config.timeout_grace;
+                while self.in_flight.get() > 0 && Instant::now() < until && !self.control.forced() {
+                    tokio::select! {
+                        _ = self.control.wake.notified() => {}
+                        _ = sleep(Duration::from_millis(20)) => {}
+                    }
+                }
+            }
+        }
+        let mut unfinished = self.pool.write_off_running();
+        if let Some(lane) = &self.lane {
+            unfinished.extend(lane.close());
+        }
         if !unfinished.is_empty() {
             log::warn!(
                 "{} job(s) still running at shutdown were put back to pending",
@@ -244,15 +339,45 @@ async fn changed(
     }
 }
 
-/// Keeps this worker's registry row fresh. Runs on the blocking pool so a slow write never
+/// Keeps this worker's registry row fresh: each beat moves its counter (what observers
+/// judge liveness by) and writes its health. Runs on the blocking pool so a slow write never
 /// delays claims or the watchdog.
-async fn heartbeat(storage: Arc<dyn Storage>, config: WorkerConfig) {
+async fn heartbeat(
+    storage: Arc<dyn Storage>,
+    config: WorkerConfig,
+    key: WorkerKey,
+    health: Arc<Health>,
+    clock: Arc<dyn Clock>,
+) {
     let mut tick = interval(config.heartbeat_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut was_ok = true;
     loop {
         tick.tick().await;
-        let (s, id) = (storage.clone(), config.worker_id.clone());
-        match tokio::task::spawn_blocking(move || s.heartbeat(&id, now_ms())).await {
+        let ok = health.ok();
+        if ok != was_ok {
+            if ok {
+                log::warn!("worker {} is healthy again and claims jobs", key.worker_id);
+            } else {
+                log::error!(
+                    "worker {} is unhealthy ({}); it claims no jobs until that clears",
+                    key.worker_id,
+                    if health.store_failing() {
+                        "the database refuses writes"
+                    } else {
+                        "too many threads are stuck in tasks"
+                    }
+                );
+            }
+            was_ok = ok;
+        }
+        let (s, k, status, now) = (
+            storage.clone(),
+            key.clone(),
+            health.status(),
+            clock.wall_ms(),
+        );
+        match tokio::task::spawn_blocking(move || s.heartbeat(&k, status, now)).await {
             Ok(Err(e)) => log::warn!("heartbeat failed: {e}"),
             Err(e) => log::warn!("heartbeat task failed: {e}"),
             Ok(Ok(())) => {}
@@ -260,31 +385,41 @@ async fn heartbeat(storage: Arc<dyn Storage>, config: WorkerConfig) {
     }
 }
 
-/// Puts back jobs of workers that stopped heartbeating, and sweeps what retention expires.
-async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig) {
-    let mut tick = interval(config.heartbeat_interval);
+/// Watches the other workers' heartbeat counters and puts back the jobs of those presumed
+/// dead (twice per heartbeat interval, so recovery comes soon after `stale_after`);
+/// checkpoints the log and sweeps what retention expires.
+async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: Observer) {
+    let observer = Arc::new(std::sync::Mutex::new(observer));
+    let mut tick = interval(config.heartbeat_interval / 2);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_sweep: Option<Instant> = None;
+    let mut last_checkpoint: Option<Instant> = None;
     loop {
         tick.tick().await;
-        let stale_before = now_ms() - config.stale_after.as_millis() as i64;
-        let (s, id) = (storage.clone(), config.worker_id.clone());
+        let checkpoint = last_checkpoint.is_none_or(|t| t.elapsed() >= config.heartbeat_interval);
+        if checkpoint {
+            last_checkpoint = Some(Instant::now());
+        }
+        let (s, obs) = (storage.clone(), observer.clone());
         let recovered = tokio::task::spawn_blocking(move || {
-            // Beat first: after a pause of the whole process (suspend, a frozen VM) this
-            // worker's own row is as stale as any, and it must not put back its own jobs
-            // and run them a second time. The heartbeat timer alone may fire after this one.
-            let _ = s.heartbeat(&id, now_ms());
-            let recovered = s.recover_stale(stale_before, now_ms());
-            if let Err(e) = s.checkpoint() {
-                log::debug!("checkpoint skipped: {e}");
+            let recovered = obs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .check(s.as_ref());
+            if checkpoint {
+                if let Err(e) = s.checkpoint() {
+                    log::debug!("checkpoint skipped: {e}");
+                }
             }
             recovered
         })
         .await;
-        if let Ok(Ok(n)) = recovered {
-            if n > 0 {
-                log::warn!("put back {n} job(s) of workers that stopped heartbeating");
+        match recovered {
+            Ok(Ok(n)) if n > 0 => {
+                log::warn!("put back {n} job(s) of workers that stopped heartbeating")
             }
+            Ok(Err(e)) => log::warn!("checking other workers' heartbeats failed: {e}"),
+            _ => {}
         }
         let retention = config.retention;
         let Some(shortest) = retention.shortest() else {

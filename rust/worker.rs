@@ -12,8 +12,18 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::control::Control;
 use crate::error::{Error, Result};
+use crate::events::{Event, JobRef};
+use crate::health::Health;
 use crate::job::{ClaimedJob, Outcome};
-use crate::results::{Event, JobRef};
+
+/// Written-off threads of this process still alive (stuck in a task). The CLI leaves with
+/// `os._exit` only while this is above zero.
+static WRITTEN_OFF_ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many written-off threads of this process are still alive.
+pub fn written_off_alive() -> usize {
+    WRITTEN_OFF_ALIVE.load(Ordering::SeqCst)
+}
 
 /// Runs one job. Implemented over Python in `py/runner.rs` and by closures in tests.
 pub trait Runner: Send + Sync + 'static {
@@ -25,6 +35,14 @@ pub trait Runner: Send + Sync + 'static {
     fn run(&self, job: &ClaimedJob, thread_id: &str, ident: u64) -> Outcome;
     /// Asks the thread with `ident` to stop the job it runs (best effort).
     fn interrupt(&self, _ident: u64) {}
+    /// Interrupts the thread with `ident` if `still_running()` says its job still runs,
+    /// checked at a moment the job cannot move on (for Python: while holding the GIL).
+    /// Called on a thread of its own, never on the watchdog, so it may wait.
+    fn interrupt_if(&self, ident: u64, still_running: &dyn Fn() -> bool) {
+        if still_running() {
+            self.interrupt(ident)
+        }
+    }
     /// Called on a worker thread just before it exits, to release per-thread resources.
     fn thread_stopping(&self) {}
     /// Runs a worker thread's whole loop; lets an implementation keep per-thread state
@@ -90,6 +108,9 @@ struct Running {
     thread_id: String,
     deadline: Instant,
     interrupted_at: Option<Instant>,
+    /// Interrupted because the worker is stopping: unless it completed anyway, the job goes
+    /// back to `pending` instead of counting as a failed run.
+    for_shutdown: bool,
 }
 
 #[derive(Default)]
@@ -114,6 +135,14 @@ impl Slot {
     }
 }
 
+/// A request to interrupt the job a slot runs, carried out off the watchdog's thread.
+struct InterruptRequest {
+    slot: Arc<Slot>,
+    ident: u64,
+    job_id: String,
+    token: i64,
+}
+
 /// The pool and everything its threads share.
 pub struct WorkerPool {
     jobs_rx: Receiver<ClaimedJob>,
@@ -125,9 +154,15 @@ pub struct WorkerPool {
     worker_id: String,
     slots: Mutex<Vec<SlotEntry>>,
     next_index: AtomicUsize,
+    health: Arc<Health>,
+    /// Written-off threads of this pool still alive; past `limit`, no replacement starts.
+    written_off: AtomicUsize,
+    limit: usize,
+    interrupts: Mutex<Option<Sender<InterruptRequest>>>,
 }
 
 impl WorkerPool {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         jobs_rx: Receiver<ClaimedJob>,
         events_tx: Sender<Event>,
@@ -136,7 +171,10 @@ impl WorkerPool {
         in_flight: Arc<InFlight>,
         run_times: Arc<RunTimes>,
         worker_id: String,
+        health: Arc<Health>,
+        limit: usize,
     ) -> Arc<WorkerPool> {
+        let interrupts = start_interrupter(runner.clone());
         Arc::new(WorkerPool {
             jobs_rx,
             events_tx,
@@ -147,7 +185,66 @@ impl WorkerPool {
             worker_id,
             slots: Mutex::new(Vec::new()),
             next_index: AtomicUsize::new(0),
+            health,
+            written_off: AtomicUsize::new(0),
+            limit,
+            interrupts: Mutex::new(interrupts),
         })
+    }
+
+    /// Queues an interrupt of the job `running` in `slot` (the caller holds the slot lock).
+    fn request_interrupt(&self, slot: &Arc<Slot>, ident: u64, running: &Running) {
+        let guard = self.interrupts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = guard.as_ref() {
+            let _ = tx.send(InterruptRequest {
+                slot: slot.clone(),
+                ident,
+                job_id: running.job.id.clone(),
+                token: running.job.token,
+            });
+        }
+    }
+
+    /// A written-off thread came back: it leaves, and a replacement owed for it starts.
+    fn written_off_returned(self: &Arc<Self>) {
+        WRITTEN_OFF_ALIVE.fetch_sub(1, Ordering::SeqCst);
+        self.written_off.fetch_sub(1, Ordering::SeqCst);
+        if self.control.stop_requested() {
+            return;
+        }
+        if self.health.take_owed_thread() {
+            if let Err(e) = self.spawn_thread() {
+                log::error!("{e}");
+            }
+            if self.health.threads_owed() == 0 {
+                log::warn!(
+                    "worker {}: stuck threads came back; the pool is whole again",
+                    self.worker_id
+                );
+            }
+            self.control.wake.notify_one();
+        }
+    }
+
+    /// Counts one more written-off thread and starts its replacement, unless the stuck
+    /// threads already number `limit`: then the replacement is owed (the worker is
+    /// unhealthy and claims nothing) until one of them returns.
+    fn replace_written_off(self: &Arc<Self>) {
+        WRITTEN_OFF_ALIVE.fetch_add(1, Ordering::SeqCst);
+        let stuck = self.written_off.fetch_add(1, Ordering::SeqCst) + 1;
+        if stuck > self.limit {
+            self.health.owe_thread();
+            log::error!(
+                "worker {}: {stuck} threads are stuck in tasks that ignored their timeout \
+                 (limit {}); not starting more threads and claiming no jobs until one returns",
+                self.worker_id,
+                self.limit
+            );
+            return;
+        }
+        if let Err(e) = self.spawn_thread() {
+            log::error!("{e}");
+        }
     }
 
     /// Starts one more worker thread, `taskito-worker-{n}`, known as `<worker_id>-<n>`.
@@ -170,14 +267,14 @@ impl WorkerPool {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn worker_loop(&self, slot: &Slot, thread_id: String) {
+    fn worker_loop(self: &Arc<Self>, slot: &Slot, thread_id: String) {
         self.runner.thread_scope(&mut || {
             self.serve(slot, &thread_id);
             self.runner.thread_stopping();
         });
     }
 
-    fn serve(&self, slot: &Slot, thread_id: &str) {
+    fn serve(self: &Arc<Self>, slot: &Slot, thread_id: &str) {
         let ident = self.runner.thread_started();
         slot.lock().ident = ident;
         while let Ok(job) = self.jobs_rx.recv() {
@@ -194,6 +291,7 @@ impl WorkerPool {
                 thread_id: thread_id.to_string(),
                 deadline: Instant::now() + timeout,
                 interrupted_at: None,
+                for_shutdown: false,
             });
             let _ = self.events_tx.send(Event::Started {
                 id: job.id.clone(),
@@ -204,23 +302,34 @@ impl WorkerPool {
             let mut outcome = self.runner.run(&job, thread_id, ident);
             self.run_times.record(started.elapsed());
             drop(job);
+            let mut requeue = false;
             {
                 let mut state = slot.lock();
                 if state.written_off {
                     // The job was already failed or requeued for us: drop the late result.
+                    drop(state);
+                    self.written_off_returned();
                     return;
                 }
                 if let Some(running) = state.running.take() {
-                    if running.interrupted_at.is_some() {
+                    let completed = matches!(outcome, Outcome::Complete(_));
+                    if running.for_shutdown {
+                        requeue = !completed;
+                    } else if running.interrupted_at.is_some() {
                         outcome = timeout_outcome(&running.job);
                     }
                 }
             }
-            let _ = self.events_tx.send(Event::Finished {
-                job: job_ref,
-                thread_id: thread_id.to_string(),
-                outcome,
-            });
+            let event = if requeue {
+                Event::Requeue(job_ref)
+            } else {
+                Event::Finished {
+                    job: job_ref,
+                    thread_id: thread_id.to_string(),
+                    outcome,
+                }
+            };
+            let _ = self.events_tx.send(event);
             self.in_flight.done();
             self.control.wake.notify_one();
         }
@@ -228,7 +337,8 @@ impl WorkerPool {
 
     /// The watchdog's tick: interrupts jobs past their deadline and writes off threads that
     /// did not give their job back within `grace` of the interrupt (the job is failed or
-    /// retried now and a fresh thread takes the slot).
+    /// retried now and a fresh thread takes the slot). Never waits for the GIL: interrupts
+    /// are carried out by the interrupter thread.
     pub fn check_timeouts(self: &Arc<Self>, grace: Duration) {
         let now = Instant::now();
         let slots: Vec<Arc<Slot>> = self.lock_slots().iter().map(|(s, _)| s.clone()).collect();
@@ -250,10 +360,9 @@ impl WorkerPool {
                         running.job.id,
                         running.job.task_name
                     );
-                    // Under the slot lock, so the interrupt cannot land in the next job.
-                    self.runner.interrupt(ident);
+                    self.request_interrupt(&slot, ident, running);
                 }
-                Some(at) if now >= at + grace => {
+                Some(at) if now >= at + grace && !running.for_shutdown => {
                     let running = state.running.take().expect("checked above");
                     state.written_off = true;
                     log::warn!(
@@ -274,23 +383,52 @@ impl WorkerPool {
             }
         }
         for _ in 0..replacements {
-            if let Err(e) = self.spawn_thread() {
-                log::error!("{e}");
-            }
+            self.replace_written_off();
         }
         if replacements > 0 {
             self.control.wake.notify_one();
         }
     }
 
+    /// Interrupts every running job because the worker is stopping (the drain timeout
+    /// passed, or a forced stop): a job that then returns goes back to `pending` unless it
+    /// completed. Returns how many were interrupted.
+    pub fn interrupt_for_shutdown(&self) -> usize {
+        let now = Instant::now();
+        let mut n = 0;
+        for (slot, _) in self.lock_slots().iter() {
+            let mut state = slot.lock();
+            if state.written_off {
+                continue;
+            }
+            let ident = state.ident;
+            if let Some(running) = state.running.as_mut() {
+                running.for_shutdown = true;
+                running.interrupted_at.get_or_insert(now);
+                self.request_interrupt(slot, ident, running);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Gives up on every running job (shutdown past the drain timeout, or forced): their
-    /// threads are written off and the jobs returned so the caller can requeue them.
+    /// threads are written off and the jobs returned so the caller can requeue them. Each
+    /// is logged: its thread may go on running the task after the worker stopped.
     pub fn write_off_running(&self) -> Vec<JobRef> {
         let mut taken = Vec::new();
         for (slot, _) in self.lock_slots().iter() {
             let mut state = slot.lock();
             if let Some(running) = state.running.take() {
                 state.written_off = true;
+                WRITTEN_OFF_ALIVE.fetch_add(1, Ordering::SeqCst);
+                self.written_off.fetch_add(1, Ordering::SeqCst);
+                log::warn!(
+                    "job {} ({}) is still running in a thread that could not be stopped; \
+                     it is put back to pending",
+                    running.job.id,
+                    running.job.task_name
+                );
                 taken.push(running.job);
                 self.in_flight.done();
             }
@@ -310,6 +448,11 @@ impl WorkerPool {
 
     /// Joins every thread that was not written off. Call after the job sender is dropped.
     pub fn join(&self) {
+        // The interrupter ends once its queue is closed (after any interrupt it is doing).
+        self.interrupts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let handles: Vec<SlotEntry> = {
             let mut slots = self.lock_slots();
             slots
@@ -328,7 +471,40 @@ impl WorkerPool {
     }
 }
 
-fn timeout_outcome(job: &JobRef) -> Outcome {
+/// Starts the thread that carries out interrupts. It may wait long for the GIL (a task
+/// holding it in C): that is why it is not the watchdog. It checks, at the moment it can
+/// interrupt, that the slot still runs the same claim, so an interrupt never lands in the
+/// next job.
+fn start_interrupter(runner: Arc<dyn Runner>) -> Option<Sender<InterruptRequest>> {
+    let (tx, rx) = crossbeam_channel::unbounded::<InterruptRequest>();
+    let spawned = thread::Builder::new()
+        .name("taskito-interrupter".into())
+        .spawn(move || {
+            for req in rx {
+                let still_running = || {
+                    let state = req.slot.lock();
+                    !state.written_off
+                        && state.ident == req.ident
+                        && state
+                            .running
+                            .as_ref()
+                            .is_some_and(|r| r.job.id == req.job_id && r.job.token == req.token)
+                };
+                runner.interrupt_if(req.ident, &still_running);
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            log::error!(
+                "cannot start the interrupter thread; timeouts cannot interrupt tasks: {e}"
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn timeout_outcome(job: &JobRef) -> Outcome {
     Outcome::Failed {
         error: format!(
             "TaskTimeoutError: job {} ({}) exceeded its timeout of {}s",

@@ -1,6 +1,9 @@
 """The one function worker threads call while holding the GIL: payload bytes in, look up the
 task, call it (awaiting coroutines on the thread's own event loop), result bytes out.
-Everything a task does wrong becomes an answer tuple; nothing escapes to the engine.
+Everything a task does wrong becomes an answer tuple; nothing escapes to the engine. The
+steps of one job are a generator (``_job_steps``) that yields the task's awaitable, if it
+returns one: worker threads run it on their own loop (``make_dispatch``, also what prefork
+children call), the async pool awaits it on the shared loop (``make_async_dispatch``).
 
 Answer: ``(True, result_bytes)`` or ``(False, error, traceback, retryable)``.
 """
@@ -12,6 +15,7 @@ import inspect
 import logging
 import threading
 import traceback
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
 
 from taskito import serializer
@@ -79,10 +83,21 @@ def _log_failure(job_id: str, task_name: str, exc: BaseException, retrying: bool
         worker_log.error("job %s (%s) failed for good: %s", job_id, task_name, _describe(exc))
 
 
-def make_dispatch(queue: Queue) -> Callable[..., tuple]:
-    """Builds the dispatch function for one queue's task registry and hooks."""
+class PutBack(BaseException):
+    """Thrown into a job's steps when the async pool stops: the engine has put the job
+    back, so no hook runs and no answer is given."""
 
-    def dispatch(
+
+class LoopTimeout(TaskTimeoutError):
+    """Raised into a coroutine that kept the event loop past its job's deadline (it never
+    awaited, so it could not be cancelled); reported as the job's ``TaskTimeoutError``."""
+
+
+def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
+    """The steps of one job, as a generator: it yields the awaitable a task returned and
+    takes its value (or its exception, thrown in) back; it returns the answer."""
+
+    def steps(
         task_name: str,
         payload: bytes,
         job_id: str,
@@ -90,7 +105,7 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
         retry_count: int,
         max_retries: int,
         worker_id: str,
-    ) -> tuple:
+    ) -> Generator[Any, Any, tuple]:
         task = queue._tasks.get(task_name)
         if task is None:
             known = ", ".join(sorted(queue._tasks)) or "none"
@@ -126,8 +141,10 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
             try:
                 value = task.fn(*args, **kwargs)
                 if value is not None and inspect.isawaitable(value):
-                    value = _event_loop().run_until_complete(value)
+                    value = yield value
             except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the job only
+                if isinstance(exc, PutBack):
+                    raise
                 tb = traceback.format_exc()
                 _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
                 if hooks["after_task"]:
@@ -161,4 +178,106 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
             worker_log.info("job %s (%s) complete", job_id, task_name)
         return (True, data)
 
+    return steps
+
+
+def make_dispatch(queue: Queue) -> Callable[..., tuple]:
+    """Builds the dispatch function for one queue's task registry and hooks."""
+    steps = _job_steps(queue)
+
+    def dispatch(
+        task_name: str,
+        payload: bytes,
+        job_id: str,
+        queue_name: str,
+        retry_count: int,
+        max_retries: int,
+        worker_id: str,
+    ) -> tuple:
+        run = steps(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id)
+        try:
+            awaitable = run.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        # The task returned an awaitable: this thread runs it on its own loop.
+        try:
+            value = _event_loop().run_until_complete(awaitable)
+        except BaseException as exc:  # handed to the steps, which answer for it
+            return _resume(run, exc, None)
+        return _resume(run, None, value)
+
     return dispatch
+
+
+def _resume(run: Generator[Any, Any, tuple], error: BaseException | None, value: Any) -> tuple:
+    try:
+        if error is not None:
+            run.throw(error)
+        else:
+            run.send(value)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise RuntimeError("a job's steps yielded twice")
+
+
+async def _within(
+    awaitable: Any, timeout: float, job_id: str, task_name: str, track: Callable[[Any], Any]
+) -> Any:
+    """Awaits the task, cancelling it at ``timeout`` seconds. Only that cancellation
+    becomes a ``TaskTimeoutError``: a ``TimeoutError`` the task raises stays its own."""
+    inner = asyncio.ensure_future(track(awaitable))
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        inner.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await inner
+    except (LoopTimeout, asyncio.CancelledError) as exc:
+        if expired or isinstance(exc, LoopTimeout):
+            message = f"job {job_id} ({task_name}) exceeded its timeout of {timeout:g}s"
+            raise TaskTimeoutError(message) from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def make_async_dispatch(queue: Queue, track: Callable[[Any, str], Any]) -> Callable[..., Any]:
+    """The dispatch coroutine of the async pool: the same steps as ``make_dispatch``, with
+    the task awaited on the running loop and cancelled at ``timeout`` seconds. ``track``
+    wraps the task's coroutine so the pool knows when it holds the loop. Run in the job's
+    own asyncio task, so ``current_job`` is per job."""
+    steps = _job_steps(queue)
+
+    async def adispatch(
+        task_name: str,
+        payload: bytes,
+        job_id: str,
+        queue_name: str,
+        retry_count: int,
+        max_retries: int,
+        worker_id: str,
+        timeout: float,
+    ) -> tuple:
+        run = steps(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id)
+        try:
+            awaitable = run.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            value = await _within(awaitable, timeout, job_id, task_name, lambda c: track(c, job_id))
+        except asyncio.CancelledError:
+            # The pool is stopping and the engine has put the job back: unwind quietly.
+            try:
+                run.throw(PutBack())
+            except (PutBack, StopIteration):
+                pass
+            raise
+        except BaseException as exc:  # handed to the steps, which answer for it
+            return _resume(run, exc, None)
+        return _resume(run, None, value)
+
+    return adispatch

@@ -64,7 +64,8 @@ class Inspection:
         for q, ready_since in self._inner.oldest_pending():
             queues.setdefault(q, {**dict.fromkeys(_STATUSES, 0), "oldest_pending_age": None})
             queues[q]["oldest_pending_age"] = max(0.0, (now - ready_since) / 1000)
-        workers = [w for w in self.workers() if w["status"] == "active"]
+        # An unhealthy worker (database refusing writes, threads stuck) is alive all the same.
+        workers = [w for w in self.workers() if w["status"] in ("active", "unhealthy")]
         stats = dict.fromkeys(_STATUSES, 0)
         for counts in queues.values():
             for status in _STATUSES:
@@ -96,5 +97,6 @@ class Inspection:
         return self._inner.purge_finished(float(older_than))
 
     def workers(self) -> list[dict[str, Any]]:
-        """Registered worker processes (``status`` is ``"active"`` while alive)."""
+        """Registered worker processes (``status`` is ``"active"`` while alive, ``"unhealthy"``
+        while alive but claiming nothing, then ``"stopped"`` or ``"dead"``)."""
         return self._inner.workers()

@@ -4,22 +4,26 @@ calls into stored jobs, and runs workers on the Rust engine."""
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import itertools
 import json
 import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any, Callable
 
-from taskito import _backend, serializer
+from taskito import _backend, _prefork, serializer
 from taskito import _settings as settings
+from taskito._async_pool import AsyncPool, async_task_names
 from taskito._dispatch import make_dispatch
 from taskito._inspect import Inspection
 from taskito._operations import AsyncOperations, Operations
 from taskito._paging import Pagination
 from taskito._signals import _signals_drain
-from taskito._taskito import QueueCore
+from taskito._taskito import QueueCore, flush_logs
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.middleware import TaskMiddleware, call_each, check_middleware
 from taskito.pause import Pause
@@ -31,6 +35,8 @@ log = logging.getLogger("taskito")
 # A library leaves output to the application: without a handler configured anywhere, records
 # are dropped instead of reaching logging's last-resort stderr handler.
 log.addHandler(logging.NullHandler())
+# Engine records still queued when the interpreter exits reach logging before it shuts down.
+atexit.register(flush_logs)
 
 _run_counter = itertools.count(1)
 _HOOK_KINDS = (
@@ -102,6 +108,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         schema: str = "taskito",
         pool_size: int | None = None,
         notify: bool | None = None,
+        async_concurrency: int = 100,
+        max_tasks_per_child: int | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
@@ -140,6 +148,12 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             raise ValueError("stale_after must be longer than heartbeat_interval")
         self._middleware = check_middleware("middleware", middleware)
         self._retention, self._retention_defaulted = resolve(retention, self.result_ttl)
+        self.async_concurrency = settings.check_int("async_concurrency", async_concurrency, minimum=1)
+        self.max_tasks_per_child = (
+            None
+            if max_tasks_per_child is None
+            else settings.check_int("max_tasks_per_child", max_tasks_per_child, minimum=1)
+        )
         self._inner = QueueCore(
             store.db_path,
             durability,
@@ -283,8 +297,17 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         chain = self._enqueue_chain(task_name)
         if chain:
             options = self._on_enqueue(
-                chain, task_name, args, kwargs or {}, priority, delay, queue, max_retries, timeout,
-                unique_key, metadata,
+                chain,
+                task_name,
+                args,
+                kwargs or {},
+                priority,
+                delay,
+                queue,
+                max_retries,
+                timeout,
+                unique_key,
+                metadata,
             )
             priority, delay, queue = options["priority"], options["delay"], options["queue"]
             max_retries, timeout = options["max_retries"], options["timeout"]
@@ -319,7 +342,15 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         chain = self._enqueue_chain(task_name)
         if chain and args_list:
             return self._enqueue_many_through(
-                chain, task_name, args_list, kwargs_list, priority, delay, queue, max_retries, timeout,
+                chain,
+                task_name,
+                args_list,
+                kwargs_list,
+                priority,
+                delay,
+                queue,
+                max_retries,
+                timeout,
                 metadata,
             )
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
@@ -394,8 +425,12 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         out: list[JobResult | None] = [None] * len(args_list)
         for options, indexes in groups.values():
             opts = self._options(
-                task_name, options["priority"], options["delay"], options["queue"],
-                options["max_retries"], options["timeout"],
+                task_name,
+                options["priority"],
+                options["delay"],
+                options["queue"],
+                options["max_retries"],
+                options["timeout"],
             )
             payloads = [
                 serializer.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})
@@ -459,10 +494,19 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         max_jobs: int | None = None,
         *,
         drain_timeout: float | None = None,
+        pool: str = "thread",
+        app: str | None = None,
+        max_tasks_per_child: int | None = None,
     ) -> int:
         """Runs a worker until shutdown (or, with ``run_once``, until nothing is ready);
         returns the number of jobs processed. In the main thread, the first SIGINT/SIGTERM
-        drains and the second stops at once."""
+        drains and the second stops at once.
+
+        ``pool="thread"`` runs tasks on ``workers`` threads, and ``async def`` tasks
+        concurrently on one event loop (up to ``async_concurrency``); ``pool="prefork"``
+        runs them in ``workers`` child processes, which import the app (``app="m:attr"``,
+        else found from this Queue's module) and are replaced after
+        ``max_tasks_per_child`` jobs."""
         queues = settings.check_queues(settings.first(queues, settings.env_queues(), default=None))
         threads = self._thread_count(workers)
         if max_jobs is not None:
@@ -474,6 +518,15 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         )
         wid = worker_id if worker_id is not None else _default_worker_id()
         settings.check_queue_name("worker_id", wid)
+        if pool not in ("thread", "prefork"):
+            raise ValueError(f'pool must be "thread" or "prefork", got {pool!r}')
+        if _prefork.CHILD_LOADING:
+            raise TaskitoError(
+                "run_worker was called while a prefork child imported the app: "
+                'guard the call with `if __name__ == "__main__":`'
+            )
+        if max_tasks_per_child is not None:
+            settings.check_int("max_tasks_per_child", max_tasks_per_child, minimum=1)
         if not self._running.acquire(blocking=False):
             raise TaskitoError("a worker of this Queue is already running in this process")
         try:
@@ -495,7 +548,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             dispatch = make_dispatch(self)
             if self._metrics is not None:
                 dispatch = self._metrics.wrap_dispatch(dispatch)
-            with _signals_drain(self):
+            extra, async_pool = self._pool_args(pool, app, max_tasks_per_child)
+            with _signals_drain(self), _stopping(async_pool):
                 processed = self._inner.run_worker(
                     dispatch,
                     threads,
@@ -510,12 +564,32 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                     heartbeat_interval=self.heartbeat_interval,
                     stale_after=self.stale_after,
                     retention=self._retention._engine(self._retention_defaulted),
+                    **extra,
                 )
             log.info("worker %s stopped after %d job(s)", wid, processed)
             return processed
         finally:
             self._worker_hooks("on_worker_stop")
             self._running.release()
+
+    def _pool_args(
+        self, pool: str, app: str | None, max_tasks_per_child: int | None
+    ) -> tuple[dict[str, Any], AsyncPool | None]:
+        """The engine arguments of the chosen pool, and the async pool to stop afterwards."""
+        if pool == "prefork":
+            if self.db_path == ":memory:":
+                raise ValueError(
+                    'pool="prefork" needs a database file: child processes cannot see an '
+                    'in-memory queue (db_path=":memory:")'
+                )
+            per_child = settings.first(max_tasks_per_child, self.max_tasks_per_child, default=None)
+            return {"prefork": _prefork.child_spec(self, app, per_child)}, None
+        names = async_task_names(self)
+        if not names:
+            return {}, None
+        async_pool = AsyncPool(self, names, self.async_concurrency)
+        async_pool.start()
+        return {"async_lane": async_pool.lane}, async_pool
 
     async def arun_worker(
         self,
@@ -588,6 +662,15 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         if ran is None:
             raise TaskitoError(f"job {job_id} is running on another worker")
         return JobResult(self, job_id)
+
+
+@contextlib.contextmanager
+def _stopping(async_pool: AsyncPool | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if async_pool is not None:
+            async_pool.stop()
 
 
 def _settle(fut: asyncio.Future[int], value: int | None, exc: BaseException | None) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskito import _settings as settings
+from taskito._taskito import flush_logs, written_off_threads
 from taskito.app import Queue
 from taskito.exceptions import TaskitoError
 
@@ -85,6 +86,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
         metrics.serve(queue, args.metrics_port, args.metrics_host)
         print(f"[taskito] Metrics on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
+    if args.pool == "prefork":
+        print("[taskito] Pool: prefork (tasks run in child processes)", flush=True)
     try:
         n = queue.run_worker(
             queues=queues,
@@ -93,6 +96,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             run_once=args.run_once,
             max_jobs=args.max_jobs,
             drain_timeout=args.drain_timeout,
+            pool=args.pool,
+            app=args.app if args.pool == "prefork" else None,
+            max_tasks_per_child=args.max_tasks_per_child,
         )
     except KeyboardInterrupt:
         print("[taskito] Worker stopped (forced).", flush=True)
@@ -144,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
     )
+    w.add_argument(
+        "--pool",
+        choices=("thread", "prefork"),
+        default="thread",
+        help="thread: tasks run on worker threads (default); prefork: in child processes",
+    )
+    w.add_argument(
+        "--max-tasks-per-child",
+        type=int,
+        help="with --pool prefork, replace each child after this many jobs (default: never)",
+    )
     w.set_defaults(func=_cmd_worker)
 
     _cli_ops.add_commands(sub)
@@ -166,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    # Threads written off after a timeout may still be stuck in C code: leave without
-    # interpreter teardown so they cannot hold the exit up.
-    os._exit(code)
+    if written_off_threads():
+        # A thread written off (stuck in a task past its timeout or the drain timeout) could
+        # hold up interpreter teardown: flush logging and leave at once.
+        flush_logs()
+        logging.shutdown()
+        os._exit(code)
+    return code

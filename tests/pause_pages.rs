@@ -36,16 +36,16 @@ fn a_paused_queue_is_not_claimable_by_any_handle() {
     assert!(a.pause_queue("mail", now_ms()).unwrap());
     assert!(!a.pause_queue("mail", now_ms()).unwrap());
     assert_eq!(b.paused_queues().unwrap(), vec!["mail".to_string()]);
-    let all = b.claim(None, "w", 10, now_ms()).unwrap();
+    let all = b.claim(None, &"w".into(), 10, now_ms()).unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].queue, "other");
     let named = b
-        .claim(Some(&["mail".to_string()]), "w", 10, now_ms())
+        .claim(Some(&["mail".to_string()]), &"w".into(), 10, now_ms())
         .unwrap();
     assert!(named.is_empty());
     assert!(b.resume_queue("mail").unwrap());
     assert!(!b.resume_queue("mail").unwrap());
-    assert_eq!(a.claim(None, "w", 10, now_ms()).unwrap().len(), 2);
+    assert_eq!(a.claim(None, &"w".into(), 10, now_ms()).unwrap().len(), 2);
 }
 
 #[test]

@@ -205,3 +205,82 @@ fn shutdown_past_the_drain_timeout_puts_running_jobs_back() {
         "late result discarded"
     );
 }
+
+/// The async lane end to end, with a Rust thread standing in for the event loop: async
+/// jobs are claimed apart from the worker threads, up to the lane's cap, and their
+/// outcomes reach the store; one that never finishes is failed after its deadline.
+#[test]
+fn async_lane_claims_apart_from_threads_and_records_outcomes() {
+    use _taskito::async_lane::{AsyncLane, Next};
+
+    let (_dir, s) = setup();
+    let named = |task: &str, payload: &str, timeout_ms| NewJob {
+        task_name: task.into(),
+        ..new_job(payload, 0, timeout_ms)
+    };
+    let mut jobs: Vec<NewJob> = (0..20).map(|_| named("aio", "ok", 60_000)).collect();
+    jobs.push(named("aio", "hang", 300));
+    jobs.extend((0..5).map(|_| named("t", "ok", 60_000)));
+    let ids = s.enqueue(&jobs).unwrap();
+    let lane = Arc::new(AsyncLane::new(
+        vec!["aio".into()],
+        4,
+        Duration::from_millis(100),
+    ));
+    let runner = Arc::new(ScriptRunner {
+        runs: AtomicUsize::new(0),
+    });
+    let control = Arc::new(Control::new());
+    let engine = Engine::start_with(
+        s.clone(),
+        runner.clone(),
+        config(1),
+        control.clone(),
+        Some(lane.clone()),
+    )
+    .unwrap();
+    // The "loop": takes jobs, holds up to the cap at once, finishes all but the hang.
+    let most = Arc::new(AtomicUsize::new(0));
+    let (l, m) = (lane.clone(), most.clone());
+    let looper = thread::spawn(move || loop {
+        match l.next_job(Duration::from_millis(50)) {
+            Next::Closed => return,
+            Next::Idle => {}
+            Next::Job(job) => {
+                m.fetch_max(l.in_flight(), Ordering::SeqCst);
+                if job.payload != b"hang" {
+                    thread::sleep(Duration::from_millis(20));
+                    l.finish(&job.id, Outcome::Complete(b"async".to_vec()));
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.iter().any(|id| !status(&s, id).is_finished()) {
+        assert!(Instant::now() < deadline, "jobs did not finish");
+        thread::sleep(Duration::from_millis(20));
+    }
+    control.request_shutdown();
+    engine.join();
+    looper.join().unwrap();
+    assert!(most.load(Ordering::SeqCst) <= 4);
+    assert_eq!(
+        runner.runs.load(Ordering::SeqCst),
+        5,
+        "threads ran only sync jobs"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let job = s.get_job(id).unwrap().unwrap();
+        match i {
+            20 => {
+                assert_eq!(job.status, JobStatus::Dead);
+                assert!(job.error.unwrap().contains("TaskTimeoutError"));
+            }
+            _ if i < 20 => {
+                assert_eq!(job.status, JobStatus::Complete);
+                assert_eq!(job.worker_id.as_deref(), Some("test-worker-async"));
+            }
+            _ => assert_eq!(job.status, JobStatus::Complete),
+        }
+    }
+}

@@ -1,14 +1,15 @@
 //! The PostgreSQL store without Python, against the server named by `TASKITO_TEST_PG_URL`
 //! (see tests/pg_server.sh; without it these tests print why and pass vacuously). Each test
 //! uses a schema of its own. Covers claim order, exclusivity across threads, server-clock
-//! time under skewed callers, and calls made from inside a Tokio runtime.
+//! time under skewed callers, heartbeat counters and fenced recovery, restarts under one
+//! worker id, filtered claims, and calls made from inside a Tokio runtime.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread;
 
-use _taskito::job::{now_ms, JobStatus, NewJob, WorkerInfo};
-use _taskito::storage::{PgOptions, PgStorage, Storage, Write};
+use _taskito::job::{now_ms, JobStatus, NewJob, WorkerInfo, WorkerKey};
+use _taskito::storage::{PgOptions, PgStorage, Storage, TaskFilter, Write};
 
 fn open() -> Option<PgStorage> {
     let Ok(url) = std::env::var("TASKITO_TEST_PG_URL") else {
@@ -44,9 +45,10 @@ fn job(queue: &str, priority: i64, scheduled_at: i64) -> NewJob {
     }
 }
 
-fn register(s: &dyn Storage, id: &str, now: i64) {
+fn register(s: &dyn Storage, key: &WorkerKey, now: i64) {
     s.register_worker(&WorkerInfo {
-        worker_id: id.into(),
+        worker_id: key.worker_id.clone(),
+        incarnation: key.incarnation,
         hostname: "h".into(),
         pid: 1,
         queues: "*".into(),
@@ -70,10 +72,10 @@ fn claims_by_priority_then_schedule_then_insertion() {
             job("a", 9, now + 60_000),
         ])
         .unwrap();
-    let claimed = s.claim(None, "w", 10, now).unwrap();
+    let claimed = s.claim(None, &"w".into(), 10, now).unwrap();
     let order: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(order, vec![&ids[2], &ids[1], &ids[3], &ids[0]]);
-    assert!(s.claim(None, "w", 10, now).unwrap().is_empty());
+    assert!(s.claim(None, &"w".into(), 10, now).unwrap().is_empty());
     s.close();
 }
 
@@ -84,10 +86,13 @@ fn a_caller_whose_clock_runs_ahead_never_runs_a_job_early() {
     let hour = 3_600_000;
     // Enqueued for 30 s from now; a host whose clock is an hour ahead asks for ready work.
     let id = s.enqueue(&[job("q", 0, now + 30_000)]).unwrap().remove(0);
-    assert!(s.claim(None, "ahead", 10, now + hour).unwrap().is_empty());
+    assert!(s
+        .claim(None, &"ahead".into(), 10, now + hour)
+        .unwrap()
+        .is_empty());
     // A retry written by a host an hour behind, due "now" on its clock, is ready now.
     let ready = s.enqueue(&[job("q", 0, now)]).unwrap().remove(0);
-    let c = s.claim(None, "behind", 10, now - hour).unwrap();
+    let c = s.claim(None, &"behind".into(), 10, now - hour).unwrap();
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].id, ready);
     s.record(
@@ -102,7 +107,7 @@ fn a_caller_whose_clock_runs_ahead_never_runs_a_job_early() {
         now - hour,
     )
     .unwrap();
-    let again = s.claim(None, "w", 10, now).unwrap();
+    let again = s.claim(None, &"w".into(), 10, now).unwrap();
     assert_eq!(again.len(), 1, "retry due now by the server's clock");
     assert_eq!(again[0].id, ready);
     assert_eq!(s.status(&id).unwrap(), Some(JobStatus::Pending));
@@ -110,23 +115,103 @@ fn a_caller_whose_clock_runs_ahead_never_runs_a_job_early() {
 }
 
 #[test]
-fn skewed_hosts_neither_look_dead_nor_declare_live_ones_dead() {
+fn liveness_counts_beats_and_recovery_is_fenced_by_them() {
     let Some(s) = open() else { return };
     let now = now_ms();
     let minute = 60_000;
-    // A worker whose clock is a minute behind registers, heartbeats and claims.
-    register(&s, "slow-clock", now - minute);
-    s.heartbeat("slow-clock", now - minute).unwrap();
+    // A worker whose clock is a minute behind registers, heartbeats and claims: the stored
+    // wall times say nothing about liveness, the counter does.
+    let slow = WorkerKey::new("slow-clock", 7);
+    register(&s, &slow, now - minute);
+    s.heartbeat(&slow, "active", now - minute).unwrap();
     s.enqueue(&[job("q", 0, now)]).unwrap();
-    let c = s.claim(None, "slow-clock", 10, now - minute).unwrap();
+    let c = s.claim(None, &slow, 10, now - minute).unwrap();
     assert_eq!(c.len(), 1);
-    // A host a minute ahead looks for workers silent for 10 s: there are none.
-    let ahead = now + minute;
-    assert_eq!(s.recover_stale(ahead - 10_000, ahead).unwrap(), 0);
+    let seen = s.worker_beats().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].key, slow);
+    assert_eq!(seen[0].beats, 1);
+    // Nothing judged dead: nothing put back.
+    assert_eq!(s.recover_workers(&[], now + minute).unwrap(), 0);
     assert_eq!(s.status(&c[0].id).unwrap(), Some(JobStatus::Running));
-    // A worker that really went silent is recovered, whatever the caller's clock.
-    assert_eq!(s.recover_stale(ahead, ahead).unwrap(), 1);
+    // It beats after an observer read its counter: that verdict is stale and changes nothing.
+    s.heartbeat(&slow, "unhealthy", now).unwrap();
+    assert_eq!(s.recover_workers(&seen, now).unwrap(), 0);
+    assert_eq!(s.status(&c[0].id).unwrap(), Some(JobStatus::Running));
+    assert_eq!(s.workers().unwrap()[0].status, "unhealthy");
+    // Judged on its current counter, it is dead and its job goes back.
+    let seen = s.worker_beats().unwrap();
+    assert_eq!(seen[0].beats, 2);
+    assert_eq!(s.recover_workers(&seen, now).unwrap(), 1);
     assert_eq!(s.status(&c[0].id).unwrap(), Some(JobStatus::Pending));
+    assert!(s.worker_beats().unwrap().is_empty());
+    // A dead row that beats again is live again.
+    s.heartbeat(&slow, "active", now).unwrap();
+    assert_eq!(s.worker_beats().unwrap().len(), 1);
+    s.close();
+}
+
+#[test]
+fn a_restart_under_the_same_id_keeps_its_own_claims_apart() {
+    let Some(s) = open() else { return };
+    let now = now_ms();
+    let old = WorkerKey::new("fixed-id", 1);
+    let new = WorkerKey::new("fixed-id", 2);
+    register(&s, &old, now);
+    s.enqueue(&[job("q", 0, now), job("q", 0, now)]).unwrap();
+    let lost = s.claim(None, &old, 1, now).unwrap();
+    register(&s, &new, now);
+    let mine = s.claim(None, &new, 1, now).unwrap();
+    assert_eq!(s.workers().unwrap().len(), 2);
+    let dead: Vec<_> = s
+        .worker_beats()
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.key == old)
+        .collect();
+    assert_eq!(s.recover_workers(&dead, now).unwrap(), 1);
+    assert_eq!(s.status(&lost[0].id).unwrap(), Some(JobStatus::Pending));
+    assert_eq!(s.status(&mine[0].id).unwrap(), Some(JobStatus::Running));
+    // A clean stop, then a third run: the stopped row is gone, the dead one stays.
+    s.deregister_worker(&new, now).unwrap();
+    register(&s, &WorkerKey::new("fixed-id", 3), now);
+    let rows = s.workers().unwrap();
+    let mut seen: Vec<(i64, String)> = rows
+        .into_iter()
+        .map(|w| (w.incarnation, w.status))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![(1, "dead".to_string()), (3, "active".to_string())]
+    );
+    s.close();
+}
+
+#[test]
+fn a_filtered_claim_takes_only_the_task_names_it_allows() {
+    let Some(s) = open() else { return };
+    let now = now_ms();
+    let mut a = job("q", 0, now);
+    a.task_name = "async_one".into();
+    let b = job("q", 0, now);
+    let ids = s.enqueue(&[a, b]).unwrap();
+    let names = vec!["async_one".to_string()];
+    let w: WorkerKey = "w".into();
+    let other = s
+        .claim_filtered(None, &w, 10, now, TaskFilter::Except(&names))
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].id, ids[1]);
+    let only = s
+        .claim_filtered(None, &w, 10, now, TaskFilter::Only(&names))
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].id, ids[0]);
+    assert!(s
+        .claim_filtered(None, &w, 10, now, TaskFilter::Only(&names))
+        .unwrap()
+        .is_empty());
     s.close();
 }
 
@@ -143,7 +228,9 @@ fn concurrent_claimers_take_each_job_once() {
             thread::spawn(move || {
                 let mut got = Vec::new();
                 loop {
-                    let batch = s.claim(None, &format!("w{t}"), 37, now_ms()).unwrap();
+                    let batch = s
+                        .claim(None, &WorkerKey::new(format!("w{t}"), 1), 37, now_ms())
+                        .unwrap();
                     if batch.is_empty() {
                         return got;
                     }
@@ -182,7 +269,7 @@ fn calls_from_inside_a_tokio_runtime_do_not_panic() {
     let inner = s.clone();
     let claimed = rt.block_on(async move {
         inner.enqueue(&[job("q", 0, now_ms())]).unwrap();
-        let c = inner.claim(None, "w", 5, now_ms()).unwrap();
+        let c = inner.claim(None, &"w".into(), 5, now_ms()).unwrap();
         inner.close();
         c
     });

@@ -2,9 +2,12 @@
 
 mod convert;
 pub mod errors;
+pub mod logs;
+pub mod process;
 pub mod queue;
 mod queue_ops;
 mod queue_pages;
 mod queue_pause;
+pub mod queue_pool;
 mod queue_retention;
 pub mod runner;

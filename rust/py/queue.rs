@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::convert::{dead_dict, error_dict, job_dict, worker_dict};
+use super::logs::deliver;
 use super::runner::PyRunner;
 use crate::config::WorkerConfig;
 use crate::control::Control;
@@ -147,7 +148,9 @@ impl PyQueueCore {
             "sqlite" => {
                 let durability = Durability::parse(durability)?;
                 let path = db_path.clone();
-                let s = py.detach(move || SqliteStorage::open(&path, durability))?;
+                let s = py.detach(move || SqliteStorage::open(&path, durability));
+                deliver(py)?;
+                let s = s?;
                 (Arc::new(s), db_path)
             }
             "postgres" => {
@@ -159,7 +162,9 @@ impl PyQueueCore {
                     pool_size,
                     notify,
                 };
-                let s = py.detach(move || PgStorage::open(&options))?;
+                let s = py.detach(move || PgStorage::open(&options));
+                deliver(py)?;
+                let s = s?;
                 let shown = s.redacted_url().to_string();
                 (Arc::new(s), shown)
             }
@@ -429,7 +434,7 @@ impl PyQueueCore {
     }
 
     /// Runs the engine until shutdown; returns the number of jobs processed.
-    #[pyo3(signature = (dispatch, workers, queues, worker_id, hostname, pid, poll_interval_ms, drain_timeout, run_once=false, max_jobs=None, heartbeat_interval=2.0, stale_after=10.0, retention=None, timeout_grace=1.0))]
+    #[pyo3(signature = (dispatch, workers, queues, worker_id, hostname, pid, poll_interval_ms, drain_timeout, run_once=false, max_jobs=None, heartbeat_interval=2.0, stale_after=10.0, retention=None, timeout_grace=1.0, async_lane=None, prefork=None))]
     #[allow(clippy::too_many_arguments)]
     fn run_worker(
         &self,
@@ -448,6 +453,8 @@ impl PyQueueCore {
         stale_after: f64,
         retention: Option<RetentionArg>,
         timeout_grace: f64,
+        async_lane: Option<Py<super::queue_pool::PyAsyncLane>>,
+        prefork: Option<super::queue_pool::PreforkArgs>,
     ) -> PyResult<u64> {
         let mut config = WorkerConfig::new(worker_id, workers);
         config.hostname = hostname;
@@ -464,14 +471,41 @@ impl PyQueueCore {
             .transpose()?
             .unwrap_or_default();
         config.timeout_grace = secs("timeout_grace", timeout_grace)?;
-        let runner: Arc<dyn Runner> = Arc::new(PyRunner::new(py, dispatch)?);
+        let lane = async_lane.map(|l| l.get().inner.clone());
+        let (runner, children) = match prefork {
+            None => (
+                Arc::new(PyRunner::new(py, dispatch)?) as Arc<dyn Runner>,
+                None,
+            ),
+            Some(spec) => super::queue_pool::pool_runner(py, spec, config.timeout_grace)?,
+        };
         let (storage, control) = (self.storage.clone(), self.control.clone());
-        let engine = py.detach(move || Engine::start(storage, runner, config, control))?;
-        loop {
-            if py.detach(|| engine.wait(SIGNAL_CHECK)) {
-                break;
+        deliver(py)?;
+        let started = py.detach(move || Engine::start_with(storage, runner, config, control, lane));
+        let delivered = deliver(py);
+        let engine = match started {
+            Ok(e) => e,
+            Err(e) => {
+                super::queue_pool::pool_stop(&children);
+                return Err(e.into());
             }
-            if let Err(e) = py.check_signals() {
+        };
+        let mut delivered = Some(delivered);
+        loop {
+            // This thread holds the GIL anyway: it hands the engine's records to logging.
+            // A signal handler may run (and raise) while that runs Python code.
+            let checked = match delivered.take() {
+                Some(d) => d,
+                None => {
+                    let done = py.detach(|| engine.wait(SIGNAL_CHECK));
+                    let d = deliver(py);
+                    if done && d.is_ok() {
+                        break;
+                    }
+                    d
+                }
+            };
+            if let Err(e) = checked.and_then(|_| py.check_signals()) {
                 // A signal handler raised (a second Ctrl-C): put running jobs back and
                 // return now, finishing the clean-up in the background.
                 self.control.force_stop();
@@ -479,16 +513,25 @@ impl PyQueueCore {
                     // Wait (boundedly) for the put-back to be written, so a process that
                     // exits right after this still leaves its jobs pending.
                     let (done_tx, done_rx) = std::sync::mpsc::channel();
+                    let children = children.clone();
                     std::thread::spawn(move || {
                         engine.join();
+                        super::queue_pool::pool_stop(&children);
                         let _ = done_tx.send(());
                     });
                     let _ = done_rx.recv_timeout(FORCED_STOP_WAIT);
                 });
+                let _ = deliver(py);
                 return Err(e);
             }
         }
-        Ok(py.detach(move || engine.join()))
+        let processed = py.detach(move || {
+            let n = engine.join();
+            super::queue_pool::pool_stop(&children);
+            n
+        });
+        deliver(py)?;
+        Ok(processed)
     }
 
     /// Asks a running worker of this queue to drain and return. A no-op when none runs.
@@ -523,7 +566,10 @@ impl PyQueueCore {
             heartbeat_interval,
         };
         let storage = self.storage.clone();
-        let run = py.detach(|| local::process_one(storage, &runner, &who, ident))?;
+        deliver(py)?;
+        let run = py.detach(|| local::process_one(storage, &runner, &who, ident));
+        deliver(py)?;
+        let run = run?;
         self.control.results_committed();
         run.map(|r| local_result(py, r)).transpose()
     }
@@ -555,7 +601,10 @@ impl PyQueueCore {
             heartbeat_interval,
         };
         let storage = self.storage.clone();
-        let run = py.detach(|| local::execute(storage, &runner, &who, &job_id, ident))?;
+        deliver(py)?;
+        let run = py.detach(|| local::execute(storage, &runner, &who, &job_id, ident));
+        deliver(py)?;
+        let run = run?;
         self.control.results_committed();
         run.map(|r| local_result(py, r)).transpose()
     }

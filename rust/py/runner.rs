@@ -42,7 +42,7 @@ fn clear_pending_interrupt(ident: u64) {
     }
 }
 
-fn failure(py: Python<'_>, err: PyErr) -> Outcome {
+pub(super) fn failure(py: Python<'_>, err: PyErr) -> Outcome {
     let traceback = err
         .traceback(py)
         .and_then(|tb| tb.format().ok())
@@ -63,7 +63,7 @@ fn failure(py: Python<'_>, err: PyErr) -> Outcome {
 
 /// Reads the dispatch function's answer: `(True, result_bytes)` or
 /// `(False, error, traceback, retryable)`.
-fn read_answer(answer: &Bound<'_, PyAny>) -> PyResult<Outcome> {
+pub(super) fn read_answer(answer: &Bound<'_, PyAny>) -> PyResult<Outcome> {
     let tuple = answer.cast::<PyTuple>()?;
     if tuple.get_item(0)?.is_truthy()? {
         let item = tuple.get_item(1)?;
@@ -125,10 +125,18 @@ impl Runner for PyRunner {
     }
 
     fn interrupt(&self, ident: u64) {
+        self.interrupt_if(ident, &|| true);
+    }
+
+    fn interrupt_if(&self, ident: u64, still_running: &dyn Fn() -> bool) {
         if ident == 0 {
             return;
         }
         Python::attach(|py| {
+            // Checked while attached: the job's thread cannot leave the task meanwhile.
+            if !still_running() {
+                return;
+            }
             // SAFETY: attached; the exception type is a live class object we own a reference to.
             unsafe {
                 pyo3::ffi::PyThreadState_SetAsyncExc(

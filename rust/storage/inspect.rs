@@ -8,7 +8,8 @@ use super::sqlite::{insert_job, next_seq, note_queue, write_dead_letter};
 use super::QueueCounts;
 use crate::error::{Error, Result};
 use crate::job::{
-    DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome, WorkerInfo,
+    DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome, WorkerBeat,
+    WorkerInfo, WorkerKey,
 };
 
 pub(super) const JOB_COLUMNS: &str =
@@ -263,74 +264,101 @@ pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
     Ok(n)
 }
 
-pub fn register_worker(c: &Connection, w: &WorkerInfo) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO workers (worker_id, hostname, pid, queues, started_at, last_heartbeat, status) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active') \
-         ON CONFLICT (worker_id) DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid, \
-         queues = excluded.queues, started_at = excluded.started_at, \
-         last_heartbeat = excluded.last_heartbeat, status = 'active'",
+pub fn register_worker(c: &mut Connection, w: &WorkerInfo) -> Result<()> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Rows of earlier runs under this id that stopped cleanly say nothing any more; rows of
+    // runs that died stay until their jobs are put back (recovery needs no row for that).
+    tx.prepare_cached(
+        "DELETE FROM workers WHERE worker_id = ?1 AND incarnation != ?2 AND status = 'stopped'",
+    )?
+    .execute(params![w.worker_id, w.incarnation])?;
+    tx.prepare_cached(
+        "INSERT INTO workers (worker_id, incarnation, hostname, pid, queues, started_at, \
+         last_heartbeat, status, beats) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'active', 0) \
+         ON CONFLICT (worker_id, incarnation) DO UPDATE SET hostname = excluded.hostname, \
+         pid = excluded.pid, queues = excluded.queues, started_at = excluded.started_at, \
+         last_heartbeat = excluded.last_heartbeat, status = 'active', beats = beats + 1",
     )?
     .execute(params![
         w.worker_id,
+        w.incarnation,
         w.hostname,
         w.pid,
         w.queues,
         w.started_at,
         w.last_heartbeat
     ])?;
+    tx.commit()?;
     Ok(())
 }
 
-pub fn heartbeat(c: &Connection, worker_id: &str, now: i64) -> Result<()> {
+pub fn heartbeat(c: &Connection, who: &WorkerKey, status: &str, now: i64) -> Result<()> {
     // A worker presumed dead that comes back is alive again; its old claims were already
     // fenced off by the recovery.
     c.prepare_cached(
-        "UPDATE workers SET last_heartbeat = ?2, status = 'active' WHERE worker_id = ?1",
+        "UPDATE workers SET last_heartbeat = ?3, status = ?4, beats = beats + 1 \
+         WHERE worker_id = ?1 AND incarnation = ?2",
     )?
-    .execute(params![worker_id, now])?;
+    .execute(params![who.worker_id, who.incarnation, now, status])?;
     Ok(())
 }
 
-pub fn deregister_worker(c: &Connection, worker_id: &str, now: i64) -> Result<()> {
+pub fn deregister_worker(c: &Connection, who: &WorkerKey, now: i64) -> Result<()> {
     c.prepare_cached(
-        "UPDATE workers SET status = 'stopped', last_heartbeat = ?2 WHERE worker_id = ?1",
+        "UPDATE workers SET status = 'stopped', last_heartbeat = ?3 \
+         WHERE worker_id = ?1 AND incarnation = ?2",
     )?
-    .execute(params![worker_id, now])?;
+    .execute(params![who.worker_id, who.incarnation, now])?;
     Ok(())
+}
+
+pub fn worker_beats(c: &Connection) -> Result<Vec<WorkerBeat>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT worker_id, incarnation, hostname, pid, beats FROM workers \
+         WHERE status IN ('active', 'unhealthy')",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(WorkerBeat {
+            key: WorkerKey::new(r.get::<_, String>(0)?, r.get(1)?),
+            hostname: r.get(2)?,
+            pid: r.get(3)?,
+            beats: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
 /// How many times a job may be put back after losing its worker before it is dead-lettered.
 pub const MAX_RECOVERIES: i64 = 5;
 
-pub fn recover_stale(c: &mut Connection, stale_before: i64, now: i64) -> Result<usize> {
-    // Cheap read first: most checks find nothing and should not take the write lock.
-    let suspects: i64 = c
-        .prepare_cached(
-            "SELECT COUNT(*) FROM workers WHERE status = 'active' AND last_heartbeat < ?1",
-        )?
-        .query_row(params![stale_before], |r| r.get(0))?;
-    let orphans: i64 = c
-        .prepare_cached(
-            "SELECT COUNT(*) FROM jobs WHERE status = 1 AND started_at < ?1 AND (owner IS NULL \
-             OR owner NOT IN (SELECT worker_id FROM workers WHERE status = 'active'))",
-        )?
-        .query_row(params![stale_before], |r| r.get(0))?;
-    if suspects == 0 && orphans == 0 {
-        return Ok(0);
+/// Running jobs whose claiming incarnation has no live registry row. Rows written before
+/// incarnations existed have incarnation 0 on both sides.
+const ORPHANS: &str = "FROM jobs WHERE status = 1 AND NOT EXISTS (SELECT 1 FROM workers w \
+    WHERE w.worker_id = jobs.owner AND w.incarnation = COALESCE(jobs.incarnation, 0) \
+    AND w.status IN ('active', 'unhealthy'))";
+
+pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Result<usize> {
+    if dead.is_empty() {
+        // Cheap read first: most checks find nothing and should not take the write lock.
+        let orphans: i64 = c
+            .prepare_cached(&format!("SELECT COUNT(*) {ORPHANS}"))?
+            .query_row([], |r| r.get(0))?;
+        if orphans == 0 {
+            return Ok(0);
+        }
     }
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached(
-        "UPDATE workers SET status = 'dead' WHERE status = 'active' AND last_heartbeat < ?1",
-    )?
-    .execute(params![stale_before])?;
+    for w in dead {
+        // Fenced by the counter: a worker that beat since it was judged is not dead.
+        tx.prepare_cached(
+            "UPDATE workers SET status = 'dead' WHERE worker_id = ?1 AND incarnation = ?2 \
+             AND beats = ?3 AND status IN ('active', 'unhealthy')",
+        )?
+        .execute(params![w.key.worker_id, w.key.incarnation, w.beats])?;
+    }
     let lost: Vec<(String, Option<String>)> = {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, owner FROM jobs WHERE status = 1 AND (owner IS NULL OR owner NOT IN \
-             (SELECT worker_id FROM workers WHERE status = 'active')) \
-             AND (started_at < ?1 OR owner IN (SELECT worker_id FROM workers WHERE status = 'dead'))",
-        )?;
-        let rows = stmt.query_map(params![stale_before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut stmt = tx.prepare_cached(&format!("SELECT id, owner {ORPHANS}"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<std::result::Result<_, _>>()?
     };
     for (id, owner) in &lost {
@@ -366,8 +394,9 @@ pub fn recover_stale(c: &mut Connection, stale_before: i64, now: i64) -> Result<
             write_dead_letter(&tx, seq, now)?;
         } else {
             tx.prepare_cached(
-                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
-                 worker_id = NULL WHERE seq = ?1 AND status = 1",
+                "UPDATE jobs SET status = 0, owner = NULL, incarnation = NULL, \
+                 claim_token = NULL, started_at = NULL, worker_id = NULL \
+                 WHERE seq = ?1 AND status = 1",
             )?
             .execute(params![seq])?;
         }
@@ -378,8 +407,8 @@ pub fn recover_stale(c: &mut Connection, stale_before: i64, now: i64) -> Result<
 
 pub fn workers(c: &Connection) -> Result<Vec<WorkerInfo>> {
     let mut stmt = c.prepare_cached(
-        "SELECT worker_id, hostname, pid, queues, started_at, last_heartbeat, status \
-         FROM workers ORDER BY started_at",
+        "SELECT worker_id, hostname, pid, queues, started_at, last_heartbeat, status, \
+         incarnation FROM workers ORDER BY started_at",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(WorkerInfo {
@@ -390,6 +419,7 @@ pub fn workers(c: &Connection) -> Result<Vec<WorkerInfo>> {
             started_at: r.get(4)?,
             last_heartbeat: r.get(5)?,
             status: r.get(6)?,
+            incarnation: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)

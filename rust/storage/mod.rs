@@ -22,7 +22,7 @@ pub use sqlite::{Durability, SqliteStorage};
 use crate::error::Result;
 use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
-    TaskLog, WorkerInfo,
+    TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
@@ -66,6 +66,14 @@ pub enum Write {
     Requeue { id: String, token: i64 },
 }
 
+/// Which task names a claim may take: the async lane claims only async tasks, and the
+/// worker threads beside it everything else, so neither takes jobs the other must run.
+#[derive(Debug, Clone, Copy)]
+pub enum TaskFilter<'a> {
+    Only(&'a [String]),
+    Except(&'a [String]),
+}
+
 /// Counts of `(queue, status)` pairs.
 pub type QueueCounts = Vec<(String, JobStatus, i64)>;
 
@@ -78,17 +86,28 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Claims up to `limit` ready jobs (`scheduled_at <= now`) of the given queues (all when
     /// `None`), highest priority first, then earliest `scheduled_at`, then insertion order.
+    /// Each claimed job records `owner` (its worker id and incarnation).
     fn claim(
         &self,
         queues: Option<&[String]>,
-        owner: &str,
+        owner: &WorkerKey,
         limit: usize,
         now: i64,
     ) -> Result<Vec<ClaimedJob>>;
 
+    /// `claim`, restricted to the task names `tasks` allows.
+    fn claim_filtered(
+        &self,
+        queues: Option<&[String]>,
+        owner: &WorkerKey,
+        limit: usize,
+        now: i64,
+        tasks: TaskFilter<'_>,
+    ) -> Result<Vec<ClaimedJob>>;
+
     /// Claims one job by id whatever its status and schedule (`taskito execute`); `None` if
     /// it does not exist or is running.
-    fn claim_by_id(&self, id: &str, owner: &str, now: i64) -> Result<Option<ClaimedJob>>;
+    fn claim_by_id(&self, id: &str, owner: &WorkerKey, now: i64) -> Result<Option<ClaimedJob>>;
 
     /// Applies a batch of writes in one transaction; returns how many ended a claim.
     fn record(&self, writes: &[Write], now: i64) -> Result<usize>;
@@ -102,12 +121,23 @@ pub trait Storage: Send + Sync + 'static {
     /// Releases every pooled connection (the store stays usable and reconnects on demand).
     fn close(&self) {}
 
+    /// Adds the registry row of one incarnation (`info.worker_id`, `info.incarnation`),
+    /// status `active`, beats 0; rows of the same worker id that stopped cleanly are removed.
     fn register_worker(&self, info: &WorkerInfo) -> Result<()>;
-    fn heartbeat(&self, worker_id: &str, now: i64) -> Result<()>;
-    fn deregister_worker(&self, worker_id: &str, now: i64) -> Result<()>;
-    /// Marks workers silent since `stale_before` dead and puts their running jobs back to
-    /// `pending`; returns the number of jobs put back.
-    fn recover_stale(&self, stale_before: i64, now: i64) -> Result<usize>;
+    /// One heartbeat of `who`: adds 1 to its `beats`, sets `last_heartbeat = now` (wall clock,
+    /// for display only) and its `status` (`active` or `unhealthy`; a row marked `dead` that
+    /// beats again is live again).
+    fn heartbeat(&self, who: &WorkerKey, status: &str, now: i64) -> Result<()>;
+    /// Marks the row of `who` `stopped`.
+    fn deregister_worker(&self, who: &WorkerKey, now: i64) -> Result<()>;
+    /// The live rows (status `active` or `unhealthy`) with their heartbeat counters, for
+    /// liveness observers (`liveness.rs`), which judge staleness on their own clock.
+    fn worker_beats(&self) -> Result<Vec<WorkerBeat>>;
+    /// Marks each row of `dead` `dead`, fenced by its counter: a row whose `beats` moved
+    /// since it was read is left alone. Then puts back to `pending` every running job whose
+    /// claiming incarnation has no live row (with a note in its error history; past
+    /// `MAX_RECOVERIES` it is dead-lettered instead). Returns the number of jobs put back.
+    fn recover_workers(&self, dead: &[WorkerBeat], now: i64) -> Result<usize>;
     /// Moves committed data from the write-ahead log into the database without blocking
     /// anyone (a no-op for stores without one).
     fn checkpoint(&self) -> Result<()> {

@@ -152,6 +152,31 @@ const MIGRATIONS: &[&str] = &[
         paused_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 4: worker incarnations. A process restarted under the same worker id is a new row, and
+    // each claim records the incarnation that made it, so the jobs of a dead predecessor are
+    // told apart from the live newcomer's. `beats` counts heartbeats: observers judge
+    // staleness by whether it moves, on their own monotonic clock, not by wall-clock stamps.
+    r#"
+    ALTER TABLE jobs ADD COLUMN incarnation INTEGER;
+    CREATE TABLE workers_by_run (
+        worker_id      TEXT    NOT NULL,
+        incarnation    INTEGER NOT NULL DEFAULT 0,
+        hostname       TEXT    NOT NULL,
+        pid            INTEGER NOT NULL,
+        queues         TEXT    NOT NULL,
+        started_at     INTEGER NOT NULL,
+        last_heartbeat INTEGER NOT NULL,
+        status         TEXT    NOT NULL,
+        beats          INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (worker_id, incarnation)
+    ) WITHOUT ROWID;
+    INSERT INTO workers_by_run (worker_id, incarnation, hostname, pid, queues, started_at,
+        last_heartbeat, status)
+        SELECT worker_id, 0, hostname, pid, queues, started_at, last_heartbeat, status
+        FROM workers;
+    DROP TABLE workers;
+    ALTER TABLE workers_by_run RENAME TO workers;
+    "#,
 ];
 
 /// The schema version this build writes.

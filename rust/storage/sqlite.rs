@@ -9,12 +9,12 @@ use super::connection::{self, with_retry, Pool, Settings};
 use super::ids::{self, seq_of};
 use super::{
     admin, inspect, pages, pause, retention, task_logs, ChangeProbe, JobPage, QueueCounts, Storage,
-    WakeSource, Write,
+    TaskFilter, WakeSource, Write,
 };
 use crate::error::{Error, Result};
 use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
-    TaskLog, WorkerInfo,
+    TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
@@ -91,11 +91,13 @@ impl SqliteStorage {
 const CLAIM_COLUMNS: &str =
     "id, task_name, queue, payload, retry_count, max_retries, retry_backoff, timeout_ms";
 
+/// `tasks` restricts the task names (one cached statement per filter shape and size).
 fn ready_seqs(
     conn: &Connection,
     queues: Option<&[String]>,
     limit: usize,
     now: i64,
+    tasks: Option<TaskFilter<'_>>,
 ) -> Result<Vec<i64>> {
     let all: Vec<String>;
     let queues = match queues {
@@ -121,16 +123,34 @@ fn ready_seqs(
     // One indexed range per queue, merged here: each read is O(log n + limit) whatever the
     // backlog. INDEXED BY pins the plan: the planner would otherwise pick the status index
     // and sort the whole backlog on every claim.
-    let mut stmt = conn.prepare_cached(
-        "SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready \
+    const READY: &str = "SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready \
          WHERE status = 0 AND queue = ?1 AND scheduled_at <= ?2 \
-         ORDER BY priority DESC, scheduled_at, seq LIMIT ?3",
-    )?;
+         ORDER BY priority DESC, scheduled_at, seq LIMIT ?3";
+    let (names, sql) = match tasks {
+        None => (&[][..], std::borrow::Cow::Borrowed(READY)),
+        Some(f) => {
+            let (names, op) = match f {
+                TaskFilter::Only(n) => (n, "IN"),
+                TaskFilter::Except(n) => (n, "NOT IN"),
+            };
+            let marks: Vec<String> = (0..names.len()).map(|i| format!("?{}", i + 4)).collect();
+            let sql = READY.replace(
+                "scheduled_at <= ?2",
+                &format!(
+                    "scheduled_at <= ?2 AND task_name {op} ({})",
+                    marks.join(",")
+                ),
+            );
+            (names, std::borrow::Cow::Owned(sql))
+        }
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let lim = limit as i64;
     let mut found: Vec<(i64, i64, i64)> = Vec::new();
     for q in queues {
-        let rows = stmt.query_map(params![q, now, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
+        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![q, &now, &lim];
+        bound.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
+        let rows = stmt.query_map(bound.as_slice(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         for row in rows {
             found.push(row?);
         }
@@ -338,6 +358,51 @@ pub(super) fn insert_job(
         .query_row(params![key], |r| r.get(0))?)
 }
 
+impl SqliteStorage {
+    /// Claims ready jobs, optionally only of some task names.
+    fn claim_where(
+        &self,
+        queues: Option<&[String]>,
+        owner: &WorkerKey,
+        limit: usize,
+        now: i64,
+        tasks: Option<TaskFilter<'_>>,
+    ) -> Result<Vec<ClaimedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Look first without the write lock: an idle poll costs one indexed read.
+        if self
+            .read(|conn| ready_seqs(conn, queues, 1, now, tasks))?
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let seqs = ready_seqs(&tx, queues, limit, now, tasks)?;
+            let mut claimed = Vec::with_capacity(seqs.len());
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
+                     worker_id = NULL, incarnation = ?5 WHERE seq = ?1 AND status = 0 \
+                     RETURNING {CLAIM_COLUMNS}"
+                ))?;
+                for seq in seqs {
+                    let token = new_token();
+                    let mut rows =
+                        stmt.query(params![seq, owner.worker_id, token, now, owner.incarnation])?;
+                    if let Some(row) = rows.next()? {
+                        claimed.push(claim_row(row, token)?);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(claimed)
+        })
+    }
+}
+
 impl Storage for SqliteStorage {
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
         let now = crate::job::now_ms();
@@ -363,55 +428,45 @@ impl Storage for SqliteStorage {
     fn claim(
         &self,
         queues: Option<&[String]>,
-        owner: &str,
+        owner: &WorkerKey,
         limit: usize,
         now: i64,
     ) -> Result<Vec<ClaimedJob>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // Look first without the write lock: an idle poll costs one indexed read.
-        if self
-            .read(|conn| ready_seqs(conn, queues, 1, now))?
-            .is_empty()
-        {
-            return Ok(Vec::new());
-        }
-        self.write(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let seqs = ready_seqs(&tx, queues, limit, now)?;
-            let mut claimed = Vec::with_capacity(seqs.len());
-            {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
-                     worker_id = NULL WHERE seq = ?1 AND status = 0 RETURNING {CLAIM_COLUMNS}"
-                ))?;
-                for seq in seqs {
-                    let token = new_token();
-                    let mut rows = stmt.query(params![seq, owner, token, now])?;
-                    if let Some(row) = rows.next()? {
-                        claimed.push(claim_row(row, token)?);
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(claimed)
-        })
+        self.claim_where(queues, owner, limit, now, None)
     }
 
-    fn claim_by_id(&self, id: &str, owner: &str, now: i64) -> Result<Option<ClaimedJob>> {
+    fn claim_filtered(
+        &self,
+        queues: Option<&[String]>,
+        owner: &WorkerKey,
+        limit: usize,
+        now: i64,
+        tasks: TaskFilter<'_>,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.claim_where(queues, owner, limit, now, Some(tasks))
+    }
+
+    fn claim_by_id(&self, id: &str, owner: &WorkerKey, now: i64) -> Result<Option<ClaimedJob>> {
         self.write(|conn| {
             let token = new_token();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let job = tx
                 .prepare_cached(&format!(
                     "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
-                     completed_at = NULL, worker_id = NULL \
+                     completed_at = NULL, worker_id = NULL, incarnation = ?6 \
                      WHERE seq = ?5 AND id = ?1 AND status != 1 RETURNING {CLAIM_COLUMNS}"
                 ))?
-                .query_row(params![id, owner, token, now, seq_of(id)], |r| {
-                    claim_row(r, token)
-                })
+                .query_row(
+                    params![
+                        id,
+                        owner.worker_id,
+                        token,
+                        now,
+                        seq_of(id),
+                        owner.incarnation
+                    ],
+                    |r| claim_row(r, token),
+                )
                 .optional()?;
             tx.commit()?;
             Ok(job)
@@ -458,14 +513,17 @@ impl Storage for SqliteStorage {
     fn register_worker(&self, info: &WorkerInfo) -> Result<()> {
         self.write(|c| inspect::register_worker(c, info))
     }
-    fn heartbeat(&self, worker_id: &str, now: i64) -> Result<()> {
-        self.write(|c| inspect::heartbeat(c, worker_id, now))
+    fn heartbeat(&self, who: &WorkerKey, status: &str, now: i64) -> Result<()> {
+        self.write(|c| inspect::heartbeat(c, who, status, now))
     }
-    fn deregister_worker(&self, worker_id: &str, now: i64) -> Result<()> {
-        self.write(|c| inspect::deregister_worker(c, worker_id, now))
+    fn deregister_worker(&self, who: &WorkerKey, now: i64) -> Result<()> {
+        self.write(|c| inspect::deregister_worker(c, who, now))
     }
-    fn recover_stale(&self, stale_before: i64, now: i64) -> Result<usize> {
-        self.write(|c| inspect::recover_stale(c, stale_before, now))
+    fn worker_beats(&self) -> Result<Vec<WorkerBeat>> {
+        self.read(|c| inspect::worker_beats(c))
+    }
+    fn recover_workers(&self, dead: &[WorkerBeat], now: i64) -> Result<usize> {
+        self.write(|c| inspect::recover_workers(c, dead, now))
     }
     fn purge_finished(&self, before: i64) -> Result<usize> {
         self.write(|c| inspect::purge_finished(c, before))

@@ -9,9 +9,9 @@ use postgres::{GenericClient, Statement, Transaction};
 
 use super::pool::{Conn, PgSettings};
 use crate::error::Result;
-use crate::job::{ClaimedJob, NewJob};
+use crate::job::{ClaimedJob, NewJob, WorkerKey};
 use crate::storage::ids::{self, seq_of};
-use crate::storage::Write;
+use crate::storage::{TaskFilter, Write};
 
 /// The server's clock in epoch milliseconds, as of the start of the transaction.
 macro_rules! now_ms_sql {
@@ -120,6 +120,35 @@ pub fn new_token() -> i64 {
     fastrand::i64(1..i64::MAX)
 }
 
+/// The claim statement; `$filter` restricts task names (`$6`). The CTE is an optimisation
+/// fence: the planner cannot lock more rows than it returns.
+macro_rules! claim_sql {
+    ($filter:literal) => {
+        concat!(
+            "WITH picked AS MATERIALIZED ( \
+               SELECT r.seq FROM (SELECT name FROM unnest($1::text[]) AS u(name) \
+                 WHERE name NOT IN (SELECT name FROM paused_queues)) AS qn CROSS JOIN LATERAL ( \
+                 SELECT seq, priority, scheduled_at FROM jobs \
+                 WHERE status = 0 AND queue = qn.name AND scheduled_at <= ",
+            now_ms_sql!(),
+            $filter,
+            "   ORDER BY priority DESC, scheduled_at, seq LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED) AS r \
+               ORDER BY r.priority DESC, r.scheduled_at, r.seq LIMIT $2) \
+             UPDATE jobs AS j SET status = 1, owner = $3, claim_token = $4, started_at = ",
+            now_ms_sql!(),
+            ", worker_id = NULL, incarnation = $5 FROM picked \
+             WHERE j.seq = picked.seq AND j.status = 0 \
+             RETURNING j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
+             j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq"
+        )
+    };
+}
+
+const CLAIM: &str = claim_sql!("");
+const CLAIM_ONLY: &str = claim_sql!(" AND task_name = ANY($6::text[])");
+const CLAIM_EXCEPT: &str = claim_sql!(" AND task_name <> ALL($6::text[])");
+
 /// Claims up to `limit` ready jobs in one statement: per queue, an ordered walk of the
 /// ready index that skips rows another claimer holds, merged by priority, then schedule,
 /// then insertion order.
@@ -127,9 +156,10 @@ pub fn claim(
     conn: &mut Conn,
     settings: &PgSettings,
     queues: Option<&[String]>,
-    owner: &str,
+    owner: &WorkerKey,
     limit: usize,
     token: i64,
+    tasks: Option<TaskFilter<'_>>,
 ) -> Result<Vec<ClaimedJob>> {
     let err = |e| settings.error(e);
     let all;
@@ -150,29 +180,37 @@ pub fn claim(
     if queues.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
-    // The CTE is an optimisation fence: the planner cannot lock more rows than it returns.
-    let stmt = conn
-        .prepare(concat!(
-            "WITH picked AS MATERIALIZED ( \
-               SELECT r.seq FROM (SELECT name FROM unnest($1::text[]) AS u(name) \
-                 WHERE name NOT IN (SELECT name FROM paused_queues)) AS qn CROSS JOIN LATERAL ( \
-                 SELECT seq, priority, scheduled_at FROM jobs \
-                 WHERE status = 0 AND queue = qn.name AND scheduled_at <= ",
-            now_ms_sql!(),
-            "   ORDER BY priority DESC, scheduled_at, seq LIMIT $2 \
-                 FOR UPDATE SKIP LOCKED) AS r \
-               ORDER BY r.priority DESC, r.scheduled_at, r.seq LIMIT $2) \
-             UPDATE jobs AS j SET status = 1, owner = $3, claim_token = $4, started_at = ",
-            now_ms_sql!(),
-            ", worker_id = NULL FROM picked WHERE j.seq = picked.seq AND j.status = 0 \
-             RETURNING j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
-             j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq"
-        ))
-        .map_err(err)?;
-    let rows = conn
-        .client
-        .query(&stmt, &[&queues, &(limit as i64), &owner, &token])
-        .map_err(err)?;
+    let sql = match tasks {
+        None => CLAIM,
+        Some(TaskFilter::Only(_)) => CLAIM_ONLY,
+        Some(TaskFilter::Except(_)) => CLAIM_EXCEPT,
+    };
+    let stmt = conn.prepare(sql).map_err(err)?;
+    let limit = limit as i64;
+    let rows = match tasks {
+        None => conn.client.query(
+            &stmt,
+            &[
+                &queues,
+                &limit,
+                &owner.worker_id,
+                &token,
+                &owner.incarnation,
+            ],
+        ),
+        Some(TaskFilter::Only(names)) | Some(TaskFilter::Except(names)) => conn.client.query(
+            &stmt,
+            &[
+                &queues,
+                &limit,
+                &owner.worker_id,
+                &token,
+                &owner.incarnation,
+                &names,
+            ],
+        ),
+    }
+    .map_err(err)?;
     Ok(claimed_rows(&rows, token))
 }
 
@@ -182,7 +220,7 @@ pub fn claim(
 pub fn claimed_by_token(
     conn: &mut Conn,
     settings: &PgSettings,
-    owner: &str,
+    owner: &WorkerKey,
     token: i64,
 ) -> Result<Vec<ClaimedJob>> {
     let err = |e| settings.error(e);
@@ -190,10 +228,13 @@ pub fn claimed_by_token(
         .prepare(
             "SELECT id, task_name, queue, payload, retry_count, max_retries, retry_backoff, \
              timeout_ms, priority, scheduled_at, seq FROM jobs \
-             WHERE status = 1 AND claim_token = $1 AND owner = $2",
+             WHERE status = 1 AND claim_token = $1 AND owner = $2 AND incarnation = $3",
         )
         .map_err(err)?;
-    let rows = conn.client.query(&stmt, &[&token, &owner]).map_err(err)?;
+    let rows = conn
+        .client
+        .query(&stmt, &[&token, &owner.worker_id, &owner.incarnation])
+        .map_err(err)?;
     Ok(claimed_rows(&rows, token))
 }
 
@@ -228,7 +269,7 @@ pub fn claim_by_id(
     conn: &mut Conn,
     settings: &PgSettings,
     id: &str,
-    owner: &str,
+    owner: &WorkerKey,
 ) -> Result<Option<ClaimedJob>> {
     let err = |e| settings.error(e);
     let token = new_token();
@@ -236,7 +277,7 @@ pub fn claim_by_id(
         .prepare(concat!(
             "UPDATE jobs SET status = 1, owner = $2, claim_token = $3, started_at = ",
             now_ms_sql!(),
-            ", completed_at = NULL, worker_id = NULL \
+            ", completed_at = NULL, worker_id = NULL, incarnation = $5 \
              WHERE seq = $4 AND id = $1 AND status <> 1 \
              RETURNING id, task_name, queue, payload, retry_count, max_retries, \
              retry_backoff, timeout_ms"
@@ -244,7 +285,16 @@ pub fn claim_by_id(
         .map_err(err)?;
     let row = conn
         .client
-        .query_opt(&stmt, &[&id, &owner, &token, &seq_of(id)])
+        .query_opt(
+            &stmt,
+            &[
+                &id,
+                &owner.worker_id,
+                &token,
+                &seq_of(id),
+                &owner.incarnation,
+            ],
+        )
         .map_err(err)?;
     Ok(row.map(|r| ClaimedJob {
         id: r.get(0),

@@ -20,11 +20,11 @@ use std::sync::Mutex;
 
 use pool::{Conn, PgSettings, Pool};
 
-use super::{ChangeProbe, JobPage, QueueCounts, Storage, WakeSource, Write};
+use super::{ChangeProbe, JobPage, QueueCounts, Storage, TaskFilter, WakeSource, Write};
 use crate::error::Result;
 use crate::job::{
     now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob,
-    StoredOutcome, TaskLog, WorkerInfo,
+    StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
@@ -50,7 +50,7 @@ pub struct PgStorage {
     notify: Option<String>,
     /// Tokens of claims that failed with the connection: they may have committed, so the
     /// next claim first collects whatever they took.
-    unsure_claims: Mutex<Vec<(String, i64)>>,
+    unsure_claims: Mutex<Vec<(WorkerKey, i64)>>,
 }
 
 impl PgStorage {
@@ -103,24 +103,20 @@ fn age_of(before: i64) -> i64 {
     (now_ms() - before).max(0)
 }
 
-impl Storage for PgStorage {
-    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
-        let now = now_ms();
-        let notify = self.notify.as_deref();
-        self.with(|c, s| claim::enqueue(c, s, jobs, now, notify))
-    }
-
-    fn claim(
+impl PgStorage {
+    /// Claims ready jobs, optionally only of some task names. A claim whose answer was lost
+    /// with its connection is looked up again by its token, here or at the next claim.
+    fn claim_where(
         &self,
         queues: Option<&[String]>,
-        owner: &str,
+        owner: &WorkerKey,
         limit: usize,
-        _now: i64,
+        tasks: Option<TaskFilter<'_>>,
     ) -> Result<Vec<ClaimedJob>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let unsure: Vec<(String, i64)> =
+        let unsure: Vec<(WorkerKey, i64)> =
             std::mem::take(&mut *self.unsure_claims.lock().unwrap_or_else(|p| p.into_inner()));
         if !unsure.is_empty() {
             let found = self.with(|c, s| {
@@ -158,20 +154,49 @@ impl Storage for PgStorage {
                     return Ok(jobs);
                 }
             }
-            claim::claim(c, s, queues, owner, limit, token)
+            claim::claim(c, s, queues, owner, limit, token, tasks)
         });
         // Any failed try may have committed before its connection broke (a later try may
         // fail only to connect): look for this token's jobs at the next claim.
         if out.is_err() {
             let mut unsure = self.unsure_claims.lock().unwrap_or_else(|p| p.into_inner());
-            unsure.push((owner.to_string(), token));
+            unsure.push((owner.clone(), token));
             let excess = unsure.len().saturating_sub(MAX_UNSURE_CLAIMS);
             unsure.drain(..excess);
         }
         out
     }
+}
 
-    fn claim_by_id(&self, id: &str, owner: &str, _now: i64) -> Result<Option<ClaimedJob>> {
+impl Storage for PgStorage {
+    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
+        let now = now_ms();
+        let notify = self.notify.as_deref();
+        self.with(|c, s| claim::enqueue(c, s, jobs, now, notify))
+    }
+
+    fn claim(
+        &self,
+        queues: Option<&[String]>,
+        owner: &WorkerKey,
+        limit: usize,
+        _now: i64,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.claim_where(queues, owner, limit, None)
+    }
+
+    fn claim_filtered(
+        &self,
+        queues: Option<&[String]>,
+        owner: &WorkerKey,
+        limit: usize,
+        _now: i64,
+        tasks: TaskFilter<'_>,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.claim_where(queues, owner, limit, Some(tasks))
+    }
+
+    fn claim_by_id(&self, id: &str, owner: &WorkerKey, _now: i64) -> Result<Option<ClaimedJob>> {
         self.with(|c, s| claim::claim_by_id(c, s, id, owner))
     }
 
@@ -200,15 +225,17 @@ impl Storage for PgStorage {
     fn register_worker(&self, info: &WorkerInfo) -> Result<()> {
         self.with(|c, s| workers::register_worker(c, s, info))
     }
-    fn heartbeat(&self, worker_id: &str, _now: i64) -> Result<()> {
-        self.with(|c, s| workers::heartbeat(c, s, worker_id))
+    fn heartbeat(&self, who: &WorkerKey, status: &str, _now: i64) -> Result<()> {
+        self.with(|c, s| workers::heartbeat(c, s, who, status))
     }
-    fn deregister_worker(&self, worker_id: &str, _now: i64) -> Result<()> {
-        self.with(|c, s| workers::deregister_worker(c, s, worker_id))
+    fn deregister_worker(&self, who: &WorkerKey, _now: i64) -> Result<()> {
+        self.with(|c, s| workers::deregister_worker(c, s, who))
     }
-    fn recover_stale(&self, stale_before: i64, now: i64) -> Result<usize> {
-        let stale_ms = (now - stale_before).max(0);
-        self.with(|c, s| workers::recover_stale(c, s, stale_ms))
+    fn worker_beats(&self) -> Result<Vec<WorkerBeat>> {
+        self.with(workers::worker_beats)
+    }
+    fn recover_workers(&self, dead: &[WorkerBeat], _now: i64) -> Result<usize> {
+        self.with(|c, s| workers::recover_workers(c, s, dead))
     }
     fn purge_finished(&self, before: i64) -> Result<usize> {
         let age = age_of(before);

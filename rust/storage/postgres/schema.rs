@@ -158,6 +158,17 @@ const MIGRATIONS: &[&str] = &[
         paused_at bigint NOT NULL
     );
     "#,
+    // 4: worker incarnations. A process restarted under the same worker id is a new row, and
+    // each claim records the incarnation that made it, so the jobs of a dead predecessor are
+    // told apart from the live newcomer's. `beats` counts heartbeats: observers judge
+    // staleness by whether it moves, on their own monotonic clock, not by clock stamps.
+    r#"
+    ALTER TABLE jobs ADD COLUMN incarnation bigint;
+    ALTER TABLE workers ADD COLUMN incarnation bigint NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN beats bigint NOT NULL DEFAULT 0;
+    ALTER TABLE workers DROP CONSTRAINT workers_pkey;
+    ALTER TABLE workers ADD PRIMARY KEY (worker_id, incarnation);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,86 +1,129 @@
 //! The worker registry on PostgreSQL, recovery of jobs whose worker died, and clean-up.
-//! Heartbeats and staleness are judged by the server's clock alone, so a host whose clock
-//! is off neither looks dead nor declares live hosts dead.
+//! Staleness is judged by observers over the heartbeat counters (`liveness.rs`), so no
+//! host's clock decides whether another host is alive; stored times come from the server.
 
 use super::claim::{insert_error, now_ms_sql, write_dead_letter};
 use super::pool::{Conn, PgSettings};
 use crate::error::Result;
-use crate::job::WorkerInfo;
+use crate::job::{WorkerBeat, WorkerInfo, WorkerKey};
 use crate::storage::ids::seq_of;
 use crate::storage::inspect::MAX_RECOVERIES;
 
 pub fn register_worker(c: &mut Conn, s: &PgSettings, w: &WorkerInfo) -> Result<()> {
-    c.client
-        .execute(
-            concat!(
-                "INSERT INTO workers (worker_id, hostname, pid, queues, started_at, \
-                 last_heartbeat, status) VALUES ($1, $2, $3, $4, ",
-                now_ms_sql!(),
-                ", ",
-                now_ms_sql!(),
-                ", 'active') \
-                 ON CONFLICT (worker_id) DO UPDATE SET hostname = excluded.hostname, \
-                 pid = excluded.pid, queues = excluded.queues, started_at = excluded.started_at, \
-                 last_heartbeat = excluded.last_heartbeat, status = 'active'"
-            ),
-            &[&w.worker_id, &w.hostname, &w.pid, &w.queues],
-        )
-        .map_err(|e| s.error(e))?;
+    let err = |e| s.error(e);
+    let mut tx = c.client.transaction().map_err(err)?;
+    // Rows of earlier runs under this id that stopped cleanly say nothing any more; rows of
+    // runs that died stay until their jobs are put back (recovery needs no row for that).
+    tx.execute(
+        "DELETE FROM workers WHERE worker_id = $1 AND incarnation <> $2 AND status = 'stopped'",
+        &[&w.worker_id, &w.incarnation],
+    )
+    .map_err(err)?;
+    tx.execute(
+        concat!(
+            "INSERT INTO workers (worker_id, incarnation, hostname, pid, queues, started_at, \
+             last_heartbeat, status, beats) VALUES ($1, $2, $3, $4, $5, ",
+            now_ms_sql!(),
+            ", ",
+            now_ms_sql!(),
+            ", 'active', 0) \
+             ON CONFLICT (worker_id, incarnation) DO UPDATE SET hostname = excluded.hostname, \
+             pid = excluded.pid, queues = excluded.queues, started_at = excluded.started_at, \
+             last_heartbeat = excluded.last_heartbeat, status = 'active', \
+             beats = workers.beats + 1"
+        ),
+        &[&w.worker_id, &w.incarnation, &w.hostname, &w.pid, &w.queues],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)?;
     Ok(())
 }
 
-pub fn heartbeat(c: &mut Conn, s: &PgSettings, worker_id: &str) -> Result<()> {
+/// One heartbeat: the counter observers watch goes up by one; `last_heartbeat` (server
+/// clock) is only shown. A row marked dead that beats again is live again; its old claims
+/// were already fenced off by the recovery.
+pub fn heartbeat(c: &mut Conn, s: &PgSettings, who: &WorkerKey, status: &str) -> Result<()> {
     let stmt = c
         .prepare(concat!(
             "UPDATE workers SET last_heartbeat = ",
             now_ms_sql!(),
-            ", status = 'active' WHERE worker_id = $1"
+            ", status = $3, beats = beats + 1 WHERE worker_id = $1 AND incarnation = $2"
         ))
         .map_err(|e| s.error(e))?;
     c.client
-        .execute(&stmt, &[&worker_id])
+        .execute(&stmt, &[&who.worker_id, &who.incarnation, &status])
         .map_err(|e| s.error(e))?;
     Ok(())
 }
 
-pub fn deregister_worker(c: &mut Conn, s: &PgSettings, worker_id: &str) -> Result<()> {
+pub fn deregister_worker(c: &mut Conn, s: &PgSettings, who: &WorkerKey) -> Result<()> {
     c.client
         .execute(
             concat!(
                 "UPDATE workers SET status = 'stopped', last_heartbeat = ",
                 now_ms_sql!(),
-                " WHERE worker_id = $1"
+                " WHERE worker_id = $1 AND incarnation = $2"
             ),
-            &[&worker_id],
+            &[&who.worker_id, &who.incarnation],
         )
         .map_err(|e| s.error(e))?;
     Ok(())
 }
 
-/// Marks workers silent for `stale_ms` (server clock) dead and puts their running jobs
-/// back; a job that lost its worker more than `MAX_RECOVERIES` times is dead-lettered.
-/// One process recovers at a time (a transaction-scoped advisory lock); the others skip.
-pub fn recover_stale(c: &mut Conn, s: &PgSettings, stale_ms: i64) -> Result<usize> {
+pub fn worker_beats(c: &mut Conn, s: &PgSettings) -> Result<Vec<WorkerBeat>> {
+    let stmt = c
+        .prepare(
+            "SELECT worker_id, incarnation, hostname, pid, beats FROM workers \
+             WHERE status IN ('active', 'unhealthy')",
+        )
+        .map_err(|e| s.error(e))?;
+    let rows = c.client.query(&stmt, &[]).map_err(|e| s.error(e))?;
+    Ok(rows
+        .iter()
+        .map(|r| WorkerBeat {
+            key: WorkerKey::new(r.get::<_, String>(0), r.get(1)),
+            hostname: r.get(2),
+            pid: r.get(3),
+            beats: r.get(4),
+        })
+        .collect())
+}
+
+/// Running jobs whose claiming incarnation has no live registry row. Rows written before
+/// incarnations existed have incarnation 0 on both sides.
+macro_rules! orphans_sql {
+    () => {
+        "FROM jobs WHERE status = 1 AND NOT EXISTS (SELECT 1 FROM workers w \
+         WHERE w.worker_id = jobs.owner AND w.incarnation = COALESCE(jobs.incarnation, 0) \
+         AND w.status IN ('active', 'unhealthy'))"
+    };
+}
+
+/// Marks the incarnations of `dead` dead (fenced by their counters: one that beat since it
+/// was read is left alone), then puts back every running job whose incarnation has no live
+/// row; a job that lost its worker more than `MAX_RECOVERIES` times is dead-lettered. One
+/// process puts jobs back at a time (a transaction-scoped advisory lock); the others skip.
+pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Result<usize> {
     let err = |e| s.error(e);
-    let probe = c
-        .prepare(concat!(
-            "SELECT (SELECT count(*) FROM workers WHERE status = 'active' AND last_heartbeat < ",
-            now_ms_sql!(),
-            " - $1) + (SELECT count(*) FROM jobs WHERE status = 1 AND started_at < ",
-            now_ms_sql!(),
-            " - $1 AND (owner IS NULL OR owner NOT IN \
-             (SELECT worker_id FROM workers WHERE status = 'active')))"
-        ))
-        .map_err(err)?;
-    let suspects: i64 = c
-        .client
-        .query_one(&probe, &[&stale_ms])
-        .map_err(err)?
-        .get(0);
-    if suspects == 0 {
-        return Ok(0);
+    if dead.is_empty() {
+        // Cheap read first: most checks find nothing and should take no lock.
+        let probe = c
+            .prepare(concat!("SELECT EXISTS (SELECT 1 ", orphans_sql!(), ")"))
+            .map_err(err)?;
+        let any: bool = c.client.query_one(&probe, &[]).map_err(err)?.get(0);
+        if !any {
+            return Ok(0);
+        }
     }
     let mut tx = c.client.transaction().map_err(err)?;
+    for w in dead {
+        tx.execute(
+            "UPDATE workers SET status = 'dead' WHERE worker_id = $1 AND incarnation = $2 \
+             AND beats = $3 AND status IN ('active', 'unhealthy')",
+            &[&w.key.worker_id, &w.key.incarnation, &w.beats],
+        )
+        .map_err(err)?;
+    }
     let locked: bool = tx
         .query_one(
             "SELECT pg_try_advisory_xact_lock(hashtext('taskito-recover:' || current_schema()))",
@@ -89,29 +132,17 @@ pub fn recover_stale(c: &mut Conn, s: &PgSettings, stale_ms: i64) -> Result<usiz
         .map_err(err)?
         .get(0);
     if !locked {
+        tx.commit().map_err(err)?;
         return Ok(0);
     }
-    tx.execute(
-        concat!(
-            "UPDATE workers SET status = 'dead' WHERE status = 'active' AND last_heartbeat < ",
-            now_ms_sql!(),
-            " - $1"
-        ),
-        &[&stale_ms],
-    )
-    .map_err(err)?;
     let lost = tx
         .query(
             concat!(
-                "UPDATE jobs SET recoveries = recoveries + 1 WHERE status = 1 \
-                 AND (owner IS NULL OR owner NOT IN \
-                 (SELECT worker_id FROM workers WHERE status = 'active')) \
-                 AND (started_at < ",
-                now_ms_sql!(),
-                " - $1 OR owner IN (SELECT worker_id FROM workers WHERE status = 'dead')) \
-                 RETURNING id, owner, recoveries"
+                "UPDATE jobs SET recoveries = recoveries + 1 WHERE seq IN (SELECT seq ",
+                orphans_sql!(),
+                ") AND status = 1 RETURNING id, owner, recoveries"
             ),
-            &[&stale_ms],
+            &[],
         )
         .map_err(err)?;
     for row in &lost {
@@ -147,8 +178,9 @@ pub fn recover_stale(c: &mut Conn, s: &PgSettings, stale_ms: i64) -> Result<usiz
             write_dead_letter(&mut tx, &id).map_err(err)?;
         } else {
             tx.execute(
-                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
-                 started_at = NULL, worker_id = NULL WHERE seq = $1 AND status = 1",
+                "UPDATE jobs SET status = 0, owner = NULL, incarnation = NULL, \
+                 claim_token = NULL, started_at = NULL, worker_id = NULL \
+                 WHERE seq = $1 AND status = 1",
                 &[&seq],
             )
             .map_err(err)?;
@@ -187,8 +219,8 @@ pub fn workers(c: &mut Conn, s: &PgSettings) -> Result<Vec<WorkerInfo>> {
     let rows = c
         .client
         .query(
-            "SELECT worker_id, hostname, pid, queues, started_at, last_heartbeat, status \
-             FROM workers ORDER BY started_at",
+            "SELECT worker_id, hostname, pid, queues, started_at, last_heartbeat, status, \
+             incarnation FROM workers ORDER BY started_at",
             &[],
         )
         .map_err(|e| s.error(e))?;
@@ -202,6 +234,7 @@ pub fn workers(c: &mut Conn, s: &PgSettings) -> Result<Vec<WorkerInfo>> {
             started_at: r.get(4),
             last_heartbeat: r.get(5),
             status: r.get(6),
+            incarnation: r.get(7),
         })
         .collect())
 }

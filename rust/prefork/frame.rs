@@ -1,0 +1,153 @@
+//! The pipe protocol between a worker thread and its child process: each message is a
+//! frame, a big-endian u32 length followed by that many bytes. Inside, a one-byte kind and
+//! fields: strings and byte strings as a u32 length and the bytes, integers as i64.
+//! `taskito/_prefork_child.py` speaks the other side.
+//!
+//! Parent to child: `J` job (task name, payload, job id, queue, retry count, max retries,
+//! thread id). Child to parent: `R` ready, `E` startup error (message), `C` complete
+//! (result bytes), `F` failed (error, traceback, retryable byte).
+
+use std::io::{self, Read, Write};
+
+use crate::job::{ClaimedJob, Outcome};
+
+/// The largest frame accepted from a child (a result larger than this is a protocol error).
+const MAX_FRAME: usize = 1 << 30;
+
+/// What a child says.
+#[derive(Debug)]
+pub enum Reply {
+    Ready,
+    StartupError(String),
+    Done(Outcome),
+}
+
+fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
+    buf.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    buf.extend_from_slice(b);
+}
+
+/// Encodes a job request.
+pub fn job_frame(job: &ClaimedJob, thread_id: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64 + job.payload.len());
+    body.push(b'J');
+    put_bytes(&mut body, job.task_name.as_bytes());
+    put_bytes(&mut body, &job.payload);
+    put_bytes(&mut body, job.id.as_bytes());
+    put_bytes(&mut body, job.queue.as_bytes());
+    body.extend_from_slice(&job.retry_count.to_be_bytes());
+    body.extend_from_slice(&job.max_retries.to_be_bytes());
+    put_bytes(&mut body, thread_id.as_bytes());
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+pub fn write_frame(w: &mut impl Write, frame: &[u8]) -> io::Result<()> {
+    w.write_all(frame)?;
+    w.flush()
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before it starts.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn bytes(&mut self) -> io::Result<Vec<u8>> {
+        if self.0.len() < 4 {
+            return Err(bad());
+        }
+        let n = u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]) as usize;
+        let rest = &self.0[4..];
+        if rest.len() < n {
+            return Err(bad());
+        }
+        let out = rest[..n].to_vec();
+        self.0 = &rest[n..];
+        Ok(out)
+    }
+    fn text(&mut self) -> io::Result<String> {
+        String::from_utf8(self.bytes()?).map_err(|_| bad())
+    }
+    fn byte(&mut self) -> io::Result<u8> {
+        let (&b, rest) = self.0.split_first().ok_or_else(bad)?;
+        self.0 = rest;
+        Ok(b)
+    }
+}
+
+fn bad() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "malformed frame from child")
+}
+
+/// Decodes a child's frame.
+pub fn parse_reply(body: &[u8]) -> io::Result<Reply> {
+    let mut c = Cursor(body);
+    match c.byte()? {
+        b'R' => Ok(Reply::Ready),
+        b'E' => Ok(Reply::StartupError(c.text()?)),
+        b'C' => Ok(Reply::Done(Outcome::Complete(c.bytes()?))),
+        b'F' => Ok(Reply::Done(Outcome::Failed {
+            error: c.text()?,
+            traceback: c.text()?,
+            retryable: c.byte()? != 0,
+        })),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_round_trip() {
+        let mut body = vec![b'F'];
+        put_bytes(&mut body, b"ValueError: x");
+        put_bytes(&mut body, b"tb");
+        body.push(1);
+        match parse_reply(&body).unwrap() {
+            Reply::Done(Outcome::Failed {
+                error,
+                traceback,
+                retryable,
+            }) => {
+                assert_eq!(error, "ValueError: x");
+                assert_eq!(traceback, "tb");
+                assert!(retryable);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_reply(&[b'C', 0, 0]).is_err());
+        let mut framed = Vec::new();
+        framed.extend_from_slice(&3u32.to_be_bytes());
+        framed.extend_from_slice(b"abc");
+        let mut r = &framed[..];
+        assert_eq!(read_frame(&mut r).unwrap().unwrap(), b"abc");
+        assert!(read_frame(&mut r).unwrap().is_none());
+    }
+}

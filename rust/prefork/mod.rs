@@ -1,0 +1,271 @@
+//! The prefork pool: a `Runner` whose worker threads each own one child process and run
+//! their jobs there, so a task can be stopped whatever it is doing (a thread cannot be
+//! stopped inside C code; a process can be killed), a leaking extension is reset by
+//! recycling, and CPU-bound tasks use every core. The thread writes a job frame to its
+//! child and blocks on the answer without the GIL. At the deadline the watchdog's
+//! `interrupt` kills the child (SIGTERM, then SIGKILL after a short grace); the end of the
+//! stream tells the thread, which reports the job's failure and starts a replacement in
+//! the background. A child that dies on its own (a segfault, `os._exit`) fails or retries
+//! only its job, with the signal or exit code in the error.
+
+mod child;
+mod frame;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use child::Spec;
+use child::{ChildProc, Pid};
+use frame::Reply;
+
+use crate::job::{ClaimedJob, Outcome};
+use crate::worker::Runner;
+
+/// How long a child asked to finish (recycling, shutdown) may take before it is killed.
+const RETIRE_WAIT: Duration = Duration::from_secs(5);
+/// How long a dead child's exit status is waited for after its pipe closed.
+const REAP_WAIT: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// The ident of the slot the calling worker thread owns.
+    static IDENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// One worker thread's child.
+#[derive(Default)]
+struct Slot {
+    /// The child, held by `run` for the whole job; `None` while being replaced.
+    io: Mutex<Option<ChildProc>>,
+    /// The pid handle of the child now in `io`, for `interrupt` (which must not wait for
+    /// `io`: a running job holds it).
+    live: Mutex<Option<Arc<Pid>>>,
+    stopped: AtomicBool,
+}
+
+impl Slot {
+    fn io(&self) -> MutexGuard<'_, Option<ChildProc>> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn live(&self) -> MutexGuard<'_, Option<Arc<Pid>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Puts a fresh child in the slot (the caller holds `io`).
+    fn install(&self, io: &mut Option<ChildProc>, proc: ChildProc) {
+        *self.live() = Some(proc.pid.clone());
+        *io = Some(proc);
+    }
+}
+
+pub struct PreforkRunner {
+    spec: Arc<Spec>,
+    max_tasks_per_child: Option<u64>,
+    kill_grace: Duration,
+    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+    next_ident: AtomicU64,
+    /// The child started by `new` (to fail fast on an app the child cannot load), handed
+    /// to the first worker thread.
+    spare: Mutex<Option<ChildProc>>,
+}
+
+impl PreforkRunner {
+    /// Starts one child to check the app loads; its error is the caller's.
+    pub fn new(
+        spec: Spec,
+        max_tasks_per_child: Option<u64>,
+        kill_grace: Duration,
+    ) -> Result<PreforkRunner, String> {
+        let first = ChildProc::start(&spec)?;
+        Ok(PreforkRunner {
+            spec: Arc::new(spec),
+            max_tasks_per_child,
+            kill_grace,
+            slots: Mutex::new(HashMap::new()),
+            next_ident: AtomicU64::new(1),
+            spare: Mutex::new(Some(first)),
+        })
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot(&self, ident: u64) -> Option<Arc<Slot>> {
+        self.slots().get(&ident).cloned()
+    }
+
+    /// The pids of the live children (for tests and logs).
+    pub fn pids(&self) -> Vec<i32> {
+        self.slots()
+            .values()
+            .filter_map(|s| s.live().as_ref().and_then(|p| p.get()))
+            .collect()
+    }
+
+    /// Starts a replacement child for `slot` on a thread of its own (reaping `old` first,
+    /// if given), so the outcome of the job that ended the old one is not held up.
+    fn refill_later(&self, slot: Arc<Slot>, old: Option<ChildProc>) {
+        let spec = self.spec.clone();
+        let spawned = std::thread::Builder::new()
+            .name("taskito-prefork-refill".into())
+            .spawn(move || {
+                if let Some(old) = old {
+                    old.retire(RETIRE_WAIT);
+                }
+                let mut io = slot.io();
+                if io.is_none() && !slot.stopped.load(Ordering::SeqCst) {
+                    match ChildProc::start(&spec) {
+                        Ok(p) => slot.install(&mut io, p),
+                        Err(e) => log::error!("cannot start a prefork child: {e}"),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // The next job starts a child itself.
+            log::warn!("cannot start a thread to replace a prefork child: {e}");
+        }
+    }
+
+    /// Kills every child still alive: after the engine has stopped, jobs of threads it
+    /// wrote off were put back and must not go on running.
+    pub fn kill_all(&self) {
+        let slots: Vec<Arc<Slot>> = self.slots().drain().map(|(_, s)| s).collect();
+        for slot in slots {
+            slot.stopped.store(true, Ordering::SeqCst);
+            if let Some(pid) = slot.live().take() {
+                if let Some(p) = pid.get() {
+                    pid.signal(p, libc::SIGKILL);
+                }
+            }
+        }
+        if let Some(spare) = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            spare.retire(Duration::ZERO);
+        }
+    }
+}
+
+fn crashed(job: &ClaimedJob, pid: i32, how: &str) -> Outcome {
+    Outcome::Failed {
+        error: format!(
+            "WorkerCrashedError: the child process (pid {pid}) running job {} ({}) died: {how}",
+            job.id, job.task_name
+        ),
+        traceback: String::new(),
+        retryable: true,
+    }
+}
+
+impl Runner for PreforkRunner {
+    fn thread_started(&self) -> u64 {
+        let slot = Arc::new(Slot::default());
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        {
+            let mut io = slot.io();
+            match spare
+                .map(Ok)
+                .unwrap_or_else(|| ChildProc::start(&self.spec))
+            {
+                Ok(p) => slot.install(&mut io, p),
+                // The first job of this thread tries again and reports the error.
+                Err(e) => log::error!("cannot start a prefork child: {e}"),
+            }
+        }
+        let ident = self.next_ident.fetch_add(1, Ordering::SeqCst);
+        self.slots().insert(ident, slot);
+        IDENT.with(|i| i.set(ident));
+        ident
+    }
+
+    fn run(&self, job: &ClaimedJob, thread_id: &str, ident: u64) -> Outcome {
+        let Some(slot) = self.slot(ident) else {
+            return Outcome::Failed {
+                error: "WorkerCrashedError: this worker thread has no child process".into(),
+                traceback: String::new(),
+                retryable: true,
+            };
+        };
+        let mut io = slot.io();
+        // A child that died while idle is replaced before it can take a job down with it.
+        if io.as_ref().is_some_and(|p| p.exited()) {
+            if let Some(dead) = io.take() {
+                let pid = dead.pid();
+                let how = dead.reap(REAP_WAIT);
+                log::warn!("prefork child {pid} died while idle ({how}); replacing it");
+            }
+        }
+        if io.is_none() {
+            match ChildProc::start(&self.spec) {
+                Ok(p) => slot.install(&mut io, p),
+                Err(e) => {
+                    return Outcome::Failed {
+                        error: format!("WorkerCrashedError: cannot start a child process: {e}"),
+                        traceback: String::new(),
+                        retryable: true,
+                    }
+                }
+            }
+        }
+        let proc = io.as_mut().expect("installed above");
+        let request = frame::job_frame(job, thread_id);
+        let reply = match proc.send(&request) {
+            Ok(()) => proc.receive(),
+            Err(_) => None,
+        };
+        match reply {
+            Some(Reply::Done(outcome)) => {
+                proc.jobs += 1;
+                if self.max_tasks_per_child.is_some_and(|max| proc.jobs >= max) {
+                    let old = io.take();
+                    *slot.live() = None;
+                    drop(io);
+                    self.refill_later(slot, old);
+                }
+                outcome
+            }
+            _ => {
+                let dead = io.take().expect("present above");
+                *slot.live() = None;
+                drop(io);
+                let pid = dead.pid();
+                let how = dead.reap(REAP_WAIT);
+                self.refill_later(slot, None);
+                crashed(job, pid, &how)
+            }
+        }
+    }
+
+    fn interrupt(&self, ident: u64) {
+        let Some(slot) = self.slot(ident) else {
+            return;
+        };
+        let Some(pid) = slot.live().clone() else {
+            return;
+        };
+        let Some(p) = pid.get() else {
+            return;
+        };
+        pid.signal(p, libc::SIGTERM);
+        let grace = self.kill_grace;
+        let _ = std::thread::Builder::new()
+            .name("taskito-prefork-kill".into())
+            .spawn(move || {
+                std::thread::sleep(grace);
+                pid.signal(p, libc::SIGKILL);
+            });
+    }
+
+    fn thread_stopping(&self) {
+        let ident = IDENT.with(|i| i.replace(0));
+        let Some(slot) = self.slots().remove(&ident) else {
+            return;
+        };
+        slot.stopped.store(true, Ordering::SeqCst);
+        let proc = slot.io().take();
+        *slot.live() = None;
+        if let Some(proc) = proc {
+            proc.retire(RETIRE_WAIT);
+        }
+    }
+}
