@@ -32,6 +32,10 @@ pub enum Error {
     #[error("no {kind} with id {id:?}")]
     NotFound { kind: &'static str, id: String },
 
+    /// `max_pending` of the queue would be exceeded; nothing was stored.
+    #[error("queue {queue:?} is full: max_pending is {limit}")]
+    QueueFull { queue: String, limit: i64 },
+
     /// SQLite failed in a way retrying did not fix.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
