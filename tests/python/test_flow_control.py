@@ -258,3 +258,16 @@ def test_run_once_drains_a_capped_task(queue: Queue) -> None:
     # outcomes that free it are being written is not "nothing".
     assert queue.run_worker(run_once=True) == 300
     assert queue.stats()["completed"] == 300
+
+
+def test_a_paused_queue_holds_limited_tasks_too(queue: Queue) -> None:
+    @queue.task(max_concurrent=5, queue="held")
+    def work(i: int) -> int:
+        return i
+
+    queue.enqueue_many(work.name, [(i,) for i in range(3)])
+    queue.pause("held")
+    assert queue.run_worker(run_once=True) == 0  # the limited claim skips paused queues too
+    assert queue.stats()["pending"] == 3
+    queue.resume("held")
+    assert queue.run_worker(run_once=True) == 3
