@@ -271,3 +271,24 @@ def test_a_paused_queue_holds_limited_tasks_too(queue: Queue) -> None:
     assert queue.stats()["pending"] == 3
     queue.resume("held")
     assert queue.run_worker(run_once=True) == 3
+
+
+def test_async_tasks_keep_their_cap(queue: Queue) -> None:
+    import asyncio
+
+    running = 0
+    seen = 0
+
+    @queue.task(max_concurrent=2)
+    async def fetch(i: int) -> int:
+        nonlocal running, seen
+        running += 1
+        seen = max(seen, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return i
+
+    queue.enqueue_many(fetch.name, [(i,) for i in range(10)])
+    # The async lane claims through the same limited path: never more than 2 at once.
+    assert queue.run_worker(run_once=True) == 10
+    assert seen == 2
