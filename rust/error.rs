@@ -32,6 +32,17 @@ pub enum Error {
     #[error("no {kind} with id {id:?}")]
     NotFound { kind: &'static str, id: String },
 
+    /// A feature this backend does not offer yet; nothing was stored.
+    #[error("{feature} are not supported on the {backend} backend yet")]
+    Unsupported {
+        backend: &'static str,
+        feature: &'static str,
+    },
+
+    /// `max_pending` of the queue would be exceeded; nothing was stored.
+    #[error("queue {queue:?} is full: max_pending is {limit}")]
+    QueueFull { queue: String, limit: i64 },
+
     /// SQLite failed in a way retrying did not fix.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -19,6 +19,7 @@ pub mod logbridge;
 pub mod prefork;
 pub mod results;
 pub mod retention;
+pub mod schedule;
 pub mod scheduler;
 pub mod storage;
 pub mod worker;

@@ -84,6 +84,7 @@ impl Scheduler {
                     self.config.clone(),
                     observer,
                 )),
+                tokio::spawn(periodic(self.storage.clone(), self.control.clone())),
             ];
             self.claim_loop().await;
             self.drain().await;
@@ -182,6 +183,9 @@ impl Scheduler {
                 continue;
             }
             let queues = self.config.queues.as_deref();
+            // Read before the claim: an outcome written after it (a finished job of a task at
+            // its concurrency cap) may make jobs claimable that the claim did not see.
+            let unrecorded_before = self.unrecorded.get();
             let claimed = match self.claim_both(queues, free, async_free, left) {
                 Ok((jobs, async_n)) => {
                     idle_errors = 0;
@@ -203,7 +207,11 @@ impl Scheduler {
             }
             // Run-once ends when nothing is ready and every outcome is written (a failure
             // may have just put a job back as ready).
-            if n + async_claimed == 0 && self.config.run_once && self.unrecorded.get() == 0 {
+            if n + async_claimed == 0
+                && self.config.run_once
+                && unrecorded_before == 0
+                && self.unrecorded.get() == 0
+            {
                 return;
             }
             if n > 0 {
@@ -222,6 +230,7 @@ impl Scheduler {
             tokio::select! {
                 _ = self.control.wake.notified() => {}
                 _ = sleep(poll) => {}
+                _ = until(self.storage.limited_ready_at()) => {}
                 _ = changed(&mut probe, &mut seen, &mut probe_every, self.config.poll_interval) => {}
             }
         }
@@ -406,6 +415,10 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: 
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .check(s.as_ref());
+            // Limits registered by workers started since (rare; one small read).
+            if let Err(e) = s.reload_task_limits() {
+                log::debug!("reloading task limits failed: {e}");
+            }
             if checkpoint {
                 if let Err(e) = s.checkpoint() {
                     log::debug!("checkpoint skipped: {e}");
@@ -443,6 +456,50 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: 
             Ok(Err(e)) => log::warn!("retention sweep failed: {e}"),
             _ => {}
         }
+    }
+}
+
+/// Sleeps until `at` (epoch ms); never resolves for `None`. Lets a claim that stepped over
+/// rate-limited jobs come back when their next token is due rather than on the next poll.
+async fn until(at: Option<i64>) {
+    match at {
+        Some(at) => sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The longest the periodic timer sleeps: a schedule added, resumed or moved earlier by
+/// another process is seen within this.
+const PERIODIC_RECHECK: Duration = Duration::from_secs(1);
+
+/// Fires periodic schedules: sleeps until the earliest due time (at most
+/// `PERIODIC_RECHECK`), then lets the store claim and enqueue what is due, and wakes the
+/// claim loop for it. Every worker runs this; the store makes each fire happen once.
+async fn periodic(storage: Arc<dyn Storage>, control: Arc<Control>) {
+    loop {
+        let s = storage.clone();
+        let next = match tokio::task::spawn_blocking(move || s.fire_periodic(now_ms())).await {
+            Ok(Ok((fired, next))) => {
+                if fired > 0 {
+                    log::debug!("fired {fired} periodic schedule(s)");
+                    control.wake.notify_one();
+                }
+                next
+            }
+            Ok(Err(e)) => {
+                log::warn!("firing periodic schedules failed: {e}");
+                None
+            }
+            Err(e) => {
+                log::warn!("periodic timer task failed: {e}");
+                None
+            }
+        };
+        let wait = match next {
+            Some(at) => Duration::from_millis((at - now_ms()).max(0) as u64),
+            None => PERIODIC_RECHECK,
+        };
+        sleep(wait.min(PERIODIC_RECHECK)).await;
     }
 }
 

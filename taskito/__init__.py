@@ -19,6 +19,7 @@ from taskito.exceptions import (
     DatabaseError,
     JobNotFoundError,
     MaxRetriesExceededError,
+    QueueFullError,
     SerializationError,
     TaskCancelledError,
     TaskFailedError,
@@ -53,5 +54,6 @@ __all__ = [
     "SerializationError",
     "DatabaseError",
     "JobNotFoundError",
+    "QueueFullError",
     "__version__",
 ]

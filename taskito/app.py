@@ -25,8 +25,19 @@ from taskito._paging import Pagination
 from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore, flush_logs
 from taskito.exceptions import JobNotFoundError, TaskitoError
+from taskito.flow_control import (
+    check_max_concurrent,
+    check_max_pending,
+    check_unique_keys,
+    idempotency_key,
+    is_idempotent,
+    parse_rate_limit,
+    register_limits,
+    unique_keys_for,
+)
 from taskito.middleware import TaskMiddleware, call_each, check_middleware
 from taskito.pause import Pause
+from taskito.periodic import PeriodicMixin
 from taskito.result import JobResult
 from taskito.retention import Retention, RetentionCalls, resolve
 from taskito.task import TaskWrapper
@@ -80,7 +91,7 @@ def _metadata(value: Any) -> str | None:
         raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
 
 
-class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagination):
+class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagination, PeriodicMixin):
     """A task queue stored in one SQLite file.
 
     Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
@@ -110,6 +121,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         notify: bool | None = None,
         async_concurrency: int = 100,
         max_tasks_per_child: int | None = None,
+        max_pending: dict[str, int] | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
@@ -168,6 +180,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         self._hooks: dict[str, list[Callable[..., Any]]] = {k: [] for k in _HOOK_KINDS}
         self._running = threading.Lock()
         self._metrics: Any = None  # taskito.metrics.Metrics once enabled
+        self._max_pending = check_max_pending(max_pending)
+        self._periodic = {}
 
     def __repr__(self) -> str:
         return f"<taskito.Queue {self.db_path!r} tasks={len(self._tasks)}>"
@@ -196,9 +210,17 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         priority: int | None = None,
         queue: str = "default",
         middleware: list[TaskMiddleware] | None = None,
+        rate_limit: str | None = None,
+        max_concurrent: int | None = None,
+        idempotent: bool = False,
     ) -> Any:
         """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``."""
         task_middleware = check_middleware("middleware", middleware)
+        if rate_limit is not None:
+            parse_rate_limit(rate_limit)
+        check_max_concurrent(max_concurrent)
+        if not isinstance(idempotent, bool):
+            raise ValueError(f"idempotent must be True or False, got {idempotent!r}")
         if max_retries is not None:
             settings.check_int("max_retries", max_retries, minimum=0)
         settings.check_seconds("retry_backoff", retry_backoff)
@@ -221,7 +243,18 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                     "pass name= to tell them apart"
                 )
             wrapper = TaskWrapper(
-                self, f, task_name, max_retries, retry_backoff, timeout, priority, queue, task_middleware
+                self,
+                f,
+                task_name,
+                max_retries,
+                retry_backoff,
+                timeout,
+                priority,
+                queue,
+                task_middleware,
+                rate_limit=rate_limit,
+                max_concurrent=max_concurrent,
+                idempotent=idempotent,
             )
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
@@ -292,8 +325,12 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         timeout: float | None = None,
         unique_key: str | None = None,
         metadata: Any = None,
+        idempotent: bool | None = None,
     ) -> JobResult:
-        """Stores one job for the task named ``task_name`` (registered here or not)."""
+        """Stores one job for the task named ``task_name`` (registered here or not).
+        While a job with the same ``unique_key`` is pending or running, returns that job
+        instead; ``idempotent`` derives the key from the task and its arguments (default:
+        the task's own ``idempotent`` option)."""
         chain = self._enqueue_chain(task_name)
         if chain:
             options = self._on_enqueue(
@@ -316,8 +353,15 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         payload = serializer.dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
+        if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
+            unique_key = idempotency_key(task_name, payload)
         (job_id,) = self._inner.enqueue(
-            task_name, [payload], unique_key=unique_key, metadata=_metadata(metadata), **opts
+            task_name,
+            [payload],
+            unique_key=unique_key,
+            metadata=_metadata(metadata),
+            max_pending=self._max_pending.get(opts["queue"]),
+            **opts,
         )
         return JobResult(self, job_id)
 
@@ -332,14 +376,20 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         max_retries: int | None = None,
         timeout: float | None = None,
         metadata: Any = None,
+        unique_keys: list[str | None] | None = None,
+        idempotent: bool | None = None,
     ) -> list[JobResult]:
-        """Stores many jobs of one task in one transaction."""
+        """Stores many jobs of one task in one transaction. ``unique_keys`` gives each job
+        a key (None for none); an item whose key a pending or running job holds returns that
+        job. With ``max_pending`` on the queue, a batch that would exceed it stores nothing."""
         args_list = list(args_list)
         if kwargs_list is not None:
             kwargs_list = list(kwargs_list)
             if len(kwargs_list) != len(args_list):
                 raise ValueError("kwargs_list must be as long as args_list")
         chain = self._enqueue_chain(task_name)
+        if unique_keys is not None:
+            unique_keys = check_unique_keys(unique_keys, len(args_list))
         if chain and args_list:
             return self._enqueue_many_through(
                 chain,
@@ -352,6 +402,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                 max_retries,
                 timeout,
                 metadata,
+                unique_keys,
+                idempotent,
             )
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         payloads = [
@@ -360,7 +412,15 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         ]
         if not payloads:
             return []
-        ids = self._inner.enqueue(task_name, payloads, metadata=_metadata(metadata), **opts)
+        keys = unique_keys_for(self._tasks.get(task_name), task_name, payloads, unique_keys, idempotent)
+        ids = self._inner.enqueue(
+            task_name,
+            payloads,
+            metadata=_metadata(metadata),
+            unique_keys=keys,
+            max_pending=self._max_pending.get(opts["queue"]),
+            **opts,
+        )
         return [JobResult(self, i) for i in ids]
 
     # -- middleware at enqueue -------------------------------------------------------------
@@ -409,6 +469,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         max_retries: int | None,
         timeout: float | None,
         metadata: Any,
+        unique_keys: list[str | None] | None = None,
+        idempotent: bool | None = None,
     ) -> list[JobResult]:
         """``enqueue_many`` with ``on_enqueue`` middleware: called once per job; jobs whose
         edited options agree are stored together, in one transaction per distinct set."""
@@ -436,7 +498,21 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                 serializer.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})
                 for i in indexes
             ]
-            ids = self._inner.enqueue(task_name, payloads, metadata=_metadata(options["metadata"]), **opts)
+            keys = unique_keys_for(
+                self._tasks.get(task_name),
+                task_name,
+                payloads,
+                [unique_keys[i] for i in indexes] if unique_keys is not None else None,
+                idempotent,
+            )
+            ids = self._inner.enqueue(
+                task_name,
+                payloads,
+                metadata=_metadata(options["metadata"]),
+                unique_keys=keys,
+                max_pending=self._max_pending.get(opts["queue"]),
+                **opts,
+            )
             for i, job_id in zip(indexes, ids):
                 out[i] = JobResult(self, job_id)
         return [j for j in out if j is not None]
@@ -545,6 +621,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                     "to keep everything, or retention=/result_ttl= to choose"
                 )
             self._worker_hooks("on_worker_start")
+            register_limits(self._inner, self._tasks)
+            self._register_periodic()
             dispatch = make_dispatch(self)
             if self._metrics is not None:
                 dispatch = self._metrics.wrap_dispatch(dispatch)

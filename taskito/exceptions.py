@@ -12,6 +12,7 @@ __all__ = [
     "SerializationError",
     "DatabaseError",
     "JobNotFoundError",
+    "QueueFullError",
 ]
 
 
@@ -72,3 +73,7 @@ class JobNotFoundError(TaskitoError, KeyError):
     def __str__(self) -> str:
         # KeyError shows its argument as a repr (quoted); the message reads better plain.
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class QueueFullError(TaskitoError):
+    """An enqueue would take a queue past its ``max_pending``; nothing was stored."""

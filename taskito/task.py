@@ -26,6 +26,9 @@ class TaskWrapper:
         priority: int | None,
         queue_name: str,
         middleware: tuple[TaskMiddleware, ...] = (),
+        rate_limit: str | None = None,
+        max_concurrent: int | None = None,
+        idempotent: bool = False,
     ) -> None:
         self._queue = queue
         self.fn = fn
@@ -36,6 +39,9 @@ class TaskWrapper:
         self.priority = priority
         self.queue_name = queue_name
         self.middleware = middleware
+        self.rate_limit = rate_limit
+        self.max_concurrent = max_concurrent
+        self.idempotent = idempotent
         functools.update_wrapper(self, fn)
 
     def _middleware_chain(self) -> tuple[TaskMiddleware, ...]:
@@ -60,6 +66,7 @@ class TaskWrapper:
         timeout: float | None = None,
         unique_key: str | None = None,
         metadata: str | None = None,
+        idempotent: bool | None = None,
     ) -> JobResult:
         """Enqueues a call; each option overrides the task's own for this job."""
         return self._queue.enqueue(
@@ -73,6 +80,7 @@ class TaskWrapper:
             timeout=timeout,
             unique_key=unique_key,
             metadata=metadata,
+            idempotent=idempotent,
         )
 
     def __repr__(self) -> str:

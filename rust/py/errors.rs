@@ -10,6 +10,7 @@ pyo3::import_exception!(taskito.exceptions, TaskitoError);
 pyo3::import_exception!(taskito.exceptions, DatabaseError);
 pyo3::import_exception!(taskito.exceptions, JobNotFoundError);
 pyo3::import_exception!(taskito.exceptions, TaskTimeoutError);
+pyo3::import_exception!(taskito.exceptions, QueueFullError);
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -22,7 +23,8 @@ impl From<Error> for PyErr {
             | Error::Sqlite(_)
             | Error::Connect { .. }
             | Error::Postgres(_) => DatabaseError::new_err(msg),
-            Error::Start(_) => TaskitoError::new_err(msg),
+            Error::Start(_) | Error::Unsupported { .. } => TaskitoError::new_err(msg),
+            Error::QueueFull { .. } => QueueFullError::new_err(msg),
         }
     }
 }

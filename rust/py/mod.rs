@@ -8,6 +8,7 @@ pub mod queue;
 mod queue_ops;
 mod queue_pages;
 mod queue_pause;
+mod queue_periodic;
 pub mod queue_pool;
 mod queue_retention;
 pub mod runner;

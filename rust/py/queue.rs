@@ -201,7 +201,9 @@ impl PyQueueCore {
     }
 
     /// Stores jobs in one transaction and returns their ids; wakes this process's worker.
-    #[pyo3(signature = (task_name, payloads, queue, priority, delay, max_retries, retry_backoff, timeout, unique_key=None, metadata=None))]
+    /// `unique_keys` gives each payload its own key (instead of `unique_key` for all);
+    /// `max_pending` refuses the whole batch if the queue would then hold more pending jobs.
+    #[pyo3(signature = (task_name, payloads, queue, priority, delay, max_retries, retry_backoff, timeout, unique_key=None, metadata=None, unique_keys=None, max_pending=None))]
     #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
@@ -216,13 +218,22 @@ impl PyQueueCore {
         timeout: f64,
         unique_key: Option<String>,
         metadata: Option<String>,
+        unique_keys: Option<Vec<Option<String>>>,
+        max_pending: Option<i64>,
     ) -> PyResult<Vec<String>> {
+        if unique_keys
+            .as_ref()
+            .is_some_and(|k| k.len() != payloads.len())
+        {
+            return Err(Error::invalid("unique_keys", "must have one entry per job").into());
+        }
         let delay = secs("delay", delay)?;
         let timeout = secs("timeout", timeout)?;
         let scheduled_at = now_ms() + delay.as_millis() as i64;
         let jobs: Vec<NewJob> = payloads
             .iter()
-            .map(|p| NewJob {
+            .enumerate()
+            .map(|(i, p)| NewJob {
                 task_name: task_name.clone(),
                 queue: queue.clone(),
                 payload: p.as_bytes(py).to_vec(),
@@ -231,12 +242,18 @@ impl PyQueueCore {
                 max_retries,
                 retry_backoff,
                 timeout_ms: timeout.as_millis() as i64,
-                unique_key: unique_key.clone(),
+                unique_key: match &unique_keys {
+                    Some(keys) => keys[i].clone(),
+                    None => unique_key.clone(),
+                },
                 metadata: metadata.clone(),
             })
             .collect();
         let storage = self.storage.clone();
-        let ids = py.detach(move || storage.enqueue(&jobs))?;
+        let ids = py.detach(move || match max_pending {
+            Some(max) => storage.enqueue_bounded(&jobs, max),
+            None => storage.enqueue(&jobs),
+        })?;
         self.control.wake.notify_one();
         Ok(ids)
     }

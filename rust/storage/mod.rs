@@ -6,8 +6,10 @@ mod admin;
 mod connection;
 mod ids;
 mod inspect;
+mod limits;
 mod pages;
 mod pause;
+mod periodic;
 pub mod postgres;
 mod retention;
 mod schema;
@@ -15,7 +17,10 @@ mod sqlite;
 mod task_logs;
 
 pub use ids::seq_of;
+pub use limits::{LimitMap, TaskLimit};
+pub use periodic::{PeriodicInfo, PeriodicSpec};
 pub use postgres::{PgOptions, PgStorage};
+
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use sqlite::{Durability, SqliteStorage};
 
@@ -219,6 +224,35 @@ pub trait Storage: Send + Sync + 'static {
     fn throughput(&self, since: i64, bucket_ms: i64) -> Result<Vec<(i64, i64)>>;
     /// A job's stored argument bytes, or None if it does not exist.
     fn job_payload(&self, id: &str) -> Result<Option<Vec<u8>>>;
+
+    /// `enqueue`, failing with `Error::QueueFull` (and storing nothing) if a queue of `jobs`
+    /// would then hold more than `max_pending` pending jobs. The check runs inside the
+    /// insert transaction.
+    fn enqueue_bounded(&self, jobs: &[NewJob], max_pending: i64) -> Result<Vec<String>>;
+
+    /// Stores the rate limits and concurrency caps of a worker's tasks (and drops stored
+    /// limits of its `unlimited` tasks), then reloads them. From then on `claim` starts a
+    /// limited task's job only when its bucket has a token and it runs below its cap,
+    /// counted across every process on the store.
+    fn register_task_limits(&self, limits: &[TaskLimit], unlimited: &[String]) -> Result<()>;
+    /// Reads the limits other processes registered (called on the maintenance timer).
+    fn reload_task_limits(&self) -> Result<()>;
+    /// When a job the last claim stepped over for lack of a rate token gets one (epoch ms).
+    fn limited_ready_at(&self) -> Option<i64>;
+
+    /// Stores schedules, or updates them by name (a changed cron or zone is due again from
+    /// `now`; otherwise the next due time and paused state are kept).
+    fn register_periodic(&self, specs: &[PeriodicSpec], now: i64) -> Result<()>;
+    fn list_periodic(&self) -> Result<Vec<PeriodicInfo>>;
+    /// Pauses or resumes a schedule (`Error::NotFound` if unknown); a resumed one is next due
+    /// after `now`, without catching up.
+    fn set_periodic_enabled(&self, name: &str, enabled: bool, now: i64) -> Result<()>;
+    fn delete_periodic(&self, name: &str) -> Result<()>;
+    /// Fires every schedule due at `now`, each exactly once across processes (the move of
+    /// `next_run` from its due time and the job's insert are one transaction), with one
+    /// catch-up job at most for missed times. Returns the jobs enqueued and the earliest
+    /// due time left.
+    fn fire_periodic(&self, now: i64) -> Result<(usize, Option<i64>)>;
 }
 
 /// One page of a keyset listing: the rows, and the cursor of the next page (None on the

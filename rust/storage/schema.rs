@@ -177,6 +177,36 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE workers;
     ALTER TABLE workers_by_run RENAME TO workers;
     "#,
+    // 5: periodic schedules, and per-task flow-control limits with their token buckets.
+    r#"
+    CREATE TABLE periodic (
+        name          TEXT    PRIMARY KEY,
+        task_name     TEXT    NOT NULL,
+        cron_expr     TEXT    NOT NULL,
+        timezone      TEXT    NOT NULL,
+        queue         TEXT    NOT NULL,
+        payload       BLOB    NOT NULL,
+        priority      INTEGER NOT NULL,
+        max_retries   INTEGER NOT NULL,
+        retry_backoff REAL    NOT NULL,
+        timeout_ms    INTEGER NOT NULL,
+        enabled       INTEGER NOT NULL DEFAULT 1,
+        last_run      INTEGER,
+        next_run      INTEGER NOT NULL -- the due time the next fire claims
+    ) WITHOUT ROWID;
+    CREATE INDEX periodic_due ON periodic (next_run) WHERE enabled = 1;
+
+    -- Written by each worker at start for its tasks; read by every claim that may start
+    -- a limited task. rate: rate_count per rate_period_ms; tokens/refilled_at: the bucket.
+    CREATE TABLE task_limits (
+        task_name      TEXT    PRIMARY KEY,
+        rate_count     INTEGER,
+        rate_period_ms INTEGER,
+        max_concurrent INTEGER,
+        tokens         REAL    NOT NULL DEFAULT 1,
+        refilled_at    INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,12 +1,16 @@
 //! The SQLite store: enqueue, claim and the batched writes of the result handler. The
 //! inspection queries live in `inspect.rs`; connection handling in `connection.rs`.
 
-use std::sync::Mutex;
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, with_retry, Pool, Settings};
 use super::ids::{self, seq_of};
+use super::limits::{self, LimitMap, TaskLimit};
+use super::periodic::{self, PeriodicInfo, PeriodicSpec};
 use super::{
     admin, inspect, pages, pause, retention, task_logs, ChangeProbe, JobPage, QueueCounts, Storage,
     TaskFilter, WakeSource, Write,
@@ -50,6 +54,11 @@ pub struct SqliteStorage {
     write_lock: Mutex<()>,
     /// For `:memory:` only: the connection that keeps the database alive.
     _keepalive: Mutex<Option<Connection>>,
+    /// Tasks with a rate limit or concurrency cap, loaded on the first claim and refreshed
+    /// by `reload_task_limits`; while empty, claims take the plain path.
+    pub(super) limits: RwLock<Option<Arc<LimitMap>>>,
+    /// When a job the last limited claim stepped over gets a token (0: none).
+    pub(super) limit_wake_at: AtomicI64,
 }
 
 impl SqliteStorage {
@@ -67,6 +76,8 @@ impl SqliteStorage {
             pool: Pool::new(settings, first),
             write_lock: Mutex::new(()),
             _keepalive: Mutex::new(keepalive),
+            limits: RwLock::new(None),
+            limit_wake_at: AtomicI64::new(0),
         })
     }
 
@@ -75,12 +86,12 @@ impl SqliteStorage {
     }
 
     /// Runs a read on a pooled connection, retrying lock contention.
-    fn read<T>(&self, mut f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(super) fn read<T>(&self, mut f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
         with_retry(|| self.pool.with(&mut f))
     }
 
     /// Runs a write on a pooled connection, one writer of this process at a time.
-    fn write<T>(&self, mut f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(super) fn write<T>(&self, mut f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
         with_retry(|| {
             let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
             self.pool.with(&mut f)
@@ -91,6 +102,31 @@ impl SqliteStorage {
 const CLAIM_COLUMNS: &str =
     "id, task_name, queue, payload, retry_count, max_retries, retry_backoff, timeout_ms";
 
+/// The queues a claim reads: the named ones (every known queue when `None`) less the
+/// paused ones. Paused queues are simply not claimable (a read of a table of a few rows).
+pub(super) fn claimable_queues<'a>(
+    conn: &Connection,
+    queues: Option<&'a [String]>,
+) -> Result<Cow<'a, [String]>> {
+    Ok(match queues {
+        Some(q) => {
+            let paused = pause::paused_names(conn)?;
+            if paused.is_empty() {
+                Cow::Borrowed(q)
+            } else {
+                Cow::Owned(q.iter().filter(|n| !paused.contains(n)).cloned().collect())
+            }
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name FROM queues WHERE name NOT IN (SELECT name FROM paused_queues)",
+            )?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            Cow::Owned(names.collect::<std::result::Result<_, _>>()?)
+        }
+    })
+}
+
 /// `tasks` restricts the task names (one cached statement per filter shape and size).
 fn ready_seqs(
     conn: &Connection,
@@ -99,27 +135,7 @@ fn ready_seqs(
     now: i64,
     tasks: Option<TaskFilter<'_>>,
 ) -> Result<Vec<i64>> {
-    let all: Vec<String>;
-    let queues = match queues {
-        Some(q) => {
-            // Paused queues are simply not claimable (a read of a table of a few rows).
-            let paused = pause::paused_names(conn)?;
-            if paused.is_empty() {
-                q
-            } else {
-                all = q.iter().filter(|n| !paused.contains(n)).cloned().collect();
-                &all
-            }
-        }
-        None => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT name FROM queues WHERE name NOT IN (SELECT name FROM paused_queues)",
-            )?;
-            let names = stmt.query_map([], |r| r.get(0))?;
-            all = names.collect::<std::result::Result<_, _>>()?;
-            &all
-        }
-    };
+    let queues = claimable_queues(conn, queues)?;
     // One indexed range per queue, merged here: each read is O(log n + limit) whatever the
     // backlog. INDEXED BY pins the plan: the planner would otherwise pick the status index
     // and sort the whole backlog on every claim.
@@ -147,7 +163,7 @@ fn ready_seqs(
     let mut stmt = conn.prepare_cached(&sql)?;
     let lim = limit as i64;
     let mut found: Vec<(i64, i64, i64)> = Vec::new();
-    for q in queues {
+    for q in queues.iter() {
         let mut bound: Vec<&dyn rusqlite::ToSql> = vec![q, &now, &lim];
         bound.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
         let rows = stmt.query_map(bound.as_slice(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -175,6 +191,45 @@ fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> 
         timeout_ms: r.get(7)?,
         claim_token: token,
     })
+}
+
+/// Claims the jobs `seqs` (still pending) for `owner`, in order, inside the caller's
+/// transaction.
+pub(super) fn claim_seqs(
+    conn: &Connection,
+    seqs: &[i64],
+    owner: &WorkerKey,
+    now: i64,
+) -> Result<Vec<ClaimedJob>> {
+    let mut claimed = Vec::with_capacity(seqs.len());
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
+         worker_id = NULL, incarnation = ?5 WHERE seq = ?1 AND status = 0 \
+         RETURNING {CLAIM_COLUMNS}"
+    ))?;
+    for &seq in seqs {
+        let token = new_token();
+        let mut rows = stmt.query(params![seq, owner.worker_id, token, now, owner.incarnation])?;
+        if let Some(row) = rows.next()? {
+            claimed.push(claim_row(row, token)?);
+        }
+    }
+    Ok(claimed)
+}
+
+/// Inserts `jobs` inside the caller's write transaction; returns their ids.
+fn insert_jobs(tx: &Connection, jobs: &[NewJob], now: i64) -> Result<Vec<String>> {
+    let mut noted: Option<&str> = None;
+    for job in jobs {
+        if noted != Some(job.queue.as_str()) {
+            note_queue(tx, &job.queue)?;
+            noted = Some(&job.queue);
+        }
+    }
+    let mut next = next_seq(tx)?;
+    jobs.iter()
+        .map(|j| insert_job(tx, j, now, &mut next))
+        .collect::<Result<Vec<_>>>()
 }
 
 fn new_token() -> i64 {
@@ -371,6 +426,10 @@ impl SqliteStorage {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let limits = self.limits()?;
+        if !limits.is_empty() {
+            return self.claim_limited(queues, owner, limit, now, &limits, tasks);
+        }
         // Look first without the write lock: an idle poll costs one indexed read.
         if self
             .read(|conn| ready_seqs(conn, queues, 1, now, tasks))?
@@ -381,22 +440,7 @@ impl SqliteStorage {
         self.write(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let seqs = ready_seqs(&tx, queues, limit, now, tasks)?;
-            let mut claimed = Vec::with_capacity(seqs.len());
-            {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
-                     worker_id = NULL, incarnation = ?5 WHERE seq = ?1 AND status = 0 \
-                     RETURNING {CLAIM_COLUMNS}"
-                ))?;
-                for seq in seqs {
-                    let token = new_token();
-                    let mut rows =
-                        stmt.query(params![seq, owner.worker_id, token, now, owner.incarnation])?;
-                    if let Some(row) = rows.next()? {
-                        claimed.push(claim_row(row, token)?);
-                    }
-                }
-            }
+            let claimed = claim_seqs(&tx, &seqs, owner, now)?;
             tx.commit()?;
             Ok(claimed)
         })
@@ -408,18 +452,22 @@ impl Storage for SqliteStorage {
         let now = crate::job::now_ms();
         self.write(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut noted: Option<&str> = None;
-            for job in jobs {
-                if noted != Some(job.queue.as_str()) {
-                    note_queue(&tx, &job.queue)?;
-                    noted = Some(&job.queue);
-                }
-            }
-            let mut next = next_seq(&tx)?;
-            let ids = jobs
-                .iter()
-                .map(|j| insert_job(&tx, j, now, &mut next))
-                .collect::<Result<Vec<_>>>()?;
+            let ids = insert_jobs(&tx, jobs, now)?;
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    fn enqueue_bounded(&self, jobs: &[NewJob], max_pending: i64) -> Result<Vec<String>> {
+        let now = crate::job::now_ms();
+        let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids = insert_jobs(&tx, jobs, now)?;
+            // Dropping the transaction on error rolls every insert back.
+            limits::check_pending(&tx, &queues, max_pending)?;
             tx.commit()?;
             Ok(ids)
         })
@@ -634,6 +682,39 @@ impl Storage for SqliteStorage {
     }
     fn job_payload(&self, id: &str) -> Result<Option<Vec<u8>>> {
         self.read(|c| pages::payload(c, id))
+    }
+
+    fn register_task_limits(&self, limits: &[TaskLimit], unlimited: &[String]) -> Result<()> {
+        self.write(|c| limits::register(c, limits, unlimited))?;
+        self.reload_task_limits()
+    }
+    fn reload_task_limits(&self) -> Result<()> {
+        let map = self.read(|c| limits::load(c))?;
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(map));
+        Ok(())
+    }
+    fn limited_ready_at(&self) -> Option<i64> {
+        Some(self.limit_wake_at.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    }
+
+    fn register_periodic(&self, specs: &[PeriodicSpec], now: i64) -> Result<()> {
+        self.write(|c| periodic::register(c, specs, now))
+    }
+    fn list_periodic(&self) -> Result<Vec<PeriodicInfo>> {
+        self.read(|c| periodic::list(c))
+    }
+    fn set_periodic_enabled(&self, name: &str, enabled: bool, now: i64) -> Result<()> {
+        self.write(|c| periodic::set_enabled(c, name, enabled, now))
+    }
+    fn delete_periodic(&self, name: &str) -> Result<()> {
+        self.write(|c| periodic::delete(c, name))
+    }
+    fn fire_periodic(&self, now: i64) -> Result<(usize, Option<i64>)> {
+        // Look first without the write lock: between due times this is one indexed read.
+        match self.read(|c| periodic::next_due(c))? {
+            Some(due) if due <= now => self.write(|c| periodic::fire_due(c, now)),
+            next => Ok((0, next)),
+        }
     }
 }
 

@@ -499,3 +499,58 @@ pub(super) fn write_dead_letter(
     )?;
     Ok(())
 }
+
+/// `enqueue`, failing with `QueueFull` (and storing nothing) if a queue of `jobs` would then
+/// hold more than `max_pending` pending jobs. Producers of one queue take turns on a
+/// transaction-scoped advisory lock, so two cannot both pass a count that misses the other's
+/// inserts; the count runs after the inserts, inside the same transaction.
+pub fn enqueue_bounded(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    jobs: &[NewJob],
+    client_now: i64,
+    notify: Option<&str>,
+    max_pending: i64,
+) -> Result<Vec<String>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let err = |e| settings.error(e);
+    let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    let stmt = enqueue_statement(conn, settings)?;
+    let lock = conn
+        .prepare(
+            "SELECT pg_advisory_xact_lock(hashtext('taskito-pending:' || current_schema()), \
+             hashtext($1))",
+        )
+        .map_err(err)?;
+    let count = conn
+        .prepare(
+            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = 0 AND queue = $1 \
+             LIMIT $2) AS p",
+        )
+        .map_err(err)?;
+    let mut tx = conn.client.transaction().map_err(err)?;
+    // Sorted, so producers of overlapping queue sets never wait on each other in a cycle.
+    for q in &queues {
+        tx.execute(&lock, &[q]).map_err(err)?;
+    }
+    let ids = enqueue_in(&mut tx, &stmt, settings, jobs, client_now, notify)?;
+    for q in &queues {
+        let n: i64 = tx
+            .query_one(&count, &[q, &max_pending.saturating_add(1)])
+            .map_err(err)?
+            .get(0);
+        if n > max_pending {
+            // Dropping the transaction rolls every insert (and its notification) back.
+            return Err(crate::error::Error::QueueFull {
+                queue: q.to_string(),
+                limit: max_pending,
+            });
+        }
+    }
+    tx.commit().map_err(err)?;
+    Ok(ids)
+}

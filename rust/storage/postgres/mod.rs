@@ -1,12 +1,13 @@
 //! The PostgreSQL store, behind the same `Storage` trait as SQLite. One file per area:
 //! `pool.rs` (URL, connections), `schema.rs` (migrations), `claim.rs` (enqueue, claim,
 //! batched writes), `inspect.rs` (reads, cancel, dead letters), `workers.rs` (registry,
-//! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY). A new trait method adds a function to
+//! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY), `periodic.rs` (schedules). A new trait method adds a function to
 //! the file of its area and one delegating line here.
 
 mod claim;
 mod inspect;
 mod pages;
+mod periodic;
 mod pool;
 mod retention;
 mod schema;
@@ -20,8 +21,11 @@ use std::sync::Mutex;
 
 use pool::{Conn, PgSettings, Pool};
 
-use super::{ChangeProbe, JobPage, QueueCounts, Storage, TaskFilter, WakeSource, Write};
-use crate::error::Result;
+use super::{
+    ChangeProbe, JobPage, PeriodicInfo, PeriodicSpec, QueueCounts, Storage, TaskFilter, TaskLimit,
+    WakeSource, Write,
+};
+use crate::error::{Error, Result};
 use crate::job::{
     now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob,
     StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
@@ -58,10 +62,7 @@ impl PgStorage {
     pub fn open(options: &PgOptions) -> Result<PgStorage> {
         let settings = PgSettings::parse(&options.url, &options.schema)?;
         if options.pool_size == Some(0) {
-            return Err(crate::error::Error::invalid(
-                "pool_size",
-                "must be at least 1",
-            ));
+            return Err(Error::invalid("pool_size", "must be at least 1"));
         }
         let size = options.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
         let notify = options.notify.then(|| wake::channel(&settings.schema));
@@ -351,6 +352,47 @@ impl Storage for PgStorage {
     }
     fn job_payload(&self, id: &str) -> Result<Option<Vec<u8>>> {
         self.with(|c, s| pages::payload(c, s, id))
+    }
+
+    fn enqueue_bounded(&self, jobs: &[NewJob], max_pending: i64) -> Result<Vec<String>> {
+        let now = now_ms();
+        let notify = self.notify.as_deref();
+        self.with(|c, s| claim::enqueue_bounded(c, s, jobs, now, notify, max_pending))
+    }
+
+    /// Rate limits and concurrency caps are not enforced on PostgreSQL yet: a worker with a
+    /// limited task refuses to start rather than run it unlimited.
+    fn register_task_limits(&self, limits: &[TaskLimit], _unlimited: &[String]) -> Result<()> {
+        if limits.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Unsupported {
+            backend: "PostgreSQL",
+            feature: "task rate limits and concurrency caps",
+        })
+    }
+    fn reload_task_limits(&self) -> Result<()> {
+        Ok(())
+    }
+    fn limited_ready_at(&self) -> Option<i64> {
+        None
+    }
+
+    fn register_periodic(&self, specs: &[PeriodicSpec], _now: i64) -> Result<()> {
+        self.with(|c, s| periodic::register(c, s, specs))
+    }
+    fn list_periodic(&self) -> Result<Vec<PeriodicInfo>> {
+        self.with(periodic::list)
+    }
+    fn set_periodic_enabled(&self, name: &str, enabled: bool, _now: i64) -> Result<()> {
+        self.with(|c, s| periodic::set_enabled(c, s, name, enabled))
+    }
+    fn delete_periodic(&self, name: &str) -> Result<()> {
+        self.with(|c, s| periodic::delete(c, s, name))
+    }
+    fn fire_periodic(&self, _now: i64) -> Result<(usize, Option<i64>)> {
+        let notify = self.notify.as_deref();
+        self.with(|c, s| periodic::fire_due(c, s, notify))
     }
 }
 

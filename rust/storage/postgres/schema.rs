@@ -169,6 +169,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE workers DROP CONSTRAINT workers_pkey;
     ALTER TABLE workers ADD PRIMARY KEY (worker_id, incarnation);
     "#,
+    // 5: periodic schedules; a fire moves `next_run` and inserts its job in one transaction.
+    r#"
+    CREATE TABLE periodic (
+        name          text             PRIMARY KEY,
+        task_name     text             NOT NULL,
+        cron_expr     text             NOT NULL,
+        timezone      text             NOT NULL,
+        queue         text             NOT NULL,
+        payload       bytea            NOT NULL,
+        priority      bigint           NOT NULL,
+        max_retries   bigint           NOT NULL,
+        retry_backoff double precision NOT NULL,
+        timeout_ms    bigint           NOT NULL,
+        enabled       boolean          NOT NULL DEFAULT true,
+        last_run      bigint,
+        next_run      bigint           NOT NULL -- the due time the next fire claims
+    );
+    CREATE INDEX periodic_due ON periodic (next_run) WHERE enabled;
+    "#,
 ];
 
 /// The schema version this build writes.
