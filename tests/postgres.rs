@@ -8,8 +8,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread;
 
+use _taskito::error::Error;
 use _taskito::job::{now_ms, JobStatus, NewJob, WorkerInfo, WorkerKey};
-use _taskito::storage::{PgOptions, PgStorage, Storage, TaskFilter, Write};
+use _taskito::storage::{
+    PeriodicSpec, PgOptions, PgStorage, Storage, TaskFilter, TaskLimit, Write,
+};
 
 fn open() -> Option<PgStorage> {
     let Ok(url) = std::env::var("TASKITO_TEST_PG_URL") else {
@@ -275,4 +278,56 @@ fn calls_from_inside_a_tokio_runtime_do_not_panic() {
     });
     assert_eq!(claimed.len(), 1);
     drop(rt);
+}
+
+#[test]
+fn a_host_whose_clock_runs_ahead_never_fires_a_schedule_early() {
+    let Some(s) = open() else { return };
+    let spec = PeriodicSpec {
+        name: "minutely".into(),
+        task_name: "t".into(),
+        cron_expr: "0 * * * * *".into(),
+        timezone: String::new(),
+        queue: "q".into(),
+        payload: vec![],
+        priority: 0,
+        max_retries: 0,
+        retry_backoff: 1.0,
+        timeout_ms: 1_000,
+    };
+    s.register_periodic(&[spec], now_ms()).unwrap();
+    let due = s.list_periodic().unwrap()[0].next_run;
+    // Two minutes ahead on the caller's clock: by the server's, nothing is due yet.
+    let (fired, next) = s.fire_periodic(now_ms() + 120_000).unwrap();
+    assert!(fired == 0 || now_ms() >= due, "fired {fired} before {due}");
+    if fired == 0 {
+        assert_eq!(next, Some(due));
+        assert_eq!(s.counts().unwrap().len(), 0);
+    }
+    s.close();
+}
+
+#[test]
+fn pending_caps_hold_and_rate_limits_are_refused() {
+    let Some(s) = open() else { return };
+    let now = now_ms();
+    s.enqueue_bounded(&[job("q", 0, now), job("q", 0, now)], 2)
+        .unwrap();
+    let full = s.enqueue_bounded(&[job("q", 0, now)], 2).unwrap_err();
+    assert!(matches!(full, Error::QueueFull { limit: 2, .. }), "{full}");
+    let stored: i64 = s.counts().unwrap().iter().map(|c| c.2).sum();
+    assert_eq!(stored, 2, "the refused enqueue stored nothing");
+    // Tasks without limits register fine; a limit is refused, not ignored.
+    s.register_task_limits(&[], &["t".to_string()]).unwrap();
+    let limit = TaskLimit {
+        task_name: "t".into(),
+        rate: Some((5, 1_000)),
+        max_concurrent: None,
+    };
+    let err = s.register_task_limits(&[limit], &[]).unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    assert!(err
+        .to_string()
+        .contains("not supported on the PostgreSQL backend"));
+    s.close();
 }

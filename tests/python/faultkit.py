@@ -145,9 +145,12 @@ def read_log(path: Path) -> list[Run]:
 class Lab:
     """One test's folder, app module, database and child processes."""
 
-    def __init__(self, root: Path, hb: float = 2.0, stale: float = 10.0, **env: str) -> None:
+    def __init__(
+        self, root: Path, hb: float = 2.0, stale: float = 10.0, db: str | None = None, **env: str
+    ) -> None:
         self.root = root
-        self.db = root / "queue.db"
+        # A SQLite file of the folder, or the database the test was given (a PostgreSQL URL).
+        self.db = db or str(root / "queue.db")
         self.log = root / "runs.log"
         self.marks = root / "marks"
         self.marks.mkdir()
@@ -156,7 +159,7 @@ class Lab:
         self.env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(root)]),
-            "FAULT_DB": str(self.db),
+            "FAULT_DB": self.db,
             "FAULT_LOG": str(self.log),
             "FAULT_MARKS": str(self.marks),
             "FAULT_HB": str(hb),
@@ -172,7 +175,7 @@ class Lab:
         from taskito import Queue
 
         return Queue(
-            db_path=str(self.db),
+            db_path=self.db,
             heartbeat_interval=float(self.env["FAULT_HB"]),
             stale_after=float(self.env["FAULT_STALE"]),
         )

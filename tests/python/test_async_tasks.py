@@ -36,14 +36,14 @@ class Gauge:
             self.now -= 1
 
 
-def make_queue(tmp_path: Path, **kwargs: object) -> Queue:
+def make_queue(db_path: str, **kwargs: object) -> Queue:
     options: dict[str, object] = {"workers": 2, "scheduler_poll_interval_ms": 10}
     options.update(kwargs)
-    return Queue(db_path=str(tmp_path / "q.db"), **options)  # type: ignore[arg-type]
+    return Queue(db_path=db_path, **options)  # type: ignore[arg-type]
 
 
-def test_async_jobs_overlap_on_the_loop(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path, async_concurrency=50)
+def test_async_jobs_overlap_on_the_loop(db_path: str) -> None:
+    queue = make_queue(db_path, async_concurrency=50)
     gauge = Gauge()
 
     @queue.task()
@@ -70,8 +70,8 @@ def test_async_jobs_overlap_on_the_loop(tmp_path: Path) -> None:
     assert all((j.refresh().worker_id or "").endswith("-async") for j in jobs)
 
 
-def test_async_concurrency_caps_running_jobs(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path, async_concurrency=4)
+def test_async_concurrency_caps_running_jobs(db_path: str) -> None:
+    queue = make_queue(db_path, async_concurrency=4)
     gauge = Gauge()
 
     @queue.task()
@@ -91,8 +91,8 @@ def test_async_concurrency_caps_running_jobs(tmp_path: Path) -> None:
     assert gauge.most == 4
 
 
-def test_async_task_past_its_timeout_is_cancelled_and_retried(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path)
+def test_async_task_past_its_timeout_is_cancelled_and_retried(db_path: str) -> None:
+    queue = make_queue(db_path)
     cancelled: list[str] = []
 
     @queue.task(timeout=0.5, max_retries=1, retry_backoff=0)
@@ -120,8 +120,8 @@ def test_async_task_past_its_timeout_is_cancelled_and_retried(tmp_path: Path) ->
     assert took < 10
 
 
-def test_sync_task_runs_beside_busy_async_jobs(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path, workers=1, async_concurrency=10)
+def test_sync_task_runs_beside_busy_async_jobs(db_path: str) -> None:
+    queue = make_queue(db_path, workers=1, async_concurrency=10)
     release = asyncio.Event()
     gauge = Gauge()
 
@@ -157,8 +157,8 @@ def test_sync_task_runs_beside_busy_async_jobs(tmp_path: Path) -> None:
         worker.stop()
 
 
-def test_async_claims_do_not_overcommit_the_worker_threads(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path, workers=1, async_concurrency=50)
+def test_async_claims_do_not_overcommit_the_worker_threads(db_path: str) -> None:
+    queue = make_queue(db_path, workers=1, async_concurrency=50)
 
     @queue.task()
     def slow() -> None:
@@ -182,8 +182,8 @@ def test_async_claims_do_not_overcommit_the_worker_threads(tmp_path: Path) -> No
     assert min(gaps) >= 250, gaps
 
 
-def test_current_job_is_per_async_job(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path)
+def test_current_job_is_per_async_job(db_path: str) -> None:
+    queue = make_queue(db_path)
 
     @queue.task()
     async def whoami() -> str:
@@ -200,8 +200,8 @@ def test_current_job_is_per_async_job(tmp_path: Path) -> None:
         worker.stop()
 
 
-def test_shutdown_finishes_async_jobs_within_the_drain_timeout(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path, drain_timeout=20)
+def test_shutdown_finishes_async_jobs_within_the_drain_timeout(db_path: str) -> None:
+    queue = make_queue(db_path, drain_timeout=20)
     gauge = Gauge()
 
     @queue.task()
@@ -221,8 +221,8 @@ def test_shutdown_finishes_async_jobs_within_the_drain_timeout(tmp_path: Path) -
     assert [j.result(timeout=1) for j in jobs] == ["done"] * 5
 
 
-def test_shutdown_puts_back_async_jobs_past_the_drain_timeout(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path, drain_timeout=0.3)
+def test_shutdown_puts_back_async_jobs_past_the_drain_timeout(db_path: str) -> None:
+    queue = make_queue(db_path, drain_timeout=0.3)
     gauge = Gauge()
     finished: list[int] = []
 
@@ -246,7 +246,7 @@ def test_shutdown_puts_back_async_jobs_past_the_drain_timeout(tmp_path: Path) ->
     assert all(not j.errors for j in jobs)
 
 
-def test_async_jobs_across_two_worker_processes_run_once_each(tmp_path: Path) -> None:
+def test_async_jobs_across_two_worker_processes_run_once_each(tmp_path: Path, db_path: str) -> None:
     app = tmp_path / "asyncapp.py"
     app.write_text(
         "import asyncio, os\n"
@@ -261,7 +261,7 @@ def test_async_jobs_across_two_worker_processes_run_once_each(tmp_path: Path) ->
     )
     env = dict(os.environ)
     env.update(
-        ASYNC_DB=str(tmp_path / "q.db"),
+        ASYNC_DB=db_path,
         ASYNC_LOG=str(tmp_path / "log.txt"),
         PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
     )
@@ -298,8 +298,8 @@ def test_async_jobs_across_two_worker_processes_run_once_each(tmp_path: Path) ->
     assert sorted(ran) == sorted(ids)
 
 
-def test_run_once_and_max_jobs_count_async_jobs(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path)
+def test_run_once_and_max_jobs_count_async_jobs(db_path: str) -> None:
+    queue = make_queue(db_path)
 
     @queue.task()
     async def nap(i: int) -> int:
@@ -318,8 +318,8 @@ def test_run_once_and_max_jobs_count_async_jobs(tmp_path: Path) -> None:
     assert sorted(j.refresh().status for j in second) == ["complete"] * 4 + ["pending"] * 6
 
 
-def test_a_timeout_error_raised_by_the_task_is_its_own(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path)
+def test_a_timeout_error_raised_by_the_task_is_its_own(db_path: str) -> None:
+    queue = make_queue(db_path)
 
     @queue.task(max_retries=0, timeout=30)
     async def inner_timeout() -> None:
@@ -342,11 +342,11 @@ def test_a_timeout_error_raised_by_the_task_is_its_own(tmp_path: Path) -> None:
     assert (b.error or "").startswith("CancelledError")
 
 
-def test_async_jobs_are_counted_in_the_worker_metrics(tmp_path: Path) -> None:
+def test_async_jobs_are_counted_in_the_worker_metrics(db_path: str) -> None:
     pytest.importorskip("prometheus_client")
     from taskito.metrics import Metrics
 
-    queue = make_queue(tmp_path)
+    queue = make_queue(db_path)
     metrics = Metrics(queue).attach()
 
     @queue.task(name="anap")

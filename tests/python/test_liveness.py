@@ -18,11 +18,11 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs PO
 
 
 @pytest.fixture
-def lab_factory(tmp_path: Path) -> Iterator:
+def lab_factory(tmp_path: Path, db_path: str) -> Iterator:
     labs: list[Lab] = []
 
     def make(hb: float = 2.0, stale: float = 10.0, **env: str) -> Lab:
-        lab = Lab(tmp_path, hb=hb, stale=stale, **env)
+        lab = Lab(tmp_path, hb=hb, stale=stale, db=db_path, **env)
         labs.append(lab)
         return lab
 
