@@ -419,6 +419,11 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: 
             if let Err(e) = s.reload_task_limits() {
                 log::debug!("reloading task limits failed: {e}");
             }
+            match s.expire_due(now_ms()) {
+                Ok(n) if n > 0 => log::info!("cancelled {n} job(s) not started before expiry"),
+                Err(e) => log::warn!("expiring jobs failed: {e}"),
+                _ => {}
+            }
             if checkpoint {
                 if let Err(e) = s.checkpoint() {
                     log::debug!("checkpoint skipped: {e}");

@@ -20,10 +20,12 @@ from taskito import _settings as settings
 from taskito._async_pool import AsyncPool, async_task_names
 from taskito._dispatch import make_dispatch
 from taskito._inspect import Inspection
+from taskito._links import LinksMixin
 from taskito._operations import AsyncOperations, Operations
 from taskito._paging import Pagination
 from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore, flush_logs
+from taskito.events import EventsMixin, EventType
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.flow_control import (
     check_max_concurrent,
@@ -41,6 +43,7 @@ from taskito.periodic import PeriodicMixin
 from taskito.result import JobResult
 from taskito.retention import Retention, RetentionCalls, resolve
 from taskito.task import TaskWrapper
+from taskito.testing import TestModeMixin
 
 log = logging.getLogger("taskito")
 # A library leaves output to the application: without a handler configured anywhere, records
@@ -91,7 +94,18 @@ def _metadata(value: Any) -> str | None:
         raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
 
 
-class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagination, PeriodicMixin):
+class Queue(
+    Inspection,
+    Operations,
+    RetentionCalls,
+    AsyncOperations,
+    Pause,
+    Pagination,
+    PeriodicMixin,
+    LinksMixin,
+    EventsMixin,
+    TestModeMixin,
+):
     """A task queue stored in one SQLite file.
 
     Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
@@ -164,6 +178,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         self._metrics: Any = None  # taskito.metrics.Metrics once enabled
         self._max_pending = check_max_pending(max_pending)
         self._periodic = {}
+        self._init_events()
 
     def __repr__(self) -> str:
         return f"<taskito.Queue {self.db_path!r} tasks={len(self._tasks)}>"
@@ -184,8 +199,10 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         rate_limit: str | None = None,
         max_concurrent: int | None = None,
         idempotent: bool = False,
+        expires: float | None = None,
     ) -> Any:
-        """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``."""
+        """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``.
+        ``expires``: seconds after enqueue past which a job not yet started is cancelled."""
         task_middleware = check_middleware("middleware", middleware)
         if rate_limit is not None:
             parse_rate_limit(rate_limit)
@@ -200,6 +217,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         if priority is not None:
             settings.check_int("priority", priority)
         settings.check_queue_name("queue", queue)
+        if expires is not None:
+            settings.check_seconds("expires", expires, positive=True)
 
         def register(f: Callable[..., Any]) -> TaskWrapper:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
@@ -227,6 +246,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                 max_concurrent=max_concurrent,
                 idempotent=idempotent,
             )
+            wrapper.expires = expires
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
             return wrapper
@@ -297,11 +317,19 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         unique_key: str | None = None,
         metadata: Any = None,
         idempotent: bool | None = None,
+        *,
+        depends_on: Any = None,
+        expires: float | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> JobResult:
         """Stores one job for the task named ``task_name`` (registered here or not).
         While a job with the same ``unique_key`` is pending or running, returns that job
         instead; ``idempotent`` derives the key from the task and its arguments (default:
-        the task's own ``idempotent`` option)."""
+        the task's own ``idempotent`` option). ``depends_on``: job id(s) that must complete
+        first; ``expires``: seconds within which it must start; ``notes``: a small dict
+        (``taskito.notes``)."""
+        if self._test_results is not None:
+            return self._run_inline(task_name, args, kwargs or {})  # type: ignore[return-value]
         chain = self._enqueue_chain(task_name)
         if chain:
             options = self._on_enqueue(
@@ -320,6 +348,18 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             priority, delay, queue = options["priority"], options["delay"], options["queue"]
             max_retries, timeout = options["max_retries"], options["timeout"]
             unique_key, metadata = options["unique_key"], options["metadata"]
+        task = self._tasks.get(task_name)
+        if depends_on is not None or notes is not None or expires is not None or (task and task.expires):
+            (job,) = self._enqueue_specs(
+                [
+                    self._job_spec(
+                        task_name, args, kwargs, priority=priority, delay=delay, queue=queue,
+                        max_retries=max_retries, timeout=timeout, unique_key=unique_key,
+                        metadata=metadata, notes=notes, expires=expires, depends_on=depends_on,
+                    )
+                ]
+            )  # fmt: skip
+            return job
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         payload = serializer.dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
@@ -334,6 +374,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             max_pending=self._max_pending.get(opts["queue"]),
             **opts,
         )
+        if self._dispatcher is not None:
+            self._emit_enqueued(job_id, task_name, opts["queue"])
         return JobResult(self, job_id)
 
     def enqueue_many(
@@ -349,15 +391,42 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         metadata: Any = None,
         unique_keys: list[str | None] | None = None,
         idempotent: bool | None = None,
+        *,
+        notes: dict[str, Any] | None = None,
+        notes_list: list[dict[str, Any] | None] | None = None,
+        expires: float | None = None,
     ) -> list[JobResult]:
         """Stores many jobs of one task in one transaction. ``unique_keys`` gives each job
         a key (None for none); an item whose key a pending or running job holds returns that
-        job. With ``max_pending`` on the queue, a batch that would exceed it stores nothing."""
+        job. With ``max_pending`` on the queue, a batch that would exceed it stores nothing.
+        ``notes`` applies to every job; ``notes_list`` (one entry per job) wins over it."""
         args_list = list(args_list)
         if kwargs_list is not None:
             kwargs_list = list(kwargs_list)
             if len(kwargs_list) != len(args_list):
                 raise ValueError("kwargs_list must be as long as args_list")
+        if notes_list is not None:
+            notes_list = list(notes_list)
+            if len(notes_list) != len(args_list):
+                raise ValueError("notes_list must be as long as args_list")
+        if self._test_results is not None:
+            return [
+                self._run_inline(task_name, a, kwargs_list[i] if kwargs_list else {})  # type: ignore[misc]
+                for i, a in enumerate(args_list)
+            ]
+        task = self._tasks.get(task_name)
+        if notes is not None or notes_list is not None or expires is not None or (task and task.expires):
+            options = dict(
+                priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout
+            )
+            specs = [
+                self._job_spec(
+                    task_name, a, kwargs_list[i] if kwargs_list else {}, metadata=metadata,
+                    notes=notes_list[i] if notes_list is not None else notes, expires=expires, **options,
+                )
+                for i, a in enumerate(args_list)
+            ]  # fmt: skip
+            return self._enqueue_specs(specs) if specs else []
         chain = self._enqueue_chain(task_name)
         if unique_keys is not None:
             unique_keys = check_unique_keys(unique_keys, len(args_list))
@@ -392,6 +461,9 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             max_pending=self._max_pending.get(opts["queue"]),
             **opts,
         )
+        if self._dispatcher is not None:
+            for i in ids:
+                self._emit_enqueued(i, task_name, opts["queue"])
         return [JobResult(self, i) for i in ids]
 
     # -- middleware at enqueue -------------------------------------------------------------
@@ -486,7 +558,12 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             )
             for i, job_id in zip(indexes, ids):
                 out[i] = JobResult(self, job_id)
+                if self._dispatcher is not None:
+                    self._emit_enqueued(job_id, task_name, opts["queue"])
         return [j for j in out if j is not None]
+
+    def _emit_enqueued(self, job_id: str, task_name: str, queue: str) -> None:
+        self._emit(EventType.JOB_ENQUEUED, {"job_id": job_id, "task_name": task_name, "queue": queue})
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -598,6 +675,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             if self._metrics is not None:
                 dispatch = self._metrics.wrap_dispatch(dispatch)
             extra, async_pool = self._pool_args(pool, app, max_tasks_per_child)
+            self._emit(EventType.WORKER_STARTED, {"worker_id": wid, "queues": queues})
             with _signals_drain(self), _stopping(async_pool):
                 processed = self._inner.run_worker(
                     dispatch,
@@ -619,6 +697,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             return processed
         finally:
             self._worker_hooks("on_worker_stop")
+            self._emit(EventType.WORKER_STOPPED, {"worker_id": wid, "queues": queues})
             self._running.release()
 
     def _pool_args(

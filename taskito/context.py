@@ -87,6 +87,15 @@ class _CurrentJob:
     def worker_id(self) -> str:
         return self._ctx().worker_id
 
+    def check_cancelled(self) -> None:
+        """Raises ``TaskCancelledError`` if ``queue.cancel_running_job`` was called for
+        this job; the job then ends ``cancelled``. Call it at safe points of a long task."""
+        ctx = self._ctx()
+        if ctx.core.cancel_requested(ctx.id):
+            from taskito.exceptions import TaskCancelledError
+
+            raise TaskCancelledError(f"job {ctx.id} was cancelled while running")
+
     def update_progress(self, percent: int | float) -> None:
         """Stores the job's progress (0-100), visible as ``JobResult.progress``."""
         ctx = self._ctx()

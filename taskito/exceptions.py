@@ -13,6 +13,7 @@ __all__ = [
     "DatabaseError",
     "JobNotFoundError",
     "QueueFullError",
+    "NotesValidationError",
 ]
 
 
@@ -77,3 +78,7 @@ class JobNotFoundError(TaskitoError, KeyError):
 
 class QueueFullError(TaskitoError):
     """An enqueue would take a queue past its ``max_pending``; nothing was stored."""
+
+
+class NotesValidationError(TaskitoError, ValueError):
+    """Job notes that break a limit of ``taskito.notes`` (the message names which)."""

@@ -13,6 +13,7 @@ from taskito.exceptions import (
     TaskCancelledError,
     TaskFailedError,
 )
+from taskito.notes import decode_notes
 
 if TYPE_CHECKING:
     from taskito.app import Queue
@@ -79,9 +80,31 @@ class JobResult:
     def worker_id(self) -> str | None:
         return self._load()["worker_id"]
 
+    @property
+    def metadata(self) -> str | None:
+        """The metadata given at enqueue, as a JSON string (or the string given)."""
+        return self._load()["metadata"]
+
+    @property
+    def notes(self) -> dict[str, Any] | None:
+        """The notes given at enqueue, or None."""
+        return decode_notes(self._load()["notes"])
+
+    @property
+    def dependencies(self) -> list[str]:
+        """Ids of the jobs this one waits for."""
+        return self._queue._inner.job_links(self.id)[0]
+
+    @property
+    def dependents(self) -> list[str]:
+        """Ids of the jobs that wait for this one."""
+        return self._queue._inner.job_links(self.id)[1]
+
     def to_dict(self) -> dict[str, Any]:
-        """The stored job (times are epoch milliseconds)."""
-        return dict(self._load())
+        """The stored job (times are epoch milliseconds; ``notes`` a dict or None)."""
+        data = dict(self._load())
+        data["notes"] = decode_notes(data.get("notes"))
+        return data
 
     def result(self, timeout: float = 30, poll_interval: float = 0.05) -> Any:
         """Waits up to ``timeout`` seconds and returns the task's return value.

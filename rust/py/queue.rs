@@ -79,7 +79,7 @@ pub struct PyQueueCore {
     probe: Mutex<Option<Box<dyn ChangeProbe>>>,
 }
 
-fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
+pub(super) fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
     if !v.is_finite() || v < 0.0 {
         return Err(Error::invalid(
             option,

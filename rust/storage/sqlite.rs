@@ -8,17 +8,18 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, with_retry, Pool, Settings};
+use super::dependencies::{self, after_outcome};
 use super::ids::{self, seq_of};
 use super::limits::{self, LimitMap, TaskLimit};
 use super::periodic::{self, PeriodicInfo, PeriodicSpec};
 use super::{
-    admin, inspect, pages, pause, retention, task_logs, ChangeProbe, JobPage, QueueCounts, Storage,
-    TaskFilter, Write,
+    admin, inspect, job_control, pages, pause, retention, task_logs, ChangeProbe, JobPage,
+    QueueCounts, Storage, TaskFilter, Write,
 };
 use crate::error::{Error, Result};
 use crate::job::{
-    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
-    TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
+    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobLinks, JobRecord, JobStatus, NewJob,
+    StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
@@ -99,8 +100,8 @@ impl SqliteStorage {
     }
 }
 
-const CLAIM_COLUMNS: &str =
-    "id, task_name, queue, payload, retry_count, max_retries, retry_backoff, timeout_ms";
+const CLAIM_COLUMNS: &str = "id, task_name, queue, payload, retry_count, max_retries, \
+    retry_backoff, timeout_ms, expires_at, pass_result";
 
 /// The queues a claim reads: the named ones (every known queue when `None`) less the
 /// paused ones. Paused queues are simply not claimable (a read of a table of a few rows).
@@ -190,6 +191,7 @@ fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> 
         retry_backoff: r.get(6)?,
         timeout_ms: r.get(7)?,
         claim_token: token,
+        parents: None,
     })
 }
 
@@ -210,8 +212,12 @@ pub(super) fn claim_seqs(
     for &seq in seqs {
         let token = new_token();
         let mut rows = stmt.query(params![seq, owner.worker_id, token, now, owner.incarnation])?;
-        if let Some(row) = rows.next()? {
-            claimed.push(claim_row(row, token)?);
+        let Some(row) = rows.next()? else { continue };
+        let (job, extras) = (claim_row(row, token)?, claim_extras(row)?);
+        drop(rows);
+        // An expired job is cancelled here instead of handed out.
+        if let Some(job) = finish_claim(conn, job, extras, true, now)? {
+            claimed.push(job);
         }
     }
     Ok(claimed)
@@ -230,6 +236,35 @@ fn insert_jobs(tx: &Connection, jobs: &[NewJob], now: i64) -> Result<Vec<String>
     jobs.iter()
         .map(|j| insert_job(tx, j, now, &mut next))
         .collect::<Result<Vec<_>>>()
+}
+
+/// What a claimed row needs besides `ClaimedJob`: its expiry and how it takes its
+/// parents' results (columns 8 and 9 of `CLAIM_COLUMNS`).
+fn claim_extras(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Option<i64>, i64)> {
+    Ok((r.get(8)?, r.get(9)?))
+}
+
+/// Finishes a claimed row: an expired one is cancelled instead of handed out (`None`); a
+/// canvas step gets its parents' results.
+fn finish_claim(
+    conn: &Connection,
+    mut job: ClaimedJob,
+    (expires_at, pass_result): (Option<i64>, i64),
+    check_expiry: bool,
+    now: i64,
+) -> Result<Option<ClaimedJob>> {
+    let seq = seq_of(&job.id);
+    if let Some(at) = expires_at.filter(|e| *e > 0) {
+        if check_expiry && at <= now {
+            job_control::expire(conn, seq, now)?;
+            return Ok(None);
+        }
+        job_control::started(conn, seq)?;
+    }
+    if pass_result != 0 {
+        job.parents = Some(dependencies::parent_results(conn, seq, pass_result)?);
+    }
+    Ok(Some(job))
 }
 
 fn new_token() -> i64 {
@@ -257,9 +292,9 @@ pub(super) fn write_dead_letter(conn: &Connection, seq: i64, now: i64) -> Result
     conn.prepare_cached(
         "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
          priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
-         retry_count, failed_at) \
+         retry_count, failed_at, notes) \
          SELECT ?2, id, task_name, queue, payload, priority, max_retries, \
-         retry_backoff, timeout_ms, metadata, error, retry_count, ?3 \
+         retry_backoff, timeout_ms, metadata, error, retry_count, ?3, notes \
          FROM jobs WHERE seq = ?1",
     )?
     .execute(params![seq, uuid::Uuid::now_v7().to_string(), now])?;
@@ -269,84 +304,95 @@ pub(super) fn write_dead_letter(conn: &Connection, seq: i64, now: i64) -> Result
 /// Applies one write, fenced: it changes the job only while `(seq, claim_token)` still
 /// identify the claim it ends.
 fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
-    let changed =
-        match write {
-            Write::Started {
-                id,
-                token,
-                thread_id,
-            } => {
-                conn.prepare_cached(
+    let changed = match write {
+        Write::Started {
+            id,
+            token,
+            thread_id,
+        } => {
+            conn.prepare_cached(
                 "UPDATE jobs SET worker_id = ?3 WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
             )?
             .execute(params![seq_of(id), token, thread_id])?;
-                return Ok(false);
-            }
-            Write::Complete {
-                id,
-                token,
-                thread_id,
-                result,
-            } => conn
-                .prepare_cached(
-                    "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
+            return Ok(false);
+        }
+        Write::Complete {
+            id,
+            token,
+            thread_id,
+            result,
+        } => conn
+            .prepare_cached(
+                "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
                  error = NULL, claim_token = NULL \
                  WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-                )?
-                .execute(params![seq_of(id), token, result, now, thread_id])?,
-            Write::Retry {
-                id,
-                token,
-                thread_id,
-                error,
-                traceback,
-                run_at,
-            } => {
-                let n = conn
+            )?
+            .execute(params![seq_of(id), token, result, now, thread_id])?,
+        Write::Retry {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            run_at,
+        } => {
+            if job_control::finish_cancelled(conn, id, *token, error, thread_id, now)? {
+                return Ok(true);
+            }
+            let n = conn
                 .prepare_cached(
                     "UPDATE jobs SET status = 0, scheduled_at = ?3, error = ?4, worker_id = ?5, \
                      owner = NULL, claim_token = NULL, started_at = NULL \
                      WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
                 )?
                 .execute(params![seq_of(id), token, run_at, error, thread_id])?;
-                if n > 0 {
-                    insert_error(conn, seq_of(id), error, traceback, now)?;
-                    conn.prepare_cached(
-                        "UPDATE jobs SET retry_count = retry_count + 1 WHERE seq = ?1",
-                    )?
-                    .execute(params![seq_of(id)])?;
-                }
-                n
-            }
-            Write::Fail {
-                id,
-                token,
-                thread_id,
-                error,
-                traceback,
-                status,
-            } => {
-                let n = conn
-                .prepare_cached(
-                    "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, worker_id = ?6, \
-                     claim_token = NULL \
-                     WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
+            if n > 0 {
+                insert_error(conn, seq_of(id), error, traceback, now)?;
+                conn.prepare_cached(
+                    "UPDATE jobs SET retry_count = retry_count + 1 WHERE seq = ?1",
                 )?
-                .execute(params![seq_of(id), token, *status as i64, error, now, thread_id])?;
-                if n > 0 {
-                    insert_error(conn, seq_of(id), error, traceback, now)?;
-                    write_dead_letter(conn, seq_of(id), now)?;
-                }
-                n
+                .execute(params![seq_of(id)])?;
             }
-            Write::Requeue { id, token } => conn
+            n
+        }
+        Write::Fail {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            status,
+        } => {
+            if job_control::finish_cancelled(conn, id, *token, error, thread_id, now)? {
+                return Ok(true);
+            }
+            let done: Option<i64> = conn
                 .prepare_cached(
-                    "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
+                    "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, \
+                         worker_id = ?6, claim_token = NULL \
+                         WHERE seq = ?1 AND claim_token = ?2 AND status = 1 \
+                         RETURNING has_dependents",
+                )?
+                .query_row(
+                    params![seq_of(id), token, *status as i64, error, now, thread_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(has_dependents) = done {
+                insert_error(conn, seq_of(id), error, traceback, now)?;
+                write_dead_letter(conn, seq_of(id), now)?;
+                after_outcome(conn, seq_of(id), *status as i64, has_dependents != 0, now)?;
+            }
+            usize::from(done.is_some())
+        }
+        Write::Requeue { id, token } => conn
+            .prepare_cached(
+                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
                  started_at = NULL, worker_id = NULL \
                  WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-                )?
-                .execute(params![seq_of(id), token])?,
-        };
+            )?
+            .execute(params![seq_of(id), token])?,
+    };
     Ok(changed > 0)
 }
 
@@ -439,8 +485,18 @@ impl SqliteStorage {
         }
         self.write(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let seqs = ready_seqs(&tx, queues, limit, now, tasks)?;
-            let claimed = claim_seqs(&tx, &seqs, owner, now)?;
+            let mut claimed = Vec::with_capacity(limit);
+            // Expired jobs are cancelled, not handed out: look again for the slots they
+            // took (they have left the ready index now).
+            while claimed.len() < limit {
+                let seqs = ready_seqs(&tx, queues, limit - claimed.len(), now, tasks)?;
+                let got = claim_seqs(&tx, &seqs, owner, now)?;
+                let short = got.len() < seqs.len();
+                claimed.extend(got);
+                if !short {
+                    break;
+                }
+            }
             tx.commit()?;
             Ok(claimed)
         })
@@ -513,9 +569,13 @@ impl Storage for SqliteStorage {
                         seq_of(id),
                         owner.incarnation
                     ],
-                    |r| claim_row(r, token),
+                    |r| Ok((claim_row(r, token)?, claim_extras(r)?)),
                 )
                 .optional()?;
+            let job = match job {
+                Some((job, extras)) => finish_claim(&tx, job, extras, false, now)?,
+                None => None,
+            };
             tx.commit()?;
             Ok(job)
         })
@@ -707,6 +767,25 @@ impl Storage for SqliteStorage {
             Some(due) if due <= now => self.write(|c| periodic::fire_due(c, now)),
             next => Ok((0, next)),
         }
+    }
+    fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>> {
+        let now = crate::job::now_ms();
+        self.write(|c| dependencies::enqueue_linked(c, jobs, links, now))
+    }
+    fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)> {
+        self.read(|c| dependencies::links_of(c, id))
+    }
+    fn request_cancel(&self, id: &str) -> Result<bool> {
+        self.write(|c| job_control::request_cancel(c, id))
+    }
+    fn cancel_requested(&self, id: &str) -> Result<bool> {
+        self.read(|c| job_control::cancel_requested(c, id))
+    }
+    fn expire_due(&self, now: i64) -> Result<usize> {
+        self.write(|c| job_control::expire_due(c, now))
+    }
+    fn replay(&self, id: &str, now: i64) -> Result<String> {
+        self.write(|c| job_control::replay(c, id, now))
     }
 }
 
