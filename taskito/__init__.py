@@ -14,8 +14,10 @@ queue.run_worker()         # or: taskito worker --app myapp:queue
 from taskito import log_config
 from taskito._taskito import __version__
 from taskito.app import Queue
+from taskito.codecs import AesGcmCodec, CodecSerializer, GzipCodec, HmacCodec, PayloadCodec
 from taskito.context import LogLevel, current_job
 from taskito.exceptions import (
+    CryptoError,
     DatabaseError,
     JobNotFoundError,
     MaxRetriesExceededError,
@@ -31,6 +33,16 @@ from taskito.middleware import TaskMiddleware
 from taskito.pagination import Page
 from taskito.result import JobResult
 from taskito.retention import EffectiveRetention, Retention, RetentionPreview
+from taskito.serializers import (
+    CborSerializer,
+    CloudpickleSerializer,
+    EncryptedSerializer,
+    JsonSerializer,
+    MsgPackSerializer,
+    Serializer,
+    SignedSerializer,
+    SmartSerializer,
+)
 from taskito.task import TaskWrapper
 
 __all__ = [
@@ -52,8 +64,22 @@ __all__ = [
     "TaskCancelledError",
     "TaskTimeoutError",
     "SerializationError",
+    "CryptoError",
     "DatabaseError",
     "JobNotFoundError",
     "QueueFullError",
+    "Serializer",
+    "SmartSerializer",
+    "CloudpickleSerializer",
+    "JsonSerializer",
+    "MsgPackSerializer",
+    "CborSerializer",
+    "SignedSerializer",
+    "EncryptedSerializer",
+    "PayloadCodec",
+    "GzipCodec",
+    "HmacCodec",
+    "AesGcmCodec",
+    "CodecSerializer",
     "__version__",
 ]

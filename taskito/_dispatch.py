@@ -18,9 +18,8 @@ import traceback
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
 
-from taskito import serializer
 from taskito.context import _enter, _JobContext, _leave, current_job
-from taskito.exceptions import TaskCancelledError, TaskTimeoutError
+from taskito.exceptions import CryptoError, TaskCancelledError, TaskTimeoutError
 from taskito.middleware import TaskMiddleware, call_each
 
 if TYPE_CHECKING:
@@ -116,8 +115,14 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
                 "",
                 False,
             )
+        plan = task._plan
         try:
-            args, kwargs = serializer.load_call(payload)
+            args, kwargs = plan.load_call(payload)
+        except CryptoError as exc:
+            # Refused before any deserializer saw the bytes; running it again cannot help.
+            error = f"CryptoError: the arguments of job {job_id} ({task_name}) were refused unread: {exc}"
+            worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
+            return (False, error, "", False)
         except Exception as exc:
             return (
                 False,
@@ -165,11 +170,11 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
         finally:
             _leave(token)
         try:
-            data = serializer.dump_result(value)
+            data = plan.dump_result(value)
         except Exception as exc:
             error = (
                 f"SerializationError: the result of job {job_id} ({task_name}) cannot be "
-                f"pickled: {_describe(exc)}"
+                f"serialized: {_describe(exc)}"
             )
             _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
             worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
