@@ -508,3 +508,24 @@ def test_progress_out_of_range_is_refused_naming_it(tmp_path: Path, value: Any) 
     report.delay()
     q.run_worker(run_once=True)
     assert len(seen) == 1 and "progress" in seen[0]
+
+
+def test_aresult_takes_the_same_edges_as_result(tmp_path: Path) -> None:
+    import asyncio
+
+    q = new_queue(str(tmp_path / "q.db"))
+    register(q)
+    job = q.tasks["nap"].delay()
+    for option in ("timeout", "poll_interval", "max_poll_interval"):
+        for bad in (math.nan, math.inf, -1, True):
+            with pytest.raises(ValueError, match=option):
+                asyncio.run(job.aresult(**{option: bad}))
+    with pytest.raises(TimeoutError):
+        asyncio.run(job.aresult(timeout=0))
+    later = threading.Timer(0.3, lambda: q.run_worker(run_once=True))
+    later.start()
+    try:
+        for huge in (2**63, 1e300, None):
+            assert asyncio.run(job.aresult(timeout=huge, poll_interval=1e300)) == "rested"
+    finally:
+        later.join()
