@@ -63,8 +63,9 @@ def optional_module(name: str, extra: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError:
+        package = name.split(".")[0]
         raise ImportError(
-            f"this needs the {name!r} package: pip install 'taskito[{extra}]' (or pip install {name})"
+            f"this needs the {package!r} package: pip install 'taskito[{extra}]' (or pip install {package})"
         ) from None
 
 

@@ -413,3 +413,22 @@ def test_functions_and_classes_of_a_main_script_reach_a_worker_process(tmp_path:
     q = new_queue(path)
     assert q.get_job(id1).result(timeout=10) == 42
     assert q.get_job(id2).result(timeout=10) == 10
+
+
+@pytest.mark.parametrize(
+    "module, extra, make",
+    [
+        ("cbor2", "cbor", lambda: CborSerializer()),
+        ("cryptography", "crypto", lambda: EncryptedSerializer(SmartSerializer(), bytes(16))),
+        ("msgpack", "msgpack", lambda: MsgPackSerializer()),
+    ],
+)
+def test_a_missing_optional_package_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str, extra: str, make
+) -> None:
+    for name in list(sys.modules):
+        if name == module or name.startswith(module + "."):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=rf"taskito\[{extra}\]"):
+        make()
