@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
+from types import FunctionType
 from typing import Any, Protocol, runtime_checkable
 
 from taskito.exceptions import SerializationError
@@ -46,6 +47,7 @@ TAG_PICKLE = 0x80
 # name, which a worker started some other way does not have: cloudpickle carries it by value.
 _MAIN_REF = b"\x8c\x08__main__"
 _PICKLED_NONE = pickle.dumps(None, PICKLE_PROTOCOL)
+_SCAN_LIMIT = 64 * 1024
 _STACK_GLOBAL = 0x93  # the opcode that loads every global in protocol 4 and later
 
 
@@ -85,11 +87,39 @@ def pickle_dumps(obj: Any) -> bytes:
         data = pickle.dumps(obj, PICKLE_PROTOCOL)
     except Exception:
         return _cloudpickle().dumps(obj, PICKLE_PROTOCOL)
-    # STACK_GLOBAL first: a one-byte search, so plain data (no global at all) skips the
-    # substring search.
-    if _STACK_GLOBAL in data and _MAIN_REF in data:
+    # STACK_GLOBAL first: a one-byte search, so plain data (no global at all) goes no
+    # further. Past _SCAN_LIMIT, walking the objects again costs less than searching bytes.
+    if _STACK_GLOBAL in data and (_MAIN_REF in data if len(data) <= _SCAN_LIMIT else _refers_to_main(obj)):
         return _cloudpickle().dumps(obj, PICKLE_PROTOCOL)
     return data
+
+
+class _UsesMain(Exception):
+    pass
+
+
+class _Discard:
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+class _MainFinder(pickle.Pickler):
+    """Pickles into nothing, stopping at the first function or class of ``__main__``. The
+    C pickler calls ``reducer_override`` only for objects that are not plain data, so the
+    cost follows the number of objects, not of bytes."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (type, FunctionType)) and getattr(obj, "__module__", None) == "__main__":
+            raise _UsesMain
+        return NotImplemented
+
+
+def _refers_to_main(obj: Any) -> bool:
+    try:
+        _MainFinder(_Discard(), PICKLE_PROTOCOL).dump(obj)
+    except _UsesMain:
+        return True
+    return False
 
 
 def smart_loads(data: bytes) -> Any:

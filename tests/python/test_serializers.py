@@ -106,6 +106,21 @@ def test_lambdas_and_local_objects_round_trip(ser: Serializer) -> None:
     assert ser.loads(ser.dumps(Local(7))).v == 7
 
 
+def test_large_payloads_stay_plain_pickle_unless_they_refer_to_main() -> None:
+    import os
+    from types import FunctionType
+
+    smart = SmartSerializer()
+    blob = ((os.urandom(200_000), RICH["aware datetime"], Point(1, 2)), {})
+    assert smart.dumps(blob) == pickle.dumps(blob, protocol=5)
+    # A function that claims to live in __main__ is carried by value past the scan limit too.
+    fake_main = FunctionType((lambda x: x + 1).__code__, {}, "fake")
+    fake_main.__module__ = "__main__"
+    data = smart.dumps(([os.urandom(200_000)], fake_main))
+    assert data != pickle.dumps(([b""], len), protocol=5)[:0] and b"cloudpickle" in data
+    assert smart.loads(data)[1](1) == 2
+
+
 def test_the_default_writes_plain_data_as_pickle_protocol_5() -> None:
     """The fast path: plain data costs what pickle costs, and databases written before
     serializers were configurable read as they are."""
@@ -370,7 +385,7 @@ def test_a_signed_queue_serializer_refuses_an_altered_payload(tmp_path: Path) ->
 
 
 MAIN_PRODUCER = """
-import sys
+import os
 from appmod import queue
 
 def triple(x):          # defined in __main__: a worker process does not have it
@@ -382,7 +397,10 @@ class Box:
 
 job1 = queue.enqueue("call", args=(triple, 14))
 job2 = queue.enqueue("unbox", args=(Box(5),))
-print(job1.id, job2.id)
+# A large payload (random bytes, so pickle's global opcode byte occurs by chance too).
+job3 = queue.enqueue("call", args=(triple, 2), kwargs={"pad": os.urandom(300_000)})
+job4 = queue.enqueue("unbox", args=([os.urandom(300_000), Box(7)],))
+print(job1.id, job2.id, job3.id, job4.id)
 """
 
 
@@ -393,11 +411,12 @@ def test_functions_and_classes_of_a_main_script_reach_a_worker_process(tmp_path:
         path,
         body="""
         @queue.task(name="call")
-        def call(fn, x):
+        def call(fn, x, pad=None):
             return fn(x)
 
         @queue.task(name="unbox")
         def unbox(box):
+            box = box[-1] if isinstance(box, list) else box
             return box.v * 2
         """,
     )
@@ -407,12 +426,14 @@ def test_functions_and_classes_of_a_main_script_reach_a_worker_process(tmp_path:
         [sys.executable, str(script)], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=60
     )
     assert made.returncode == 0, made.stderr
-    id1, id2 = made.stdout.split()
+    id1, id2, id3, id4 = made.stdout.split()
     ran = run_cli("worker", "--app", app, "--run-once", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     q = new_queue(path)
     assert q.get_job(id1).result(timeout=10) == 42
     assert q.get_job(id2).result(timeout=10) == 10
+    assert q.get_job(id3).result(timeout=10) == 6
+    assert q.get_job(id4).result(timeout=10) == 14
 
 
 @pytest.mark.parametrize(
