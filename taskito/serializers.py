@@ -47,7 +47,7 @@ TAG_PICKLE = 0x80
 # name, which a worker started some other way does not have: cloudpickle carries it by value.
 _MAIN_REF = b"\x8c\x08__main__"
 _PICKLED_NONE = pickle.dumps(None, PICKLE_PROTOCOL)
-_SCAN_LIMIT = 64 * 1024
+_SCAN_LIMIT = 4096  # where searching the bytes starts to cost more than a walk (about 1.5 us)
 _STACK_GLOBAL = 0x93  # the opcode that loads every global in protocol 4 and later
 
 

@@ -117,7 +117,7 @@ def test_large_payloads_stay_plain_pickle_unless_they_refer_to_main() -> None:
     fake_main = FunctionType((lambda x: x + 1).__code__, {}, "fake")
     fake_main.__module__ = "__main__"
     data = smart.dumps(([os.urandom(200_000)], fake_main))
-    assert data != pickle.dumps(([b""], len), protocol=5)[:0] and b"cloudpickle" in data
+    assert b"cloudpickle" in data  # carried by value: cloudpickle's helpers rebuild it
     assert smart.loads(data)[1](1) == 2
 
 
