@@ -257,3 +257,19 @@ def test_worker_processes_check_signatures_across_processes(tmp_path: Path) -> N
     assert right.returncode == 0, right.stderr
     assert [j.result(timeout=10) for j in again] == ["line0", "line1", "line2"]
     assert sorted(marker.read_text().split()) == ["line0", "line1", "line2"]
+
+
+def test_the_dashboard_decodes_with_the_queues_key_and_refuses_altered_bytes(tmp_path: Path) -> None:
+    pytest.importorskip("jinja2")
+    from taskito.dashboard.views import job_detail
+
+    path = str(tmp_path / "q.db")
+    q = new_queue(path, secret_key=KEY)
+    record = register(q, tmp_path / "ran.txt")
+    good, bad = record.delay("shown"), record.delay("altered")
+    q.run_worker(run_once=True)
+    shown = job_detail(q, good.id)
+    assert shown is not None and "shown" in shown["args"] and "SHOWN" in shown["result"]
+    set_blob(path, bad.id, flip(get_blob(path, bad.id), -1))
+    refused = job_detail(q, bad.id)
+    assert refused is not None and "CryptoError" in refused["args"]
