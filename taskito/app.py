@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
-from taskito import _prefork, serializer
+from taskito import _prefork
 from taskito import _settings as settings
 from taskito._async_pool import AsyncPool, async_task_names
 from taskito._dispatch import make_dispatch
