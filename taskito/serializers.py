@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
+import sys
 from types import FunctionType
 from typing import Any, Protocol, runtime_checkable
 
@@ -89,9 +90,21 @@ def pickle_dumps(obj: Any) -> bytes:
         return _cloudpickle().dumps(obj, PICKLE_PROTOCOL)
     # STACK_GLOBAL first: a one-byte search, so plain data (no global at all) goes no
     # further. Past _SCAN_LIMIT, walking the objects again costs less than searching bytes.
-    if _STACK_GLOBAL in data and (_MAIN_REF in data if len(data) <= _SCAN_LIMIT else _refers_to_main(obj)):
+    if (
+        _STACK_GLOBAL in data
+        and _main_is_the_script()
+        and (_MAIN_REF in data if len(data) <= _SCAN_LIMIT else _refers_to_main(obj))
+    ):
         return _cloudpickle().dumps(obj, PICKLE_PROTOCOL)
     return data
+
+
+def _main_is_the_script() -> bool:
+    """False in a child that runs the script under another name (multiprocessing's spawn,
+    the prefork pool): there ``__main__`` is an alias, and the parent that reads what the
+    child writes has the real one, so a reference by name is what works."""
+    main = sys.modules.get("__main__")
+    return getattr(main, "__name__", None) == "__main__"
 
 
 class _UsesMain(Exception):
