@@ -174,3 +174,16 @@ class PayloadMixin:
             raise SerializationError(
                 f"cannot read the result of job {job_id}: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+# Module-level calls with the default plan (SmartSerializer, no codec), for code that has no
+# Queue at hand. Code that has one should use ``queue._plan_for(task_name)`` instead, so that
+# the queue's serializer, codecs and secret key apply.
+_DEFAULT_PLAN = Plan(SmartSerializer(), [], [])
+dump_call = _DEFAULT_PLAN.dump_call
+load_call = _DEFAULT_PLAN.load_call
+dump_result = _DEFAULT_PLAN.dump_result
+
+
+def load_result(data: bytes | None) -> Any:
+    return None if data is None else _DEFAULT_PLAN.load_result(data)
