@@ -15,9 +15,11 @@ from taskito import log_config
 from taskito._taskito import __version__
 from taskito.app import Queue
 from taskito.canvas import Signature, chain, chord, chunks, group, starmap
+from taskito.codecs import AesGcmCodec, CodecSerializer, GzipCodec, HmacCodec, PayloadCodec
 from taskito.context import LogLevel, current_job
 from taskito.events import EventType
 from taskito.exceptions import (
+    CryptoError,
     DatabaseError,
     JobNotFoundError,
     MaxRetriesExceededError,
@@ -35,6 +37,16 @@ from taskito.notes import MAX_NOTE_FIELDS
 from taskito.pagination import Page
 from taskito.result import JobResult
 from taskito.retention import EffectiveRetention, Retention, RetentionPreview
+from taskito.serializers import (
+    CborSerializer,
+    CloudpickleSerializer,
+    EncryptedSerializer,
+    JsonSerializer,
+    MsgPackSerializer,
+    Serializer,
+    SignedSerializer,
+    SmartSerializer,
+)
 from taskito.task import TaskWrapper
 from taskito.testing import TestResult, TestResults
 
@@ -57,6 +69,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskTimeoutError",
     "SerializationError",
+    "CryptoError",
     "DatabaseError",
     "JobNotFoundError",
     "QueueFullError",
@@ -71,5 +84,18 @@ __all__ = [
     "chunks",
     "TestResult",
     "TestResults",
+    "Serializer",
+    "SmartSerializer",
+    "CloudpickleSerializer",
+    "JsonSerializer",
+    "MsgPackSerializer",
+    "CborSerializer",
+    "SignedSerializer",
+    "EncryptedSerializer",
+    "PayloadCodec",
+    "GzipCodec",
+    "HmacCodec",
+    "AesGcmCodec",
+    "CodecSerializer",
     "__version__",
 ]

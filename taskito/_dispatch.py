@@ -18,11 +18,10 @@ import traceback
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
 
-from taskito import serializer
 from taskito.canvas import builtin_task
 from taskito.context import _enter, _JobContext, _leave, current_job
 from taskito.events import EventType
-from taskito.exceptions import TaskCancelledError, TaskTimeoutError
+from taskito.exceptions import CryptoError, TaskCancelledError, TaskTimeoutError
 from taskito.middleware import TaskMiddleware, call_each
 
 if TYPE_CHECKING:
@@ -119,8 +118,14 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
                 "",
                 False,
             )
+        plan = task._plan
         try:
-            args, kwargs = serializer.load_call(payload)
+            args, kwargs = plan.load_call(payload)
+        except CryptoError as exc:
+            # Refused before any deserializer saw the bytes; running it again cannot help.
+            error = f"CryptoError: the arguments of job {job_id} ({task_name}) were refused unread: {exc}"
+            worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
+            return (False, error, "", False)
         except Exception as exc:
             return (
                 False,
@@ -133,7 +138,8 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
             # A canvas step: the previous step's result (chain) or the list of a group's
             # results (chord) comes first.
             mode, results = parents
-            values = [serializer.load_result(r) for r in results]
+            results_plan = queue._payloads.queue_plan
+            values = [results_plan.load_result(r) for r in results]
             args = ((values[0] if values else None) if mode == 1 else values, *args)
         # This runs once per job with the GIL held: checks are hoisted, empty hook lists
         # skipped, and the log lines cost one level check each.
@@ -183,11 +189,11 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
         finally:
             _leave(token)
         try:
-            data = serializer.dump_result(value)
+            data = plan.dump_result(value)
         except Exception as exc:
             error = (
                 f"SerializationError: the result of job {job_id} ({task_name}) cannot be "
-                f"pickled: {_describe(exc)}"
+                f"serialized: {_describe(exc)}"
             )
             _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
             worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)

@@ -8,7 +8,6 @@ import json
 from typing import Any, Callable
 
 from taskito import _settings as settings
-from taskito import serializer
 from taskito.notes import encode_notes
 from taskito.result import JobResult
 
@@ -85,7 +84,7 @@ class LinksMixin:
         if expires is None:
             task = self._tasks.get(task_name)
             expires = getattr(task, "expires", None)
-        payload = serializer.dump_call(task_name, args, kwargs or {})
+        payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
         job = (
             task_name,
             payload,

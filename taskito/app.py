@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
-from taskito import _prefork, serializer
+from taskito import _prefork
 from taskito import _settings as settings
 from taskito._async_pool import AsyncPool, async_task_names
 from taskito._dispatch import make_dispatch
@@ -42,6 +42,7 @@ from taskito.pause import Pause
 from taskito.periodic import PeriodicMixin
 from taskito.result import JobResult
 from taskito.retention import Retention, RetentionCalls, resolve
+from taskito.serializer import PayloadMixin, Payloads
 from taskito.task import TaskWrapper
 from taskito.testing import TestModeMixin
 
@@ -105,12 +106,20 @@ class Queue(
     LinksMixin,
     EventsMixin,
     TestModeMixin,
+    PayloadMixin,
 ):
     """A task queue stored in one SQLite file.
 
     Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
     the defaults shown in the docs (``db_path=".taskito/taskito.db"``, ``workers=0`` for
     the CPU count, ``drain_timeout=30``, ``scheduler_poll_interval_ms=50``).
+
+    ``serializer`` (default ``SmartSerializer()``), ``codec`` (a codec or a list: the chain
+    around every payload and result) and ``codecs`` (named codecs tasks pick with
+    ``@queue.task(codecs=[...])``) say how payloads are stored; ``secret_key`` (or
+    ``TASKITO_SECRET_KEY``) signs them, so workers refuse bytes written by anyone without the
+    key. A database file created here gets the permission bits ``file_mode`` (default
+    ``0o600``: the owner only).
     """
 
     def __init__(
@@ -131,6 +140,11 @@ class Queue(
         async_concurrency: int = 100,
         max_tasks_per_child: int | None = None,
         max_pending: dict[str, int] | None = None,
+        serializer: Any = None,
+        codec: Any = None,
+        codecs: dict[str, Any] | None = None,
+        secret_key: str | bytes | None = None,
+        file_mode: int | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
@@ -138,7 +152,10 @@ class Queue(
         path = os.fspath(db_path) if db_path is not None else None
         self.db_path: str = settings.first(path, settings.env_db_path(), default=settings.DEFAULT_DB_PATH)
         self._workers = settings.check_int(
-            "workers", settings.first(workers, settings.env_workers(), default=0), minimum=0
+            "workers",
+            settings.first(workers, settings.env_workers(), default=0),
+            minimum=0,
+            maximum=settings.MAX_WORKERS,
         )
         self.default_retry = settings.check_int("default_retry", default_retry, minimum=0)
         self.default_timeout = settings.check_seconds("default_timeout", default_timeout, positive=True)
@@ -152,12 +169,13 @@ class Queue(
             "scheduler_poll_interval_ms",
             settings.first(scheduler_poll_interval_ms, settings.env_poll_interval_ms(), default=50),
             minimum=1,
+            maximum=settings.MAX_POLL_INTERVAL_MS,
         )
         if durability not in ("normal", "full"):
             raise ValueError(f'durability must be "normal" or "full", got {durability!r}')
         self.durability = durability
         self.heartbeat_interval = settings.check_seconds(
-            "heartbeat_interval", heartbeat_interval, positive=True
+            "heartbeat_interval", heartbeat_interval, positive=True, maximum=settings.MAX_HEARTBEAT_INTERVAL
         )
         self.stale_after = settings.check_seconds("stale_after", stale_after, positive=True)
         if self.stale_after <= self.heartbeat_interval:
@@ -170,7 +188,11 @@ class Queue(
             if max_tasks_per_child is None
             else settings.check_int("max_tasks_per_child", max_tasks_per_child, minimum=1)
         )
-        self._inner = QueueCore(self.db_path, durability)
+        self._payloads = Payloads(
+            serializer, codec, codecs, settings.first(secret_key, settings.env_secret_key(), default=None)
+        )
+        mode = settings.check_file_mode("file_mode", settings.first(file_mode, default=0o600))
+        self._inner = QueueCore(self.db_path, durability, file_mode=mode)
         self._tasks: dict[str, TaskWrapper] = {}
         self._default_options: dict[str, dict[str, Any]] = {}
         self._hooks: dict[str, list[Callable[..., Any]]] = {k: [] for k in _HOOK_KINDS}
@@ -200,9 +222,13 @@ class Queue(
         max_concurrent: int | None = None,
         idempotent: bool = False,
         expires: float | None = None,
+        serializer: Any = None,
+        codecs: list[str] | None = None,
     ) -> Any:
         """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``.
-        ``expires``: seconds after enqueue past which a job not yet started is cancelled."""
+        ``expires``: seconds after enqueue past which a job not yet started is cancelled.
+        ``serializer`` (None: the queue's) encodes its arguments and result; ``codecs`` names
+        codecs of ``Queue(codecs=...)`` applied to its arguments."""
         task_middleware = check_middleware("middleware", middleware)
         if rate_limit is not None:
             parse_rate_limit(rate_limit)
@@ -219,6 +245,7 @@ class Queue(
         settings.check_queue_name("queue", queue)
         if expires is not None:
             settings.check_seconds("expires", expires, positive=True)
+        plan = self._payloads.for_task(serializer, codecs)
 
         def register(f: Callable[..., Any]) -> TaskWrapper:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
@@ -247,6 +274,7 @@ class Queue(
                 idempotent=idempotent,
             )
             wrapper.expires = expires
+            wrapper._plan = plan
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
             return wrapper
@@ -361,7 +389,7 @@ class Queue(
             )  # fmt: skip
             return job
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
-        payload = serializer.dump_call(task_name, args, kwargs or {})
+        payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
         if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
@@ -446,8 +474,9 @@ class Queue(
                 idempotent,
             )
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
+        plan = self._plan_for(task_name)
         payloads = [
-            serializer.dump_call(task_name, a, kwargs_list[i] if kwargs_list else {})
+            plan.dump_call(task_name, a, kwargs_list[i] if kwargs_list else {})
             for i, a in enumerate(args_list)
         ]
         if not payloads:
@@ -537,8 +566,9 @@ class Queue(
                 options["max_retries"],
                 options["timeout"],
             )
+            plan = self._plan_for(task_name)
             payloads = [
-                serializer.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})
+                plan.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})
                 for i in indexes
             ]
             keys = unique_keys_for(
@@ -606,7 +636,9 @@ class Queue(
     # -- workers -------------------------------------------------------------------------
 
     def _thread_count(self, workers: int | None) -> int:
-        n = settings.check_int("workers", settings.first(workers, default=self._workers), minimum=0)
+        n = settings.check_int(
+            "workers", settings.first(workers, default=self._workers), minimum=0, maximum=settings.MAX_WORKERS
+        )
         return n or os.cpu_count() or 1
 
     def run_worker(

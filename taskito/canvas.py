@@ -224,6 +224,8 @@ class _ChunkRunner:
 
     def __init__(self, queue: Queue) -> None:
         self._queue = queue
+        # Encoded like any job of a task this queue does not register: the queue's plan.
+        self._plan = queue._payloads.queue_plan
 
     def _middleware_chain(self) -> tuple[Any, ...]:
         return tuple(getattr(self._queue, "_middleware", ()))

@@ -99,6 +99,12 @@ class _CurrentJob:
     def update_progress(self, percent: int | float) -> None:
         """Stores the job's progress (0-100), visible as ``JobResult.progress``."""
         ctx = self._ctx()
+        if (
+            isinstance(percent, bool)
+            or not isinstance(percent, (int, float))
+            or not -1e18 < percent < 1e18  # also false for NaN
+        ):
+            raise ValueError(f"progress must be a number between 0 and 100, got {percent!r}")
         value = int(percent)
         if not 0 <= value <= 100:
             raise ValueError(f"progress must be between 0 and 100, got {percent!r}")

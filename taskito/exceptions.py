@@ -10,6 +10,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskTimeoutError",
     "SerializationError",
+    "CryptoError",
     "DatabaseError",
     "JobNotFoundError",
     "QueueFullError",
@@ -61,7 +62,12 @@ class TaskTimeoutError(TaskitoError, TimeoutError):
 
 
 class SerializationError(TaskitoError, TypeError):
-    """Arguments or a result that cannot be pickled."""
+    """Arguments or a result that cannot be serialized, or bytes that cannot be read back."""
+
+
+class CryptoError(SerializationError):
+    """Stored bytes whose signature did not verify or that did not decrypt: they were
+    altered, or written with another key. Nothing reads them."""
 
 
 class DatabaseError(TaskitoError):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable
 
+from taskito.serializer import Plan
+
 if TYPE_CHECKING:
     from taskito.app import Queue
     from taskito.canvas import Signature
@@ -15,6 +17,9 @@ if TYPE_CHECKING:
 
 class TaskWrapper:
     """A registered task. ``wrapper(*a, **kw)`` calls the function in this thread."""
+
+    # How its arguments and result become bytes; set by ``Queue.task()``.
+    _plan: Plan
 
     def __init__(
         self,

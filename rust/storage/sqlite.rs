@@ -63,9 +63,26 @@ pub struct SqliteStorage {
 }
 
 impl SqliteStorage {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the database at `path`; a new file is readable and
+    /// writable by its owner only.
     pub fn open(path: &str, durability: Durability) -> Result<SqliteStorage> {
-        let settings = Settings::new(path, durability == Durability::Full);
+        Self::open_with_mode(path, durability, connection::DEFAULT_FILE_MODE)
+    }
+
+    /// `open`, creating a missing file with the permission bits `file_mode`.
+    pub fn open_with_mode(
+        path: &str,
+        durability: Durability,
+        file_mode: u32,
+    ) -> Result<SqliteStorage> {
+        if file_mode & 0o600 != 0o600 || file_mode > 0o777 {
+            return Err(Error::invalid(
+                "file_mode",
+                format!("{file_mode:#o} (must be at most 0o777 and let the owner read and write)"),
+            ));
+        }
+        let mut settings = Settings::new(path, durability == Durability::Full);
+        settings.file_mode = file_mode;
         let first = connection::open_and_migrate(&settings)?;
         // An in-memory database lives as long as one connection to it: keep one aside
         // for the store's life (a pooled one may be dropped after a failed transaction).
