@@ -19,6 +19,7 @@ use crate::job::{now_ms, JobFilter, JobStatus, NewJob};
 use crate::local::{self, LocalRun, LocalWorker};
 use crate::retention::Retention;
 use crate::storage::{ChangeProbe, Durability, SqliteStorage, Storage};
+use crate::waker::ResultWaker;
 use crate::worker::Runner;
 
 /// How often a blocked call comes back to Python to check for signals.
@@ -77,6 +78,9 @@ pub struct PyQueueCore {
     path: String,
     pub(super) control: Arc<Control>,
     probe: Mutex<Option<Box<dyn ChangeProbe>>>,
+    /// Hears other processes' completions, once a result wait started it; `Some(None)`
+    /// when the store has no such hints (waits then read the change probe).
+    result_wake: Mutex<Option<Option<ResultWaker>>>,
 }
 
 pub(super) fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
@@ -143,6 +147,7 @@ impl PyQueueCore {
             path: db_path,
             control: Arc::new(Control::new()),
             probe: Mutex::new(None),
+            result_wake: Mutex::new(None),
         })
     }
 
@@ -233,8 +238,8 @@ impl PyQueueCore {
     }
 
     /// Waits until the job is finished or `timeout` seconds pass; returns its status then
-    /// (None if it does not exist). Wakes at once on this process's commits and within a
-    /// few milliseconds on other processes'.
+    /// (None if it does not exist). Wakes at once on this process's commits and on other
+    /// processes' hints; without hints, within a few milliseconds by the change probe.
     fn wait(
         &self,
         py: Python<'_>,
@@ -244,6 +249,12 @@ impl PyQueueCore {
     ) -> PyResult<Option<&'static str>> {
         let deadline = Instant::now() + secs("timeout", timeout)?;
         let poll = secs("poll_interval", poll_interval)?.max(Duration::from_millis(1));
+        let hinted = {
+            let storage = self.storage.clone();
+            let control = self.control.clone();
+            let slot = &self.result_wake;
+            py.detach(move || result_hints(slot, storage.as_ref(), control))
+        };
         loop {
             let storage = self.storage.clone();
             let control = self.control.clone();
@@ -253,7 +264,11 @@ impl PyQueueCore {
                 let slice_end = (Instant::now() + SIGNAL_CHECK).min(deadline);
                 loop {
                     let epoch = control.results_epoch();
-                    let seen = probe_version(probe, storage.as_ref());
+                    let seen = if hinted {
+                        None
+                    } else {
+                        probe_version(probe, storage.as_ref())
+                    };
                     let status = storage.status(&id2)?;
                     match status {
                         None => return Ok(None),
@@ -266,9 +281,16 @@ impl PyQueueCore {
                         if now >= read_again {
                             break;
                         }
-                        control.wait_results(epoch, PROBE_EVERY.min(read_again - now));
+                        // With hints, this process's commits and other processes' both
+                        // move the epoch; without, other processes are seen by the probe.
+                        let step = if hinted {
+                            read_again - now
+                        } else {
+                            PROBE_EVERY
+                        };
+                        control.wait_results(epoch, step.min(read_again - now));
                         if control.results_epoch() != epoch
-                            || probe_version(probe, storage.as_ref()) != seen
+                            || !hinted && probe_version(probe, storage.as_ref()) != seen
                         {
                             break;
                         }
@@ -577,6 +599,23 @@ impl PyQueueCore {
         self.control.results_committed();
         run.map(|r| local_result(py, r)).transpose()
     }
+}
+
+/// Starts the queue's result wake thread on first use; true if it runs.
+fn result_hints(
+    slot: &Mutex<Option<Option<ResultWaker>>>,
+    storage: &dyn Storage,
+    control: Arc<Control>,
+) -> bool {
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        let waker = match storage.result_wake_source() {
+            Ok(Some(source)) => ResultWaker::start(source, control),
+            _ => None,
+        };
+        *guard = Some(waker);
+    }
+    matches!(*guard, Some(Some(_)))
 }
 
 /// Reads the shared change probe, opening it on first use.
