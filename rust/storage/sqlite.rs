@@ -605,6 +605,7 @@ impl Storage for SqliteStorage {
             tx.commit()?;
             Ok(ids)
         })
+        .inspect(|_| self.hints.notify(Kind::Work))
     }
 
     fn enqueue_bounded(&self, jobs: &[NewJob], max_pending: i64) -> Result<Vec<String>> {
