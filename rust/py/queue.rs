@@ -19,6 +19,7 @@ use crate::job::{now_ms, JobFilter, JobStatus, NewJob};
 use crate::local::{self, LocalRun, LocalWorker};
 use crate::retention::Retention;
 use crate::storage::{ChangeProbe, Durability, SqliteStorage, Storage};
+use crate::waker::ResultWaker;
 use crate::worker::Runner;
 
 /// How often a blocked call comes back to Python to check for signals.
@@ -85,6 +86,9 @@ pub struct PyQueueCore {
     path: String,
     pub(super) control: Arc<Control>,
     probe: Mutex<Option<Box<dyn ChangeProbe>>>,
+    /// Hears other processes' completions, once a result wait started it; `Some(None)`
+    /// when the store has no such hints (waits then read the change probe).
+    result_wake: Mutex<Option<Option<ResultWaker>>>,
 }
 
 /// A user's number of seconds as a duration: NaN, infinities and negatives are refused
@@ -182,6 +186,7 @@ impl PyQueueCore {
             path: db_path,
             control: Arc::new(Control::new()),
             probe: Mutex::new(None),
+            result_wake: Mutex::new(None),
         })
     }
 
@@ -272,8 +277,8 @@ impl PyQueueCore {
     }
 
     /// Waits until the job is finished or `timeout` seconds pass; returns its status then
-    /// (None if it does not exist). Wakes at once on this process's commits and within a
-    /// few milliseconds on other processes'.
+    /// (None if it does not exist). Wakes at once on this process's commits and on other
+    /// processes' hints; without hints, within a few milliseconds by the change probe.
     fn wait(
         &self,
         py: Python<'_>,
@@ -284,6 +289,12 @@ impl PyQueueCore {
         // No deadline at all when the wait is past what `Instant` can represent.
         let deadline = Instant::now().checked_add(secs("timeout", timeout)?);
         let poll = secs("poll_interval", poll_interval)?.max(Duration::from_millis(1));
+        let hinted = {
+            let storage = self.storage.clone();
+            let control = self.control.clone();
+            let slot = &self.result_wake;
+            py.detach(move || result_hints(slot, storage.as_ref(), control))
+        };
         loop {
             let storage = self.storage.clone();
             let control = self.control.clone();
@@ -293,7 +304,11 @@ impl PyQueueCore {
                 let slice_end = end_of_slice(deadline);
                 loop {
                     let epoch = control.results_epoch();
-                    let seen = probe_version(probe, storage.as_ref());
+                    let seen = if hinted {
+                        None
+                    } else {
+                        probe_version(probe, storage.as_ref())
+                    };
                     let status = storage.status(&id2)?;
                     match status {
                         None => return Ok(None),
@@ -308,9 +323,16 @@ impl PyQueueCore {
                         if now >= read_again {
                             break;
                         }
-                        control.wait_results(epoch, PROBE_EVERY.min(read_again - now));
+                        // With hints, this process's commits and other processes' both
+                        // move the epoch; without, other processes are seen by the probe.
+                        let step = if hinted {
+                            read_again - now
+                        } else {
+                            PROBE_EVERY
+                        };
+                        control.wait_results(epoch, step.min(read_again - now));
                         if control.results_epoch() != epoch
-                            || probe_version(probe, storage.as_ref()) != seen
+                            || !hinted && probe_version(probe, storage.as_ref()) != seen
                         {
                             break;
                         }
@@ -639,6 +661,23 @@ fn end_of_slice(deadline: Option<Instant>) -> Instant {
     let now = Instant::now();
     let slice = now.checked_add(SIGNAL_CHECK).unwrap_or(now);
     deadline.map_or(slice, |d| d.min(slice))
+}
+
+/// Starts the queue's result wake thread on first use; true if it runs.
+fn result_hints(
+    slot: &Mutex<Option<Option<ResultWaker>>>,
+    storage: &dyn Storage,
+    control: Arc<Control>,
+) -> bool {
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        let waker = match storage.result_wake_source() {
+            Ok(Some(source)) => ResultWaker::start(source, control),
+            _ => None,
+        };
+        *guard = Some(waker);
+    }
+    matches!(*guard, Some(Some(_)))
 }
 
 /// Reads the shared change probe, opening it on first use.

@@ -15,6 +15,7 @@ mod periodic;
 mod retention;
 mod schema;
 mod sqlite;
+mod sqlite_wake;
 mod task_logs;
 
 pub use ids::seq_of;
@@ -23,6 +24,7 @@ pub use periodic::{PeriodicInfo, PeriodicSpec};
 
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use sqlite::{Durability, SqliteStorage};
+pub use sqlite_wake::ENV_SWITCH as WAKE_ENV_SWITCH;
 
 use crate::error::Result;
 use crate::job::{
@@ -119,6 +121,23 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A cheap probe that says whether anything was committed since the last call.
     fn change_probe(&self) -> Result<Box<dyn ChangeProbe>>;
+
+    /// Where this worker process hears of new work from other processes (None: poll only).
+    fn wake_source(&self, worker_id: &str) -> Result<Option<Box<dyn WakeSource>>>;
+
+    /// Where a thread waiting on results hears that a job finished in another process
+    /// (None: poll only).
+    fn result_wake_source(&self) -> Result<Option<Box<dyn WakeSource>>> {
+        Ok(None)
+    }
+
+    /// The earliest `scheduled_at` after `now` of a pending job of the given queues (all
+    /// when `None`), so an idle scheduler wakes when a delayed job or a retry comes due
+    /// rather than a poll later. `None` when there is none (or the store cannot say).
+    fn next_due(&self, queues: Option<&[String]>, now: i64) -> Result<Option<i64>> {
+        let _ = (queues, now);
+        Ok(None)
+    }
 
     /// Adds the registry row of one incarnation (`info.worker_id`, `info.incarnation`),
     /// status `active`, beats 0; rows of the same worker id that stopped cleanly are removed.
@@ -275,6 +294,12 @@ pub trait Storage: Send + Sync + 'static {
 pub struct JobPage<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+/// A hint that jobs may be ready: never the source of truth (the poll is).
+pub trait WakeSource: Send {
+    /// Blocks up to `timeout` for a hint; true if one arrived.
+    fn wait(&mut self, timeout: std::time::Duration) -> bool;
 }
 
 /// Reports a number that changes whenever anything is committed to the store by any

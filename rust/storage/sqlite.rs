@@ -12,9 +12,10 @@ use super::dependencies::{self, after_outcome};
 use super::ids::{self, seq_of};
 use super::limits::{self, LimitMap, TaskLimit};
 use super::periodic::{self, PeriodicInfo, PeriodicSpec};
+use super::sqlite_wake::{Kind, Listener, Notifier};
 use super::{
     admin, inspect, job_control, pages, pause, retention, task_logs, ChangeProbe, JobPage,
-    QueueCounts, Storage, TaskFilter, Write,
+    QueueCounts, Storage, TaskFilter, WakeSource, Write,
 };
 use crate::error::{Error, Result};
 use crate::job::{
@@ -60,6 +61,8 @@ pub struct SqliteStorage {
     pub(super) limits: RwLock<Option<Arc<LimitMap>>>,
     /// When a job the last limited claim stepped over gets a token (0: none).
     pub(super) limit_wake_at: AtomicI64,
+    /// Tells listening processes (workers, result waiters) of commits that concern them.
+    hints: Notifier,
 }
 
 impl SqliteStorage {
@@ -90,7 +93,10 @@ impl SqliteStorage {
             Some(_) => Some(connection::open(&settings)?),
             None => None,
         };
+        // An in-memory database has no other process to tell, nor a folder beside it.
+        let shared = settings.memory_name.is_none();
         Ok(SqliteStorage {
+            hints: Notifier::new(path, shared),
             pool: Pool::new(settings, first),
             write_lock: Mutex::new(()),
             _keepalive: Mutex::new(keepalive),
@@ -101,6 +107,42 @@ impl SqliteStorage {
 
     pub fn path(&self) -> &str {
         &self.pool.settings().path
+    }
+
+    /// A listening socket for hints of `kind`; `None` (polling) where it cannot be had.
+    fn listener(&self, kind: Kind) -> Result<Option<Box<dyn WakeSource>>> {
+        if self.pool.settings().memory_name.is_some() {
+            return Ok(None);
+        }
+        match Listener::bind(self.path(), kind) {
+            Ok(l) => Ok(l.map(|l| {
+                self.hints.skip(&l);
+                Box::new(l) as Box<dyn WakeSource>
+            })),
+            Err(e) => {
+                log::debug!("no wake-ups for {}, polling only: {e}", self.path());
+                Ok(None)
+            }
+        }
+    }
+
+    /// After a batch of outcomes: finished jobs concern result waiters; jobs put back
+    /// (retries, requeues) concern workers.
+    fn hint_after_record(&self, writes: &[Write]) {
+        let (mut work, mut results) = (false, false);
+        for w in writes {
+            match w {
+                Write::Started { .. } => {}
+                Write::Complete { .. } | Write::Fail { .. } => results = true,
+                Write::Retry { .. } | Write::Requeue { .. } => work = true,
+            }
+        }
+        if work {
+            self.hints.notify(Kind::Work);
+        }
+        if results {
+            self.hints.notify(Kind::Results);
+        }
     }
 
     /// Runs a read on a pooled connection, retrying lock contention.
@@ -195,6 +237,57 @@ fn ready_seqs(
         .take(limit)
         .map(|(_, _, seq)| seq)
         .collect())
+}
+
+/// The earliest `scheduled_at` after `now` among pending jobs of `queues`. The ready index
+/// is ordered by priority first, so this walks the distinct priorities of each queue (few,
+/// in practice) and takes the first future entry of each: O(priorities * log n), never a
+/// scan of the delayed jobs.
+fn next_due(conn: &Connection, queues: Option<&[String]>, now: i64) -> Result<Option<i64>> {
+    let all: Vec<String>;
+    let queues = match queues {
+        Some(q) => q,
+        None => {
+            let mut stmt = conn.prepare_cached("SELECT name FROM queues")?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            all = names.collect::<std::result::Result<_, _>>()?;
+            &all
+        }
+    };
+    let mut next_priority = conn.prepare_cached(
+        "SELECT priority FROM jobs INDEXED BY jobs_ready \
+         WHERE status = 0 AND queue = ?1 AND priority < ?2 \
+         ORDER BY priority DESC LIMIT 1",
+    )?;
+    let mut first_due = conn.prepare_cached(
+        "SELECT scheduled_at FROM jobs INDEXED BY jobs_ready \
+         WHERE status = 0 AND queue = ?1 AND priority = ?2 AND scheduled_at > ?3 \
+         ORDER BY scheduled_at LIMIT 1",
+    )?;
+    let mut earliest: Option<i64> = None;
+    for q in queues {
+        let mut below = i64::MAX;
+        // Bounded: a queue with thousands of distinct priorities is left to the poll.
+        for _ in 0..64 {
+            let Some(p) = next_priority
+                .query_row(params![q, below], |r| r.get::<_, i64>(0))
+                .optional()?
+            else {
+                break;
+            };
+            if let Some(at) = first_due
+                .query_row(params![q, p, now], |r| r.get::<_, i64>(0))
+                .optional()?
+            {
+                earliest = Some(earliest.map_or(at, |e: i64| e.min(at)));
+            }
+            if p == i64::MIN {
+                break;
+            }
+            below = p;
+        }
+    }
+    Ok(earliest)
 }
 
 fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> {
@@ -529,6 +622,7 @@ impl Storage for SqliteStorage {
             tx.commit()?;
             Ok(ids)
         })
+        .inspect(|_| self.hints.notify(Kind::Work))
     }
 
     fn enqueue_bounded(&self, jobs: &[NewJob], max_pending: i64) -> Result<Vec<String>> {
@@ -544,6 +638,7 @@ impl Storage for SqliteStorage {
             tx.commit()?;
             Ok(ids)
         })
+        .inspect(|_| self.hints.notify(Kind::Work))
     }
 
     fn claim(
@@ -613,6 +708,19 @@ impl Storage for SqliteStorage {
             tx.commit()?;
             Ok(ended)
         })
+        .inspect(|_| self.hint_after_record(writes))
+    }
+
+    fn wake_source(&self, _worker_id: &str) -> Result<Option<Box<dyn WakeSource>>> {
+        self.listener(Kind::Work)
+    }
+
+    fn result_wake_source(&self) -> Result<Option<Box<dyn WakeSource>>> {
+        self.listener(Kind::Results)
+    }
+
+    fn next_due(&self, queues: Option<&[String]>, now: i64) -> Result<Option<i64>> {
+        self.read(|c| next_due(c, queues, now))
     }
 
     fn change_probe(&self) -> Result<Box<dyn ChangeProbe>> {
@@ -640,7 +748,11 @@ impl Storage for SqliteStorage {
         self.read(|c| inspect::worker_beats(c))
     }
     fn recover_workers(&self, dead: &[WorkerBeat], now: i64) -> Result<usize> {
-        self.write(|c| inspect::recover_workers(c, dead, now))
+        let n = self.write(|c| inspect::recover_workers(c, dead, now))?;
+        if n > 0 {
+            self.hints.notify(Kind::Work);
+        }
+        Ok(n)
     }
     fn purge_finished(&self, before: i64) -> Result<usize> {
         self.write(|c| inspect::purge_finished(c, before))
@@ -667,7 +779,11 @@ impl Storage for SqliteStorage {
         self.read(|c| inspect::job_errors(c, id))
     }
     fn cancel(&self, id: &str, now: i64) -> Result<bool> {
-        self.write(|c| inspect::cancel(c, id, now))
+        let cancelled = self.write(|c| inspect::cancel(c, id, now))?;
+        if cancelled {
+            self.hints.notify(Kind::Results);
+        }
+        Ok(cancelled)
     }
     fn set_progress(&self, id: &str, progress: i64) -> Result<()> {
         self.write(|c| inspect::set_progress(c, id, progress))
@@ -677,6 +793,7 @@ impl Storage for SqliteStorage {
     }
     fn retry_dead(&self, dead_id: &str, now: i64) -> Result<String> {
         self.write(|c| inspect::retry_dead(c, dead_id, now))
+            .inspect(|_| self.hints.notify(Kind::Work))
     }
     fn purge_dead(&self, before: i64) -> Result<usize> {
         self.write(|c| inspect::purge_dead(c, before))
@@ -688,7 +805,11 @@ impl Storage for SqliteStorage {
         self.write(|c| admin::delete_dead(c, dead_id))
     }
     fn requeue_job(&self, id: &str) -> Result<bool> {
-        self.write(|c| admin::requeue_job(c, id))
+        let requeued = self.write(|c| admin::requeue_job(c, id))?;
+        if requeued {
+            self.hints.notify(Kind::Work);
+        }
+        Ok(requeued)
     }
     fn sweep(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
         self.write(|c| retention::sweep(c, r, now))
@@ -781,7 +902,13 @@ impl Storage for SqliteStorage {
     fn fire_periodic(&self, now: i64) -> Result<(usize, Option<i64>)> {
         // Look first without the write lock: between due times this is one indexed read.
         match self.read(|c| periodic::next_due(c))? {
-            Some(due) if due <= now => self.write(|c| periodic::fire_due(c, now)),
+            Some(due) if due <= now => {
+                let fired = self.write(|c| periodic::fire_due(c, now))?;
+                if fired.0 > 0 {
+                    self.hints.notify(Kind::Work);
+                }
+                Ok(fired)
+            }
             next => Ok((0, next)),
         }
     }
