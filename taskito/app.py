@@ -685,6 +685,9 @@ class Queue(
             settings.check_int("max_tasks_per_child", max_tasks_per_child, minimum=1)
         if not self._running.acquire(blocking=False):
             raise TaskitoError("a worker of this Queue is already running in this process")
+        # From here on a stop request (a signal, shutdown() from another thread) is kept,
+        # even one that arrives while the run is still starting.
+        self._inner.arm()
         try:
             log.info(
                 "worker %s starting: %d thread(s), queues %s, tasks %s, database %s",

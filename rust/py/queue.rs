@@ -580,6 +580,12 @@ impl PyQueueCore {
         Ok(processed)
     }
 
+    /// Clears an earlier stop request: called as a worker run begins, before it installs
+    /// its signal handlers, so a stop asked for at any point after this is honoured.
+    fn arm(&self) {
+        self.control.arm();
+    }
+
     /// Asks a running worker of this queue to drain and return. A no-op when none runs.
     fn request_shutdown(&self) {
         self.control.request_shutdown();
