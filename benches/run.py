@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from harness import BENCHES, WORK, machine, report, runner, systems
+from harness.redis_server import RedisServer
 from harness.results import Results
 from harness.workloads import QUICK_TIMEOUT, WORKLOADS
 
@@ -30,11 +31,14 @@ HOW = {
     "taskito022": "Queue(workers=N, scheduler_poll_interval_ms=50), rest default; "
     "venv benches/.venvs/taskito022",
     "ours": "same Queue settings; the repo pip-installed (maturin release build) into benches/.venvs/ours",
+    "celery": "broker and result backend on a local redis-server (loopback, no persistence), "
+    "`celery -A celery_app worker -c N` (default prefork pool); venv benches/.venvs/celery",
+    "rq": "the same redis-server, `rq worker` (default worker class); venv benches/.venvs/rq",
 }
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Benchmark ours against huey and taskito 0.22.")
+    parser = argparse.ArgumentParser(description="Benchmark ours against huey, taskito 0.22, Celery and RQ.")
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes and 1 repeat: a smoke run of under a minute"
     )
@@ -179,9 +183,17 @@ def main(argv: list[str]) -> int:
     for key, python in pythons.items():
         if isinstance(python, Exception):
             say(f"{key}: {python}")
-    system_rows = describe_systems(args, pythons)
-    results = Results()
-    run_all(args, pythons, results)
+    redis = None
+    if any(key in systems.NEEDS_REDIS and not isinstance(pythons[key], Exception) for key in args.systems):
+        redis = RedisServer(WORK / "redis")
+        say(f"redis-server on {redis.url}")
+    try:
+        system_rows = describe_systems(args, pythons)
+        results = Results()
+        run_all(args, pythons, results)
+    finally:
+        if redis:
+            redis.stop()
     facts["Load average at end (1/5/15 min)"] = machine.load_average()
     header = {
         "Date": began_at.strftime("%Y-%m-%d %H:%M UTC"),

@@ -18,9 +18,6 @@ pub struct WorkerConfig {
     pub queues: Option<Vec<String>>,
     /// The scheduler's fallback poll (wake-ups make most claims sooner).
     pub poll_interval: Duration,
-    /// How often the change probe (did another process commit?) is read right after
-    /// activity; the interval doubles while nothing changes, up to the poll interval.
-    pub probe_interval: Duration,
     /// Bound on waiting for running jobs at shutdown.
     pub drain_timeout: Duration,
     pub heartbeat_interval: Duration,
@@ -47,7 +44,6 @@ impl WorkerConfig {
             workers,
             queues: None,
             poll_interval: Duration::from_millis(50),
-            probe_interval: Duration::from_millis(2),
             drain_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(2),
             stale_after: Duration::from_secs(10),

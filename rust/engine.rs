@@ -106,7 +106,8 @@ impl Engine {
                 "an async lane serves one worker run only".into(),
             ));
         }
-        control.arm();
+        // Not armed here: the caller arms `control` when its run begins, so a stop asked for
+        // while the run was still starting (spawning prefork children, say) is kept.
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         // Every start is a new incarnation, so a restart under the id of a dead run does
         // not inherit that run's claims as if they were live.

@@ -67,7 +67,9 @@ impl JobStatus {
 
     pub fn from_i64(v: i64) -> JobStatus {
         match v {
-            0 => JobStatus::Pending,
+            // 6 is a job waiting for its dependencies (storage/dependencies.rs): users see
+            // it as pending, but the ready index does not cover it.
+            0 | 6 => JobStatus::Pending,
             1 => JobStatus::Running,
             2 => JobStatus::Complete,
             3 => JobStatus::Failed,
@@ -113,6 +115,57 @@ pub struct ClaimedJob {
     pub retry_backoff: f64,
     pub timeout_ms: i64,
     pub claim_token: i64,
+    /// Results of the jobs it depends on, for a canvas step that takes them as its first
+    /// argument (`None` for every other job: reading them costs nothing then).
+    pub parents: Option<ParentResults>,
+}
+
+/// How a canvas step receives the results of the jobs it depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PassResult {
+    /// Not at all (a plain dependency, or an immutable `si()` signature).
+    #[default]
+    None = 0,
+    /// The one parent's result as the first argument (a chain link).
+    First = 1,
+    /// The list of every parent's result, in dependency order (a chord callback).
+    All = 2,
+}
+
+impl PassResult {
+    pub fn from_i64(v: i64) -> PassResult {
+        match v {
+            1 => PassResult::First,
+            2 => PassResult::All,
+            _ => PassResult::None,
+        }
+    }
+}
+
+/// The stored result bytes of a job's parents, in dependency order.
+#[derive(Debug, Clone)]
+pub struct ParentResults {
+    pub mode: PassResult,
+    pub results: Vec<Option<Vec<u8>>>,
+}
+
+/// A job's dependency: an existing job's id, or an earlier job of the same batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dep {
+    Job(String),
+    Batch(usize),
+}
+
+/// What a job carries beyond `NewJob`: dependencies, notes, expiry. Jobs without any of
+/// these go through the plain `Storage::enqueue` and pay nothing for them.
+#[derive(Debug, Clone, Default)]
+pub struct JobLinks {
+    pub depends_on: Vec<Dep>,
+    pub pass_result: PassResult,
+    /// Validated JSON (checked by the Python side).
+    pub notes: Option<String>,
+    /// Epoch ms after which the job, not yet started, is cancelled instead of run.
+    pub expires_at: Option<i64>,
 }
 
 /// How one run of a job ended.
@@ -149,6 +202,8 @@ pub struct JobRecord {
     pub unique_key: Option<String>,
     pub metadata: Option<String>,
     pub timeout_ms: i64,
+    /// JSON notes set at enqueue.
+    pub notes: Option<String>,
 }
 
 /// A job's status with its stored result bytes and last error (for `JobResult.result()`).

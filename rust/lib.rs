@@ -22,6 +22,7 @@ pub mod retention;
 pub mod schedule;
 pub mod scheduler;
 pub mod storage;
+pub mod waker;
 pub mod worker;
 
 mod py;

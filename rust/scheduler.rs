@@ -1,7 +1,8 @@
 //! The scheduler: one thread running a current-thread Tokio runtime. It claims ready jobs
 //! in batches no larger than the free worker slots and sends them down the bounded channel;
-//! it wakes on in-process enqueues, on freed slots, on commits by other processes (the
-//! change probe) and, as the guarantee, on the poll interval. Its timers heartbeat, recover
+//! it wakes on in-process enqueues, on freed slots, on hints from other processes (the
+//! store's wake source, heard on a thread of its own), when the earliest delayed job comes
+//! due and, as the guarantee, on the poll interval. Its timers heartbeat, recover
 //! stale workers' jobs and purge expired results; a watchdog thread beside it enforces
 //! timeouts. It does not run jobs and does not record outcomes.
 
@@ -20,6 +21,7 @@ use crate::health::Health;
 use crate::job::{now_ms, ClaimedJob, WorkerKey};
 use crate::liveness::{Clock, Observer};
 use crate::storage::{ChangeProbe, Storage, TaskFilter};
+use crate::waker::{IdleGate, WakeThread};
 use crate::worker::{InFlight, RunTimes, WorkerPool};
 
 /// How often the watchdog looks for jobs past their deadline.
@@ -62,6 +64,18 @@ impl Scheduler {
     /// Dropping `self` at the end drops the job sender, which stops idle workers.
     pub fn run(self, runtime: tokio::runtime::Runtime) {
         let watchdog = Watchdog::start(self.pool.clone(), self.config.timeout_grace);
+        // Listening starts before the first claim: work committed earlier is claimed by
+        // it, work committed later is hinted.
+        let gate = Arc::new(IdleGate::default());
+        let waker = match self.storage.wake_source(&self.config.worker_id) {
+            Ok(Some(source)) => WakeThread::start(source, self.control.clone(), gate.clone()),
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!("no wake-ups from other processes, polling only: {e}");
+                None
+            }
+        };
+        let gate = waker.as_ref().map(|_| gate);
         runtime.block_on(async {
             let observer = Observer::new(
                 self.key.clone(),
@@ -86,13 +100,16 @@ impl Scheduler {
                 )),
                 tokio::spawn(periodic(self.storage.clone(), self.control.clone())),
             ];
-            self.claim_loop().await;
+            self.claim_loop(gate.as_deref()).await;
             self.drain().await;
             for t in timers {
                 t.abort();
             }
         });
         watchdog.stop();
+        if let Some(w) = waker {
+            w.stop();
+        }
         // A heartbeat stuck on a busy database must not hold up the shutdown.
         runtime.shutdown_timeout(Duration::from_secs(1));
     }
@@ -135,18 +152,18 @@ impl Scheduler {
         free > 0 && (in_flight < self.config.workers || free * 2 >= capacity)
     }
 
-    async fn claim_loop(&self) {
-        let mut probe: Option<Box<dyn ChangeProbe>> = match self.storage.change_probe() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                log::warn!("no change probe, polling only: {e}");
-                None
-            }
-        };
-        let mut seen = probe.as_mut().and_then(|p| p.version());
-        let mut probe_every = self.config.probe_interval;
+    /// `gate` is set when a wake thread hears other processes' commits; the loop tells it
+    /// each time it goes idle. Without one, other processes' work waits for the poll.
+    async fn claim_loop(&self, gate: Option<&IdleGate>) {
         let mut big_payloads = false;
         let mut idle_errors = 0u32;
+        // Idle polls: a poll that finds the store's change counter where the last claim
+        // left it (nothing committed by any connection since) and no delayed job due has
+        // nothing to claim, and costs one cheap read instead of the claim's queries.
+        let mut probe: Option<Box<dyn ChangeProbe>> = self.storage.change_probe().ok();
+        let mut seen: Option<i64> = None;
+        let mut quiet = false;
+        let mut due_at: Option<Instant> = None;
         let mut async_claimed;
         loop {
             if self.control.stop_requested() {
@@ -183,6 +200,18 @@ impl Scheduler {
                 continue;
             }
             let queues = self.config.queues.as_deref();
+            // Read only on polls: a claim woken by anything else pays nothing for this, and
+            // the first quiet poll after it claims once more to take a fresh reading.
+            if std::mem::take(&mut quiet) {
+                let version = probe.as_mut().and_then(|p| p.version());
+                if version.is_some() && version == seen {
+                    self.idle_wait(gate, due_at, &mut quiet).await;
+                    continue;
+                }
+                seen = version;
+            } else {
+                seen = None;
+            }
             // Read before the claim: an outcome written after it (a finished job of a task at
             // its concurrency cap) may make jobs claimable that the claim did not see.
             let unrecorded_before = self.unrecorded.get();
@@ -201,7 +230,6 @@ impl Scheduler {
             };
             let n = claimed.len();
             if async_claimed > 0 {
-                probe_every = self.config.probe_interval;
                 self.claimed
                     .fetch_add(async_claimed as u64, Ordering::SeqCst);
             }
@@ -215,7 +243,6 @@ impl Scheduler {
                 return;
             }
             if n > 0 {
-                probe_every = self.config.probe_interval;
                 let bytes: usize = claimed.iter().map(|j| j.payload.len()).sum();
                 big_payloads = bytes > AHEAD_MAX_PAYLOAD * n;
                 self.claimed.fetch_add(n as u64, Ordering::SeqCst);
@@ -226,12 +253,47 @@ impl Scheduler {
             if (n > 0 && n == free) || (async_claimed > 0 && async_claimed == async_free) {
                 continue; // maybe more is ready; the next turn waits for a free slot
             }
-            let poll = self.config.poll_interval;
-            tokio::select! {
-                _ = self.control.wake.notified() => {}
-                _ = sleep(poll) => {}
-                _ = until(self.storage.limited_ready_at()) => {}
-                _ = changed(&mut probe, &mut seen, &mut probe_every, self.config.poll_interval) => {}
+            // Only when nothing was ready: after a claim, the job's end wakes the loop and
+            // the claim then made reads it (a delayed job enqueued meanwhile sends a hint).
+            if n + async_claimed == 0 {
+                due_at = self.until_due(queues).map(|d| Instant::now() + d);
+            }
+            self.idle_wait(gate, due_at, &mut quiet).await;
+        }
+    }
+
+    /// Waits with nothing to claim: for a wake-up, the next due time or the poll. Sets
+    /// `quiet` when only the poll ended it.
+    async fn idle_wait(&self, gate: Option<&IdleGate>, due_at: Option<Instant>, quiet: &mut bool) {
+        let poll = Instant::now() + self.config.poll_interval;
+        let wake_at = due_at.map_or(poll, |d| d.min(poll));
+        if let Some(g) = gate {
+            g.entered_idle();
+        }
+        tokio::select! {
+            _ = self.control.wake.notified() => {}
+            // A rate-limited job gets its token without any commit: claim then.
+            _ = until(self.storage.limited_ready_at()) => {}
+            _ = tokio::time::sleep_until(wake_at) => {
+                *quiet = due_at.is_none_or(|d| d > Instant::now());
+            }
+        }
+    }
+
+    /// How long until the earliest delayed job or retry of the served queues comes due
+    /// (`None` when there is none or the store cannot say).
+    fn until_due(&self, queues: Option<&[String]>) -> Option<Duration> {
+        let now = now_ms();
+        match self.storage.next_due(queues, now) {
+            // One millisecond past it: a claim in the same millisecond would find the
+            // job not yet due.
+            Ok(Some(at)) => Some(Duration::from_millis(
+                (at + 1).saturating_sub(now_ms()).max(0) as u64,
+            )),
+            Ok(None) => None,
+            Err(e) => {
+                log::debug!("reading the next due time failed: {e}");
+                None
             }
         }
     }
@@ -320,34 +382,6 @@ impl Scheduler {
     }
 }
 
-/// Resolves when the probe reports a commit made since the last one seen. Reads it every
-/// `every`, doubling the interval while nothing changes, until it reaches `max` (the poll
-/// interval), when it stops and leaves the idle worker to the poll alone; the claim loop
-/// starts it over at the shortest interval after each claim.
-async fn changed(
-    probe: &mut Option<Box<dyn ChangeProbe>>,
-    seen: &mut Option<i64>,
-    every: &mut Duration,
-    max: Duration,
-) {
-    let Some(p) = probe.as_mut() else {
-        return std::future::pending().await;
-    };
-    if *every >= max {
-        // Backed off as far as the poll interval: the poll alone now wakes the loop.
-        return std::future::pending().await;
-    }
-    loop {
-        sleep(*every).await;
-        let v = p.version();
-        if v != *seen {
-            *seen = v;
-            return;
-        }
-        *every = (*every * 2).min(max);
-    }
-}
-
 /// Keeps this worker's registry row fresh: each beat moves its counter (what observers
 /// judge liveness by) and writes its health. Runs on the blocking pool so a slow write never
 /// delays claims or the watchdog.
@@ -418,6 +452,11 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: 
             // Limits registered by workers started since (rare; one small read).
             if let Err(e) = s.reload_task_limits() {
                 log::debug!("reloading task limits failed: {e}");
+            }
+            match s.expire_due(now_ms()) {
+                Ok(n) if n > 0 => log::info!("cancelled {n} job(s) not started before expiry"),
+                Err(e) => log::warn!("expiring jobs failed: {e}"),
+                _ => {}
             }
             if checkpoint {
                 if let Err(e) = s.checkpoint() {

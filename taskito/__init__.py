@@ -14,11 +14,16 @@ queue.run_worker()         # or: taskito worker --app myapp:queue
 from taskito import log_config
 from taskito._taskito import __version__
 from taskito.app import Queue
+from taskito.canvas import Signature, chain, chord, chunks, group, starmap
+from taskito.codecs import AesGcmCodec, CodecSerializer, GzipCodec, HmacCodec, PayloadCodec
 from taskito.context import LogLevel, current_job
+from taskito.events import EventType
 from taskito.exceptions import (
+    CryptoError,
     DatabaseError,
     JobNotFoundError,
     MaxRetriesExceededError,
+    NotesValidationError,
     QueueFullError,
     SerializationError,
     TaskCancelledError,
@@ -28,10 +33,22 @@ from taskito.exceptions import (
 )
 from taskito.log_config import configure as configure_logging
 from taskito.middleware import TaskMiddleware
+from taskito.notes import MAX_NOTE_FIELDS
 from taskito.pagination import Page
 from taskito.result import JobResult
 from taskito.retention import EffectiveRetention, Retention, RetentionPreview
+from taskito.serializers import (
+    CborSerializer,
+    CloudpickleSerializer,
+    EncryptedSerializer,
+    JsonSerializer,
+    MsgPackSerializer,
+    Serializer,
+    SignedSerializer,
+    SmartSerializer,
+)
 from taskito.task import TaskWrapper
+from taskito.testing import TestResult, TestResults
 
 __all__ = [
     "Queue",
@@ -52,8 +69,33 @@ __all__ = [
     "TaskCancelledError",
     "TaskTimeoutError",
     "SerializationError",
+    "CryptoError",
     "DatabaseError",
     "JobNotFoundError",
     "QueueFullError",
+    "NotesValidationError",
+    "MAX_NOTE_FIELDS",
+    "EventType",
+    "Signature",
+    "chain",
+    "group",
+    "chord",
+    "starmap",
+    "chunks",
+    "TestResult",
+    "TestResults",
+    "Serializer",
+    "SmartSerializer",
+    "CloudpickleSerializer",
+    "JsonSerializer",
+    "MsgPackSerializer",
+    "CborSerializer",
+    "SignedSerializer",
+    "EncryptedSerializer",
+    "PayloadCodec",
+    "GzipCodec",
+    "HmacCodec",
+    "AesGcmCodec",
+    "CodecSerializer",
     "__version__",
 ]

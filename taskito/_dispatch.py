@@ -18,9 +18,10 @@ import traceback
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
 
-from taskito import serializer
+from taskito.canvas import builtin_task
 from taskito.context import _enter, _JobContext, _leave, current_job
-from taskito.exceptions import TaskCancelledError, TaskTimeoutError
+from taskito.events import EventType
+from taskito.exceptions import CryptoError, TaskCancelledError, TaskTimeoutError
 from taskito.middleware import TaskMiddleware, call_each
 
 if TYPE_CHECKING:
@@ -105,8 +106,9 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
         retry_count: int,
         max_retries: int,
         worker_id: str,
+        parents: tuple[int, list[bytes | None]] | None = None,
     ) -> Generator[Any, Any, tuple]:
-        task = queue._tasks.get(task_name)
+        task = queue._tasks.get(task_name) or builtin_task(queue, task_name)
         if task is None:
             known = ", ".join(sorted(queue._tasks)) or "none"
             return (
@@ -116,8 +118,14 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
                 "",
                 False,
             )
+        plan = task._plan
         try:
-            args, kwargs = serializer.load_call(payload)
+            args, kwargs = plan.load_call(payload)
+        except CryptoError as exc:
+            # Refused before any deserializer saw the bytes; running it again cannot help.
+            error = f"CryptoError: the arguments of job {job_id} ({task_name}) were refused unread: {exc}"
+            worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
+            return (False, error, "", False)
         except Exception as exc:
             return (
                 False,
@@ -126,6 +134,13 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
                 traceback.format_exc(),
                 False,
             )
+        if parents is not None:
+            # A canvas step: the previous step's result (chain) or the list of a group's
+            # results (chord) comes first.
+            mode, results = parents
+            results_plan = queue._payloads.queue_plan
+            values = [results_plan.load_result(r) for r in results]
+            args = ((values[0] if values else None) if mode == 1 else values, *args)
         # This runs once per job with the GIL held: checks are hoisted, empty hook lists
         # skipped, and the log lines cost one level check each.
         info = worker_log.isEnabledFor(logging.INFO)
@@ -133,6 +148,10 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
         chain = task._middleware_chain()
         if info:
             worker_log.info("job %s (%s) started on %s", job_id, task_name, worker_id)
+        events = queue._dispatcher
+        if events is not None:
+            event = {"job_id": job_id, "task_name": task_name, "queue": queue_name}
+            queue._emit(EventType.JOB_STARTED, event)
         token = _enter(_JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner))
         try:
             entered = call_each(chain, "before", current_job) if chain else chain
@@ -149,13 +168,18 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
                 _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
                 if hooks["after_task"]:
                     _run_hooks(hooks["after_task"], "after_task", task_name, args, kwargs, None, exc)
-                retrying = retry_count < max_retries
+                # A cancel asked for by cancel_running_job is not retried: the store ends
+                # the job cancelled.
+                retryable = not isinstance(exc, TaskCancelledError)
+                retrying = retryable and retry_count < max_retries
                 if entered:
                     call_each(entered, "after", current_job, None, exc)
                 if chain:
                     _ended(chain, exc, retrying, retry_count)
                 _log_failure(job_id, task_name, exc, retrying)
-                return (False, _describe(exc), tb, True)
+                if events is not None:
+                    _emit_failure(queue, event, exc, retryable, retry_count, max_retries)
+                return (False, _describe(exc), tb, retryable)
             if hooks["on_success"]:
                 _run_hooks(hooks["on_success"], "on_success", task_name, args, kwargs, value)
             if hooks["after_task"]:
@@ -165,17 +189,21 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
         finally:
             _leave(token)
         try:
-            data = serializer.dump_result(value)
+            data = plan.dump_result(value)
         except Exception as exc:
             error = (
                 f"SerializationError: the result of job {job_id} ({task_name}) cannot be "
-                f"pickled: {_describe(exc)}"
+                f"serialized: {_describe(exc)}"
             )
             _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
             worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
+            if events is not None:
+                _emit_failure(queue, event, exc, False, retry_count, max_retries)
             return (False, error, traceback.format_exc(), False)
         if info:
             worker_log.info("job %s (%s) complete", job_id, task_name)
+        if events is not None:
+            queue._emit(EventType.JOB_COMPLETED, event)
         return (True, data)
 
     return steps
@@ -193,8 +221,9 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
         retry_count: int,
         max_retries: int,
         worker_id: str,
+        parents: tuple[int, list[bytes | None]] | None = None,
     ) -> tuple:
-        run = steps(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id)
+        run = steps(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id, parents)
         try:
             awaitable = run.send(None)
         except StopIteration as done:
@@ -261,8 +290,9 @@ def make_async_dispatch(queue: Queue, track: Callable[[Any, str], Any]) -> Calla
         max_retries: int,
         worker_id: str,
         timeout: float,
+        parents: tuple[int, list[bytes | None]] | None = None,
     ) -> tuple:
-        run = steps(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id)
+        run = steps(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id, parents)
         try:
             awaitable = run.send(None)
         except StopIteration as done:
@@ -281,3 +311,26 @@ def make_async_dispatch(queue: Queue, track: Callable[[Any, str], Any]) -> Calla
         return _resume(run, None, value)
 
     return adispatch
+
+
+def _emit_failure(
+    queue: Queue,
+    info: dict[str, Any],
+    exc: BaseException,
+    retryable: bool,
+    retry_count: int,
+    max_retries: int,
+) -> None:
+    """The events of a failed run: cancelled, or failed and then retrying or dead (the
+    result handler decides the same way: retryable with retries left means a retry)."""
+    payload = {**info, "error": _describe(exc), "retry_count": retry_count}
+    if isinstance(exc, TaskCancelledError):
+        queue._emit(EventType.JOB_CANCELLED, payload)
+        return
+    queue._emit(EventType.JOB_FAILED, payload)
+    if not retryable:
+        return
+    if retry_count < max_retries:
+        queue._emit(EventType.JOB_RETRYING, payload)
+    else:
+        queue._emit(EventType.JOB_DEAD, payload)

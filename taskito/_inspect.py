@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from taskito._settings import check_seconds
 from taskito.result import JobResult
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
@@ -90,11 +91,11 @@ class Inspection:
 
     def purge_dead(self, older_than: float = 86400) -> int:
         """Deletes dead letters older than ``older_than`` seconds; returns how many."""
-        return self._inner.purge_dead(float(older_than))
+        return self._inner.purge_dead(check_seconds("older_than", older_than))
 
     def purge_finished(self, older_than: float = 0) -> int:
         """Deletes finished jobs older than ``older_than`` seconds; returns how many."""
-        return self._inner.purge_finished(float(older_than))
+        return self._inner.purge_finished(check_seconds("older_than", older_than))
 
     def workers(self) -> list[dict[str, Any]]:
         """Registered worker processes (``status`` is ``"active"`` while alive, ``"unhealthy"``

@@ -182,8 +182,14 @@ def main(argv: list[str] | None = None) -> None:
         r.pos = 1  # kind J
         task_name, payload, job_id, queue_name = r.text(), r.raw(), r.text(), r.text()
         retry_count, max_retries, thread_id = r.int(), r.int(), r.text()
+        parents = None
+        if r.pos < len(body):  # a canvas step: its parents' results follow
+            mode, count = r.int(), r.int()
+            parents = (mode, [r.raw() if r.int() else None for _ in range(count)])
         try:
-            answer = dispatch(task_name, payload, job_id, queue_name, retry_count, max_retries, thread_id)
+            answer = dispatch(
+                task_name, payload, job_id, queue_name, retry_count, max_retries, thread_id, parents
+            )
         except BaseException as exc:  # dispatch answers for tasks; this is taskito's own fault
             answer = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc(), True)
         if answer[0]:

@@ -32,7 +32,18 @@ ENV_VARS = {
     "TASKITO_POLL_INTERVAL_MS": "scheduler poll interval in ms (default 50)",
     "TASKITO_DRAIN_TIMEOUT": "seconds to wait for running jobs at shutdown (default 30)",
     "TASKITO_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR (default INFO in the CLI)",
+    "TASKITO_SECRET_KEY": "signs every payload and result with HMAC-SHA256 (default: unsigned)",
 }
+
+# Bounds of the numbers options take. Integers are stored as signed 64-bit; a worker runs at
+# most MAX_WORKERS threads; the scheduler polls at least hourly and a worker heartbeats at
+# least daily (slower is indistinguishable from a dead worker). Durations past any clock
+# (timeouts, waits, retention) are honoured as "forever": the engine saturates them.
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
+MAX_WORKERS = 4096
+MAX_POLL_INTERVAL_MS = 3_600_000
+MAX_HEARTBEAT_INTERVAL = 86_400.0
 
 
 class EnvError(ValueError):
@@ -49,14 +60,14 @@ def _env(name: str, parse: Callable[[str], T]) -> T | None:
         raise EnvError(f"environment variable {name}={raw!r} is invalid: {exc}") from None
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def _int_between(minimum: int, maximum: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
             value = int(raw)
         except ValueError:
-            raise ValueError(f"expected an integer >= {minimum}") from None
-        if value < minimum:
-            raise ValueError(f"expected an integer >= {minimum}")
+            raise ValueError(f"expected an integer from {minimum} to {maximum}") from None
+        if not minimum <= value <= maximum:
+            raise ValueError(f"expected an integer from {minimum} to {maximum}")
         return value
 
     return parse
@@ -95,7 +106,7 @@ def env_db_path() -> str | None:
 
 
 def env_workers() -> int | None:
-    return _env("TASKITO_WORKERS", _int_at_least(0))
+    return _env("TASKITO_WORKERS", _int_between(0, MAX_WORKERS))
 
 
 def env_queues() -> list[str] | None:
@@ -103,7 +114,7 @@ def env_queues() -> list[str] | None:
 
 
 def env_poll_interval_ms() -> int | None:
-    return _env("TASKITO_POLL_INTERVAL_MS", _int_at_least(1))
+    return _env("TASKITO_POLL_INTERVAL_MS", _int_between(1, MAX_POLL_INTERVAL_MS))
 
 
 def env_drain_timeout() -> float | None:
@@ -112,6 +123,22 @@ def env_drain_timeout() -> float | None:
 
 def env_log_level() -> int | None:
     return _env("TASKITO_LOG_LEVEL", _level)
+
+
+MIN_SECRET_KEY_BYTES = 16
+
+
+def env_secret_key() -> str | None:
+    # The variable's exact text is the key. Its value never appears in an error message.
+    raw = os.environ.get("TASKITO_SECRET_KEY")
+    if not raw:
+        return None
+    if len(raw.encode()) < MIN_SECRET_KEY_BYTES:
+        raise EnvError(
+            f"environment variable TASKITO_SECRET_KEY is invalid: expected at least "
+            f"{MIN_SECRET_KEY_BYTES} bytes, got {len(raw.encode())}"
+        )
+    return raw
 
 
 def check_env() -> None:
@@ -124,6 +151,7 @@ def check_env() -> None:
         env_poll_interval_ms,
         env_drain_timeout,
         env_log_level,
+        env_secret_key,
     ):
         read()
 
@@ -139,25 +167,50 @@ def first(*values: T | None, default: T) -> T:
 # Option checks: each raises ValueError naming the option.
 
 
-def check_int(name: str, value: object, minimum: int | None = None) -> int:
+def check_int(name: str, value: object, minimum: int | None = None, maximum: int = I64_MAX) -> int:
+    """An int (not a bool) within ``[minimum, maximum]``; the defaults are the signed 64-bit
+    range the database stores."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if value < I64_MIN:
+        raise ValueError(f"{name} must be >= {I64_MIN}, got {value!r}")
+    if value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return value
 
 
-def check_seconds(name: str, value: object, positive: bool = False) -> float:
+def check_seconds(name: str, value: object, positive: bool = False, maximum: float | None = None) -> float:
+    """A finite number of seconds (not a bool), >= 0 (> 0 with ``positive``). Values too
+    large for any clock pass unless ``maximum`` is given: the engine saturates them."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int past float's range: larger than any clock, but finite
+        v = 1.7976931348623157e308 if value > 0 else -1.7976931348623157e308  # type: ignore[operator]
     if v != v or v in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if positive and v <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     if v < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be at most {maximum:g} seconds, got {value!r}")
     return v
+
+
+def check_file_mode(name: str, value: object) -> int:
+    """Permission bits for a new database file: an int from 0o600 to 0o777 that lets the
+    owner read and write (the queue cannot work otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer such as 0o600, got {value!r}")
+    if not 0 <= value <= 0o777:
+        raise ValueError(f"{name} must be permission bits between 0o000 and 0o777, got {value!r}")
+    if value & 0o600 != 0o600:
+        raise ValueError(f"{name} must let the owner read and write (0o600 bits), got {oct(value)}")
+    return value
 
 
 def check_queue_name(name: str, value: object) -> str:

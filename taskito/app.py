@@ -15,15 +15,17 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
-from taskito import _backend, _prefork, serializer
+from taskito import _backend, _prefork
 from taskito import _settings as settings
 from taskito._async_pool import AsyncPool, async_task_names
 from taskito._dispatch import make_dispatch
 from taskito._inspect import Inspection
+from taskito._links import LinksMixin
 from taskito._operations import AsyncOperations, Operations
 from taskito._paging import Pagination
 from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore, flush_logs
+from taskito.events import EventsMixin, EventType
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.flow_control import (
     check_max_concurrent,
@@ -40,7 +42,9 @@ from taskito.pause import Pause
 from taskito.periodic import PeriodicMixin
 from taskito.result import JobResult
 from taskito.retention import Retention, RetentionCalls, resolve
+from taskito.serializer import PayloadMixin, Payloads
 from taskito.task import TaskWrapper
+from taskito.testing import TestModeMixin
 
 log = logging.getLogger("taskito")
 # A library leaves output to the application: without a handler configured anywhere, records
@@ -91,12 +95,31 @@ def _metadata(value: Any) -> str | None:
         raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
 
 
-class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagination, PeriodicMixin):
+class Queue(
+    Inspection,
+    Operations,
+    RetentionCalls,
+    AsyncOperations,
+    Pause,
+    Pagination,
+    PeriodicMixin,
+    LinksMixin,
+    EventsMixin,
+    TestModeMixin,
+    PayloadMixin,
+):
     """A task queue stored in one SQLite file.
 
     Options left as ``None`` come from the ``TASKITO_*`` environment variables, then from
     the defaults shown in the docs (``db_path=".taskito/taskito.db"``, ``workers=0`` for
     the CPU count, ``drain_timeout=30``, ``scheduler_poll_interval_ms=50``).
+
+    ``serializer`` (default ``SmartSerializer()``), ``codec`` (a codec or a list: the chain
+    around every payload and result) and ``codecs`` (named codecs tasks pick with
+    ``@queue.task(codecs=[...])``) say how payloads are stored; ``secret_key`` (or
+    ``TASKITO_SECRET_KEY``) signs them, so workers refuse bytes written by anyone without the
+    key. A database file created here gets the permission bits ``file_mode`` (default
+    ``0o600``: the owner only).
     """
 
     def __init__(
@@ -122,6 +145,11 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         async_concurrency: int = 100,
         max_tasks_per_child: int | None = None,
         max_pending: dict[str, int] | None = None,
+        serializer: Any = None,
+        codec: Any = None,
+        codecs: dict[str, Any] | None = None,
+        secret_key: str | bytes | None = None,
+        file_mode: int | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
@@ -134,7 +162,10 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         self.db_url: str | None = store.shown if store.db_url is not None else None
         self.schema: str = store.schema
         self._workers = settings.check_int(
-            "workers", settings.first(workers, settings.env_workers(), default=0), minimum=0
+            "workers",
+            settings.first(workers, settings.env_workers(), default=0),
+            minimum=0,
+            maximum=settings.MAX_WORKERS,
         )
         self.default_retry = settings.check_int("default_retry", default_retry, minimum=0)
         self.default_timeout = settings.check_seconds("default_timeout", default_timeout, positive=True)
@@ -148,12 +179,13 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             "scheduler_poll_interval_ms",
             settings.first(scheduler_poll_interval_ms, settings.env_poll_interval_ms(), default=50),
             minimum=1,
+            maximum=settings.MAX_POLL_INTERVAL_MS,
         )
         if durability not in ("normal", "full"):
             raise ValueError(f'durability must be "normal" or "full", got {durability!r}')
         self.durability = durability
         self.heartbeat_interval = settings.check_seconds(
-            "heartbeat_interval", heartbeat_interval, positive=True
+            "heartbeat_interval", heartbeat_interval, positive=True, maximum=settings.MAX_HEARTBEAT_INTERVAL
         )
         self.stale_after = settings.check_seconds("stale_after", stale_after, positive=True)
         if self.stale_after <= self.heartbeat_interval:
@@ -166,9 +198,14 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             if max_tasks_per_child is None
             else settings.check_int("max_tasks_per_child", max_tasks_per_child, minimum=1)
         )
+        self._payloads = Payloads(
+            serializer, codec, codecs, settings.first(secret_key, settings.env_secret_key(), default=None)
+        )
+        mode = settings.check_file_mode("file_mode", settings.first(file_mode, default=0o600))
         self._inner = QueueCore(
             store.db_path,
             durability,
+            file_mode=mode,
             backend=store.backend,
             db_url=store.db_url,
             schema=store.schema,
@@ -182,6 +219,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         self._metrics: Any = None  # taskito.metrics.Metrics once enabled
         self._max_pending = check_max_pending(max_pending)
         self._periodic = {}
+        self._init_events()
 
     def __repr__(self) -> str:
         return f"<taskito.Queue {self.db_path!r} tasks={len(self._tasks)}>"
@@ -213,8 +251,14 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         rate_limit: str | None = None,
         max_concurrent: int | None = None,
         idempotent: bool = False,
+        expires: float | None = None,
+        serializer: Any = None,
+        codecs: list[str] | None = None,
     ) -> Any:
-        """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``."""
+        """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``.
+        ``expires``: seconds after enqueue past which a job not yet started is cancelled.
+        ``serializer`` (None: the queue's) encodes its arguments and result; ``codecs`` names
+        codecs of ``Queue(codecs=...)`` applied to its arguments."""
         task_middleware = check_middleware("middleware", middleware)
         if rate_limit is not None:
             parse_rate_limit(rate_limit)
@@ -229,6 +273,9 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         if priority is not None:
             settings.check_int("priority", priority)
         settings.check_queue_name("queue", queue)
+        if expires is not None:
+            settings.check_seconds("expires", expires, positive=True)
+        plan = self._payloads.for_task(serializer, codecs)
 
         def register(f: Callable[..., Any]) -> TaskWrapper:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
@@ -256,6 +303,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                 max_concurrent=max_concurrent,
                 idempotent=idempotent,
             )
+            wrapper.expires = expires
+            wrapper._plan = plan
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
             return wrapper
@@ -326,11 +375,19 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         unique_key: str | None = None,
         metadata: Any = None,
         idempotent: bool | None = None,
+        *,
+        depends_on: Any = None,
+        expires: float | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> JobResult:
         """Stores one job for the task named ``task_name`` (registered here or not).
         While a job with the same ``unique_key`` is pending or running, returns that job
         instead; ``idempotent`` derives the key from the task and its arguments (default:
-        the task's own ``idempotent`` option)."""
+        the task's own ``idempotent`` option). ``depends_on``: job id(s) that must complete
+        first; ``expires``: seconds within which it must start; ``notes``: a small dict
+        (``taskito.notes``)."""
+        if self._test_results is not None:
+            return self._run_inline(task_name, args, kwargs or {})  # type: ignore[return-value]
         chain = self._enqueue_chain(task_name)
         if chain:
             options = self._on_enqueue(
@@ -349,8 +406,20 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             priority, delay, queue = options["priority"], options["delay"], options["queue"]
             max_retries, timeout = options["max_retries"], options["timeout"]
             unique_key, metadata = options["unique_key"], options["metadata"]
+        task = self._tasks.get(task_name)
+        if depends_on is not None or notes is not None or expires is not None or (task and task.expires):
+            (job,) = self._enqueue_specs(
+                [
+                    self._job_spec(
+                        task_name, args, kwargs, priority=priority, delay=delay, queue=queue,
+                        max_retries=max_retries, timeout=timeout, unique_key=unique_key,
+                        metadata=metadata, notes=notes, expires=expires, depends_on=depends_on,
+                    )
+                ]
+            )  # fmt: skip
+            return job
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
-        payload = serializer.dump_call(task_name, args, kwargs or {})
+        payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
         if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
@@ -363,6 +432,8 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             max_pending=self._max_pending.get(opts["queue"]),
             **opts,
         )
+        if self._dispatcher is not None:
+            self._emit_enqueued(job_id, task_name, opts["queue"])
         return JobResult(self, job_id)
 
     def enqueue_many(
@@ -378,15 +449,42 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
         metadata: Any = None,
         unique_keys: list[str | None] | None = None,
         idempotent: bool | None = None,
+        *,
+        notes: dict[str, Any] | None = None,
+        notes_list: list[dict[str, Any] | None] | None = None,
+        expires: float | None = None,
     ) -> list[JobResult]:
         """Stores many jobs of one task in one transaction. ``unique_keys`` gives each job
         a key (None for none); an item whose key a pending or running job holds returns that
-        job. With ``max_pending`` on the queue, a batch that would exceed it stores nothing."""
+        job. With ``max_pending`` on the queue, a batch that would exceed it stores nothing.
+        ``notes`` applies to every job; ``notes_list`` (one entry per job) wins over it."""
         args_list = list(args_list)
         if kwargs_list is not None:
             kwargs_list = list(kwargs_list)
             if len(kwargs_list) != len(args_list):
                 raise ValueError("kwargs_list must be as long as args_list")
+        if notes_list is not None:
+            notes_list = list(notes_list)
+            if len(notes_list) != len(args_list):
+                raise ValueError("notes_list must be as long as args_list")
+        if self._test_results is not None:
+            return [
+                self._run_inline(task_name, a, kwargs_list[i] if kwargs_list else {})  # type: ignore[misc]
+                for i, a in enumerate(args_list)
+            ]
+        task = self._tasks.get(task_name)
+        if notes is not None or notes_list is not None or expires is not None or (task and task.expires):
+            options = dict(
+                priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout
+            )
+            specs = [
+                self._job_spec(
+                    task_name, a, kwargs_list[i] if kwargs_list else {}, metadata=metadata,
+                    notes=notes_list[i] if notes_list is not None else notes, expires=expires, **options,
+                )
+                for i, a in enumerate(args_list)
+            ]  # fmt: skip
+            return self._enqueue_specs(specs) if specs else []
         chain = self._enqueue_chain(task_name)
         if unique_keys is not None:
             unique_keys = check_unique_keys(unique_keys, len(args_list))
@@ -406,8 +504,9 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                 idempotent,
             )
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
+        plan = self._plan_for(task_name)
         payloads = [
-            serializer.dump_call(task_name, a, kwargs_list[i] if kwargs_list else {})
+            plan.dump_call(task_name, a, kwargs_list[i] if kwargs_list else {})
             for i, a in enumerate(args_list)
         ]
         if not payloads:
@@ -421,6 +520,9 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             max_pending=self._max_pending.get(opts["queue"]),
             **opts,
         )
+        if self._dispatcher is not None:
+            for i in ids:
+                self._emit_enqueued(i, task_name, opts["queue"])
         return [JobResult(self, i) for i in ids]
 
     # -- middleware at enqueue -------------------------------------------------------------
@@ -494,8 +596,9 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
                 options["max_retries"],
                 options["timeout"],
             )
+            plan = self._plan_for(task_name)
             payloads = [
-                serializer.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})
+                plan.dump_call(task_name, args_list[i], kwargs_list[i] if kwargs_list else {})
                 for i in indexes
             ]
             keys = unique_keys_for(
@@ -515,7 +618,12 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             )
             for i, job_id in zip(indexes, ids):
                 out[i] = JobResult(self, job_id)
+                if self._dispatcher is not None:
+                    self._emit_enqueued(job_id, task_name, opts["queue"])
         return [j for j in out if j is not None]
+
+    def _emit_enqueued(self, job_id: str, task_name: str, queue: str) -> None:
+        self._emit(EventType.JOB_ENQUEUED, {"job_id": job_id, "task_name": task_name, "queue": queue})
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -558,7 +666,9 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
     # -- workers -------------------------------------------------------------------------
 
     def _thread_count(self, workers: int | None) -> int:
-        n = settings.check_int("workers", settings.first(workers, default=self._workers), minimum=0)
+        n = settings.check_int(
+            "workers", settings.first(workers, default=self._workers), minimum=0, maximum=settings.MAX_WORKERS
+        )
         return n or os.cpu_count() or 1
 
     def run_worker(
@@ -605,6 +715,9 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             settings.check_int("max_tasks_per_child", max_tasks_per_child, minimum=1)
         if not self._running.acquire(blocking=False):
             raise TaskitoError("a worker of this Queue is already running in this process")
+        # From here on a stop request (a signal, shutdown() from another thread) is kept,
+        # even one that arrives while the run is still starting.
+        self._inner.arm()
         try:
             log.info(
                 "worker %s starting: %d thread(s), queues %s, tasks %s, database %s",
@@ -627,6 +740,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             if self._metrics is not None:
                 dispatch = self._metrics.wrap_dispatch(dispatch)
             extra, async_pool = self._pool_args(pool, app, max_tasks_per_child)
+            self._emit(EventType.WORKER_STARTED, {"worker_id": wid, "queues": queues})
             with _signals_drain(self), _stopping(async_pool):
                 processed = self._inner.run_worker(
                     dispatch,
@@ -648,6 +762,7 @@ class Queue(Inspection, Operations, RetentionCalls, AsyncOperations, Pause, Pagi
             return processed
         finally:
             self._worker_hooks("on_worker_stop")
+            self._emit(EventType.WORKER_STOPPED, {"worker_id": wid, "queues": queues})
             self._running.release()
 
     def _pool_args(

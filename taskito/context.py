@@ -87,9 +87,24 @@ class _CurrentJob:
     def worker_id(self) -> str:
         return self._ctx().worker_id
 
+    def check_cancelled(self) -> None:
+        """Raises ``TaskCancelledError`` if ``queue.cancel_running_job`` was called for
+        this job; the job then ends ``cancelled``. Call it at safe points of a long task."""
+        ctx = self._ctx()
+        if ctx.core.cancel_requested(ctx.id):
+            from taskito.exceptions import TaskCancelledError
+
+            raise TaskCancelledError(f"job {ctx.id} was cancelled while running")
+
     def update_progress(self, percent: int | float) -> None:
         """Stores the job's progress (0-100), visible as ``JobResult.progress``."""
         ctx = self._ctx()
+        if (
+            isinstance(percent, bool)
+            or not isinstance(percent, (int, float))
+            or not -1e18 < percent < 1e18  # also false for NaN
+        ):
+            raise ValueError(f"progress must be a number between 0 and 100, got {percent!r}")
         value = int(percent)
         if not 0 <= value <= 100:
             raise ValueError(f"progress must be between 0 and 100, got {percent!r}")

@@ -10,9 +10,11 @@ __all__ = [
     "TaskCancelledError",
     "TaskTimeoutError",
     "SerializationError",
+    "CryptoError",
     "DatabaseError",
     "JobNotFoundError",
     "QueueFullError",
+    "NotesValidationError",
 ]
 
 
@@ -60,7 +62,12 @@ class TaskTimeoutError(TaskitoError, TimeoutError):
 
 
 class SerializationError(TaskitoError, TypeError):
-    """Arguments or a result that cannot be pickled."""
+    """Arguments or a result that cannot be serialized, or bytes that cannot be read back."""
+
+
+class CryptoError(SerializationError):
+    """Stored bytes whose signature did not verify or that did not decrypt: they were
+    altered, or written with another key. Nothing reads them."""
 
 
 class DatabaseError(TaskitoError):
@@ -77,3 +84,7 @@ class JobNotFoundError(TaskitoError, KeyError):
 
 class QueueFullError(TaskitoError):
     """An enqueue would take a queue past its ``max_pending``; nothing was stored."""
+
+
+class NotesValidationError(TaskitoError, ValueError):
+    """Job notes that break a limit of ``taskito.notes`` (the message names which)."""

@@ -105,9 +105,13 @@ class Metrics:
             retry_count: int,
             max_retries: int,
             worker_id: str,
+            *parents: Any,
         ) -> tuple:
             start = clock()
-            answer = dispatch(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id)
+            # `parents`: a canvas step's predecessor results, passed through untouched.
+            answer = dispatch(
+                task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id, *parents
+            )
             elapsed = clock() - start
             try:
                 processed.labels(queue_name, task_name, outcome_of(answer, retry_count, max_retries)).inc()

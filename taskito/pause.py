@@ -4,24 +4,32 @@ theirs starts until ``resume``. Jobs already running finish normally."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from taskito import _settings as settings
+from taskito.events import EventType
 
 
 class Pause:
     """``pause``, ``resume`` and ``paused_queues`` of ``Queue``."""
 
     _inner: Any
+    _emit: Callable[[EventType, dict[str, Any]], None]  # taskito.events
 
     def pause(self, name: str) -> bool:
         """Stops every worker from starting jobs of queue ``name``; True if it was not
         paused already. A queue with no jobs yet can be paused too."""
-        return self._inner.pause_queue(settings.check_queue_name("queue", name))
+        changed = self._inner.pause_queue(settings.check_queue_name("queue", name))
+        if changed:
+            self._emit(EventType.QUEUE_PAUSED, {"queue": name})
+        return changed
 
     def resume(self, name: str) -> bool:
         """Lets workers start jobs of queue ``name`` again; True if it was paused."""
-        return self._inner.resume_queue(settings.check_queue_name("queue", name))
+        changed = self._inner.resume_queue(settings.check_queue_name("queue", name))
+        if changed:
+            self._emit(EventType.QUEUE_RESUMED, {"queue": name})
+        return changed
 
     def paused_queues(self) -> list[str]:
         """Names of the paused queues, sorted."""

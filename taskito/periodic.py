@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from taskito import _settings as settings
-from taskito import serializer
 from taskito._taskito import QueueCore
 from taskito.task import TaskWrapper
 
@@ -87,7 +86,7 @@ class PeriodicMixin:
             wrapper = fn if isinstance(fn, TaskWrapper) else self.task(queue=queue)(fn)
             sched_name = name or wrapper.name
             # Fails now, not when a worker starts, if the arguments cannot be stored.
-            serializer.dump_call(wrapper.name, call_args, call_kwargs)
+            self._plan_for(wrapper.name).dump_call(wrapper.name, call_args, call_kwargs)  # type: ignore[attr-defined]
             self._periodic[sched_name] = _Schedule(
                 sched_name, wrapper.name, cron, zone, call_args, call_kwargs, queue
             )
@@ -109,7 +108,7 @@ class PeriodicMixin:
                     s.cron,
                     s.timezone,
                     opts["queue"],
-                    serializer.dump_call(s.task_name, s.args, s.kwargs),
+                    self._plan_for(s.task_name).dump_call(s.task_name, s.args, s.kwargs),  # type: ignore[attr-defined]
                     opts["priority"],
                     opts["max_retries"],
                     opts["retry_backoff"],

@@ -6,13 +6,14 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from taskito import serializer
+from taskito._settings import check_seconds
 from taskito.exceptions import (
     JobNotFoundError,
     MaxRetriesExceededError,
     TaskCancelledError,
     TaskFailedError,
 )
+from taskito.notes import decode_notes
 
 if TYPE_CHECKING:
     from taskito.app import Queue
@@ -79,37 +80,57 @@ class JobResult:
     def worker_id(self) -> str | None:
         return self._load()["worker_id"]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The stored job (times are epoch milliseconds)."""
-        return dict(self._load())
+    @property
+    def metadata(self) -> str | None:
+        """The metadata given at enqueue, as a JSON string (or the string given)."""
+        return self._load()["metadata"]
 
-    def result(self, timeout: float = 30, poll_interval: float = 0.05) -> Any:
-        """Waits up to ``timeout`` seconds and returns the task's return value.
+    @property
+    def notes(self) -> dict[str, Any] | None:
+        """The notes given at enqueue, or None."""
+        return decode_notes(self._load()["notes"])
+
+    @property
+    def dependencies(self) -> list[str]:
+        """Ids of the jobs this one waits for."""
+        return self._queue._inner.job_links(self.id)[0]
+
+    @property
+    def dependents(self) -> list[str]:
+        """Ids of the jobs that wait for this one."""
+        return self._queue._inner.job_links(self.id)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored job (times are epoch milliseconds; ``notes`` a dict or None)."""
+        data = dict(self._load())
+        data["notes"] = decode_notes(data.get("notes"))
+        return data
+
+    def result(self, timeout: float | None = 30, poll_interval: float = 0.05) -> Any:
+        """Waits up to ``timeout`` seconds (None: no limit) and returns the task's return
+        value.
 
         Raises ``TimeoutError`` if the job has not finished by then, ``TaskFailedError``
         if it failed, ``MaxRetriesExceededError`` if it was dead-lettered after its
-        retries, ``TaskCancelledError`` if it was cancelled.
+        retries, ``TaskCancelledError`` if it was cancelled, ``CryptoError`` if the stored
+        result does not verify or decrypt.
         """
-        status = self._queue._inner.wait(self.id, float(timeout), float(poll_interval))
+        wait, poll = _wait_options(timeout, poll_interval)
+        status = self._queue._inner.wait(self.id, wait, poll)
         return self._finish(status, timeout)
 
     async def aresult(
-        self, timeout: float = 30.0, poll_interval: float = 0.05, max_poll_interval: float = 0.5
+        self, timeout: float | None = 30.0, poll_interval: float = 0.05, max_poll_interval: float = 0.5
     ) -> Any:
         """``result()`` for asyncio: waits without blocking the event loop. The wait runs in
         a thread in slices of at most ``max_poll_interval`` seconds, so a cancelled await
         returns within one slice."""
-        for option, value in (("poll_interval", poll_interval), ("max_poll_interval", max_poll_interval)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout >= 0:
-            raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
-        deadline = time.monotonic() + timeout
+        wait, poll = _wait_options(timeout, poll_interval)
+        piece = check_seconds("max_poll_interval", max_poll_interval, positive=True)
+        deadline = time.monotonic() + wait
         while True:
             left = max(0.0, deadline - time.monotonic())
-            status = await asyncio.to_thread(
-                self._queue._inner.wait, self.id, min(left, max_poll_interval), float(poll_interval)
-            )
+            status = await asyncio.to_thread(self._queue._inner.wait, self.id, min(left, piece), poll)
             if status != "pending" and status != "running" or left <= 0:
                 return self._finish(status, timeout)
 
@@ -118,7 +139,7 @@ class JobResult:
             raise JobNotFoundError(f"job {self.id} does not exist (it may have been purged)")
         if status == "complete":
             found = self._queue._inner.get_outcome(self.id)
-            return serializer.load_result(found[1] if found else None)
+            return self._queue._load_result(self.id, found[1] if found else None)
         if status in ("pending", "running"):
             raise TimeoutError(f"job {self.id} did not finish within {timeout}s (status {status})")
         found = self._queue._inner.get_outcome(self.id)
@@ -141,3 +162,12 @@ class JobResult:
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+
+# A wait past any clock (or None) waits "forever": the engine saturates the deadline.
+_FOREVER = 1e300
+
+
+def _wait_options(timeout: object, poll_interval: object) -> tuple[float, float]:
+    wait = _FOREVER if timeout is None else check_seconds("timeout", timeout)
+    return wait, check_seconds("poll_interval", poll_interval)

@@ -6,14 +6,20 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable
 
+from taskito.serializer import Plan
+
 if TYPE_CHECKING:
     from taskito.app import Queue
+    from taskito.canvas import Signature
     from taskito.middleware import TaskMiddleware
     from taskito.result import JobResult
 
 
 class TaskWrapper:
     """A registered task. ``wrapper(*a, **kw)`` calls the function in this thread."""
+
+    # How its arguments and result become bytes; set by ``Queue.task()``.
+    _plan: Plan
 
     def __init__(
         self,
@@ -42,6 +48,7 @@ class TaskWrapper:
         self.rate_limit = rate_limit
         self.max_concurrent = max_concurrent
         self.idempotent = idempotent
+        self.expires: float | None = None
         functools.update_wrapper(self, fn)
 
     def _middleware_chain(self) -> tuple[TaskMiddleware, ...]:
@@ -67,8 +74,12 @@ class TaskWrapper:
         unique_key: str | None = None,
         metadata: str | None = None,
         idempotent: bool | None = None,
+        depends_on: Any = None,
+        expires: float | None = None,
+        notes: dict[str, Any] | None = None,
     ) -> JobResult:
-        """Enqueues a call; each option overrides the task's own for this job."""
+        """Enqueues a call; each option overrides the task's own for this job.
+        ``depends_on``: job id(s) (or ``JobResult``s) that must complete first."""
         return self._queue.enqueue(
             self.name,
             args=args,
@@ -81,7 +92,27 @@ class TaskWrapper:
             unique_key=unique_key,
             metadata=metadata,
             idempotent=idempotent,
+            depends_on=depends_on,
+            expires=expires,
+            notes=notes,
         )
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this call for the canvas; in a chain it receives the previous
+        step's result as its first argument."""
+        from taskito.canvas import Signature
+
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a chain it receives no result from the step before."""
+        from taskito.canvas import Signature
+
+        return Signature(self, args, kwargs, immutable=True)
+
+    def map(self, args_list: Any) -> list[JobResult]:
+        """Enqueues one job per argument tuple in one transaction."""
+        return self._queue.enqueue_many(self.name, [tuple(a) for a in args_list])
 
     def __repr__(self) -> str:
         return f"<task {self.name} queue={self.queue_name!r}>"

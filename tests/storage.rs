@@ -444,3 +444,44 @@ fn a_job_that_keeps_losing_its_worker_is_dead_lettered() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].original_job_id, id);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_new_database_file_is_private_and_an_existing_ones_mode_is_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let private = dir.path().join("private.db");
+    let s = SqliteStorage::open(private.to_str().unwrap(), Durability::Normal).unwrap();
+    s.enqueue(&[job("a", 0, now_ms())]).unwrap();
+    assert_eq!(mode(&private), 0o600);
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.path().join(format!("private.db{suffix}"));
+        assert_eq!(mode(&side), 0o600, "{suffix}");
+    }
+    let shared = dir.path().join("shared.db");
+    drop(
+        SqliteStorage::open_with_mode(shared.to_str().unwrap(), Durability::Normal, 0o660).unwrap(),
+    );
+    assert_eq!(mode(&shared), 0o660);
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(SqliteStorage::open(shared.to_str().unwrap(), Durability::Normal).unwrap());
+    assert_eq!(mode(&shared), 0o644);
+    for bad in [0o400, 0o1600, 0o200] {
+        let err = SqliteStorage::open_with_mode(
+            dir.path().join("bad.db").to_str().unwrap(),
+            Durability::Normal,
+            bad,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(
+            err,
+            Error::InvalidOption {
+                option: "file_mode",
+                ..
+            }
+        ));
+    }
+    assert!(!dir.path().join("bad.db").exists());
+}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -111,8 +112,10 @@ def wait_complete(adapter, expected: int, timeout: float) -> None:
         wait_until(lambda: adapter.completed() >= expected, timeout)
 
 
-def roundtrips(adapter, count: int, timeout: float, alive=None) -> list[float]:
-    """Warm up, then time `count` enqueue-and-wait round trips, in ms."""
+def roundtrips(adapter, count: int, timeout: float, alive=None, think_ms: float = 0.0) -> list[float]:
+    """Warm up, then time `count` enqueue-and-wait round trips, in ms. With `think_ms`,
+    each trip follows a pause drawn uniformly from 0..think_ms (fixed seed), so an idle
+    worker's back-off is measured as well as a hot one."""
     for i in range(WARMUP_ROUNDS):
         handle = adapter.submit_echo(i)
         deadline = time.monotonic() + 60
@@ -124,7 +127,10 @@ def roundtrips(adapter, count: int, timeout: float, alive=None) -> list[float]:
                 if (alive is not None and not alive()) or time.monotonic() > deadline:
                     raise
     samples = []
+    pauses = random.Random(20261202)
     for i in range(count):
+        if think_ms:
+            time.sleep(pauses.uniform(0.0, think_ms) / 1000.0)
         start = time.perf_counter()
         value = adapter.wait_result(adapter.submit_echo(i), timeout)
         samples.append((time.perf_counter() - start) * 1000.0)
@@ -180,6 +186,19 @@ def w_rt_xproc(adapter, run):
     proc = run.spawn_server()
     try:
         samples = roundtrips(adapter, run.opts.jobs, 30, alive=lambda: proc.poll() is None)
+    finally:
+        stop_process(proc)
+    return latency_metrics(samples)
+
+
+def w_rt_cli(adapter, run):
+    """Round trips to a worker started by the system's own CLI in another process, with
+    think time between trips: the producer never runs a worker of its own."""
+    proc = run.spawn(adapter.cli_command(), log="cli.log")
+    try:
+        samples = roundtrips(
+            adapter, run.opts.jobs, 30, alive=lambda: proc.poll() is None, think_ms=run.opts.think_ms
+        )
     finally:
         stop_process(proc)
     return latency_metrics(samples)
@@ -288,6 +307,7 @@ WORKLOADS = {
     "drain": w_drain,
     "rt_inproc": w_rt_inproc,
     "rt_xproc": w_rt_xproc,
+    "rt_cli": w_rt_cli,
     "io": w_io,
     "cli": w_cli,
     "backlog": w_backlog,
@@ -305,6 +325,7 @@ def parse_args(argv):
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--sleep-ms", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--think-ms", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--system", default="")
     return parser.parse_args(argv)
@@ -328,6 +349,10 @@ def main(make_adapter, driver_file: str) -> None:
             adapter.serve()
             return
         result = WORKLOADS[opts.workload](adapter, run)
+    except NotImplementedError as exc:  # a workload this system's driver does not take part in
+        emit({"na": str(exc) or "not measured"})
+        sys.stdout.flush()
+        os._exit(0)
     except Exception as exc:  # reported as a row, not a crash of the harness
         traceback.print_exc()
         emit({"error": f"{type(exc).__name__}: {exc}{run.log_tail()}"})

@@ -25,6 +25,14 @@ HOW = (
     ),
     ("4b", "as 4a, with the worker in a separate process started by the driver."),
     (
+        "4c",
+        "as 4a, with the worker started by the system's own CLI in another process "
+        "(`taskito worker`, `huey_consumer`, `celery -A celery_app worker -c 4`, `rq worker`) "
+        "and a pause drawn uniformly from 0-50 ms (fixed seed) before each trip, so idle "
+        "back-off shows; the producer never runs a worker. Celery and RQ use a local "
+        "redis-server on loopback, started by the harness.",
+    ),
+    (
         "5",
         "worker (16 threads) started and warmed up, then 400 jobs sleeping 20 ms are "
         "enqueued (batch API where there is one); efficiency = (400 × 0.02 s / 16) / "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,8 +29,12 @@ SYSTEMS = {
     "huey": System("huey", "huey 3.5.4", "huey_driver.py", "huey==3.5.4"),
     "taskito022": System("taskito022", "taskito 0.22", "taskito_driver.py", "taskito==0.22.0"),
     "ours": System("ours", "ours", "taskito_driver.py", None),
+    "celery": System("celery", "Celery 5.7 (Redis)", "celery_driver.py", "celery[redis]==5.7.0"),
+    "rq": System("rq", "RQ 2.12 (Redis)", "rq_driver.py", "rq==2.12.0"),
 }
-PEERS = ("huey", "taskito022")
+PEERS = ("huey", "taskito022", "celery", "rq")
+# Peers that need a local redis-server (started by the harness on loopback).
+NEEDS_REDIS = ("celery", "rq")
 
 
 class SetupError(Exception):
@@ -113,6 +118,8 @@ def prepare(keys: list[str], ours_python: str | None, rebuild: bool, say) -> dic
         log = WORK / "logs" / f"setup-{key}.log"
         log.unlink(missing_ok=True)
         try:
+            if key in NEEDS_REDIS and not shutil.which("redis-server"):
+                raise SetupError("no redis-server on PATH (apt-get install -y redis-server)")
             if key == "ours" and ours_python:
                 ready[key] = Path(ours_python)
             elif key == "ours":

@@ -70,5 +70,27 @@ TARGETS = (
         0.8,
         base_variant="small",
     ),
-    Target("idle worker: at most 1% of a core", "idle", "", "pct_core", AT_MOST, 1, unit=" %"),
+    Target(
+        "round trip to a CLI worker: p50 at most 0.5× Celery on Redis",
+        "rt_cli",
+        "",
+        "p50_ms",
+        AT_MOST,
+        0.5,
+        peer="celery",
+    ),
+    Target(
+        "round trip to a CLI worker: p50 at most 0.5× RQ on Redis",
+        "rt_cli",
+        "",
+        "p50_ms",
+        AT_MOST,
+        0.5,
+        peer="rq",
+    ),
+    Target(
+        "round trip to a CLI worker: p99 at most Celery's", "rt_cli", "", "p99_ms", AT_MOST, 1, peer="celery"
+    ),
+    Target("round trip to a CLI worker: p99 at most RQ's", "rt_cli", "", "p99_ms", AT_MOST, 1, peer="rq"),
+    Target("idle worker: at most 0.3% of a core", "idle", "", "pct_core", AT_MOST, 0.3, unit=" %"),
 )

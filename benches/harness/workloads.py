@@ -86,6 +86,14 @@ WORKLOADS = (
         600,
     ),
     Workload(
+        "rt_cli",
+        "4c",
+        "round trip to a CLI worker in another process, 0-{think_ms} ms think time, {jobs} jobs",
+        one({"jobs": 200, "workers": 4, "think_ms": 50}, {"jobs": 20, "workers": 4, "think_ms": 50}),
+        (P50, P99),
+        600,
+    ),
+    Workload(
         "io",
         "5",
         "{jobs} jobs sleeping {sleep_ms} ms, {workers} workers",
@@ -126,7 +134,7 @@ WORKLOADS = (
         "idle",
         "8",
         "CPU of an idle worker process over {seconds} s",
-        one({"seconds": 10, "workers": 4}, {"seconds": 1, "workers": 4}),
+        one({"seconds": 30, "workers": 4}, {"seconds": 1, "workers": 4}),
         (Metric("pct_core", "CPU", "% of a core", False),),
         300,
     ),

@@ -4,7 +4,8 @@
 //! `taskito/_prefork_child.py` speaks the other side.
 //!
 //! Parent to child: `J` job (task name, payload, job id, queue, retry count, max retries,
-//! thread id). Child to parent: `R` ready, `E` startup error (message), `C` complete
+//! thread id, and for a canvas step its parents' results: mode, count, then per parent a
+//! presence flag and the bytes). Child to parent: `R` ready, `E` startup error (message), `C` complete
 //! (result bytes), `F` failed (error, traceback, retryable byte).
 
 use std::io::{self, Read, Write};
@@ -38,6 +39,17 @@ pub fn job_frame(job: &ClaimedJob, thread_id: &str) -> Vec<u8> {
     body.extend_from_slice(&job.retry_count.to_be_bytes());
     body.extend_from_slice(&job.max_retries.to_be_bytes());
     put_bytes(&mut body, thread_id.as_bytes());
+    if let Some(p) = &job.parents {
+        // A canvas step: mode, count, then per parent a presence flag and its result.
+        body.extend_from_slice(&(p.mode as i64).to_be_bytes());
+        body.extend_from_slice(&(p.results.len() as i64).to_be_bytes());
+        for r in &p.results {
+            body.extend_from_slice(&i64::from(r.is_some()).to_be_bytes());
+            if let Some(r) = r {
+                put_bytes(&mut body, r);
+            }
+        }
+    }
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);

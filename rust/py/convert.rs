@@ -24,6 +24,7 @@ pub fn job_dict<'py>(py: Python<'py>, j: &JobRecord) -> PyResult<Bound<'py, PyDi
     d.set_item("unique_key", &j.unique_key)?;
     d.set_item("metadata", &j.metadata)?;
     d.set_item("timeout", j.timeout_ms as f64 / 1000.0)?;
+    d.set_item("notes", &j.notes)?;
     Ok(d)
 }
 

@@ -5,6 +5,7 @@ pub mod errors;
 pub mod logs;
 pub mod process;
 pub mod queue;
+mod queue_canvas;
 mod queue_ops;
 mod queue_pages;
 mod queue_pause;

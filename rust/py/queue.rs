@@ -19,6 +19,7 @@ use crate::job::{now_ms, JobFilter, JobStatus, NewJob};
 use crate::local::{self, LocalRun, LocalWorker};
 use crate::retention::Retention;
 use crate::storage::{ChangeProbe, Durability, PgOptions, PgStorage, SqliteStorage, Storage};
+use crate::waker::ResultWaker;
 use crate::worker::Runner;
 
 /// How often a blocked call comes back to Python to check for signals.
@@ -67,6 +68,14 @@ pub fn retention_windows(r: RetentionArg) -> Result<Retention, Error> {
         defaulted: r.5,
     })
 }
+/// The longest duration the engine works with: longer ones (a timeout of 2**63 s) are
+/// honoured as this, which no clock reaches, instead of overflowing `Instant` or `i64` ms.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// The latest time a job may be scheduled for: the end of year 9999, in epoch ms.
+const LATEST_SCHEDULED_MS: i64 = 253_402_300_799_999;
+/// Bounds the Python side enforces too (`taskito/_settings.py`), repeated for direct callers.
+const MAX_WORKERS: usize = 4096;
+const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
 
 /// `(status, result bytes, error)` as `get_outcome` returns it.
 type OutcomeTuple<'py> = (&'static str, Option<Bound<'py, PyBytes>>, Option<String>);
@@ -77,16 +86,48 @@ pub struct PyQueueCore {
     path: String,
     pub(super) control: Arc<Control>,
     probe: Mutex<Option<Box<dyn ChangeProbe>>>,
+    /// Hears other processes' completions, once a result wait started it; `Some(None)`
+    /// when the store has no such hints (waits then read the change probe).
+    result_wake: Mutex<Option<Option<ResultWaker>>>,
 }
 
-fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
+/// A user's number of seconds as a duration: NaN, infinities and negatives are refused
+/// naming the option; anything past `LONGEST` saturates to it (never a panic).
+pub(super) fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
+    check_secs(option, v)?;
+    Ok(Duration::try_from_secs_f64(v)
+        .unwrap_or(LONGEST)
+        .min(LONGEST))
+}
+
+/// A user's number of seconds in whole milliseconds, saturating at `i64::MAX`.
+fn millis(option: &'static str, v: f64) -> Result<i64, Error> {
+    check_secs(option, v)?;
+    // `as` from f64 saturates; the product cannot be NaN for a finite, non-negative `v`.
+    Ok((v * 1000.0) as i64)
+}
+
+fn check_secs(option: &'static str, v: f64) -> Result<(), Error> {
     if !v.is_finite() || v < 0.0 {
         return Err(Error::invalid(
             option,
-            format!("{v} (must be a non-negative number of seconds)"),
+            format!("{v} (must be a finite, non-negative number of seconds)"),
         ));
     }
-    Ok(Duration::from_secs_f64(v))
+    Ok(())
+}
+
+/// `now + delay`, refused (naming `delay`) past the end of year 9999.
+fn scheduled_at(now: i64, delay: f64) -> Result<i64, Error> {
+    let delay_ms = millis("delay", delay)?;
+    now.checked_add(delay_ms)
+        .filter(|t| *t <= LATEST_SCHEDULED_MS)
+        .ok_or_else(|| {
+            Error::invalid(
+                "delay",
+                format!("{delay} seconds places the job past the year 9999"),
+            )
+        })
 }
 
 pub(super) fn list<'py, T>(
@@ -129,15 +170,17 @@ impl PyQueueCore {
 
 #[pymethods]
 impl PyQueueCore {
-    /// Opens (creating or upgrading) the SQLite database at `db_path`, or with
-    /// `backend="postgres"` the schema `schema` of the PostgreSQL database at `db_url`.
+    /// Opens (creating or upgrading) the SQLite database at `db_path` (a file it creates gets
+    /// the permission bits `file_mode`), or with `backend="postgres"` the schema `schema` of
+    /// the PostgreSQL database at `db_url`.
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (db_path, durability = "normal", backend = "sqlite", db_url = None, schema = "taskito", pool_size = None, notify = true))]
+    #[pyo3(signature = (db_path, durability = "normal", file_mode = 0o600, backend = "sqlite", db_url = None, schema = "taskito", pool_size = None, notify = true))]
     fn new(
         py: Python<'_>,
         db_path: String,
         durability: &str,
+        file_mode: u32,
         backend: &str,
         db_url: Option<String>,
         schema: &str,
@@ -148,7 +191,8 @@ impl PyQueueCore {
             "sqlite" => {
                 let durability = Durability::parse(durability)?;
                 let path = db_path.clone();
-                let s = py.detach(move || SqliteStorage::open(&path, durability));
+                let s =
+                    py.detach(move || SqliteStorage::open_with_mode(&path, durability, file_mode));
                 deliver(py)?;
                 let s = s?;
                 (Arc::new(s), db_path)
@@ -181,6 +225,7 @@ impl PyQueueCore {
             path,
             control: Arc::new(Control::new()),
             probe: Mutex::new(None),
+            result_wake: Mutex::new(None),
         })
     }
 
@@ -227,9 +272,9 @@ impl PyQueueCore {
         {
             return Err(Error::invalid("unique_keys", "must have one entry per job").into());
         }
-        let delay = secs("delay", delay)?;
-        let timeout = secs("timeout", timeout)?;
-        let scheduled_at = now_ms() + delay.as_millis() as i64;
+        let scheduled_at = scheduled_at(now_ms(), delay)?;
+        let timeout_ms = (millis("timeout", timeout)?.max(1)).min(LONGEST.as_millis() as i64);
+        check_secs("retry_backoff", retry_backoff)?;
         let jobs: Vec<NewJob> = payloads
             .iter()
             .enumerate()
@@ -241,7 +286,7 @@ impl PyQueueCore {
                 scheduled_at,
                 max_retries,
                 retry_backoff,
-                timeout_ms: timeout.as_millis() as i64,
+                timeout_ms,
                 unique_key: match &unique_keys {
                     Some(keys) => keys[i].clone(),
                     None => unique_key.clone(),
@@ -281,8 +326,8 @@ impl PyQueueCore {
     }
 
     /// Waits until the job is finished or `timeout` seconds pass; returns its status then
-    /// (None if it does not exist). Wakes at once on this process's commits and within a
-    /// few milliseconds on other processes'.
+    /// (None if it does not exist). Wakes at once on this process's commits and on other
+    /// processes' hints; without hints, within a few milliseconds by the change probe.
     fn wait(
         &self,
         py: Python<'_>,
@@ -290,33 +335,53 @@ impl PyQueueCore {
         timeout: f64,
         poll_interval: f64,
     ) -> PyResult<Option<&'static str>> {
-        let deadline = Instant::now() + secs("timeout", timeout)?;
+        // No deadline at all when the wait is past what `Instant` can represent.
+        let deadline = Instant::now().checked_add(secs("timeout", timeout)?);
         let poll = secs("poll_interval", poll_interval)?.max(Duration::from_millis(1));
+        let hinted = {
+            let storage = self.storage.clone();
+            let control = self.control.clone();
+            let slot = &self.result_wake;
+            py.detach(move || result_hints(slot, storage.as_ref(), control))
+        };
         loop {
             let storage = self.storage.clone();
             let control = self.control.clone();
             let probe = &self.probe;
             let id2 = id.clone();
             let status = py.detach(move || -> Result<Option<JobStatus>, Error> {
-                let slice_end = (Instant::now() + SIGNAL_CHECK).min(deadline);
+                let slice_end = end_of_slice(deadline);
                 loop {
                     let epoch = control.results_epoch();
-                    let seen = probe_version(probe, storage.as_ref());
+                    let seen = if hinted {
+                        None
+                    } else {
+                        probe_version(probe, storage.as_ref())
+                    };
                     let status = storage.status(&id2)?;
                     match status {
                         None => return Ok(None),
                         Some(s) if s.is_finished() => return Ok(Some(s)),
                         _ => {}
                     }
-                    let read_again = (Instant::now() + poll).min(slice_end);
+                    let read_again = Instant::now()
+                        .checked_add(poll)
+                        .map_or(slice_end, |t| t.min(slice_end));
                     loop {
                         let now = Instant::now();
                         if now >= read_again {
                             break;
                         }
-                        control.wait_results(epoch, PROBE_EVERY.min(read_again - now));
+                        // With hints, this process's commits and other processes' both
+                        // move the epoch; without, other processes are seen by the probe.
+                        let step = if hinted {
+                            read_again - now
+                        } else {
+                            PROBE_EVERY
+                        };
+                        control.wait_results(epoch, step.min(read_again - now));
                         if control.results_epoch() != epoch
-                            || probe_version(probe, storage.as_ref()) != seen
+                            || !hinted && probe_version(probe, storage.as_ref()) != seen
                         {
                             break;
                         }
@@ -330,7 +395,7 @@ impl PyQueueCore {
                 None => return Ok(None),
                 Some(s) if s.is_finished() => return Ok(Some(s.as_str())),
                 Some(s) => {
-                    if Instant::now() >= deadline {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(Some(s.as_str()));
                     }
                 }
@@ -431,14 +496,15 @@ impl PyQueueCore {
 
     /// Deletes dead letters older than `older_than` seconds; returns how many.
     fn purge_dead(&self, py: Python<'_>, older_than: f64) -> PyResult<usize> {
-        let before = now_ms() - secs("older_than", older_than)?.as_millis() as i64;
+        // Saturates: an age past any clock deletes nothing.
+        let before = now_ms().saturating_sub(millis("older_than", older_than)?);
         let storage = self.storage.clone();
         Ok(py.detach(move || storage.purge_dead(before))?)
     }
 
     /// Deletes finished jobs older than `older_than` seconds; returns how many.
     fn purge_finished(&self, py: Python<'_>, older_than: f64) -> PyResult<usize> {
-        let before = now_ms() - secs("older_than", older_than)?.as_millis() as i64;
+        let before = now_ms().saturating_sub(millis("older_than", older_than)?);
         let storage = self.storage.clone();
         Ok(py.detach(move || storage.purge_finished(before))?)
     }
@@ -473,6 +539,18 @@ impl PyQueueCore {
         async_lane: Option<Py<super::queue_pool::PyAsyncLane>>,
         prefork: Option<super::queue_pool::PreforkArgs>,
     ) -> PyResult<u64> {
+        if workers > MAX_WORKERS {
+            return Err(
+                Error::invalid("workers", format!("{workers} (at most {MAX_WORKERS})")).into(),
+            );
+        }
+        if !(1..=MAX_POLL_INTERVAL_MS).contains(&poll_interval_ms) {
+            return Err(Error::invalid(
+                "scheduler_poll_interval_ms",
+                format!("{poll_interval_ms} (must be from 1 to {MAX_POLL_INTERVAL_MS})"),
+            )
+            .into());
+        }
         let mut config = WorkerConfig::new(worker_id, workers);
         config.hostname = hostname;
         config.pid = pid;
@@ -551,6 +629,12 @@ impl PyQueueCore {
         Ok(processed)
     }
 
+    /// Clears an earlier stop request: called as a worker run begins, before it installs
+    /// its signal handlers, so a stop asked for at any point after this is honoured.
+    fn arm(&self) {
+        self.control.arm();
+    }
+
     /// Asks a running worker of this queue to drain and return. A no-op when none runs.
     fn request_shutdown(&self) {
         self.control.request_shutdown();
@@ -627,6 +711,30 @@ impl PyQueueCore {
     }
 }
 
+/// Where one detached slice of a wait ends: `SIGNAL_CHECK` from now, or the deadline.
+fn end_of_slice(deadline: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    let slice = now.checked_add(SIGNAL_CHECK).unwrap_or(now);
+    deadline.map_or(slice, |d| d.min(slice))
+}
+
+/// Starts the queue's result wake thread on first use; true if it runs.
+fn result_hints(
+    slot: &Mutex<Option<Option<ResultWaker>>>,
+    storage: &dyn Storage,
+    control: Arc<Control>,
+) -> bool {
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        let waker = match storage.result_wake_source() {
+            Ok(Some(source)) => ResultWaker::start(source, control),
+            _ => None,
+        };
+        *guard = Some(waker);
+    }
+    matches!(*guard, Some(Some(_)))
+}
+
 /// Reads the shared change probe, opening it on first use.
 fn probe_version(
     probe: &Mutex<Option<Box<dyn ChangeProbe>>>,
@@ -637,4 +745,52 @@ fn probe_version(
         *guard = storage.change_probe().ok();
     }
     guard.as_mut().and_then(|p| p.version())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_past_any_clock_saturate_instead_of_panicking() {
+        for v in [2f64.powi(63), 1e300, f64::MAX] {
+            assert_eq!(secs("timeout", v).unwrap(), LONGEST);
+            assert_eq!(millis("timeout", v).unwrap(), i64::MAX);
+            assert!(Instant::now()
+                .checked_add(secs("timeout", v).unwrap())
+                .is_some());
+        }
+        assert_eq!(secs("timeout", 1.5).unwrap(), Duration::from_millis(1500));
+        for v in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.0,
+            -f64::MIN_POSITIVE,
+        ] {
+            let err = secs("drain_timeout", v).unwrap_err().to_string();
+            assert!(err.contains("drain_timeout"), "{err}");
+            assert!(millis("older_than", v).is_err());
+        }
+    }
+
+    #[test]
+    fn a_delay_past_the_year_9999_is_refused() {
+        let now = 1_800_000_000_000;
+        assert_eq!(scheduled_at(now, 0.0).unwrap(), now);
+        assert_eq!(scheduled_at(now, 2.5).unwrap(), now + 2500);
+        let last_ok = (LATEST_SCHEDULED_MS - now) as f64 / 1000.0;
+        assert!(scheduled_at(now, last_ok).is_ok());
+        for v in [last_ok + 1.0, 2f64.powi(63), 1e300] {
+            let err = scheduled_at(now, v).unwrap_err().to_string();
+            assert!(err.contains("delay") && err.contains("9999"), "{err}");
+        }
+        assert!(scheduled_at(i64::MAX, 1.0).is_err());
+    }
+
+    #[test]
+    fn an_old_enough_age_saturates_to_deleting_nothing() {
+        let before = now_ms().saturating_sub(millis("older_than", 1e300).unwrap());
+        assert!(before < 0);
+    }
 }

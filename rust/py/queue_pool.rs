@@ -26,7 +26,10 @@ type AsyncJob<'py> = (
     i64,
     String,
     f64,
+    Option<Parents<'py>>,
 );
+/// A canvas step's `(mode, parent results)` (see `job::ParentResults`).
+type Parents<'py> = (i64, Vec<Option<Bound<'py, PyBytes>>>);
 
 /// `run_worker(prefork=(argv, env, max_tasks_per_child))`: how children are started.
 pub type PreforkArgs = (Vec<String>, Vec<(String, String)>, Option<u64>);
@@ -76,6 +79,14 @@ impl PyAsyncLane {
                         job.max_retries,
                         self.inner.thread_id().to_string(),
                         job.timeout_ms as f64 / 1000.0,
+                        job.parents.as_ref().map(|p| {
+                            let results = p
+                                .results
+                                .iter()
+                                .map(|r| r.as_deref().map(|b| PyBytes::new(py, b)))
+                                .collect();
+                            (p.mode as i64, results)
+                        }),
                     )));
                 }
             }

@@ -100,7 +100,23 @@ impl Runner for PyRunner {
                 job.max_retries,
                 thread_id,
             );
-            let outcome = match self.dispatch.call1(py, args) {
+            // A canvas step also gets its parents' stored results (one more argument, so
+            // every other job calls dispatch exactly as before).
+            let called = match &job.parents {
+                None => self.dispatch.call1(py, args),
+                Some(p) => {
+                    let results: Vec<Option<Bound<'_, PyBytes>>> = p
+                        .results
+                        .iter()
+                        .map(|r| r.as_deref().map(|b| PyBytes::new(py, b)))
+                        .collect();
+                    let (a0, a1, a2, a3, a4, a5, a6) = args;
+                    let parents = (p.mode as i64, results);
+                    self.dispatch
+                        .call1(py, (a0, a1, a2, a3, a4, a5, a6, parents))
+                }
+            };
+            let outcome = match called {
                 Ok(answer) => read_answer(answer.bind(py)).unwrap_or_else(|e| failure(py, e)),
                 Err(e) => failure(py, e),
             };

@@ -21,7 +21,7 @@ pub fn requeue_job(c: &Connection, id: &str) -> Result<bool> {
     let n = c
         .prepare_cached(
             "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL WHERE seq = ?2 AND id = ?1 AND status = 1",
+             worker_id = NULL, cancel_requested = 0 WHERE seq = ?2 AND id = ?1 AND status = 1",
         )?
         .execute(params![id, seq_of(id)])?;
     Ok(n > 0)

@@ -26,6 +26,11 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// WAL size (pages) at which a commit checkpoints by itself: about 32 MiB.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 8000;
 
+/// Permission bits of a database file taskito creates: owner read and write only. Workers
+/// unpickle what the file holds, so whoever may write it (or its -wal and -shm files, which
+/// SQLite creates with the database file's bits) may run code in every worker.
+pub const DEFAULT_FILE_MODE: u32 = 0o600;
+
 /// Connection settings shared by every connection of one store.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -34,6 +39,9 @@ pub struct Settings {
     /// For `:memory:`: the name of this store's private in-memory database (SQLite's
     /// `memdb` VFS), shared by the store's connections and gone with the last of them.
     pub memory_name: Option<String>,
+    /// Permission bits for a database file created by this store; an existing file's are
+    /// left alone.
+    pub file_mode: u32,
 }
 
 impl Settings {
@@ -45,6 +53,7 @@ impl Settings {
             path: path.to_string(),
             synchronous_full,
             memory_name,
+            file_mode: DEFAULT_FILE_MODE,
         }
     }
 }
@@ -221,6 +230,45 @@ pub fn open(settings: &Settings) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Creates a missing database file with `mode` exactly (the umask does not widen or narrow
+/// it) before SQLite opens it, so SQLite's -wal and -shm files copy the same bits. An
+/// existing file, or one another process creates first, is left as it is.
+fn create_with_mode(path: &str, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let created = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path);
+        match created {
+            Ok(file) => file
+                .set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|e| open_error(path, format!("cannot set the file's mode: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => {
+                let folder = match Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    Some(d) => d.display().to_string(),
+                    None => ".".into(),
+                };
+                Err(open_error(
+                    path,
+                    format!("cannot create the file in folder {folder}: {e}"),
+                ))
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
 /// Opens the first connection of a store: creates or upgrades the schema and checks that
 /// the file is sound. Errors name the path and the cause.
 pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
@@ -230,6 +278,9 @@ pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
         return Ok(conn);
     }
     check_path(&settings.path)?;
+    if !Path::new(&settings.path).exists() {
+        create_with_mode(&settings.path, settings.file_mode)?;
+    }
     check_not_foreign(&settings.path)?;
     let mut conn = open(settings)?;
     let path = settings.path.as_str();

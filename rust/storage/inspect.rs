@@ -3,6 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::dependencies::after_outcome;
 use super::ids::seq_of;
 use super::sqlite::{insert_job, next_seq, note_queue, write_dead_letter};
 use super::QueueCounts;
@@ -15,7 +16,7 @@ use crate::job::{
 pub(super) const JOB_COLUMNS: &str =
     "id, queue, task_name, status, priority, retry_count, max_retries, \
     created_at, scheduled_at, started_at, completed_at, error, progress, worker_id, unique_key, \
-    metadata, timeout_ms";
+    metadata, timeout_ms, notes";
 
 pub(super) fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
@@ -36,6 +37,7 @@ pub(super) fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         unique_key: r.get(14)?,
         metadata: r.get(15)?,
         timeout_ms: r.get(16)?,
+        notes: r.get(17)?,
     })
 }
 
@@ -100,7 +102,9 @@ pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if let Some(s) = f.status {
         args.push((s as i64).into());
-        sql.push_str(&format!(" AND status = ?{}", args.len()));
+        // Jobs waiting for their dependencies (6) are pending to users.
+        let waiting = if s == JobStatus::Pending { ", 6" } else { "" };
+        sql.push_str(&format!(" AND status IN (?{}{waiting})", args.len()));
     }
     if let Some(q) = &f.queue {
         args.push(q.clone().into());
@@ -169,13 +173,20 @@ pub fn job_errors(c: &Connection, id: &str) -> Result<Vec<ErrorRecord>> {
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
-pub fn cancel(c: &Connection, id: &str, now: i64) -> Result<bool> {
-    let n = c
+pub fn cancel(c: &mut Connection, id: &str, now: i64) -> Result<bool> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done: Option<i64> = tx
         .prepare_cached(
-            "UPDATE jobs SET status = 5, completed_at = ?2 WHERE seq = ?3 AND id = ?1 AND status = 0",
+            "UPDATE jobs SET status = 5, completed_at = ?2 WHERE seq = ?3 AND id = ?1 \
+             AND status IN (0, 6) RETURNING has_dependents",
         )?
-        .execute(params![id, now, seq_of(id)])?;
-    Ok(n > 0)
+        .query_row(params![id, now, seq_of(id)], |r| r.get(0))
+        .optional()?;
+    if let Some(has_dependents) = done {
+        after_outcome(&tx, seq_of(id), 5, has_dependents != 0, now)?;
+    }
+    tx.commit()?;
+    Ok(done.is_some())
 }
 
 pub fn set_progress(c: &Connection, id: &str, progress: i64) -> Result<()> {
@@ -232,6 +243,11 @@ pub fn retry_dead(c: &mut Connection, dead_id: &str, now: i64) -> Result<String>
         })?;
     note_queue(&tx, &job.queue)?;
     let id = insert_job(&tx, &job, now, &mut next_seq(&tx)?)?;
+    // Notes survive the round trip through the dead-letter queue.
+    tx.prepare_cached(
+        "UPDATE jobs SET notes = (SELECT notes FROM dead_letters WHERE id = ?1) WHERE seq = ?2",
+    )?
+    .execute(params![dead_id, seq_of(&id)])?;
     tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
         .execute(params![dead_id])?;
     tx.commit()?;
@@ -255,6 +271,14 @@ pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
     tx.prepare_cached(
         "DELETE FROM task_logs WHERE job_id IN \
          (SELECT id FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
+    )?
+    .execute(params![before])?;
+    // Both ends: a finished job's parents and children are finished too (a waiting child
+    // of a failed parent was cancelled with it).
+    tx.prepare_cached(
+        "DELETE FROM job_dependencies WHERE job_seq IN \
+         (SELECT seq FROM jobs WHERE status >= 2 AND completed_at <= ?1) \
+         OR depends_on_seq IN (SELECT seq FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
     )?
     .execute(params![before])?;
     let n = tx
@@ -392,6 +416,7 @@ pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Res
             )?
             .execute(params![seq, note, now])?;
             write_dead_letter(&tx, seq, now)?;
+            after_outcome(&tx, seq, 4, true, now)?;
         } else {
             tx.prepare_cached(
                 "UPDATE jobs SET status = 0, owner = NULL, incarnation = NULL, \

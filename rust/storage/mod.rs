@@ -4,8 +4,10 @@
 
 mod admin;
 mod connection;
+mod dependencies;
 mod ids;
 mod inspect;
+mod job_control;
 mod limits;
 mod pages;
 mod pause;
@@ -14,6 +16,7 @@ pub mod postgres;
 mod retention;
 mod schema;
 mod sqlite;
+mod sqlite_wake;
 mod task_logs;
 
 pub use ids::seq_of;
@@ -23,11 +26,12 @@ pub use postgres::{PgOptions, PgStorage};
 
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use sqlite::{Durability, SqliteStorage};
+pub use sqlite_wake::ENV_SWITCH as WAKE_ENV_SWITCH;
 
 use crate::error::Result;
 use crate::job::{
-    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
-    TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
+    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobLinks, JobRecord, JobStatus, NewJob,
+    StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
@@ -125,6 +129,20 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Releases every pooled connection (the store stays usable and reconnects on demand).
     fn close(&self) {}
+
+    /// Where a thread waiting on results hears that a job finished in another process
+    /// (None: poll only).
+    fn result_wake_source(&self) -> Result<Option<Box<dyn WakeSource>>> {
+        Ok(None)
+    }
+
+    /// The earliest `scheduled_at` after `now` of a pending job of the given queues (all
+    /// when `None`), so an idle scheduler wakes when a delayed job or a retry comes due
+    /// rather than a poll later. `None` when there is none (or the store cannot say).
+    fn next_due(&self, queues: Option<&[String]>, now: i64) -> Result<Option<i64>> {
+        let _ = (queues, now);
+        Ok(None)
+    }
 
     /// Adds the registry row of one incarnation (`info.worker_id`, `info.incarnation`),
     /// status `active`, beats 0; rows of the same worker id that stopped cleanly are removed.
@@ -253,6 +271,26 @@ pub trait Storage: Send + Sync + 'static {
     /// catch-up job at most for missed times. Returns the jobs enqueued and the earliest
     /// due time left.
     fn fire_periodic(&self, now: i64) -> Result<(usize, Option<i64>)>;
+    // -- links between jobs, notes, expiry, cancel of a running job (dependencies.rs,
+    // job_control.rs). Only jobs that use these features go through them.
+
+    /// Inserts jobs with dependencies, notes or an expiry in one transaction (`links[i]`
+    /// belongs to `jobs[i]`). A dependency on a job that does not exist fails the whole
+    /// batch with `Error::NotFound`. A job whose parents are not all complete is not
+    /// claimable until they are; one whose parent ended failed, dead or cancelled is
+    /// cancelled. Every write that ends a job applies these rules in its own transaction.
+    fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>>;
+    /// `(dependencies, dependents)` of a job, as ids.
+    fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)>;
+    /// Flags a running job for cooperative cancellation; false if it is not running. A
+    /// flagged job whose run ends in failure ends `cancelled` (no retry, no dead letter).
+    fn request_cancel(&self, id: &str) -> Result<bool>;
+    /// Whether the job was flagged by `request_cancel`.
+    fn cancel_requested(&self, id: &str) -> Result<bool>;
+    /// Cancels pending jobs past their expiry time; returns how many.
+    fn expire_due(&self, now: i64) -> Result<usize>;
+    /// Enqueues a copy of a job (task, payload, options, metadata, notes); the new id.
+    fn replay(&self, id: &str, now: i64) -> Result<String>;
 }
 
 /// One page of a keyset listing: the rows, and the cursor of the next page (None on the

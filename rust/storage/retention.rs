@@ -118,7 +118,7 @@ pub fn report(c: &Connection) -> Result<Option<RetentionReport>> {
 /// The columns an archived job keeps: everything the inspection API shows, plus its result.
 const ARCHIVE_COLUMNS: &str = "seq, id, queue, task_name, status, priority, retry_count, \
     max_retries, created_at, scheduled_at, started_at, completed_at, error, progress, \
-    worker_id, unique_key, metadata, timeout_ms, result";
+    worker_id, unique_key, metadata, timeout_ms, result, notes";
 
 /// Moves finished jobs completed before `before` to the archive; returns how many.
 pub fn archive(c: &mut Connection, before: i64, now: i64) -> Result<usize> {

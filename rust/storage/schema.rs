@@ -207,6 +207,48 @@ const MIGRATIONS: &[&str] = &[
         refilled_at    INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     "#,
+    // 6: dependencies and canvas links, notes, expiry, cooperative cancel of a running job.
+    r#"
+    -- Status 6 = waiting for dependencies: shown as pending, outside the ready index.
+    ALTER TABLE jobs ADD COLUMN notes TEXT;
+    ALTER TABLE jobs ADD COLUMN expires_at INTEGER;
+    -- 1 once a running job was asked to stop (`cancel_running_job`).
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    -- 1 once another job depends on this one: only then does its outcome touch
+    -- job_dependencies.
+    ALTER TABLE jobs ADD COLUMN has_dependents INTEGER NOT NULL DEFAULT 0;
+    -- How a canvas step receives its parents' results (job.rs PassResult).
+    ALTER TABLE jobs ADD COLUMN pass_result INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE dead_letters ADD COLUMN notes TEXT;
+    ALTER TABLE archived_jobs ADD COLUMN notes TEXT;
+
+    -- One row per edge; rowid order is dependency order (a chord's results list).
+    -- The seqs repeat the ids' seqs so that joins stay rowid lookups.
+    CREATE TABLE job_dependencies (
+        job_id         TEXT    NOT NULL,
+        depends_on     TEXT    NOT NULL,
+        job_seq        INTEGER NOT NULL,
+        depends_on_seq INTEGER NOT NULL
+    );
+    CREATE INDEX job_dependencies_by_job ON job_dependencies (job_seq);
+    CREATE INDEX job_dependencies_by_parent ON job_dependencies (depends_on_seq);
+    -- Expiry sweep. The predicate must not name `status`: an index whose predicate reads
+    -- a column is re-checked by every write of that column (each claim and completion).
+    -- Instead a claim negates `expires_at` (kept for replay) and so does the sweep for
+    -- what it has looked at.
+    CREATE INDEX jobs_expiring ON jobs (expires_at) WHERE expires_at > 0;
+    -- A completed job promotes its waiting dependents whose parents are now all complete,
+    -- in the transaction that completed it. A trigger, so that the completion of a job
+    -- nothing depends on (the hot path) costs one flag test inside SQLite and no statement.
+    CREATE TRIGGER jobs_promote_dependents AFTER UPDATE OF status ON jobs
+    WHEN NEW.status = 2 AND NEW.has_dependents = 1
+    BEGIN
+        UPDATE jobs SET status = 0 WHERE status = 6
+            AND seq IN (SELECT job_seq FROM job_dependencies WHERE depends_on_seq = NEW.seq)
+            AND NOT EXISTS (SELECT 1 FROM job_dependencies d JOIN jobs p ON p.seq = d.depends_on_seq
+                            WHERE d.job_seq = jobs.seq AND p.status != 2);
+    END;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -235,4 +277,51 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by the first schema (before dependencies, notes and expiry)
+    /// opens, upgrades and keeps its jobs.
+    #[test]
+    fn version_one_database_upgrades() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let path = path.to_str().unwrap();
+        {
+            let conn = Connection::open(path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, \
+                 created_at, scheduled_at, max_retries, retry_backoff, timeout_ms) \
+                 VALUES (1, '01234567-89ab-7cde-8f01-000000000001', 'default', 't', x'00', \
+                 0, 0, 0, 0, 3, 1.0, 1000)",
+                [],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO queues (name) VALUES ('default')", [])
+                .unwrap();
+        }
+        let storage = crate::storage::SqliteStorage::open(path, crate::storage::Durability::Normal)
+            .expect("an old database opens");
+        use crate::storage::Storage;
+        let job = storage
+            .get_job("01234567-89ab-7cde-8f01-000000000001")
+            .unwrap()
+            .expect("the old job is kept");
+        assert_eq!(job.status, crate::job::JobStatus::Pending);
+        assert_eq!(job.notes, None);
+        let claimed = storage
+            .claim(None, &crate::job::WorkerKey::from("w"), 10, 1)
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        let conn = Connection::open(path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+    }
 }

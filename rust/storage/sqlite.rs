@@ -8,17 +8,19 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, with_retry, Pool, Settings};
+use super::dependencies::{self, after_outcome};
 use super::ids::{self, seq_of};
 use super::limits::{self, LimitMap, TaskLimit};
 use super::periodic::{self, PeriodicInfo, PeriodicSpec};
+use super::sqlite_wake::{Kind, Listener, Notifier};
 use super::{
-    admin, inspect, pages, pause, retention, task_logs, ChangeProbe, JobPage, QueueCounts, Storage,
-    TaskFilter, WakeSource, Write,
+    admin, inspect, job_control, pages, pause, retention, task_logs, ChangeProbe, JobPage,
+    QueueCounts, Storage, TaskFilter, WakeSource, Write,
 };
 use crate::error::{Error, Result};
 use crate::job::{
-    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome,
-    TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
+    ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobLinks, JobRecord, JobStatus, NewJob,
+    StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
 
@@ -59,12 +61,31 @@ pub struct SqliteStorage {
     pub(super) limits: RwLock<Option<Arc<LimitMap>>>,
     /// When a job the last limited claim stepped over gets a token (0: none).
     pub(super) limit_wake_at: AtomicI64,
+    /// Tells listening processes (workers, result waiters) of commits that concern them.
+    hints: Notifier,
 }
 
 impl SqliteStorage {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the database at `path`; a new file is readable and
+    /// writable by its owner only.
     pub fn open(path: &str, durability: Durability) -> Result<SqliteStorage> {
-        let settings = Settings::new(path, durability == Durability::Full);
+        Self::open_with_mode(path, durability, connection::DEFAULT_FILE_MODE)
+    }
+
+    /// `open`, creating a missing file with the permission bits `file_mode`.
+    pub fn open_with_mode(
+        path: &str,
+        durability: Durability,
+        file_mode: u32,
+    ) -> Result<SqliteStorage> {
+        if file_mode & 0o600 != 0o600 || file_mode > 0o777 {
+            return Err(Error::invalid(
+                "file_mode",
+                format!("{file_mode:#o} (must be at most 0o777 and let the owner read and write)"),
+            ));
+        }
+        let mut settings = Settings::new(path, durability == Durability::Full);
+        settings.file_mode = file_mode;
         let first = connection::open_and_migrate(&settings)?;
         // An in-memory database lives as long as one connection to it: keep one aside
         // for the store's life (a pooled one may be dropped after a failed transaction).
@@ -72,7 +93,10 @@ impl SqliteStorage {
             Some(_) => Some(connection::open(&settings)?),
             None => None,
         };
+        // An in-memory database has no other process to tell, nor a folder beside it.
+        let shared = settings.memory_name.is_none();
         Ok(SqliteStorage {
+            hints: Notifier::new(path, shared),
             pool: Pool::new(settings, first),
             write_lock: Mutex::new(()),
             _keepalive: Mutex::new(keepalive),
@@ -83,6 +107,42 @@ impl SqliteStorage {
 
     pub fn path(&self) -> &str {
         &self.pool.settings().path
+    }
+
+    /// A listening socket for hints of `kind`; `None` (polling) where it cannot be had.
+    fn listener(&self, kind: Kind) -> Result<Option<Box<dyn WakeSource>>> {
+        if self.pool.settings().memory_name.is_some() {
+            return Ok(None);
+        }
+        match Listener::bind(self.path(), kind) {
+            Ok(l) => Ok(l.map(|l| {
+                self.hints.skip(&l);
+                Box::new(l) as Box<dyn WakeSource>
+            })),
+            Err(e) => {
+                log::debug!("no wake-ups for {}, polling only: {e}", self.path());
+                Ok(None)
+            }
+        }
+    }
+
+    /// After a batch of outcomes: finished jobs concern result waiters; jobs put back
+    /// (retries, requeues) concern workers.
+    fn hint_after_record(&self, writes: &[Write]) {
+        let (mut work, mut results) = (false, false);
+        for w in writes {
+            match w {
+                Write::Started { .. } => {}
+                Write::Complete { .. } | Write::Fail { .. } => results = true,
+                Write::Retry { .. } | Write::Requeue { .. } => work = true,
+            }
+        }
+        if work {
+            self.hints.notify(Kind::Work);
+        }
+        if results {
+            self.hints.notify(Kind::Results);
+        }
     }
 
     /// Runs a read on a pooled connection, retrying lock contention.
@@ -99,8 +159,8 @@ impl SqliteStorage {
     }
 }
 
-const CLAIM_COLUMNS: &str =
-    "id, task_name, queue, payload, retry_count, max_retries, retry_backoff, timeout_ms";
+const CLAIM_COLUMNS: &str = "id, task_name, queue, payload, retry_count, max_retries, \
+    retry_backoff, timeout_ms, expires_at, pass_result";
 
 /// The queues a claim reads: the named ones (every known queue when `None`) less the
 /// paused ones. Paused queues are simply not claimable (a read of a table of a few rows).
@@ -179,6 +239,57 @@ fn ready_seqs(
         .collect())
 }
 
+/// The earliest `scheduled_at` after `now` among pending jobs of `queues`. The ready index
+/// is ordered by priority first, so this walks the distinct priorities of each queue (few,
+/// in practice) and takes the first future entry of each: O(priorities * log n), never a
+/// scan of the delayed jobs.
+fn next_due(conn: &Connection, queues: Option<&[String]>, now: i64) -> Result<Option<i64>> {
+    let all: Vec<String>;
+    let queues = match queues {
+        Some(q) => q,
+        None => {
+            let mut stmt = conn.prepare_cached("SELECT name FROM queues")?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            all = names.collect::<std::result::Result<_, _>>()?;
+            &all
+        }
+    };
+    let mut next_priority = conn.prepare_cached(
+        "SELECT priority FROM jobs INDEXED BY jobs_ready \
+         WHERE status = 0 AND queue = ?1 AND priority < ?2 \
+         ORDER BY priority DESC LIMIT 1",
+    )?;
+    let mut first_due = conn.prepare_cached(
+        "SELECT scheduled_at FROM jobs INDEXED BY jobs_ready \
+         WHERE status = 0 AND queue = ?1 AND priority = ?2 AND scheduled_at > ?3 \
+         ORDER BY scheduled_at LIMIT 1",
+    )?;
+    let mut earliest: Option<i64> = None;
+    for q in queues {
+        let mut below = i64::MAX;
+        // Bounded: a queue with thousands of distinct priorities is left to the poll.
+        for _ in 0..64 {
+            let Some(p) = next_priority
+                .query_row(params![q, below], |r| r.get::<_, i64>(0))
+                .optional()?
+            else {
+                break;
+            };
+            if let Some(at) = first_due
+                .query_row(params![q, p, now], |r| r.get::<_, i64>(0))
+                .optional()?
+            {
+                earliest = Some(earliest.map_or(at, |e: i64| e.min(at)));
+            }
+            if p == i64::MIN {
+                break;
+            }
+            below = p;
+        }
+    }
+    Ok(earliest)
+}
+
 fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> {
     Ok(ClaimedJob {
         id: r.get(0)?,
@@ -190,6 +301,7 @@ fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> 
         retry_backoff: r.get(6)?,
         timeout_ms: r.get(7)?,
         claim_token: token,
+        parents: None,
     })
 }
 
@@ -210,8 +322,12 @@ pub(super) fn claim_seqs(
     for &seq in seqs {
         let token = new_token();
         let mut rows = stmt.query(params![seq, owner.worker_id, token, now, owner.incarnation])?;
-        if let Some(row) = rows.next()? {
-            claimed.push(claim_row(row, token)?);
+        let Some(row) = rows.next()? else { continue };
+        let (job, extras) = (claim_row(row, token)?, claim_extras(row)?);
+        drop(rows);
+        // An expired job is cancelled here instead of handed out.
+        if let Some(job) = finish_claim(conn, job, extras, true, now)? {
+            claimed.push(job);
         }
     }
     Ok(claimed)
@@ -230,6 +346,35 @@ fn insert_jobs(tx: &Connection, jobs: &[NewJob], now: i64) -> Result<Vec<String>
     jobs.iter()
         .map(|j| insert_job(tx, j, now, &mut next))
         .collect::<Result<Vec<_>>>()
+}
+
+/// What a claimed row needs besides `ClaimedJob`: its expiry and how it takes its
+/// parents' results (columns 8 and 9 of `CLAIM_COLUMNS`).
+fn claim_extras(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Option<i64>, i64)> {
+    Ok((r.get(8)?, r.get(9)?))
+}
+
+/// Finishes a claimed row: an expired one is cancelled instead of handed out (`None`); a
+/// canvas step gets its parents' results.
+fn finish_claim(
+    conn: &Connection,
+    mut job: ClaimedJob,
+    (expires_at, pass_result): (Option<i64>, i64),
+    check_expiry: bool,
+    now: i64,
+) -> Result<Option<ClaimedJob>> {
+    let seq = seq_of(&job.id);
+    if let Some(at) = expires_at.filter(|e| *e > 0) {
+        if check_expiry && at <= now {
+            job_control::expire(conn, seq, now)?;
+            return Ok(None);
+        }
+        job_control::started(conn, seq)?;
+    }
+    if pass_result != 0 {
+        job.parents = Some(dependencies::parent_results(conn, seq, pass_result)?);
+    }
+    Ok(Some(job))
 }
 
 fn new_token() -> i64 {
@@ -257,9 +402,9 @@ pub(super) fn write_dead_letter(conn: &Connection, seq: i64, now: i64) -> Result
     conn.prepare_cached(
         "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
          priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
-         retry_count, failed_at) \
+         retry_count, failed_at, notes) \
          SELECT ?2, id, task_name, queue, payload, priority, max_retries, \
-         retry_backoff, timeout_ms, metadata, error, retry_count, ?3 \
+         retry_backoff, timeout_ms, metadata, error, retry_count, ?3, notes \
          FROM jobs WHERE seq = ?1",
     )?
     .execute(params![seq, uuid::Uuid::now_v7().to_string(), now])?;
@@ -269,84 +414,95 @@ pub(super) fn write_dead_letter(conn: &Connection, seq: i64, now: i64) -> Result
 /// Applies one write, fenced: it changes the job only while `(seq, claim_token)` still
 /// identify the claim it ends.
 fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
-    let changed =
-        match write {
-            Write::Started {
-                id,
-                token,
-                thread_id,
-            } => {
-                conn.prepare_cached(
+    let changed = match write {
+        Write::Started {
+            id,
+            token,
+            thread_id,
+        } => {
+            conn.prepare_cached(
                 "UPDATE jobs SET worker_id = ?3 WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
             )?
             .execute(params![seq_of(id), token, thread_id])?;
-                return Ok(false);
-            }
-            Write::Complete {
-                id,
-                token,
-                thread_id,
-                result,
-            } => conn
-                .prepare_cached(
-                    "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
+            return Ok(false);
+        }
+        Write::Complete {
+            id,
+            token,
+            thread_id,
+            result,
+        } => conn
+            .prepare_cached(
+                "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
                  error = NULL, claim_token = NULL \
                  WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-                )?
-                .execute(params![seq_of(id), token, result, now, thread_id])?,
-            Write::Retry {
-                id,
-                token,
-                thread_id,
-                error,
-                traceback,
-                run_at,
-            } => {
-                let n = conn
+            )?
+            .execute(params![seq_of(id), token, result, now, thread_id])?,
+        Write::Retry {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            run_at,
+        } => {
+            if job_control::finish_cancelled(conn, id, *token, error, thread_id, now)? {
+                return Ok(true);
+            }
+            let n = conn
                 .prepare_cached(
                     "UPDATE jobs SET status = 0, scheduled_at = ?3, error = ?4, worker_id = ?5, \
                      owner = NULL, claim_token = NULL, started_at = NULL \
                      WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
                 )?
                 .execute(params![seq_of(id), token, run_at, error, thread_id])?;
-                if n > 0 {
-                    insert_error(conn, seq_of(id), error, traceback, now)?;
-                    conn.prepare_cached(
-                        "UPDATE jobs SET retry_count = retry_count + 1 WHERE seq = ?1",
-                    )?
-                    .execute(params![seq_of(id)])?;
-                }
-                n
-            }
-            Write::Fail {
-                id,
-                token,
-                thread_id,
-                error,
-                traceback,
-                status,
-            } => {
-                let n = conn
-                .prepare_cached(
-                    "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, worker_id = ?6, \
-                     claim_token = NULL \
-                     WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
+            if n > 0 {
+                insert_error(conn, seq_of(id), error, traceback, now)?;
+                conn.prepare_cached(
+                    "UPDATE jobs SET retry_count = retry_count + 1 WHERE seq = ?1",
                 )?
-                .execute(params![seq_of(id), token, *status as i64, error, now, thread_id])?;
-                if n > 0 {
-                    insert_error(conn, seq_of(id), error, traceback, now)?;
-                    write_dead_letter(conn, seq_of(id), now)?;
-                }
-                n
+                .execute(params![seq_of(id)])?;
             }
-            Write::Requeue { id, token } => conn
+            n
+        }
+        Write::Fail {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            status,
+        } => {
+            if job_control::finish_cancelled(conn, id, *token, error, thread_id, now)? {
+                return Ok(true);
+            }
+            let done: Option<i64> = conn
                 .prepare_cached(
-                    "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
+                    "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, \
+                         worker_id = ?6, claim_token = NULL \
+                         WHERE seq = ?1 AND claim_token = ?2 AND status = 1 \
+                         RETURNING has_dependents",
+                )?
+                .query_row(
+                    params![seq_of(id), token, *status as i64, error, now, thread_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(has_dependents) = done {
+                insert_error(conn, seq_of(id), error, traceback, now)?;
+                write_dead_letter(conn, seq_of(id), now)?;
+                after_outcome(conn, seq_of(id), *status as i64, has_dependents != 0, now)?;
+            }
+            usize::from(done.is_some())
+        }
+        Write::Requeue { id, token } => conn
+            .prepare_cached(
+                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
                  started_at = NULL, worker_id = NULL \
                  WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-                )?
-                .execute(params![seq_of(id), token])?,
-        };
+            )?
+            .execute(params![seq_of(id), token])?,
+    };
     Ok(changed > 0)
 }
 
@@ -439,8 +595,18 @@ impl SqliteStorage {
         }
         self.write(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let seqs = ready_seqs(&tx, queues, limit, now, tasks)?;
-            let claimed = claim_seqs(&tx, &seqs, owner, now)?;
+            let mut claimed = Vec::with_capacity(limit);
+            // Expired jobs are cancelled, not handed out: look again for the slots they
+            // took (they have left the ready index now).
+            while claimed.len() < limit {
+                let seqs = ready_seqs(&tx, queues, limit - claimed.len(), now, tasks)?;
+                let got = claim_seqs(&tx, &seqs, owner, now)?;
+                let short = got.len() < seqs.len();
+                claimed.extend(got);
+                if !short {
+                    break;
+                }
+            }
             tx.commit()?;
             Ok(claimed)
         })
@@ -456,6 +622,7 @@ impl Storage for SqliteStorage {
             tx.commit()?;
             Ok(ids)
         })
+        .inspect(|_| self.hints.notify(Kind::Work))
     }
 
     fn enqueue_bounded(&self, jobs: &[NewJob], max_pending: i64) -> Result<Vec<String>> {
@@ -471,6 +638,7 @@ impl Storage for SqliteStorage {
             tx.commit()?;
             Ok(ids)
         })
+        .inspect(|_| self.hints.notify(Kind::Work))
     }
 
     fn claim(
@@ -513,9 +681,13 @@ impl Storage for SqliteStorage {
                         seq_of(id),
                         owner.incarnation
                     ],
-                    |r| claim_row(r, token),
+                    |r| Ok((claim_row(r, token)?, claim_extras(r)?)),
                 )
                 .optional()?;
+            let job = match job {
+                Some((job, extras)) => finish_claim(&tx, job, extras, false, now)?,
+                None => None,
+            };
             tx.commit()?;
             Ok(job)
         })
@@ -536,15 +708,24 @@ impl Storage for SqliteStorage {
             tx.commit()?;
             Ok(ended)
         })
+        .inspect(|_| self.hint_after_record(writes))
+    }
+
+    fn wake_source(&self, _worker_id: &str) -> Result<Option<Box<dyn WakeSource>>> {
+        self.listener(Kind::Work)
+    }
+
+    fn result_wake_source(&self) -> Result<Option<Box<dyn WakeSource>>> {
+        self.listener(Kind::Results)
+    }
+
+    fn next_due(&self, queues: Option<&[String]>, now: i64) -> Result<Option<i64>> {
+        self.read(|c| next_due(c, queues, now))
     }
 
     fn change_probe(&self) -> Result<Box<dyn ChangeProbe>> {
         let conn = connection::open(self.pool.settings())?;
         Ok(Box::new(DataVersionProbe { conn }))
-    }
-
-    fn wake_source(&self, _worker_id: &str) -> Result<Option<Box<dyn WakeSource>>> {
-        Ok(None)
     }
 
     fn close(&self) {
@@ -571,7 +752,11 @@ impl Storage for SqliteStorage {
         self.read(|c| inspect::worker_beats(c))
     }
     fn recover_workers(&self, dead: &[WorkerBeat], now: i64) -> Result<usize> {
-        self.write(|c| inspect::recover_workers(c, dead, now))
+        let n = self.write(|c| inspect::recover_workers(c, dead, now))?;
+        if n > 0 {
+            self.hints.notify(Kind::Work);
+        }
+        Ok(n)
     }
     fn purge_finished(&self, before: i64) -> Result<usize> {
         self.write(|c| inspect::purge_finished(c, before))
@@ -598,7 +783,11 @@ impl Storage for SqliteStorage {
         self.read(|c| inspect::job_errors(c, id))
     }
     fn cancel(&self, id: &str, now: i64) -> Result<bool> {
-        self.write(|c| inspect::cancel(c, id, now))
+        let cancelled = self.write(|c| inspect::cancel(c, id, now))?;
+        if cancelled {
+            self.hints.notify(Kind::Results);
+        }
+        Ok(cancelled)
     }
     fn set_progress(&self, id: &str, progress: i64) -> Result<()> {
         self.write(|c| inspect::set_progress(c, id, progress))
@@ -608,6 +797,7 @@ impl Storage for SqliteStorage {
     }
     fn retry_dead(&self, dead_id: &str, now: i64) -> Result<String> {
         self.write(|c| inspect::retry_dead(c, dead_id, now))
+            .inspect(|_| self.hints.notify(Kind::Work))
     }
     fn purge_dead(&self, before: i64) -> Result<usize> {
         self.write(|c| inspect::purge_dead(c, before))
@@ -619,7 +809,11 @@ impl Storage for SqliteStorage {
         self.write(|c| admin::delete_dead(c, dead_id))
     }
     fn requeue_job(&self, id: &str) -> Result<bool> {
-        self.write(|c| admin::requeue_job(c, id))
+        let requeued = self.write(|c| admin::requeue_job(c, id))?;
+        if requeued {
+            self.hints.notify(Kind::Work);
+        }
+        Ok(requeued)
     }
     fn sweep(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
         self.write(|c| retention::sweep(c, r, now))
@@ -712,9 +906,34 @@ impl Storage for SqliteStorage {
     fn fire_periodic(&self, now: i64) -> Result<(usize, Option<i64>)> {
         // Look first without the write lock: between due times this is one indexed read.
         match self.read(|c| periodic::next_due(c))? {
-            Some(due) if due <= now => self.write(|c| periodic::fire_due(c, now)),
+            Some(due) if due <= now => {
+                let fired = self.write(|c| periodic::fire_due(c, now))?;
+                if fired.0 > 0 {
+                    self.hints.notify(Kind::Work);
+                }
+                Ok(fired)
+            }
             next => Ok((0, next)),
         }
+    }
+    fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>> {
+        let now = crate::job::now_ms();
+        self.write(|c| dependencies::enqueue_linked(c, jobs, links, now))
+    }
+    fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)> {
+        self.read(|c| dependencies::links_of(c, id))
+    }
+    fn request_cancel(&self, id: &str) -> Result<bool> {
+        self.write(|c| job_control::request_cancel(c, id))
+    }
+    fn cancel_requested(&self, id: &str) -> Result<bool> {
+        self.read(|c| job_control::cancel_requested(c, id))
+    }
+    fn expire_due(&self, now: i64) -> Result<usize> {
+        self.write(|c| job_control::expire_due(c, now))
+    }
+    fn replay(&self, id: &str, now: i64) -> Result<String> {
+        self.write(|c| job_control::replay(c, id, now))
     }
 }
 

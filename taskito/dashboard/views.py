@@ -9,8 +9,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from taskito import serializer
-
 if TYPE_CHECKING:
     from taskito.app import Queue
 
@@ -134,14 +132,15 @@ def job_detail(queue: Queue, job_id: str) -> dict[str, Any] | None:
     args = kwargs = None
     if payload is not None:
         try:
-            a, k = serializer.load_call(payload)
+            # The task's own serializer and codecs; a signature is checked before decoding.
+            a, k = queue._plan_for(data["task_name"]).load_call(payload)
             args, kwargs = short_repr(a), short_repr(k)
         except Exception as exc:
             args = f"<cannot decode: {type(exc).__name__}: {exc}>"
     result = None
     if data["status"] == "complete":
         found = queue._inner.get_outcome(job_id)
-        result = _decode(serializer.load_result, found[1] if found else None)
+        result = _decode(lambda d: queue._load_result(job_id, d), found[1] if found else None)
     metadata = data.get("metadata")
     if metadata:
         try:

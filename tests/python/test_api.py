@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 
 import pytest
@@ -147,7 +148,7 @@ def test_unpicklable_argument_raises_at_enqueue_and_stores_nothing(queue: Queue)
         return None
 
     with pytest.raises(taskito.SerializationError) as info:
-        work.delay(lambda: 1)
+        work.delay(threading.Lock())  # lambdas are carried (by cloudpickle); a lock cannot be
     assert work.name in str(info.value)
     assert isinstance(info.value, taskito.TaskitoError)
     assert queue.stats()["pending"] == 0

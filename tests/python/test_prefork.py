@@ -411,3 +411,28 @@ def test_two_prefork_workers_on_one_database_run_each_job_once(tmp_path: Path) -
     # Each job ran exactly once: one before_task line per job.
     lines = (tmp_path / "hooks.txt").read_text().splitlines()
     assert sum(line.endswith(" echo") for line in lines) == 40
+
+
+@pytest.mark.parametrize("after", [0.1, 0.2, 0.3, 0.4])
+def test_a_stop_while_the_children_start_is_kept(tmp_path: Path, after: float) -> None:
+    """A SIGTERM that arrives while the prefork children are still starting (before the
+    engine runs) stops the worker instead of being forgotten."""
+    module = load_app(tmp_path)
+    env = cli_env({"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])})
+    command = [
+        sys.executable,
+        "-m",
+        "taskito",
+        "worker",
+        "--app",
+        f"{module.__name__}:queue",
+        "--pool",
+        "prefork",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    time.sleep(after)
+    proc.send_signal(signal.SIGTERM)
+    # 0 once the handler is installed; killed by the signal if it came before Python did.
+    assert proc.wait(30) in (0, -signal.SIGTERM)

@@ -256,6 +256,7 @@ fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
                     retry_backoff: r.get(6),
                     timeout_ms: r.get(7),
                     claim_token: token,
+                    parents: None,
                 },
             )
         })
@@ -306,6 +307,7 @@ pub fn claim_by_id(
         retry_backoff: r.get(6),
         timeout_ms: r.get(7),
         claim_token: token,
+        parents: None,
     }))
 }
 

@@ -37,6 +37,7 @@ pub(super) fn job_row(r: &Row) -> JobRecord {
         worker_id: r.get(13),
         unique_key: r.get(14),
         metadata: r.get(15),
+        notes: None,
         timeout_ms: r.get(16),
     }
 }

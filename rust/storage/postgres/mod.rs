@@ -27,7 +27,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::job::{
-    now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob,
+    now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobLinks, JobRecord, JobStatus, NewJob,
     StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
@@ -366,10 +366,7 @@ impl Storage for PgStorage {
         if limits.is_empty() {
             return Ok(());
         }
-        Err(Error::Unsupported {
-            backend: "PostgreSQL",
-            feature: "task rate limits and concurrency caps",
-        })
+        Err(unsupported("task rate limits and concurrency caps"))
     }
     fn reload_task_limits(&self) -> Result<()> {
         Ok(())
@@ -393,6 +390,36 @@ impl Storage for PgStorage {
     fn fire_periodic(&self, _now: i64) -> Result<(usize, Option<i64>)> {
         let notify = self.notify.as_deref();
         self.with(|c, s| periodic::fire_due(c, s, notify))
+    }
+
+    // Dependencies, notes, expiry, replays and cancel requests are not stored on PostgreSQL
+    // yet: the calls that would create them fail with a clear error, and the reads answer
+    // truthfully that there are none.
+    fn enqueue_linked(&self, _jobs: &[NewJob], _links: &[JobLinks]) -> Result<Vec<String>> {
+        Err(unsupported("job dependencies, notes and expiry times"))
+    }
+    fn job_links(&self, _id: &str) -> Result<(Vec<String>, Vec<String>)> {
+        Ok((Vec::new(), Vec::new()))
+    }
+    fn request_cancel(&self, _id: &str) -> Result<bool> {
+        Err(unsupported("cancel requests for running jobs"))
+    }
+    fn cancel_requested(&self, _id: &str) -> Result<bool> {
+        Ok(false)
+    }
+    fn expire_due(&self, _now: i64) -> Result<usize> {
+        Ok(0)
+    }
+    fn replay(&self, _id: &str, _now: i64) -> Result<String> {
+        Err(unsupported("job replays"))
+    }
+}
+
+/// The error of a feature this backend does not offer yet.
+fn unsupported(feature: &'static str) -> Error {
+    Error::Unsupported {
+        backend: "PostgreSQL",
+        feature,
     }
 }
 

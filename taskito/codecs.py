@@ -1,0 +1,187 @@
+"""Payload codecs: bytes-to-bytes transforms applied after the serializer.
+
+A codec (:class:`PayloadCodec`) has ``encode(bytes) -> bytes`` and ``decode(bytes) ->
+bytes``. ``Queue(codec=c or [c1, c2])`` wraps the queue's serializer in a
+:class:`CodecSerializer`, so the chain covers arguments and results; ``Queue(codecs={"name":
+c})`` plus ``@queue.task(codecs=["name"])`` adds codecs to one task's arguments only. A chain
+encodes in list order and decodes in reverse.
+
+Bytes that fail to verify (:class:`HmacCodec`) or to decrypt (:class:`AesGcmCodec`) raise
+:class:`~taskito.exceptions.CryptoError` before anything reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import zlib
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+from taskito.exceptions import CryptoError, SerializationError
+
+__all__ = ["PayloadCodec", "GzipCodec", "HmacCodec", "AesGcmCodec", "CodecSerializer"]
+
+MAC_BYTES = 32
+NONCE_BYTES = 12
+TAG_BYTES = 16
+DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
+
+
+@runtime_checkable
+class PayloadCodec(Protocol):
+    """Anything with ``encode(data: bytes) -> bytes`` and ``decode(data: bytes) -> bytes``."""
+
+    def encode(self, data: bytes) -> bytes: ...
+
+    def decode(self, data: bytes) -> bytes: ...
+
+
+def check_key(option: str, key: Any) -> bytes:
+    """Key material as bytes, or a ValueError naming the option."""
+    if isinstance(key, (bytearray, memoryview)):
+        key = bytes(key)
+    if not isinstance(key, bytes):
+        raise ValueError(f"{option} must be bytes, got {type(key).__name__}")
+    if not key:
+        raise ValueError(f"{option} must not be empty")
+    return key
+
+
+def check_codec(option: str, codec: Any) -> Any:
+    if isinstance(codec, type):
+        raise ValueError(f"{option} must be a codec instance, got the class {codec.__name__}")
+    if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
+        raise ValueError(f"{option} must have encode(bytes) and decode(bytes), got {codec!r}")
+    return codec
+
+
+def codec_list(option: str, value: Any) -> list[Any]:
+    """One codec, or an iterable of them, as a checked list (None gives [])."""
+    if value is None:
+        return []
+    if callable(getattr(value, "encode", None)) and not isinstance(value, (str, bytes)):
+        return [check_codec(option, value)]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"{option} must be a codec or a list of codecs, got {value!r}")
+    return [check_codec(option, c) for c in value]
+
+
+class GzipCodec:
+    """gzip. Decoding stops with :class:`~taskito.exceptions.SerializationError` once the
+    output would pass ``max_decompressed_bytes`` (64 MiB by default), so a small hostile
+    payload cannot inflate into gigabytes."""
+
+    def __init__(self, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> None:
+        if isinstance(max_decompressed_bytes, bool) or not isinstance(max_decompressed_bytes, int):
+            raise ValueError(f"max_decompressed_bytes must be an integer, got {max_decompressed_bytes!r}")
+        if max_decompressed_bytes < 1:
+            raise ValueError(f"max_decompressed_bytes must be >= 1, got {max_decompressed_bytes!r}")
+        self.max_decompressed_bytes = max_decompressed_bytes
+
+    def encode(self, data: bytes) -> bytes:
+        c = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip member
+        return c.compress(data) + c.flush()
+
+    def decode(self, data: bytes) -> bytes:
+        d = zlib.decompressobj(31)
+        try:
+            out = d.decompress(data, self.max_decompressed_bytes + 1)
+        except zlib.error as exc:
+            raise SerializationError(f"not gzip data: {exc}") from None
+        if len(out) > self.max_decompressed_bytes:
+            raise SerializationError(
+                f"gzip payload decompresses past max_decompressed_bytes={self.max_decompressed_bytes}"
+            )
+        if not d.eof:
+            raise SerializationError("gzip payload is truncated")
+        return out
+
+    def __repr__(self) -> str:
+        return f"GzipCodec(max_decompressed_bytes={self.max_decompressed_bytes})"
+
+
+class HmacCodec:
+    """``[32-byte HMAC-SHA256 of the body][body]``; decoding checks the MAC in constant time
+    and raises :class:`~taskito.exceptions.CryptoError` when it does not verify."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = check_key("key", key)
+
+    def encode(self, data: bytes) -> bytes:
+        return hmac.digest(self._key, data, hashlib.sha256) + data
+
+    def decode(self, data: bytes) -> bytes:
+        if len(data) < MAC_BYTES:
+            raise CryptoError("the signature did not verify: the payload is too short to be signed")
+        body = data[MAC_BYTES:]
+        if not hmac.compare_digest(data[:MAC_BYTES], hmac.digest(self._key, body, hashlib.sha256)):
+            raise CryptoError(
+                "the signature did not verify: the payload was altered, not signed, "
+                "or signed with another key"
+            )
+        return body
+
+    def __repr__(self) -> str:
+        return "HmacCodec(key=<hidden>)"
+
+
+class AesGcmCodec:
+    """AES-GCM: ``[12-byte nonce][ciphertext + 16-byte tag]`` with a fresh random nonce per
+    payload; a 16, 24 or 32-byte key gives AES-128, -192 or -256. Needs ``cryptography``
+    (``taskito[crypto]``)."""
+
+    def __init__(self, key: bytes) -> None:
+        key = check_key("key", key)
+        if len(key) not in (16, 24, 32):
+            raise ValueError(f"key must be 16, 24 or 32 bytes for AES-GCM, got {len(key)}")
+        from taskito.serializers import optional_module
+
+        aead = optional_module("cryptography.hazmat.primitives.ciphers.aead", "crypto")
+        self._aead = aead.AESGCM(key)
+        self._invalid_tag = optional_module("cryptography.exceptions", "crypto").InvalidTag
+        self.key_bits = len(key) * 8
+
+    def encode(self, data: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, None)
+
+    def decode(self, data: bytes) -> bytes:
+        if len(data) < NONCE_BYTES + TAG_BYTES:
+            raise CryptoError("the payload did not decrypt: too short to be AES-GCM")
+        try:
+            return self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None)
+        except self._invalid_tag:
+            raise CryptoError(
+                "the payload did not decrypt: it was altered or encrypted with another key"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"AesGcmCodec(AES-{self.key_bits})"
+
+
+class CodecSerializer:
+    """A serializer whose bytes go through ``codecs``: ``dumps`` encodes in list order,
+    ``loads`` decodes in reverse before ``delegate.loads`` sees the bytes."""
+
+    def __init__(self, delegate: Any, codecs: Any) -> None:
+        from taskito.serializers import check_serializer
+
+        self.delegate = check_serializer("delegate", delegate)
+        self.codecs = tuple(codec_list("codecs", codecs))
+        self._decoders = tuple(reversed(self.codecs))
+
+    def dumps(self, obj: Any) -> bytes:
+        data = self.delegate.dumps(obj)
+        for codec in self.codecs:
+            data = codec.encode(data)
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        for codec in self._decoders:
+            data = codec.decode(data)
+        return self.delegate.loads(data)
+
+    def __repr__(self) -> str:
+        return f"CodecSerializer({self.delegate!r}, {list(self.codecs)!r})"

@@ -1,0 +1,120 @@
+"""Events: ``queue.on_event(EventType.JOB_COMPLETED, callback)``.
+
+Callbacks never run on an engine thread or a worker thread: emitting puts the event on a
+queue, and one dispatcher thread per ``Queue`` (started by the first ``on_event``) calls the
+callbacks. A slow callback only delays other callbacks; one that raises is logged. With no
+callback registered, emitting costs one attribute check."""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import logging
+import queue as _queue
+import threading
+from typing import Any, Callable
+
+__all__ = ["EventType", "EventsMixin"]
+
+log = logging.getLogger("taskito.events")
+
+EventCallback = Callable[["EventType", dict[str, Any]], Any]
+
+
+class EventType(str, enum.Enum):
+    """What happened. The value is the event's name as a string."""
+
+    JOB_ENQUEUED = "job.enqueued"
+    JOB_STARTED = "job.started"
+    JOB_COMPLETED = "job.completed"
+    JOB_FAILED = "job.failed"
+    JOB_RETRYING = "job.retrying"
+    JOB_DEAD = "job.dead"
+    JOB_CANCELLED = "job.cancelled"
+    WORKER_STARTED = "worker.started"
+    WORKER_STOPPED = "worker.stopped"
+    QUEUE_PAUSED = "queue.paused"
+    QUEUE_RESUMED = "queue.resumed"
+
+
+class _Dispatcher:
+    """One daemon thread that delivers queued events to the callbacks."""
+
+    def __init__(self, listeners: dict[EventType, list[EventCallback]]) -> None:
+        self._listeners = listeners
+        self._queue: _queue.SimpleQueue[tuple[EventType, dict[str, Any]] | None] = _queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="taskito-events", daemon=True)
+        self._thread.start()
+        # Events queued before the interpreter exits are still delivered (boundedly).
+        atexit.register(self.flush, 2.0)
+
+    def put(self, event_type: EventType, payload: dict[str, Any]) -> None:
+        self._queue.put((event_type, payload))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            event_type, payload = item
+            for callback in list(self._listeners.get(event_type, ())):
+                try:
+                    callback(event_type, dict(payload))
+                except Exception:
+                    log.exception("event callback %r for %s raised", callback, event_type.name)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until every event queued so far was delivered; False on timeout."""
+        done = threading.Event()
+        self._queue.put((_FLUSH, {"done": done}))
+        return done.wait(timeout)
+
+
+# A private marker event: its one "callback" sets the flush flag.
+_FLUSH = "__flush__"
+
+
+class EventsMixin:
+    """``on_event`` and the internal ``_emit`` of ``Queue``."""
+
+    _listeners: dict[Any, list[EventCallback]]
+    _dispatcher: _Dispatcher | None
+    _events_lock: threading.Lock
+
+    def _init_events(self) -> None:
+        self._listeners = {_FLUSH: [_set_done]}
+        self._dispatcher = None
+        self._events_lock = threading.Lock()
+
+    def on_event(self, event_type: EventType, callback: EventCallback | None = None) -> Any:
+        """Registers ``callback(event_type, payload)`` for one event type; usable as
+        ``queue.on_event(EventType.X, fn)`` or as a decorator ``@queue.on_event(EventType.X)``."""
+        if not isinstance(event_type, EventType):
+            raise ValueError(f"event_type must be a taskito.EventType, got {event_type!r}")
+
+        def register(fn: EventCallback) -> EventCallback:
+            if not callable(fn):
+                raise ValueError(f"callback must be callable, got {fn!r}")
+            with self._events_lock:
+                self._listeners.setdefault(event_type, []).append(fn)
+                if self._dispatcher is None:
+                    self._dispatcher = _Dispatcher(self._listeners)
+            return fn
+
+        return register(callback) if callback is not None else register
+
+    def _emit(self, event_type: EventType, payload: dict[str, Any]) -> None:
+        """Queues an event for its callbacks; a no-op unless one is registered for it.
+        Safe from any thread; never blocks and never raises."""
+        dispatcher = self._dispatcher
+        if dispatcher is not None and event_type in self._listeners:
+            dispatcher.put(event_type, payload)
+
+    def _flush_events(self, timeout: float = 5.0) -> bool:
+        """Waits until queued events were delivered (tests, shutdown)."""
+        dispatcher = self._dispatcher
+        return True if dispatcher is None else dispatcher.flush(timeout)
+
+
+def _set_done(_event_type: Any, payload: dict[str, Any]) -> None:
+    payload["done"].set()

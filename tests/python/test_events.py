@@ -1,0 +1,143 @@
+"""``queue.on_event``: callbacks run on one dispatcher thread, never on an engine or
+worker thread; a slow or raising callback does not hold up or break jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from taskito import EventType, Queue, current_job
+
+PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
+    "cancel requests for running jobs are not supported on the PostgreSQL backend yet"
+)
+
+
+def collect(queue: Queue, *types: EventType) -> list[tuple[EventType, dict[str, Any], str]]:
+    seen: list[tuple[EventType, dict[str, Any], str]] = []
+
+    def callback(event_type: EventType, payload: dict[str, Any]) -> None:
+        seen.append((event_type, payload, threading.current_thread().name))
+
+    for t in types:
+        queue.on_event(t, callback)
+    return seen
+
+
+@PG_UNSUPPORTED
+def test_job_lifecycle_events(queue: Queue) -> None:
+    seen = collect(queue, *EventType)
+
+    @queue.task(name="ok")
+    def ok():
+        return 1
+
+    @queue.task(name="flaky", max_retries=1, retry_backoff=0.0)
+    def flaky():
+        raise ValueError("nope")
+
+    @queue.task(name="stopper")
+    def stopper():
+        queue.cancel_running_job(current_job.id)
+        current_job.check_cancelled()
+
+    job = ok.delay()
+    bad = flaky.delay()
+    stop = stopper.delay()
+    queue.run_worker(run_once=True, workers=1)
+    assert job.status == "complete" and bad.status == "dead" and stop.status == "cancelled"
+    assert queue._flush_events()
+    kinds = [(e, p.get("job_id")) for e, p, _ in seen]
+    for event in (EventType.JOB_ENQUEUED, EventType.JOB_STARTED, EventType.JOB_COMPLETED):
+        assert (event, job.id) in kinds
+    assert kinds.count((EventType.JOB_FAILED, bad.id)) == 2
+    assert (EventType.JOB_RETRYING, bad.id) in kinds
+    assert (EventType.JOB_DEAD, bad.id) in kinds
+    assert (EventType.JOB_CANCELLED, stop.id) in kinds
+    assert kinds.index((EventType.JOB_RETRYING, bad.id)) < kinds.index((EventType.JOB_DEAD, bad.id))
+    assert [e for e, _, _ in seen if e in (EventType.WORKER_STARTED, EventType.WORKER_STOPPED)] == [
+        EventType.WORKER_STARTED,
+        EventType.WORKER_STOPPED,
+    ]
+    completed = next(p for e, p, _ in seen if e == EventType.JOB_COMPLETED)
+    assert completed == {"job_id": job.id, "task_name": "ok", "queue": "default"}
+    # Every callback ran on the dispatcher thread.
+    assert {name for _, _, name in seen} == {"taskito-events"}
+
+
+def test_a_raising_callback_is_logged_and_jobs_go_on(queue: Queue, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(event_type: EventType, payload: dict[str, Any]) -> None:
+        raise RuntimeError("callback broke")
+
+    queue.on_event(EventType.JOB_COMPLETED, broken)
+    later = collect(queue, EventType.JOB_COMPLETED)
+
+    @queue.task(name="ok")
+    def ok(x):
+        return x
+
+    with caplog.at_level(logging.ERROR, logger="taskito.events"):
+        jobs = [ok.delay(i) for i in range(3)]
+        queue.run_worker(run_once=True, workers=1)
+        assert queue._flush_events()
+    assert [j.result(timeout=1) for j in jobs] == [0, 1, 2]
+    assert len(later) == 3
+    assert "callback broke" in caplog.text
+
+
+def test_a_slow_callback_does_not_slow_jobs(queue: Queue) -> None:
+    release = threading.Event()
+    queue.on_event(EventType.JOB_COMPLETED, lambda t, p: release.wait(10))
+
+    @queue.task(name="ok")
+    def ok(x):
+        return x
+
+    jobs = [ok.delay(i) for i in range(20)]
+    start = time.monotonic()
+    queue.run_worker(run_once=True, workers=2)
+    elapsed = time.monotonic() - start
+    release.set()
+    assert all(j.status == "complete" for j in jobs)
+    assert elapsed < 8  # the callback blocks 10 s per event; jobs did not wait for it
+
+
+def test_emit_for_other_features_and_decorator_form(queue: Queue) -> None:
+    got: list[dict[str, Any]] = []
+
+    @queue.on_event(EventType.QUEUE_PAUSED)
+    def paused(event_type: EventType, payload: dict[str, Any]) -> None:
+        got.append(payload)
+
+    queue._emit(EventType.QUEUE_PAUSED, {"queue": "emails"})
+    queue._emit(EventType.QUEUE_RESUMED, {"queue": "emails"})  # nobody listens
+    assert queue._flush_events()
+    assert got == [{"queue": "emails"}]
+    with pytest.raises(ValueError, match="event_type"):
+        queue.on_event("job.completed", lambda t, p: None)  # type: ignore[arg-type]
+
+
+def test_no_dispatcher_without_callbacks(queue: Queue) -> None:
+    @queue.task(name="ok")
+    def ok():
+        return 1
+
+    ok.delay()
+    queue.run_worker(run_once=True, workers=1)
+    assert queue._dispatcher is None
+
+
+def test_pause_and_resume_emit_queue_events(queue: Queue) -> None:
+    seen = collect(queue, EventType.QUEUE_PAUSED, EventType.QUEUE_RESUMED)
+    assert queue.pause("emails") is True
+    assert queue.pause("emails") is False  # already paused: no second event
+    assert queue.resume("emails") is True
+    assert queue._flush_events()
+    assert [(e, p) for e, p, _ in seen] == [
+        (EventType.QUEUE_PAUSED, {"queue": "emails"}),
+        (EventType.QUEUE_RESUMED, {"queue": "emails"}),
+    ]
