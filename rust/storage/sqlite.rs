@@ -63,6 +63,8 @@ pub struct SqliteStorage {
     pub(super) limit_wake_at: AtomicI64,
     /// Tells listening processes (workers, result waiters) of commits that concern them.
     hints: Notifier,
+    /// This store's entry among the files the process holds (`connection::Hold`).
+    _hold: connection::Hold,
 }
 
 impl SqliteStorage {
@@ -95,7 +97,12 @@ impl SqliteStorage {
         };
         // An in-memory database has no other process to tell, nor a folder beside it.
         let shared = settings.memory_name.is_none();
+        let hold = match settings.memory_name {
+            Some(_) => connection::Hold::none(),
+            None => connection::Hold::take(path),
+        };
         Ok(SqliteStorage {
+            _hold: hold,
             hints: Notifier::new(path, shared),
             pool: Pool::new(settings, first),
             write_lock: Mutex::new(()),
