@@ -922,6 +922,7 @@ impl Storage for SqliteStorage {
     fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>> {
         let now = crate::job::now_ms();
         self.write(|c| dependencies::enqueue_linked(c, jobs, links, now))
+            .inspect(|_| self.hints.notify(Kind::Work))
     }
     fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)> {
         self.read(|c| dependencies::links_of(c, id))
@@ -937,6 +938,7 @@ impl Storage for SqliteStorage {
     }
     fn replay(&self, id: &str, now: i64) -> Result<String> {
         self.write(|c| job_control::replay(c, id, now))
+            .inspect(|_| self.hints.notify(Kind::Work))
     }
 }
 
