@@ -2,6 +2,7 @@
 //! the schema, a small pool for callers without a connection of their own, and the retry
 //! loop that keeps "database is locked" away from users.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -269,6 +270,67 @@ fn create_with_mode(path: &str, mode: u32) -> Result<()> {
     }
 }
 
+/// Database files this process holds open through a store, by device and inode, with how
+/// many stores hold each. POSIX record locks belong to the process, and closing *any*
+/// descriptor of a file drops all of them, SQLite's included: a plain open-and-close of a
+/// file that a store of this process already uses (the header check of a second `Queue` on
+/// it) would leave that store unlocked, and another process closing its last connection
+/// would then delete the write-ahead log under it, losing what it commits next. So a file
+/// already held here is neither opened outside SQLite nor checked again.
+static HELD: Mutex<BTreeMap<(u64, u64), usize>> = Mutex::new(BTreeMap::new());
+
+fn file_key(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn is_held(path: &str) -> bool {
+    let Some(key) = file_key(path) else {
+        return false;
+    };
+    HELD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(&key)
+}
+
+/// A store's claim on its database file in `HELD`, released when the store is dropped.
+pub struct Hold(Option<(u64, u64)>);
+
+impl Hold {
+    /// No file (an in-memory store).
+    pub fn none() -> Hold {
+        Hold(None)
+    }
+
+    /// Records that a store of this process now holds `path` open.
+    pub fn take(path: &str) -> Hold {
+        let key = file_key(path);
+        if let Some(k) = key {
+            *HELD
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(k)
+                .or_insert(0) += 1;
+        }
+        Hold(key)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let Some(k) = self.0 else {
+            return;
+        };
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&k);
+            }
+        }
+    }
+}
+
 /// Opens the first connection of a store: creates or upgrades the schema and checks that
 /// the file is sound. Errors name the path and the cause.
 pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
@@ -277,11 +339,15 @@ pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
         schema::migrate(&mut conn, MEMORY_PATH)?;
         return Ok(conn);
     }
-    check_path(&settings.path)?;
-    if !Path::new(&settings.path).exists() {
-        create_with_mode(&settings.path, settings.file_mode)?;
+    // A file another store of this process holds was checked when that store opened it,
+    // and must not be opened outside SQLite now (see `HELD`).
+    if !is_held(&settings.path) {
+        check_path(&settings.path)?;
+        if !Path::new(&settings.path).exists() {
+            create_with_mode(&settings.path, settings.file_mode)?;
+        }
+        check_not_foreign(&settings.path)?;
     }
-    check_not_foreign(&settings.path)?;
     let mut conn = open(settings)?;
     let path = settings.path.as_str();
     with_retry(|| schema::migrate(&mut conn, path)).map_err(|e| match e {

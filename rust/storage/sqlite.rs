@@ -63,6 +63,8 @@ pub struct SqliteStorage {
     pub(super) limit_wake_at: AtomicI64,
     /// Tells listening processes (workers, result waiters) of commits that concern them.
     hints: Notifier,
+    /// This store's entry among the files the process holds (`connection::Hold`).
+    _hold: connection::Hold,
 }
 
 impl SqliteStorage {
@@ -95,7 +97,12 @@ impl SqliteStorage {
         };
         // An in-memory database has no other process to tell, nor a folder beside it.
         let shared = settings.memory_name.is_none();
+        let hold = match settings.memory_name {
+            Some(_) => connection::Hold::none(),
+            None => connection::Hold::take(path),
+        };
         Ok(SqliteStorage {
+            _hold: hold,
             hints: Notifier::new(path, shared),
             pool: Pool::new(settings, first),
             write_lock: Mutex::new(()),
@@ -919,6 +926,7 @@ impl Storage for SqliteStorage {
     fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>> {
         let now = crate::job::now_ms();
         self.write(|c| dependencies::enqueue_linked(c, jobs, links, now))
+            .inspect(|_| self.hints.notify(Kind::Work))
     }
     fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)> {
         self.read(|c| dependencies::links_of(c, id))
@@ -934,6 +942,7 @@ impl Storage for SqliteStorage {
     }
     fn replay(&self, id: &str, now: i64) -> Result<String> {
         self.write(|c| job_control::replay(c, id, now))
+            .inspect(|_| self.hints.notify(Kind::Work))
     }
 }
 
