@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 from taskito import Queue
@@ -27,6 +28,7 @@ def _other_process_count(db_path: str) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.sqlite_only  # SQLite's file and write-ahead log
 def test_a_second_queue_on_the_file_keeps_the_first_ones_commits_visible(db_path: str) -> None:
     first = Queue(db_path=db_path)
     first.enqueue("t", args=(0,))
