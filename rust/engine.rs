@@ -3,7 +3,7 @@
 //! scheduler drains and drops the job sender, idle workers exit, the result handler flushes
 //! what they sent and stops last.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -33,52 +33,7 @@ pub struct Engine {
     results: Option<JoinHandle<()>>,
     scheduler_done: Arc<(Mutex<bool>, Condvar)>,
     processed: Arc<AtomicU64>,
-    wake: Option<WakeThread>,
     key: WorkerKey,
-}
-
-/// How long the wake thread blocks per wait (and so how soon it notices a stop).
-const WAKE_WAIT: Duration = Duration::from_millis(250);
-
-/// Runs the store's wake source (hints of work from other processes) on a plain thread
-/// and turns each hint into a scheduler wake-up.
-struct WakeThread {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
-}
-
-impl WakeThread {
-    fn start(storage: &dyn Storage, worker_id: &str, control: Arc<Control>) -> Option<WakeThread> {
-        let mut source = match storage.wake_source(worker_id) {
-            Ok(Some(s)) => s,
-            Ok(None) => return None,
-            Err(e) => {
-                log::warn!("no wake-ups from other processes, polling only: {e}");
-                return None;
-            }
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = thread::Builder::new()
-            .name("taskito-wake".into())
-            .spawn(move || {
-                while !flag.load(Ordering::SeqCst) {
-                    if source.wait(WAKE_WAIT) {
-                        control.wake.notify_one();
-                    }
-                }
-            })
-            .map_err(|e| log::warn!("cannot start the wake thread, polling only: {e}"))
-            .ok()?;
-        Some(WakeThread { stop, handle })
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if self.handle.join().is_err() {
-            log::error!("the wake thread panicked");
-        }
-    }
 }
 
 impl Engine {
@@ -170,7 +125,6 @@ impl Engine {
         for _ in 0..config.workers {
             pool.spawn_thread()?;
         }
-        let wake = WakeThread::start(storage.as_ref(), &config.worker_id, control.clone());
         let scheduler_done = Arc::new((Mutex::new(false), Condvar::new()));
         let scheduler = Scheduler {
             storage: storage.clone(),
@@ -213,7 +167,6 @@ impl Engine {
             results: Some(results),
             scheduler_done,
             processed,
-            wake,
             key,
         })
     }
@@ -235,9 +188,6 @@ impl Engine {
             if h.join().is_err() {
                 log::error!("the scheduler thread panicked");
             }
-        }
-        if let Some(w) = self.wake.take() {
-            w.stop();
         }
         self.pool.join();
         let _ = self.events_tx.send(Event::Stop);
