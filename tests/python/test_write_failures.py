@@ -105,6 +105,7 @@ def test_a_full_disk_loses_nothing_and_the_worker_resumes(tmp_path: Path) -> Non
     print("\n[disk full] " + " | ".join(shown))
 
 
+@pytest.mark.sqlite_only  # makes SQLite refuse the write with a trigger
 def test_a_result_the_store_refuses_fails_only_its_own_job(db_path: str) -> None:
     """One outcome in a batch that SQLite refuses (here a trigger refuses results over 1 kB,
     as SQLite refuses a value over its length limit) fails that job, with the reason; the
