@@ -18,7 +18,9 @@ use crate::job::{DeadLetter, JobFilter, JobRecord, JobStatus};
 /// cursor finds a page's rows sooner than the sort would.
 const SORT_LIMIT: i64 = 10_000;
 
-fn parse_cursor(after: Option<&str>) -> Result<i64> {
+/// The seq a cursor (hex, as `page` writes it) stands for; the first page reads from the top.
+/// Shared by every store's keyset listings.
+pub(super) fn parse_cursor(after: Option<&str>) -> Result<i64> {
     match after {
         None => Ok(i64::MAX),
         Some(c) => i64::from_str_radix(c, 16)
@@ -33,7 +35,7 @@ fn parse_cursor(after: Option<&str>) -> Result<i64> {
     }
 }
 
-fn check_limit(limit: i64) -> Result<()> {
+pub(super) fn check_limit(limit: i64) -> Result<()> {
     if limit < 0 {
         return Err(Error::invalid(
             "limit",
@@ -44,7 +46,7 @@ fn check_limit(limit: i64) -> Result<()> {
 }
 
 /// Rows come back `limit + 1` at most: the extra one only says a next page exists.
-fn page<T>(mut rows: Vec<T>, limit: i64, cursor: impl Fn(&T) -> i64) -> JobPage<T> {
+pub(super) fn page<T>(mut rows: Vec<T>, limit: i64, cursor: impl Fn(&T) -> i64) -> JobPage<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = match (more, rows.last()) {

@@ -9,6 +9,7 @@ use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord};
 use crate::storage::ids::seq_of;
+use crate::storage::pages::{check_limit, page, parse_cursor};
 use crate::storage::JobPage;
 
 pub fn pause(c: &mut Conn, s: &PgSettings, queue: &str, now: i64) -> Result<bool> {
@@ -36,45 +37,6 @@ pub fn paused(c: &mut Conn, s: &PgSettings) -> Result<Vec<String>> {
         .query("SELECT name FROM paused_queues ORDER BY name", &[])
         .map_err(|e| s.error(e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-fn parse_cursor(after: Option<&str>) -> Result<i64> {
-    match after {
-        None => Ok(i64::MAX),
-        Some(c) => i64::from_str_radix(c, 16)
-            .ok()
-            .filter(|&s| s > 0)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "after",
-                    format!("{c:?} is not a cursor this store returned"),
-                )
-            }),
-    }
-}
-
-fn check_limit(limit: i64) -> Result<()> {
-    if limit < 0 {
-        return Err(Error::invalid(
-            "limit",
-            format!("{limit} (must not be negative)"),
-        ));
-    }
-    Ok(())
-}
-
-/// Rows come back `limit + 1` at most: the extra one only says a next page exists.
-fn page<T>(mut rows: Vec<T>, limit: i64, cursor: impl Fn(&T) -> i64) -> JobPage<T> {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = match (more, rows.last()) {
-        (true, Some(last)) => Some(format!("{:x}", cursor(last))),
-        _ => None,
-    };
-    JobPage {
-        items: rows,
-        next_cursor,
-    }
 }
 
 pub fn jobs_after(
