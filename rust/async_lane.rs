@@ -148,6 +148,23 @@ impl AsyncLane {
         w.unrecorded.add(n);
         for job in jobs {
             let job_ref = JobRef::from(&job);
+            // The lane claims only for free room, so its jobs start at once and their start
+            // is marked later, unless a claim of theirs was lost before a start was known:
+            // then it is recorded now (see `ClaimedJob::eager_start`).
+            let recorded = job.eager_start
+                && match storage.record_start(&job.id, job.claim_token, &w.thread_id) {
+                    Ok(true) => true,
+                    Ok(false) => {
+                        // Cancelled since the claim: it must not run (the put-back is fenced).
+                        let _ = w.events_tx.send(Event::Requeue(job_ref));
+                        self.in_flight.done();
+                        continue;
+                    }
+                    Err(e) => {
+                        log::warn!("could not record the start of job {}: {e}", job.id);
+                        false
+                    }
+                };
             let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
             self.lock().insert(
                 job.id.clone(),
@@ -156,11 +173,13 @@ impl AsyncLane {
                     deadline: Instant::now() + timeout,
                 },
             );
-            let _ = w.events_tx.send(Event::Started {
-                id: job.id.clone(),
-                token: job.claim_token,
-                thread_id: w.thread_id.clone(),
-            });
+            if !recorded {
+                let _ = w.events_tx.send(Event::Started {
+                    id: job.id.clone(),
+                    token: job.claim_token,
+                    thread_id: w.thread_id.clone(),
+                });
+            }
             // Unbounded and never closed while the lane lives: cannot fail.
             let _ = self.jobs_tx.send(job);
         }

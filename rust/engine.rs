@@ -111,6 +111,7 @@ impl Engine {
             );
         }
         let pool = WorkerPool::new(
+            storage.clone(),
             jobs_rx,
             events_tx.clone(),
             runner,

@@ -1,7 +1,7 @@
 //! Plain data that flows through the engine: jobs to store, jobs claimed, outcomes, and the
 //! status names users see. No SQL and no Python here.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch: every timestamp taskito stores.
 pub fn now_ms() -> i64 {
@@ -78,6 +78,16 @@ impl JobStatus {
         }
     }
 
+    /// The status users see of a stored row: a running row with no start recorded
+    /// (`worker_id` unset) was claimed ahead of busy workers and has not begun, so it
+    /// reads pending, and can be cancelled like one.
+    pub fn shown(v: i64, started: bool) -> JobStatus {
+        match JobStatus::from_i64(v) {
+            JobStatus::Running if !started => JobStatus::Pending,
+            status => status,
+        }
+    }
+
     /// Whether the job will not run again by itself.
     pub fn is_finished(self) -> bool {
         matches!(
@@ -118,6 +128,13 @@ pub struct ClaimedJob {
     /// Results of the jobs it depends on, for a canvas step that takes them as its first
     /// argument (`None` for every other job: reading them costs nothing then).
     pub parents: Option<ParentResults>,
+    /// When this process claimed it: a job that waited in the channel behind busy workers
+    /// records its start before it runs (`worker.rs`).
+    pub claimed_at: Instant,
+    /// A claim of this job was lost before its start was recorded (its worker died): this
+    /// run records its start before it runs, so a job that kills its process at once is
+    /// counted against the crash-loop limit from its second run on.
+    pub eager_start: bool,
 }
 
 /// How a canvas step receives the results of the jobs it depends on.

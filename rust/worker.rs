@@ -15,6 +15,14 @@ use crate::error::{Error, Result};
 use crate::events::{Event, JobRef};
 use crate::health::Health;
 use crate::job::{ClaimedJob, Outcome};
+use crate::storage::Storage;
+
+/// A job taken from the channel this long after its claim was claimed ahead of busy
+/// workers (or the pool is swamped): its start is recorded before it runs, one fenced write,
+/// so that while it waited it read pending, could be cancelled, and did not count against
+/// the crash-loop limit had its worker died. A job taken sooner runs at once and pays
+/// nothing; its start is recorded with its outcome (or by the result handler's delayed mark).
+pub const CLAIMED_AHEAD_AFTER: Duration = Duration::from_millis(20);
 
 /// Written-off threads of this process still alive (stuck in a task). The CLI leaves with
 /// `os._exit` only while this is above zero.
@@ -145,6 +153,7 @@ struct InterruptRequest {
 
 /// The pool and everything its threads share.
 pub struct WorkerPool {
+    storage: Arc<dyn Storage>,
     jobs_rx: Receiver<ClaimedJob>,
     events_tx: Sender<Event>,
     runner: Arc<dyn Runner>,
@@ -164,6 +173,7 @@ pub struct WorkerPool {
 impl WorkerPool {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        storage: Arc<dyn Storage>,
         jobs_rx: Receiver<ClaimedJob>,
         events_tx: Sender<Event>,
         runner: Arc<dyn Runner>,
@@ -176,6 +186,7 @@ impl WorkerPool {
     ) -> Arc<WorkerPool> {
         let interrupts = start_interrupter(runner.clone());
         Arc::new(WorkerPool {
+            storage,
             jobs_rx,
             events_tx,
             runner,
@@ -285,6 +296,17 @@ impl WorkerPool {
                 self.in_flight.done();
                 continue;
             }
+            let start_recorded = match self.record_start_if_waited(&job, thread_id) {
+                Some(recorded) => recorded,
+                None => {
+                    // Cancelled (or put back) while it waited: it must not run. The put-back
+                    // is fenced by the lost claim, so it only ends this process's accounting.
+                    let _ = self.events_tx.send(Event::Requeue(job_ref));
+                    self.in_flight.done();
+                    self.control.wake.notify_one();
+                    continue;
+                }
+            };
             let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
             slot.lock().running = Some(Running {
                 job: job_ref.clone(),
@@ -293,11 +315,13 @@ impl WorkerPool {
                 interrupted_at: None,
                 for_shutdown: false,
             });
-            let _ = self.events_tx.send(Event::Started {
-                id: job.id.clone(),
-                token: job.claim_token,
-                thread_id: thread_id.to_string(),
-            });
+            if !start_recorded {
+                let _ = self.events_tx.send(Event::Started {
+                    id: job.id.clone(),
+                    token: job.claim_token,
+                    thread_id: thread_id.to_string(),
+                });
+            }
             let started = Instant::now();
             let mut outcome = self.runner.run(&job, thread_id, ident);
             self.run_times.record(started.elapsed());
@@ -332,6 +356,27 @@ impl WorkerPool {
             let _ = self.events_tx.send(event);
             self.in_flight.done();
             self.control.wake.notify_one();
+        }
+    }
+
+    /// Records the start of a job that waited after its claim (or must start eagerly, see
+    /// `ClaimedJob::eager_start`) before it runs: `Some(true)` if recorded, `Some(false)` if
+    /// nothing was written (taken at once, or the store failed: it runs anyway, as before),
+    /// `None` if its claim is gone.
+    fn record_start_if_waited(&self, job: &ClaimedJob, thread_id: &str) -> Option<bool> {
+        if !job.eager_start && job.claimed_at.elapsed() < CLAIMED_AHEAD_AFTER {
+            return Some(false);
+        }
+        match self
+            .storage
+            .record_start(&job.id, job.claim_token, thread_id)
+        {
+            Ok(true) => Some(true),
+            Ok(false) => None,
+            Err(e) => {
+                log::warn!("could not record the start of job {}: {e}", job.id);
+                Some(false)
+            }
         }
     }
 

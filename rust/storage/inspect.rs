@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::dependencies::after_outcome;
 use super::ids::seq_of;
 use super::sqlite::{insert_job, next_seq, note_queue, write_dead_letter};
-use super::QueueCounts;
+use super::{move_unstarted, QueueCounts};
 use crate::error::{Error, Result};
 use crate::job::{
     DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome, WorkerBeat,
@@ -23,7 +23,7 @@ pub(super) fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         id: r.get(0)?,
         queue: r.get(1)?,
         task_name: r.get(2)?,
-        status: JobStatus::from_i64(r.get(3)?),
+        status: JobStatus::shown(r.get(3)?, r.get::<_, Option<String>>(13)?.is_some()),
         priority: r.get(4)?,
         retry_count: r.get(5)?,
         max_retries: r.get(6)?,
@@ -63,10 +63,10 @@ pub fn status(c: &Connection, id: &str) -> Result<Option<JobStatus>> {
     for table in ["jobs", "archived_jobs"] {
         let found = c
             .prepare_cached(&format!(
-                "SELECT status FROM {table} WHERE seq = ?2 AND id = ?1"
+                "SELECT status, worker_id IS NOT NULL FROM {table} WHERE seq = ?2 AND id = ?1"
             ))?
             .query_row(params![id, seq_of(id)], |r| {
-                Ok(JobStatus::from_i64(r.get(0)?))
+                Ok(JobStatus::shown(r.get(0)?, r.get(1)?))
             })
             .optional()?;
         if found.is_some() {
@@ -80,11 +80,12 @@ pub fn get_outcome(c: &Connection, id: &str) -> Result<Option<StoredOutcome>> {
     for table in ["jobs", "archived_jobs"] {
         let found = c
             .prepare_cached(&format!(
-                "SELECT status, result, error FROM {table} WHERE seq = ?2 AND id = ?1"
+                "SELECT status, result, error, worker_id IS NOT NULL FROM {table} \
+                 WHERE seq = ?2 AND id = ?1"
             ))?
             .query_row(params![id, seq_of(id)], |r| {
                 Ok(StoredOutcome {
-                    status: JobStatus::from_i64(r.get(0)?),
+                    status: JobStatus::shown(r.get(0)?, r.get(3)?),
                     result: r.get(1)?,
                     error: r.get(2)?,
                 })
@@ -101,10 +102,7 @@ pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
     let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if let Some(s) = f.status {
-        args.push((s as i64).into());
-        // Jobs waiting for their dependencies (6) are pending to users.
-        let waiting = if s == JobStatus::Pending { ", 6" } else { "" };
-        sql.push_str(&format!(" AND status IN (?{}{waiting})", args.len()));
+        sql.push_str(&format!(" AND {}", status_sql(s)));
     }
     if let Some(q) = &f.queue {
         args.push(q.clone().into());
@@ -133,13 +131,32 @@ pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
+/// The rows users see with status `s` (a literal condition: no parameter, so a listing's
+/// statement is prepared once per status). Jobs waiting for their dependencies (6) and
+/// claimed jobs not yet started are pending to users.
+pub(super) fn status_sql(s: JobStatus) -> String {
+    match s {
+        JobStatus::Pending => "(status IN (0, 6) OR (status = 1 AND worker_id IS NULL))".into(),
+        JobStatus::Running => "(status = 1 AND worker_id IS NOT NULL)".into(),
+        other => format!("status = {}", other as i64),
+    }
+}
+
 pub fn counts(c: &Connection) -> Result<QueueCounts> {
+    // Counted from the status index alone; only the running rows (few) are read to tell
+    // the claimed-ahead ones, which users see pending, from those that started.
     let mut stmt =
         c.prepare_cached("SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status")?;
     let rows = stmt.query_map([], |r| {
         Ok((r.get(0)?, JobStatus::from_i64(r.get(1)?), r.get(2)?))
     })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    let counts: QueueCounts = rows.collect::<std::result::Result<_, _>>()?;
+    let mut stmt = c.prepare_cached(
+        "SELECT queue, COUNT(*) FROM jobs WHERE status = 1 AND worker_id IS NULL GROUP BY queue",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let unstarted: Vec<(String, i64)> = rows.collect::<std::result::Result<_, _>>()?;
+    Ok(move_unstarted(counts, unstarted))
 }
 
 pub fn oldest_pending(c: &Connection, now: i64) -> Result<Vec<(String, i64)>> {
@@ -177,8 +194,10 @@ pub fn cancel(c: &mut Connection, id: &str, now: i64) -> Result<bool> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let done: Option<i64> = tx
         .prepare_cached(
-            "UPDATE jobs SET status = 5, completed_at = ?2 WHERE seq = ?3 AND id = ?1 \
-             AND status IN (0, 6) RETURNING has_dependents",
+            "UPDATE jobs SET status = 5, completed_at = ?2, claim_token = NULL \
+             WHERE seq = ?3 AND id = ?1 \
+             AND (status IN (0, 6) OR (status = 1 AND worker_id IS NULL)) \
+             RETURNING has_dependents",
         )?
         .query_row(params![id, now, seq_of(id)], |r| r.get(0))
         .optional()?;
@@ -361,6 +380,31 @@ const ORPHANS: &str = "FROM jobs WHERE status = 1 AND NOT EXISTS (SELECT 1 FROM 
     WHERE w.worker_id = jobs.owner AND w.incarnation = COALESCE(jobs.incarnation, 0) \
     AND w.status IN ('active', 'unhealthy'))";
 
+/// What recovery does with a job that lost its worker, and the note it adds to the job's
+/// history: `(dead-letter it, note)`. A job that lost its worker after starting more than
+/// `MAX_RECOVERIES` times is dead-lettered; one that never started goes back uncounted.
+pub(super) fn recovery_note(worker: &str, recoveries: i64, started: bool) -> (bool, String) {
+    if !started {
+        return (
+            false,
+            format!(
+                "worker {worker} stopped heartbeating before the job started; job put back to \
+                 pending (not counted as a lost run)"
+            ),
+        );
+    }
+    let dead = recoveries > MAX_RECOVERIES;
+    let note = if dead {
+        format!(
+            "worker {worker} stopped heartbeating; the job lost its worker {recoveries} times \
+             and is dead-lettered"
+        )
+    } else {
+        format!("worker {worker} stopped heartbeating; job put back to pending")
+    };
+    (dead, note)
+}
+
 pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Result<usize> {
     if dead.is_empty() {
         // Cheap read first: most checks find nothing and should not take the write lock.
@@ -380,30 +424,28 @@ pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Res
         )?
         .execute(params![w.key.worker_id, w.key.incarnation, w.beats])?;
     }
-    let lost: Vec<(String, Option<String>)> = {
-        let mut stmt = tx.prepare_cached(&format!("SELECT id, owner {ORPHANS}"))?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let lost: Vec<(String, Option<String>, bool)> = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT id, owner, worker_id IS NOT NULL {ORPHANS}"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<std::result::Result<_, _>>()?
     };
-    for (id, owner) in &lost {
+    for (id, owner, started) in &lost {
         let seq = seq_of(id);
         let worker = owner.as_deref().unwrap_or("(unknown)");
-        // A job that takes its worker down every time (a crash, the OOM killer) must not
-        // be put back forever: past MAX_RECOVERIES it is dead-lettered.
+        // Only a run that started counts: a job claimed ahead that waited behind busy
+        // workers did nothing to its worker. It starts eagerly from now on (see job.rs).
         let recoveries: i64 = tx
             .prepare_cached(
-                "UPDATE jobs SET recoveries = recoveries + 1 WHERE seq = ?1 RETURNING recoveries",
+                "UPDATE jobs SET recoveries = recoveries + ?2, eager_start = eager_start | ?3 \
+                 WHERE seq = ?1 RETURNING recoveries",
             )?
-            .query_row(params![seq], |r| r.get(0))?;
-        let dead = recoveries > MAX_RECOVERIES;
-        let note = if dead {
-            format!(
-                "worker {worker} stopped heartbeating; the job lost its worker {recoveries} times \
-                 and is dead-lettered"
-            )
-        } else {
-            format!("worker {worker} stopped heartbeating; job put back to pending")
-        };
+            .query_row(
+                params![seq, i64::from(*started), i64::from(!started)],
+                |r| r.get(0),
+            )?;
+        let (dead, note) = recovery_note(worker, recoveries, *started);
         tx.prepare_cached(
             "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
              SELECT id, retry_count + 1, ?2, '', ?3 FROM jobs WHERE seq = ?1",

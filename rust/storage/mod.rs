@@ -86,6 +86,25 @@ pub enum TaskFilter<'a> {
 /// Counts of `(queue, status)` pairs.
 pub type QueueCounts = Vec<(String, JobStatus, i64)>;
 
+/// Moves the claimed jobs that have not started (`unstarted`: per queue) from `running` to
+/// `pending` in `counts`, as users see them.
+pub(crate) fn move_unstarted(
+    mut counts: QueueCounts,
+    unstarted: Vec<(String, i64)>,
+) -> QueueCounts {
+    for (queue, n) in unstarted {
+        if let Some(running) = counts
+            .iter_mut()
+            .find(|(q, s, _)| *q == queue && *s == JobStatus::Running)
+        {
+            running.2 -= n;
+        }
+        counts.push((queue, JobStatus::Pending, n));
+    }
+    counts.retain(|(_, _, n)| *n > 0);
+    counts
+}
+
 /// The storage contract. Implementations are shared between threads and must make each
 /// method atomic; `claim` must hand each job to exactly one caller across processes.
 pub trait Storage: Send + Sync + 'static {
@@ -117,6 +136,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Claims one job by id whatever its status and schedule (`taskito execute`); `None` if
     /// it does not exist or is running.
     fn claim_by_id(&self, id: &str, owner: &WorkerKey, now: i64) -> Result<Option<ClaimedJob>>;
+
+    /// Records that the claimed job `id` starts now on `thread_id`, fenced by its claim
+    /// token; false if the claim is gone (the job was cancelled or put back meanwhile), in
+    /// which case it must not run. For jobs that waited after their claim: until a start is
+    /// recorded, a claimed job reads pending and `cancel` may take it.
+    fn record_start(&self, id: &str, token: i64, thread_id: &str) -> Result<bool>;
 
     /// Applies a batch of writes in one transaction; returns how many ended a claim.
     fn record(&self, writes: &[Write], now: i64) -> Result<usize>;

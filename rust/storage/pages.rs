@@ -74,7 +74,10 @@ pub fn jobs_after(
         });
     }
     // The indexed part of the filter: status and queue lead the status index.
+    // Pending to users: waiting for dependencies (6), and claimed but not started (running
+    // without a start recorded; told apart outside the index).
     let statuses: Vec<i64> = match f.status {
+        Some(JobStatus::Pending) => vec![0, 1, 6],
         Some(s) => vec![s as i64],
         None => JobStatus::ALL.iter().map(|s| *s as i64).collect(),
     };
@@ -89,7 +92,11 @@ pub fn jobs_after(
         args.push(q.clone().into());
         indexed.push_str(&format!(" AND queue = ?{}", args.len()));
     }
-    let mut rest = String::new();
+    let mut rest = String::from(match f.status {
+        Some(JobStatus::Pending) => " AND (status <> 1 OR worker_id IS NULL)",
+        Some(JobStatus::Running) => " AND worker_id IS NOT NULL",
+        _ => "",
+    });
     if let Some(t) = &f.task_name {
         args.push(t.clone().into());
         rest.push_str(&format!(" AND task_name = ?{}", args.len()));

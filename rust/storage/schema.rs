@@ -249,6 +249,12 @@ const MIGRATIONS: &[&str] = &[
                             WHERE d.job_seq = jobs.seq AND p.status != 2);
     END;
     "#,
+    // 7: a running job whose `worker_id` is NULL was claimed ahead and has not started
+    // (users see it pending). 1 once such a claim was lost with its worker: the job's
+    // next runs record their start before running, so the crash-loop limit still counts it.
+    r#"
+    ALTER TABLE jobs ADD COLUMN eager_start INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -167,7 +167,7 @@ impl SqliteStorage {
 }
 
 const CLAIM_COLUMNS: &str = "id, task_name, queue, payload, retry_count, max_retries, \
-    retry_backoff, timeout_ms, expires_at, pass_result";
+    retry_backoff, timeout_ms, expires_at, pass_result, eager_start";
 
 /// The queues a claim reads: the named ones (every known queue when `None`) less the
 /// paused ones. Paused queues are simply not claimable (a read of a table of a few rows).
@@ -309,6 +309,8 @@ fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> 
         timeout_ms: r.get(7)?,
         claim_token: token,
         parents: None,
+        claimed_at: std::time::Instant::now(),
+        eager_start: r.get::<_, i64>(10)? != 0,
     })
 }
 
@@ -697,6 +699,18 @@ impl Storage for SqliteStorage {
             };
             tx.commit()?;
             Ok(job)
+        })
+    }
+
+    fn record_start(&self, id: &str, token: i64, thread_id: &str) -> Result<bool> {
+        self.write(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE jobs SET worker_id = ?3 \
+                     WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
+                )?
+                .execute(params![seq_of(id), token, thread_id])?
+                > 0)
         })
     }
 

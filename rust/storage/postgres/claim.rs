@@ -140,7 +140,7 @@ macro_rules! claim_sql {
             ", worker_id = NULL, incarnation = $5 FROM picked \
              WHERE j.seq = picked.seq AND j.status = 0 \
              RETURNING j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
-             j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq"
+             j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq, j.eager_start"
         )
     };
 }
@@ -227,7 +227,7 @@ pub fn claimed_by_token(
     let stmt = conn
         .prepare(
             "SELECT id, task_name, queue, payload, retry_count, max_retries, retry_backoff, \
-             timeout_ms, priority, scheduled_at, seq FROM jobs \
+             timeout_ms, priority, scheduled_at, seq, eager_start FROM jobs \
              WHERE status = 1 AND claim_token = $1 AND owner = $2 AND incarnation = $3",
         )
         .map_err(err)?;
@@ -239,6 +239,7 @@ pub fn claimed_by_token(
 }
 
 fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
+    let now = std::time::Instant::now();
     let mut found: Vec<(i64, i64, i64, ClaimedJob)> = rows
         .iter()
         .map(|r| {
@@ -257,6 +258,8 @@ fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
                     timeout_ms: r.get(7),
                     claim_token: token,
                     parents: None,
+                    claimed_at: now,
+                    eager_start: r.get(11),
                 },
             )
         })
@@ -281,7 +284,7 @@ pub fn claim_by_id(
             ", completed_at = NULL, worker_id = NULL, incarnation = $5 \
              WHERE seq = $4 AND id = $1 AND status <> 1 \
              RETURNING id, task_name, queue, payload, retry_count, max_retries, \
-             retry_backoff, timeout_ms"
+             retry_backoff, timeout_ms, eager_start"
         ))
         .map_err(err)?;
     let row = conn
@@ -308,7 +311,30 @@ pub fn claim_by_id(
         timeout_ms: r.get(7),
         claim_token: token,
         parents: None,
+        claimed_at: std::time::Instant::now(),
+        eager_start: r.get(8),
     }))
+}
+
+/// Records that a claimed job starts now (fenced by its token); false if the claim is gone.
+pub fn record_start(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    id: &str,
+    token: i64,
+    thread_id: &str,
+) -> Result<bool> {
+    let err = |e| settings.error(e);
+    let stmt = conn
+        .prepare(
+            "UPDATE jobs SET worker_id = $3 WHERE seq = $1 AND claim_token = $2 AND status = 1",
+        )
+        .map_err(err)?;
+    let n = conn
+        .client
+        .execute(&stmt, &[&seq_of(id), &token, &thread_id])
+        .map_err(err)?;
+    Ok(n > 0)
 }
 
 /// Columns of the batched completions: seq, token, result, thread.

@@ -8,7 +8,8 @@ use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome};
 use crate::storage::ids::seq_of;
-use crate::storage::QueueCounts;
+use crate::storage::inspect::status_sql;
+use crate::storage::{move_unstarted, QueueCounts};
 
 macro_rules! job_columns {
     () => {
@@ -24,7 +25,10 @@ pub(super) fn job_row(r: &Row) -> JobRecord {
         id: r.get(0),
         queue: r.get(1),
         task_name: r.get(2),
-        status: JobStatus::from_i64(r.get::<_, i16>(3) as i64),
+        status: JobStatus::shown(
+            r.get::<_, i16>(3) as i64,
+            r.get::<_, Option<String>>(13).is_some(),
+        ),
         priority: r.get(4),
         retry_count: r.get(5),
         max_retries: r.get(6),
@@ -87,23 +91,25 @@ pub fn status(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<JobStatus
     let row = by_id(
         c,
         s,
-        "SELECT status FROM jobs WHERE seq = $2 AND id = $1",
-        "SELECT status FROM archived_jobs WHERE seq = $2 AND id = $1",
+        "SELECT status, worker_id IS NOT NULL FROM jobs WHERE seq = $2 AND id = $1",
+        "SELECT status, worker_id IS NOT NULL FROM archived_jobs WHERE seq = $2 AND id = $1",
         id,
     )?;
-    Ok(row.map(|r| JobStatus::from_i64(r.get::<_, i16>(0) as i64)))
+    Ok(row.map(|r| JobStatus::shown(r.get::<_, i16>(0) as i64, r.get(1))))
 }
 
 pub fn get_outcome(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<StoredOutcome>> {
     let row = by_id(
         c,
         s,
-        "SELECT status, result, error FROM jobs WHERE seq = $2 AND id = $1",
-        "SELECT status, result, error FROM archived_jobs WHERE seq = $2 AND id = $1",
+        "SELECT status, result, error, worker_id IS NOT NULL FROM jobs \
+         WHERE seq = $2 AND id = $1",
+        "SELECT status, result, error, worker_id IS NOT NULL FROM archived_jobs \
+         WHERE seq = $2 AND id = $1",
         id,
     )?;
     Ok(row.map(|r| StoredOutcome {
-        status: JobStatus::from_i64(r.get::<_, i16>(0) as i64),
+        status: JobStatus::shown(r.get::<_, i16>(0) as i64, r.get(3)),
         result: r.get(1),
         error: r.get(2),
     }))
@@ -111,11 +117,9 @@ pub fn get_outcome(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<Stor
 
 pub fn list_jobs(c: &mut Conn, s: &PgSettings, f: &JobFilter) -> Result<Vec<JobRecord>> {
     let mut sql = concat!("SELECT ", job_columns!(), " FROM jobs WHERE true").to_string();
-    let status = f.status.map(|st| st as i16);
     let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
-    if let Some(st) = &status {
-        args.push(st);
-        sql.push_str(&format!(" AND status = ${}", args.len()));
+    if let Some(st) = f.status {
+        sql.push_str(&format!(" AND {}", status_sql(st)));
     }
     if let Some(q) = &f.queue {
         args.push(q);
@@ -149,7 +153,7 @@ pub fn counts(c: &mut Conn, s: &PgSettings) -> Result<QueueCounts> {
             &[],
         )
         .map_err(|e| s.error(e))?;
-    Ok(rows
+    let counts: QueueCounts = rows
         .iter()
         .map(|r| {
             (
@@ -158,7 +162,18 @@ pub fn counts(c: &mut Conn, s: &PgSettings) -> Result<QueueCounts> {
                 r.get(2),
             )
         })
-        .collect())
+        .collect();
+    // Claimed jobs not yet started are pending to users.
+    let rows = c
+        .client
+        .query(
+            "SELECT queue, count(*) FROM jobs WHERE status = 1 AND worker_id IS NULL \
+             GROUP BY queue",
+            &[],
+        )
+        .map_err(|e| s.error(e))?;
+    let unstarted = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(move_unstarted(counts, unstarted))
 }
 
 /// Ready jobs only; `scheduled_at` is shifted onto the caller's clock, so the caller's age
@@ -208,9 +223,10 @@ pub fn cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
         .client
         .execute(
             concat!(
-                "UPDATE jobs SET status = 5, completed_at = ",
+                "UPDATE jobs SET status = 5, claim_token = NULL, completed_at = ",
                 now_ms_sql!(),
-                " WHERE seq = $2 AND id = $1 AND status = 0"
+                " WHERE seq = $2 AND id = $1 \
+                 AND (status = 0 OR (status = 1 AND worker_id IS NULL))"
             ),
             &[&id, &seq_of(id)],
         )

@@ -201,6 +201,10 @@ impl Storage for PgStorage {
         self.with(|c, s| claim::claim_by_id(c, s, id, owner))
     }
 
+    fn record_start(&self, id: &str, token: i64, thread_id: &str) -> Result<bool> {
+        self.with(|c, s| claim::record_start(c, s, id, token, thread_id))
+    }
+
     fn record(&self, writes: &[Write], now: i64) -> Result<usize> {
         if writes.is_empty() {
             return Ok(0);

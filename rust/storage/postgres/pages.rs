@@ -9,6 +9,7 @@ use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord};
 use crate::storage::ids::seq_of;
+use crate::storage::inspect::status_sql;
 use crate::storage::pages::{check_limit, page, parse_cursor};
 use crate::storage::JobPage;
 
@@ -54,13 +55,11 @@ pub fn jobs_after(
             next_cursor: None,
         });
     }
-    let status = f.status.map(|st| st as i16);
     let fetch = limit + 1;
     let mut args: Vec<&(dyn ToSql + Sync)> = vec![&before];
     let mut sql = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq < $1").to_string();
-    if let Some(st) = &status {
-        args.push(st);
-        sql.push_str(&format!(" AND status = ${}", args.len()));
+    if let Some(st) = f.status {
+        sql.push_str(&format!(" AND {}", status_sql(st)));
     }
     if let Some(q) = &f.queue {
         args.push(q);

@@ -188,6 +188,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX periodic_due ON periodic (next_run) WHERE enabled;
     "#,
+    // 6: a running job whose `worker_id` is NULL has no start recorded (claimed ahead;
+    // users see it pending). True once such a claim was lost with its worker: the job's
+    // next runs record their start before running, so the crash-loop limit still counts it.
+    r#"
+    ALTER TABLE jobs ADD COLUMN eager_start boolean NOT NULL DEFAULT false;
+    "#,
 ];
 
 /// The schema version this build writes.

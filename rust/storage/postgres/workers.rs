@@ -7,7 +7,7 @@ use super::pool::{Conn, PgSettings};
 use crate::error::Result;
 use crate::job::{WorkerBeat, WorkerInfo, WorkerKey};
 use crate::storage::ids::seq_of;
-use crate::storage::inspect::MAX_RECOVERIES;
+use crate::storage::inspect::recovery_note;
 
 pub fn register_worker(c: &mut Conn, s: &PgSettings, w: &WorkerInfo) -> Result<()> {
     let err = |e| s.error(e);
@@ -135,12 +135,17 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
         tx.commit().map_err(err)?;
         return Ok(0);
     }
+    // Only a run that started counts: a job claimed ahead that waited behind busy workers
+    // did nothing to its worker. It starts eagerly from now on (see job.rs).
     let lost = tx
         .query(
             concat!(
-                "UPDATE jobs SET recoveries = recoveries + 1 WHERE seq IN (SELECT seq ",
+                "UPDATE jobs SET \
+                 recoveries = recoveries + CASE WHEN worker_id IS NULL THEN 0 ELSE 1 END, \
+                 eager_start = eager_start OR worker_id IS NULL \
+                 WHERE seq IN (SELECT seq ",
                 orphans_sql!(),
-                ") AND status = 1 RETURNING id, owner, recoveries"
+                ") AND status = 1 RETURNING id, owner, recoveries, worker_id IS NOT NULL"
             ),
             &[],
         )
@@ -150,16 +155,9 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
         let seq = seq_of(&id);
         let owner: Option<String> = row.get(1);
         let recoveries: i64 = row.get(2);
+        let started: bool = row.get(3);
         let worker = owner.as_deref().unwrap_or("(unknown)");
-        let dead = recoveries > MAX_RECOVERIES;
-        let note = if dead {
-            format!(
-                "worker {worker} stopped heartbeating; the job lost its worker {recoveries} times \
-                 and is dead-lettered"
-            )
-        } else {
-            format!("worker {worker} stopped heartbeating; job put back to pending")
-        };
+        let (dead, note) = recovery_note(worker, recoveries, started);
         let attempt: i64 = tx
             .query_one("SELECT retry_count + 1 FROM jobs WHERE seq = $1", &[&seq])
             .map_err(err)?

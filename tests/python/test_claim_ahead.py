@@ -1,0 +1,143 @@
+"""Jobs a worker claimed ahead of its busy threads but has not started: they read pending
+(status, listings, counts), can be cancelled and then never run, and a worker process that
+dies with them claimed does not count them against the crash-loop limit."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import RunningWorker
+from faultkit import Lab, wait_for
+
+from taskito import Queue
+
+BEHIND = 5
+
+
+@pytest.fixture
+def one_thread(db_path: str) -> Iterator[Queue]:
+    q = Queue(db_path=db_path, workers=1, scheduler_poll_interval_ms=10)
+    yield q
+    q.close()
+
+
+def test_jobs_claimed_behind_a_long_job_read_pending_and_can_be_cancelled(one_thread: Queue) -> None:
+    queue = one_thread
+    ran: list[int] = []
+    release = threading.Event()
+
+    @queue.task()
+    def quick(n: int) -> int:
+        ran.append(n)
+        return n
+
+    @queue.task()
+    def hold() -> str:
+        release.wait(60)
+        return "released"
+
+    worker = RunningWorker(queue).start()
+    try:
+        # Short runs teach the worker that claiming ahead of its one thread pays off.
+        warm = [quick.delay(-1 - i) for i in range(20)]
+        assert [job.result(timeout=30) for job in warm] == [-1 - i for i in range(20)]
+        long_job = hold.delay()
+        wait_for(lambda: long_job.refresh().status == "running", timeout=30, what="the long job")
+        behind = [quick.delay(i) for i in range(BEHIND)]
+        worker_id = wait_for(lambda: [w["worker_id"] for w in queue.workers()], 10)[0]
+        ids = {j.id for j in behind}
+        # Claimed by the worker process (its id matches the jobs it holds) behind the long job.
+        wait_for(
+            lambda: ids <= {j.id for j in queue.list_jobs(worker_id=worker_id, limit=1000)},
+            timeout=30,
+            what="the jobs behind to be claimed",
+        )
+        assert [j.refresh().status for j in behind] == ["pending"] * BEHIND
+        pending_ids = {j.id for j in queue.list_jobs(status="pending")}
+        assert ids <= pending_ids
+        assert [j.id for j in queue.list_jobs(status="running")] == [long_job.id]
+        page_ids = {j.id for j in queue.list_jobs_after(status="pending", limit=50).items}
+        assert ids <= page_ids
+        assert [j.id for j in queue.list_jobs_after(status="running", limit=50).items] == [long_job.id]
+        stats = queue.stats()
+        assert (stats["pending"], stats["running"]) == (BEHIND, 1)
+
+        victim = behind[2]
+        assert queue.cancel_job(victim.id) is True
+        assert victim.refresh().status == "cancelled"
+        assert queue.cancel_job(victim.id) is False
+        # The long job has started: it is not cancelled by cancel_job.
+        assert queue.cancel_job(long_job.id) is False
+
+        release.set()
+        assert long_job.result(timeout=30) == "released"
+        others = [(i, job) for i, job in enumerate(behind) if job is not victim]
+        assert [job.result(timeout=30) for _, job in others] == [i for i, _ in others]
+    finally:
+        release.set()
+        worker.stop()
+    assert victim.refresh().status == "cancelled"
+    assert 2 not in ran
+    assert sorted(n for n in ran if n >= 0) == [0, 1, 3, 4]
+    stats = queue.stats()
+    assert (stats["cancelled"], stats["pending"], stats["running"]) == (1, 0, 0)
+
+
+KILLS = 6  # one more than the crash-loop limit (MAX_RECOVERIES = 5)
+INNOCENT = 3
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_crash_loop_dead_letters_its_job_not_the_jobs_claimed_behind_it(
+    tmp_path: Path, db_path: str
+) -> None:
+    """A worker process is killed (kill -9) while one job runs, again and again: each time
+    with other jobs claimed ahead behind it. The running job is dead-lettered by the limit;
+    the jobs that never started there are put back uncounted and end complete."""
+    lab = Lab(tmp_path, hb=0.3, stale=30.0, db=db_path, FAULT_RETRIES="0")
+    try:
+        queue = lab.queue()
+        poison = queue.enqueue("work", args=(0,), kwargs={"seconds": 300.0})
+        innocent = [queue.enqueue("work", args=(i,)) for i in range(1, INNOCENT + 1)]
+        ids = {j.id for j in innocent}
+
+        def notes(job_id: str, text: str) -> int:
+            return sum(text in e["error"] for e in queue.job_errors(job_id))
+
+        for kill in range(KILLS):
+            # Quick jobs first (higher priority): their short runs make the worker claim
+            # ahead of its one thread, so the innocent jobs are claimed behind the poison.
+            for _ in range(10):
+                queue.enqueue("work", args=(-1,), priority=10)
+            proc = lab.worker(threads=1, worker_id="w-loop")
+            # The restart put back what the killed run held (every job: one transaction).
+            wait_for(lambda k=kill: notes(poison.id, "stopped heartbeating") == k, 60, what="recovery")
+            wait_for(lambda: poison.refresh().status == "running", 60, what="the poison to run")
+            wait_for(
+                lambda: ids <= {j.id for j in queue.list_jobs(worker_id="w-loop", limit=1000)},
+                timeout=60,
+                what="the innocent jobs to be claimed behind the poison",
+            )
+            assert [j.refresh().status for j in innocent] == ["pending"] * INNOCENT
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+
+        lab.worker(threads=1, worker_id="w-loop")
+        assert [j.result(timeout=60)[0] for j in innocent] == list(range(1, INNOCENT + 1))
+        wait_for(lambda: poison.refresh().status == "dead", 60, what="the poison dead-lettered")
+        assert notes(poison.id, "stopped heartbeating") == KILLS
+        assert "lost its worker 6 times" in queue.job_errors(poison.id)[-1]["error"]
+        assert [d["original_job_id"] for d in queue.dead_letters()] == [poison.id]
+        for job in innocent:
+            assert job.refresh().status == "complete"
+            assert notes(job.id, "before the job started") == KILLS
+        # The poison ran once per worker process; no innocent job ran before the last one.
+        runs = lab.runs()
+        assert sum(r.kind == "S" and r.job_id == poison.id for r in runs) == KILLS
+        assert sorted(r.job_id for r in runs if r.kind == "S" and r.job_id in ids) == sorted(ids)
+    finally:
+        lab.stop_all()
