@@ -160,3 +160,53 @@ def test_a_crash_loop_dead_letters_its_job_not_the_jobs_claimed_behind_it(
         assert sorted(r.job_id for r in runs if r.kind == "S" and r.job_id in ids) == sorted(ids)
     finally:
         lab.stop_all()
+
+
+POISON = '''
+
+@queue.task(name="die_at_once", max_retries=0)
+def die_at_once():
+    """Kills its own process at once: before any start of it could be recorded lazily."""
+    fd = os.open(os.environ["FAULT_LOG"] + ".deaths", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, b"x")
+    os.kill(os.getpid(), 9)
+
+
+@queue.task(name="die_at_once_async", max_retries=0)
+async def die_at_once_async():
+    die_at_once()
+'''
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+@pytest.mark.parametrize("task", ["die_at_once", "die_at_once_async"])
+def test_a_job_that_kills_its_process_at_once_still_reaches_the_crash_loop_limit(
+    tmp_path: Path, db_path: str, task: str
+) -> None:
+    """Its first death may come before its start is recorded (it then goes back uncounted);
+    every later run records its start first, so the limit still ends the loop."""
+    lab = Lab(tmp_path, hb=0.3, stale=30.0, db=db_path)
+    (tmp_path / "faultapp.py").write_text((tmp_path / "faultapp.py").read_text() + POISON)
+    deaths = Path(str(lab.log) + ".deaths")
+    try:
+        queue = lab.queue()
+        job = queue.enqueue(task)
+        for _ in range(KILLS + 2):
+            proc = lab.worker(threads=1, worker_id="w-poison")
+            # A restart under the same id puts back at once what the dead run held.
+            wait_for(lambda p=proc: p.poll() is not None or job.refresh().status == "dead", 60)
+            if job.refresh().status == "dead":
+                break
+        else:
+            pytest.fail("the job was never dead-lettered")
+        errors = [e["error"] for e in queue.job_errors(job.id)]
+        uncounted = [e for e in errors if "before the job started" in e]
+        counted = [e for e in errors if "before the job started" not in e]
+        print(f"\n[figure] {task}: {len(errors)} deaths, {len(uncounted)} before a start was recorded")
+        assert len(uncounted) <= 1
+        assert len(counted) == KILLS
+        assert "lost its worker 6 times" in counted[-1]
+        assert len(deaths.read_text()) == len(errors)
+        assert [d["original_job_id"] for d in queue.dead_letters()] == [job.id]
+    finally:
+        lab.stop_all()
