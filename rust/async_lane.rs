@@ -18,8 +18,9 @@ use crate::control::Control;
 use crate::error::Result;
 use crate::events::{Event, JobRef};
 use crate::job::{now_ms, ClaimedJob, Outcome, WorkerKey};
+use crate::load::InFlight;
 use crate::storage::{Storage, TaskFilter};
-use crate::worker::InFlight;
+use crate::worker::record_start;
 
 /// How often a waiting `next_job` looks for jobs past their deadline and for a close.
 const TICK: Duration = Duration::from_millis(100);
@@ -151,20 +152,19 @@ impl AsyncLane {
             // The lane claims only for free room, so its jobs start at once and their start
             // is marked later, unless a claim of theirs was lost before a start was known:
             // then it is recorded now (see `ClaimedJob::eager_start`).
-            let recorded = job.eager_start
-                && match storage.record_start(&job.id, job.claim_token, &w.thread_id) {
-                    Ok(true) => true,
-                    Ok(false) => {
+            let recorded = if job.eager_start {
+                match record_start(storage, &job, &w.thread_id) {
+                    Some(recorded) => recorded,
+                    None => {
                         // Cancelled since the claim: it must not run (the put-back is fenced).
                         let _ = w.events_tx.send(Event::Requeue(job_ref));
                         self.in_flight.done();
                         continue;
                     }
-                    Err(e) => {
-                        log::warn!("could not record the start of job {}: {e}", job.id);
-                        false
-                    }
-                };
+                }
+            } else {
+                false
+            };
             let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
             self.lock().insert(
                 job.id.clone(),

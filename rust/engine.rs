@@ -18,10 +18,11 @@ use crate::events::Event;
 use crate::health::Health;
 use crate::job::{now_ms, WorkerInfo, WorkerKey};
 use crate::liveness::{Clock, SystemClock};
+use crate::load::{InFlight, RunTimes};
 use crate::results;
 use crate::scheduler::{Scheduler, MAX_AHEAD};
 use crate::storage::Storage;
-use crate::worker::{InFlight, RunTimes, Runner, WorkerPool};
+use crate::worker::{Runner, WorkerPool};
 
 /// A running engine. `join` must be called to stop it cleanly.
 pub struct Engine {

@@ -13,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod job;
 pub mod liveness;
+pub mod load;
 pub mod local;
 pub mod logbridge;
 #[cfg(target_os = "linux")]

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::events::{Event, JobRef};
 use crate::health::Health;
 use crate::job::{now_ms, JobStatus, Outcome};
+use crate::load::InFlight;
 use crate::storage::{Storage, Write};
-use crate::worker::InFlight;
 
 /// How long a "started" mark waits before it is written (see `plan`).
 const STARTED_DELAY: Duration = Duration::from_millis(100);

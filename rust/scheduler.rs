@@ -20,9 +20,10 @@ use crate::events::{Event, JobRef};
 use crate::health::Health;
 use crate::job::{now_ms, ClaimedJob, WorkerKey};
 use crate::liveness::{Clock, Observer};
+use crate::load::{InFlight, RunTimes};
 use crate::storage::{ChangeProbe, Storage, TaskFilter};
 use crate::waker::{IdleGate, WakeThread};
-use crate::worker::{InFlight, RunTimes, WorkerPool};
+use crate::worker::WorkerPool;
 
 /// How often the watchdog looks for jobs past their deadline.
 const WATCHDOG_TICK: Duration = Duration::from_millis(100);

@@ -3,7 +3,7 @@
 //! result handler. Also the timeout watchdog, which interrupts a job at its deadline and
 //! writes its thread off if it does not come back.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, JobRef};
 use crate::health::Health;
 use crate::job::{ClaimedJob, Outcome};
+use crate::load::{InFlight, RunTimes};
 use crate::storage::Storage;
 
 /// A job taken from the channel this long after its claim was claimed ahead of busy
@@ -57,56 +58,6 @@ pub trait Runner: Send + Sync + 'static {
     /// (an interpreter thread state, an event loop) alive across jobs.
     fn thread_scope(&self, body: &mut (dyn FnMut() + Send)) {
         body()
-    }
-}
-
-/// What the engine counts: jobs claimed and not yet handed back (in the channel or running).
-#[derive(Default)]
-pub struct InFlight(AtomicUsize);
-
-impl InFlight {
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-    pub fn add(&self, n: usize) {
-        self.0.fetch_add(n, Ordering::SeqCst);
-    }
-    pub fn done(&self) {
-        self.sub(1);
-    }
-    pub fn sub(&self, n: usize) {
-        let _ = self
-            .0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-                Some(v.saturating_sub(n))
-            });
-    }
-}
-
-/// A moving average of how long jobs take to run here, which decides whether the
-/// scheduler may claim ahead of free workers.
-#[derive(Default)]
-pub struct RunTimes(AtomicU64);
-
-impl RunTimes {
-    /// Folds one run into the average (weight 1/8; racy updates only lose a sample).
-    pub fn record(&self, took: Duration) {
-        let us = took.as_micros().min(u64::MAX as u128) as u64;
-        let old = self.0.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            us.max(1)
-        } else {
-            old - old / 8 + us / 8
-        };
-        self.0.store(new.max(1), Ordering::Relaxed);
-    }
-
-    /// The average run time; `None` before the first job.
-    pub fn typical(&self) -> Option<Duration> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            us => Some(Duration::from_micros(us)),
-        }
     }
 }
 
@@ -360,24 +311,12 @@ impl WorkerPool {
     }
 
     /// Records the start of a job that waited after its claim (or must start eagerly, see
-    /// `ClaimedJob::eager_start`) before it runs: `Some(true)` if recorded, `Some(false)` if
-    /// nothing was written (taken at once, or the store failed: it runs anyway, as before),
-    /// `None` if its claim is gone.
+    /// `ClaimedJob::eager_start`) before it runs; see `record_start` for the answer.
     fn record_start_if_waited(&self, job: &ClaimedJob, thread_id: &str) -> Option<bool> {
         if !job.eager_start && job.claimed_at.elapsed() < CLAIMED_AHEAD_AFTER {
             return Some(false);
         }
-        match self
-            .storage
-            .record_start(&job.id, job.claim_token, thread_id)
-        {
-            Ok(true) => Some(true),
-            Ok(false) => None,
-            Err(e) => {
-                log::warn!("could not record the start of job {}: {e}", job.id);
-                Some(false)
-            }
-        }
+        record_start(self.storage.as_ref(), job, thread_id)
     }
 
     /// The watchdog's tick: interrupts jobs past their deadline and writes off threads that
@@ -545,6 +484,24 @@ fn start_interrupter(runner: Arc<dyn Runner>) -> Option<Sender<InterruptRequest>
                 "cannot start the interrupter thread; timeouts cannot interrupt tasks: {e}"
             );
             None
+        }
+    }
+}
+
+/// Records that `job` starts now, before it runs: `Some(true)` if recorded, `None` if its
+/// claim is gone (cancelled or put back meanwhile: it must not run), `Some(false)` if the
+/// store failed (it runs anyway; its start is then recorded later, as for any job).
+pub(crate) fn record_start(
+    storage: &dyn Storage,
+    job: &ClaimedJob,
+    thread_id: &str,
+) -> Option<bool> {
+    match storage.record_start(&job.id, job.claim_token, thread_id) {
+        Ok(true) => Some(true),
+        Ok(false) => None,
+        Err(e) => {
+            log::warn!("could not record the start of job {}: {e}", job.id);
+            Some(false)
         }
     }
 }
