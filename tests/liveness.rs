@@ -63,6 +63,7 @@ fn register(s: &dyn Storage, key: &WorkerKey, hostname: &str, pid: i64, wall: i6
     .unwrap();
 }
 
+/// A job `owner` claimed and started.
 fn claimed_job(s: &dyn Storage, owner: &WorkerKey) -> String {
     let now = now_ms();
     s.enqueue(&[NewJob {
@@ -78,7 +79,10 @@ fn claimed_job(s: &dyn Storage, owner: &WorkerKey) -> String {
         metadata: None,
     }])
     .unwrap();
-    s.claim(None, owner, 1, now).unwrap().remove(0).id
+    // Claimed and started: a job claimed ahead and not started reads pending.
+    let job = s.claim(None, owner, 1, now).unwrap().remove(0);
+    assert!(s.record_start(&job.id, job.claim_token, "t-0").unwrap());
+    job.id
 }
 
 fn status(s: &dyn Storage, id: &str) -> JobStatus {

@@ -130,6 +130,7 @@ fn liveness_counts_beats_and_recovery_is_fenced_by_them() {
     s.enqueue(&[job("q", 0, now)]).unwrap();
     let c = s.claim(None, &slow, 10, now - minute).unwrap();
     assert_eq!(c.len(), 1);
+    assert!(s.record_start(&c[0].id, c[0].claim_token, "t").unwrap());
     let seen = s.worker_beats().unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].key, slow);
@@ -165,6 +166,9 @@ fn a_restart_under_the_same_id_keeps_its_own_claims_apart() {
     let lost = s.claim(None, &old, 1, now).unwrap();
     register(&s, &new, now);
     let mine = s.claim(None, &new, 1, now).unwrap();
+    assert!(s
+        .record_start(&mine[0].id, mine[0].claim_token, "t")
+        .unwrap());
     assert_eq!(s.workers().unwrap().len(), 2);
     let dead: Vec<_> = s
         .worker_beats()
@@ -329,5 +333,51 @@ fn pending_caps_hold_and_rate_limits_are_refused() {
     assert!(err
         .to_string()
         .contains("not supported on the PostgreSQL backend"));
+    s.close();
+}
+
+#[test]
+fn a_claimed_job_not_started_reads_pending_can_be_cancelled_and_is_not_counted() {
+    let Some(s) = open() else { return };
+    let now = now_ms();
+    let w = WorkerKey::new("w", 1);
+    register(&s, &w, now);
+    s.enqueue(&[job("q", 0, now), job("q", 0, now)]).unwrap();
+    let claimed = s.claim(None, &w, 2, now).unwrap();
+    let (run, ahead) = (&claimed[0], &claimed[1]);
+    assert!(s.record_start(&run.id, run.claim_token, "w-0").unwrap());
+    assert_eq!(s.status(&run.id).unwrap(), Some(JobStatus::Running));
+    assert_eq!(s.status(&ahead.id).unwrap(), Some(JobStatus::Pending));
+    let counts = s.counts().unwrap();
+    assert!(
+        counts.contains(&("q".into(), JobStatus::Running, 1)),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&("q".into(), JobStatus::Pending, 1)),
+        "{counts:?}"
+    );
+    assert!(!s.cancel(&run.id, now).unwrap());
+    assert!(s.cancel(&ahead.id, now).unwrap());
+    assert!(!s.record_start(&ahead.id, ahead.claim_token, "w-0").unwrap());
+    assert_eq!(s.status(&ahead.id).unwrap(), Some(JobStatus::Cancelled));
+
+    // Lost with its worker before it started: back uncounted, then claimed as eager.
+    let id = s.enqueue(&[job("r", 0, now)]).unwrap().remove(0);
+    for round in 1..=7 {
+        let lost = WorkerKey::new(format!("lost-{round}"), 1);
+        register(&s, &lost, now);
+        let c = s.claim(Some(&["r".into()]), &lost, 1, now).unwrap();
+        assert_eq!(c.len(), 1, "round {round}");
+        assert_eq!(c[0].eager_start, round > 1, "round {round}");
+        let dead: Vec<_> = s
+            .worker_beats()
+            .unwrap()
+            .into_iter()
+            .filter(|b| b.key == lost)
+            .collect();
+        assert_eq!(s.recover_workers(&dead, now).unwrap(), 1);
+        assert_eq!(s.status(&id).unwrap(), Some(JobStatus::Pending));
+    }
     s.close();
 }

@@ -269,6 +269,11 @@ fn stale_workers_jobs_are_put_back() {
     s.enqueue(&[job("q", 0, now), job("q", 0, now)]).unwrap();
     let a = s.claim(None, &"alive".into(), 1, now).unwrap().remove(0);
     let g = s.claim(None, &"gone".into(), 1, now).unwrap().remove(0);
+    for started in [&a, &g] {
+        assert!(s
+            .record_start(&started.id, started.claim_token, "t")
+            .unwrap());
+    }
     // Judged dead on the counters read now; "alive" beats meanwhile, so a verdict on it
     // read before that beat is fenced off.
     let seen = s.worker_beats().unwrap();
@@ -432,6 +437,10 @@ fn a_job_that_keeps_losing_its_worker_is_dead_lettered() {
         worker(&s, &w);
         let claimed = s.claim(None, &WorkerKey::from(w.as_str()), 1, now).unwrap();
         assert_eq!(claimed.len(), 1, "round {round}: the job is back");
+        // It starts (only a run that started counts against the limit).
+        assert!(s
+            .record_start(&id, claimed[0].claim_token, &format!("{w}-0"))
+            .unwrap());
         // The worker dies: an observer presumes it dead.
         let rows: Vec<WorkerBeat> = s.worker_beats().unwrap();
         assert_eq!(s.recover_workers(&rows, now_ms()).unwrap(), 1);
@@ -443,6 +452,75 @@ fn a_job_that_keeps_losing_its_worker_is_dead_lettered() {
     let dead = s.dead_letters(10, 0).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].original_job_id, id);
+}
+
+#[test]
+fn a_claimed_job_not_started_reads_pending_can_be_cancelled_and_is_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let now = now_ms();
+    worker(&s, "w");
+    let ids = s.enqueue(&[job("q", 0, now), job("q", 0, now)]).unwrap();
+    let claimed = s.claim(None, &"w".into(), 2, now).unwrap();
+    let (run, ahead) = (&claimed[0], &claimed[1]);
+    assert!(s.record_start(&run.id, run.claim_token, "w-0").unwrap());
+    assert_eq!(s.status(&run.id).unwrap(), Some(JobStatus::Running));
+    assert_eq!(s.status(&ahead.id).unwrap(), Some(JobStatus::Pending));
+    assert_eq!(
+        s.get_job(&ahead.id).unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+    let listed = |status| {
+        let filter = JobFilter {
+            status: Some(status),
+            limit: 10,
+            ..Default::default()
+        };
+        let jobs = s.list_jobs(&filter).unwrap();
+        jobs.into_iter().map(|j| j.id).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(JobStatus::Running), vec![ids[0].clone()]);
+    assert_eq!(listed(JobStatus::Pending), vec![ids[1].clone()]);
+    let counts = s.counts().unwrap();
+    assert!(
+        counts.contains(&("q".into(), JobStatus::Running, 1)),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&("q".into(), JobStatus::Pending, 1)),
+        "{counts:?}"
+    );
+    // Cancel takes the one not started; its start can then not be recorded.
+    assert!(!s.cancel(&run.id, now).unwrap());
+    assert!(s.cancel(&ahead.id, now).unwrap());
+    assert!(!s.record_start(&ahead.id, ahead.claim_token, "w-0").unwrap());
+    assert_eq!(s.status(&ahead.id).unwrap(), Some(JobStatus::Cancelled));
+
+    // A job lost with its worker before it started goes back uncounted, any number of
+    // times; its next claims say it must record its start before running.
+    let id = s.enqueue(&[job("r", 0, now)]).unwrap().remove(0);
+    for round in 1..=8 {
+        let w = format!("lost-{round}");
+        worker(&s, &w);
+        let claimed = s
+            .claim(Some(&["r".into()]), &w.as_str().into(), 1, now)
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "round {round}");
+        assert_eq!(claimed[0].eager_start, round > 1, "round {round}");
+        let rows: Vec<WorkerBeat> = s
+            .worker_beats()
+            .unwrap()
+            .into_iter()
+            .filter(|b| b.key.worker_id == w)
+            .collect();
+        assert_eq!(s.recover_workers(&rows, now_ms()).unwrap(), 1);
+        assert_eq!(s.status(&id).unwrap(), Some(JobStatus::Pending));
+    }
+    let notes = s.job_errors(&id).unwrap();
+    assert_eq!(notes.len(), 8);
+    assert!(notes
+        .iter()
+        .all(|n| n.error.contains("before the job started")));
 }
 
 #[cfg(unix)]

@@ -183,8 +183,10 @@ pub trait Storage: Send + Sync + 'static {
     fn worker_beats(&self) -> Result<Vec<WorkerBeat>>;
     /// Marks each row of `dead` `dead`, fenced by its counter: a row whose `beats` moved
     /// since it was read is left alone. Then puts back to `pending` every running job whose
-    /// claiming incarnation has no live row (with a note in its error history; past
-    /// `MAX_RECOVERIES` it is dead-lettered instead). Returns the number of jobs put back.
+    /// claiming incarnation has no live row (with a note in its error history). Only a job
+    /// with a start recorded counts the loss: past `MAX_RECOVERIES` it is dead-lettered
+    /// instead; one not started goes back uncounted and is marked to record its start
+    /// before its later runs (`ClaimedJob::eager_start`). Returns the number of jobs put back.
     fn recover_workers(&self, dead: &[WorkerBeat], now: i64) -> Result<usize>;
     /// Moves committed data from the write-ahead log into the database without blocking
     /// anyone (a no-op for stores without one).
@@ -204,6 +206,8 @@ pub trait Storage: Send + Sync + 'static {
     /// `(queue, scheduled_at)` of the longest-waiting ready job of each queue.
     fn oldest_pending(&self, now: i64) -> Result<Vec<(String, i64)>>;
     fn job_errors(&self, id: &str) -> Result<Vec<ErrorRecord>>;
+    /// Cancels a job users see pending: waiting, or claimed with no start recorded (fenced
+    /// on that, so a worker that records its start first keeps it). False otherwise.
     fn cancel(&self, id: &str, now: i64) -> Result<bool>;
     fn set_progress(&self, id: &str, progress: i64) -> Result<()>;
     fn dead_letters(&self, limit: i64, offset: i64) -> Result<Vec<DeadLetter>>;
