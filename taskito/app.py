@@ -776,7 +776,9 @@ class Queue(
                     'in-memory queue (db_path=":memory:")'
                 )
             per_child = settings.first(max_tasks_per_child, self.max_tasks_per_child, default=None)
-            return {"prefork": _prefork.child_spec(self, app, per_child)}, None
+            # The children run the jobs; the metrics of this process count them here.
+            observe = self._metrics.observe if self._metrics is not None else None
+            return {"prefork": _prefork.child_spec(self, app, per_child, observe)}, None
         names = async_task_names(self)
         if not names:
             return {}, None
