@@ -387,7 +387,11 @@ class Queue(
         first; ``expires``: seconds within which it must start; ``notes``: a small dict
         (``taskito.notes``)."""
         if self._test_results is not None:
-            return self._run_inline(task_name, args, kwargs or {})  # type: ignore[return-value]
+            options = dict(
+                priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout,
+                unique_key=unique_key, metadata=metadata,
+            )  # fmt: skip
+            return self._run_inline(task_name, args, kwargs or {}, options)  # type: ignore[return-value]
         chain = self._enqueue_chain(task_name)
         if chain:
             options = self._on_enqueue(
@@ -468,8 +472,12 @@ class Queue(
             if len(notes_list) != len(args_list):
                 raise ValueError("notes_list must be as long as args_list")
         if self._test_results is not None:
+            options = dict(
+                priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout,
+                metadata=metadata,
+            )  # fmt: skip
             return [
-                self._run_inline(task_name, a, kwargs_list[i] if kwargs_list else {})  # type: ignore[misc]
+                self._run_inline(task_name, a, kwargs_list[i] if kwargs_list else {}, options)  # type: ignore[misc]
                 for i, a in enumerate(args_list)
             ]
         task = self._tasks.get(task_name)
