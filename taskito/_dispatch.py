@@ -141,53 +141,11 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
             results_plan = queue._payloads.queue_plan
             values = [results_plan.load_result(r) for r in results]
             args = ((values[0] if values else None) if mode == 1 else values, *args)
-        # This runs once per job with the GIL held: checks are hoisted, empty hook lists
-        # skipped, and the log lines cost one level check each.
-        info = worker_log.isEnabledFor(logging.INFO)
-        hooks = queue._hooks
-        chain = task._middleware_chain()
-        if info:
-            worker_log.info("job %s (%s) started on %s", job_id, task_name, worker_id)
-        events = queue._dispatcher
-        if events is not None:
-            event = {"job_id": job_id, "task_name": task_name, "queue": queue_name}
-            queue._emit(EventType.JOB_STARTED, event)
-        token = _enter(_JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner))
-        try:
-            entered = call_each(chain, "before", current_job) if chain else chain
-            if hooks["before_task"]:
-                _run_hooks(hooks["before_task"], "before_task", task_name, args, kwargs)
-            try:
-                value = task.fn(*args, **kwargs)
-                if value is not None and inspect.isawaitable(value):
-                    value = yield value
-            except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the job only
-                if isinstance(exc, PutBack):
-                    raise
-                tb = traceback.format_exc()
-                _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
-                if hooks["after_task"]:
-                    _run_hooks(hooks["after_task"], "after_task", task_name, args, kwargs, None, exc)
-                # A cancel asked for by cancel_running_job is not retried: the store ends
-                # the job cancelled.
-                retryable = not isinstance(exc, TaskCancelledError)
-                retrying = retryable and retry_count < max_retries
-                if entered:
-                    call_each(entered, "after", current_job, None, exc)
-                if chain:
-                    _ended(chain, exc, retrying, retry_count)
-                _log_failure(job_id, task_name, exc, retrying)
-                if events is not None:
-                    _emit_failure(queue, event, exc, retryable, retry_count, max_retries)
-                return (False, _describe(exc), tb, retryable)
-            if hooks["on_success"]:
-                _run_hooks(hooks["on_success"], "on_success", task_name, args, kwargs, value)
-            if hooks["after_task"]:
-                _run_hooks(hooks["after_task"], "after_task", task_name, args, kwargs, value, None)
-            if entered:
-                call_each(entered, "after", current_job, value, None)
-        finally:
-            _leave(token)
+        context = _JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner)
+        ran = yield from run_steps(queue, task, args, kwargs, context, max_retries)
+        if not ran[0]:
+            return (False, _describe(ran[1]), ran[2], ran[3])
+        value = ran[1]
         try:
             data = plan.dump_result(value)
         except Exception as exc:
@@ -195,18 +153,84 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
                 f"SerializationError: the result of job {job_id} ({task_name}) cannot be "
                 f"serialized: {_describe(exc)}"
             )
-            _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
+            _run_hooks(queue._hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
             worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
-            if events is not None:
-                _emit_failure(queue, event, exc, False, retry_count, max_retries)
+            if queue._dispatcher is not None:
+                _emit_failure(queue, _event(context), exc, False, retry_count, max_retries)
             return (False, error, traceback.format_exc(), False)
-        if info:
-            worker_log.info("job %s (%s) complete", job_id, task_name)
-        if events is not None:
-            queue._emit(EventType.JOB_COMPLETED, event)
+        completed(queue, context)
         return (True, data)
 
     return steps
+
+
+def _event(context: _JobContext) -> dict[str, Any]:
+    return {"job_id": context.id, "task_name": context.task_name, "queue": context.queue_name}
+
+
+def run_steps(
+    queue: Queue, task: Any, args: tuple, kwargs: dict, context: _JobContext, max_retries: int
+) -> Generator[Any, Any, tuple]:
+    """One run of a task whose arguments are read, as a worker runs it and test mode too:
+    the start event, middleware ``before``, the hooks, the task (yielding the awaitable it
+    returned), middleware ``after`` and, for a failure, the hook, log line and events of how
+    it ended. Returns ``(True, value)``, or ``(False, exc, traceback, retryable)``; the
+    caller reports a completion with ``completed`` once the result is kept."""
+    # This runs once per job with the GIL held: checks are hoisted, empty hook lists
+    # skipped, and the log lines cost one level check each.
+    job_id, task_name, retry_count = context.id, context.task_name, context.retry_count
+    hooks = queue._hooks
+    chain = task._middleware_chain()
+    if worker_log.isEnabledFor(logging.INFO):
+        worker_log.info("job %s (%s) started on %s", job_id, task_name, context.worker_id)
+    events = queue._dispatcher
+    if events is not None:
+        queue._emit(EventType.JOB_STARTED, _event(context))
+    token = _enter(context)
+    try:
+        entered = call_each(chain, "before", current_job) if chain else chain
+        if hooks["before_task"]:
+            _run_hooks(hooks["before_task"], "before_task", task_name, args, kwargs)
+        try:
+            value = task.fn(*args, **kwargs)
+            if value is not None and inspect.isawaitable(value):
+                value = yield value
+        except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the job only
+            if isinstance(exc, PutBack):
+                raise
+            tb = traceback.format_exc()
+            _run_hooks(hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
+            if hooks["after_task"]:
+                _run_hooks(hooks["after_task"], "after_task", task_name, args, kwargs, None, exc)
+            # A cancel asked for by cancel_running_job is not retried: the store ends
+            # the job cancelled.
+            retryable = not isinstance(exc, TaskCancelledError)
+            retrying = retryable and retry_count < max_retries
+            if entered:
+                call_each(entered, "after", current_job, None, exc)
+            if chain:
+                _ended(chain, exc, retrying, retry_count)
+            _log_failure(job_id, task_name, exc, retrying)
+            if events is not None:
+                _emit_failure(queue, _event(context), exc, retryable, retry_count, max_retries)
+            return (False, exc, tb, retryable)
+        if hooks["on_success"]:
+            _run_hooks(hooks["on_success"], "on_success", task_name, args, kwargs, value)
+        if hooks["after_task"]:
+            _run_hooks(hooks["after_task"], "after_task", task_name, args, kwargs, value, None)
+        if entered:
+            call_each(entered, "after", current_job, value, None)
+    finally:
+        _leave(token)
+    return (True, value)
+
+
+def completed(queue: Queue, context: _JobContext) -> None:
+    """The log line and event of a run that completed."""
+    if worker_log.isEnabledFor(logging.INFO):
+        worker_log.info("job %s (%s) complete", context.id, context.task_name)
+    if queue._dispatcher is not None:
+        queue._emit(EventType.JOB_COMPLETED, _event(context))
 
 
 def make_dispatch(queue: Queue) -> Callable[..., tuple]:
@@ -224,18 +248,28 @@ def make_dispatch(queue: Queue) -> Callable[..., tuple]:
         parents: tuple[int, list[bytes | None]] | None = None,
     ) -> tuple:
         run = steps(task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id, parents)
-        try:
-            awaitable = run.send(None)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        # The task returned an awaitable: this thread runs it on its own loop.
-        try:
-            value = _event_loop().run_until_complete(awaitable)
-        except BaseException as exc:  # handed to the steps, which answer for it
-            return _resume(run, exc, None)
-        return _resume(run, None, value)
+        return drive(run, _on_thread_loop)
 
     return dispatch
+
+
+def _on_thread_loop(awaitable: Any) -> Any:
+    # The task returned an awaitable: this thread runs it on its own loop.
+    return _event_loop().run_until_complete(awaitable)
+
+
+def drive(run: Generator[Any, Any, tuple], complete: Callable[[Any], Any]) -> tuple:
+    """Runs a job's steps to their answer; ``complete`` runs the awaitable a task
+    returned, if it did, to its value."""
+    try:
+        awaitable = run.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    try:
+        value = complete(awaitable)
+    except BaseException as exc:  # handed to the steps, which answer for it
+        return _resume(run, exc, None)
+    return _resume(run, None, value)
 
 
 def _resume(run: Generator[Any, Any, tuple], error: BaseException | None, value: Any) -> tuple:

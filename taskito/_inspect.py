@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from taskito._settings import check_seconds
+from taskito.events import EventType
 from taskito.result import JobResult
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
@@ -16,6 +17,8 @@ class Inspection:
     """Inspection and clean-up calls of ``Queue`` (``self._inner`` is the engine)."""
 
     _inner: Any
+    _dispatcher: Any
+    _emit: Any
 
     def get_job(self, job_id: str) -> JobResult | None:
         """The job with this id, or None."""
@@ -79,7 +82,13 @@ class Inspection:
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancels a pending job; False if it is not pending (running, finished, unknown)."""
-        return self._inner.cancel_job(job_id)
+        cancelled: bool = self._inner.cancel_job(job_id)
+        if cancelled and self._dispatcher is not None:
+            job = self._inner.get_job(job_id)
+            if job is not None:
+                payload = {"job_id": job_id, "task_name": job["task_name"], "queue": job["queue"]}
+                self._emit(EventType.JOB_CANCELLED, payload)
+        return cancelled
 
     def dead_letters(self, limit: int = 10, offset: int = 0) -> list[dict[str, Any]]:
         """Jobs that failed for good, newest first."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from taskito.exceptions import TaskitoError
 
@@ -58,8 +58,11 @@ def locate_app(queue: Queue) -> list[str]:
     )
 
 
-def child_spec(queue: Queue, app: str | None, max_tasks_per_child: int | None) -> tuple:
-    """``(argv, env, max_tasks_per_child)`` as the engine's ``run_worker(prefork=...)`` takes it."""
+def child_spec(
+    queue: Queue, app: str | None, max_tasks_per_child: int | None, observe: Callable[..., None] | None
+) -> tuple:
+    """``(argv, env, max_tasks_per_child, observe)`` as the engine's ``run_worker(prefork=...)``
+    takes it; ``observe`` is told each job's outcome in this process (the worker's metrics)."""
     if app is not None:
         if not isinstance(app, str) or ":" not in app:
             raise ValueError(f"app must be 'module:attribute', got {app!r}")
@@ -71,4 +74,4 @@ def child_spec(queue: Queue, app: str | None, max_tasks_per_child: int | None) -
     if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
         env["TASKITO_PREFORK_LOG_LEVEL"] = str(logger.getEffectiveLevel())
     argv = [sys.executable, "-m", "taskito._prefork_child", *where]
-    return (argv, list(env.items()), max_tasks_per_child)
+    return (argv, list(env.items()), max_tasks_per_child, observe)

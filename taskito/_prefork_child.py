@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 _LEN = struct.Struct(">I")
 _I64 = struct.Struct(">q")
+_F64 = struct.Struct(">d")
 
 
 def _read_exact(f: BinaryIO, n: int) -> bytes | None:
@@ -186,16 +187,20 @@ def main(argv: list[str] | None = None) -> None:
         if r.pos < len(body):  # a canvas step: its parents' results follow
             mode, count = r.int(), r.int()
             parents = (mode, [r.raw() if r.int() else None for _ in range(count)])
+        # Timed as a worker thread times its dispatch: the parent's metrics count it.
+        started = time.perf_counter()
         try:
             answer = dispatch(
                 task_name, payload, job_id, queue_name, retry_count, max_retries, thread_id, parents
             )
         except BaseException as exc:  # dispatch answers for tasks; this is taskito's own fault
             answer = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc(), True)
+        took = _F64.pack(time.perf_counter() - started)
         if answer[0]:
-            _send(answers, b"C" + _field(answer[1]))
+            _send(answers, b"C" + _field(answer[1]) + took)
         else:
-            _send(answers, b"F" + _text(answer[1]) + _text(answer[2]) + (b"\x01" if answer[3] else b"\x00"))
+            retryable = b"\x01" if answer[3] else b"\x00"
+            _send(answers, b"F" + _text(answer[1]) + _text(answer[2]) + retryable + took)
     queue._worker_hooks("on_worker_stop")
     sys.stdout.flush()
     sys.stderr.flush()

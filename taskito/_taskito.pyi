@@ -120,7 +120,9 @@ class QueueCore:
         retention: Optional[_Windows] = None,
         timeout_grace: float = 1.0,
         async_lane: Optional[AsyncLane] = None,
-        prefork: Optional[tuple[list[str], list[tuple[str, str]], Optional[int]]] = None,
+        prefork: Optional[
+            tuple[list[str], list[tuple[str, str]], Optional[int], Optional[Callable[..., None]]]
+        ] = None,
     ) -> int: ...
     def arm(self) -> None: ...
     def request_shutdown(self) -> None: ...

@@ -239,7 +239,7 @@ class Queue(
 
     def task(
         self,
-        fn: Callable[..., Any] | None = None,
+        fn: Callable[..., Any] | str | None = None,
         *,
         name: str | None = None,
         max_retries: int | None = None,
@@ -255,7 +255,8 @@ class Queue(
         serializer: Any = None,
         codecs: list[str] | None = None,
     ) -> Any:
-        """Registers a function as a task; use as ``@queue.task()`` or ``@queue.task``.
+        """Registers a function as a task; use as ``@queue.task()``, ``@queue.task`` or
+        ``@queue.task("name")``.
         ``expires``: seconds after enqueue past which a job not yet started is cancelled.
         ``serializer`` (None: the queue's) encodes its arguments and result; ``codecs`` names
         codecs of ``Queue(codecs=...)`` applied to its arguments."""
@@ -309,7 +310,17 @@ class Queue(
             self._default_options.pop(task_name, None)
             return wrapper
 
-        return register(fn) if fn is not None else register
+        if fn is None:
+            return register
+        if isinstance(fn, str):
+            # `@queue.task("name")`: the name given positionally, as 0.22 takes it.
+            if name is not None:
+                raise ValueError(f"task name given twice: {fn!r} and name={name!r}")
+            name = fn
+            return register
+        if not callable(fn):
+            raise ValueError(f"@queue.task takes a function or a task name, got {fn!r}")
+        return register(fn)
 
     @property
     def tasks(self) -> dict[str, TaskWrapper]:
@@ -387,7 +398,11 @@ class Queue(
         first; ``expires``: seconds within which it must start; ``notes``: a small dict
         (``taskito.notes``)."""
         if self._test_results is not None:
-            return self._run_inline(task_name, args, kwargs or {})  # type: ignore[return-value]
+            options = dict(
+                priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout,
+                unique_key=unique_key, metadata=metadata,
+            )  # fmt: skip
+            return self._run_inline(task_name, args, kwargs or {}, options)  # type: ignore[return-value]
         chain = self._enqueue_chain(task_name)
         if chain:
             options = self._on_enqueue(
@@ -468,8 +483,12 @@ class Queue(
             if len(notes_list) != len(args_list):
                 raise ValueError("notes_list must be as long as args_list")
         if self._test_results is not None:
+            options = dict(
+                priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout,
+                metadata=metadata,
+            )  # fmt: skip
             return [
-                self._run_inline(task_name, a, kwargs_list[i] if kwargs_list else {})  # type: ignore[misc]
+                self._run_inline(task_name, a, kwargs_list[i] if kwargs_list else {}, options)  # type: ignore[misc]
                 for i, a in enumerate(args_list)
             ]
         task = self._tasks.get(task_name)
@@ -704,6 +723,7 @@ class Queue(
         )
         wid = worker_id if worker_id is not None else _default_worker_id()
         settings.check_queue_name("worker_id", wid)
+        host = socket.gethostname()
         if pool not in ("thread", "prefork"):
             raise ValueError(f'pool must be "thread" or "prefork", got {pool!r}')
         if _prefork.CHILD_LOADING:
@@ -740,14 +760,14 @@ class Queue(
             if self._metrics is not None:
                 dispatch = self._metrics.wrap_dispatch(dispatch)
             extra, async_pool = self._pool_args(pool, app, max_tasks_per_child)
-            self._emit(EventType.WORKER_STARTED, {"worker_id": wid, "queues": queues})
+            self._emit(EventType.WORKER_STARTED, {"worker_id": wid, "hostname": host, "queues": queues})
             with _signals_drain(self), _stopping(async_pool):
                 processed = self._inner.run_worker(
                     dispatch,
                     threads,
                     queues,
                     wid,
-                    socket.gethostname(),
+                    host,
                     os.getpid(),
                     self.scheduler_poll_interval_ms,
                     drain,
@@ -762,7 +782,7 @@ class Queue(
             return processed
         finally:
             self._worker_hooks("on_worker_stop")
-            self._emit(EventType.WORKER_STOPPED, {"worker_id": wid, "queues": queues})
+            self._emit(EventType.WORKER_STOPPED, {"worker_id": wid, "hostname": host, "queues": queues})
             self._running.release()
 
     def _pool_args(
@@ -776,7 +796,9 @@ class Queue(
                     'in-memory queue (db_path=":memory:")'
                 )
             per_child = settings.first(max_tasks_per_child, self.max_tasks_per_child, default=None)
-            return {"prefork": _prefork.child_spec(self, app, per_child)}, None
+            # The children run the jobs; the metrics of this process count them here.
+            observe = self._metrics.observe if self._metrics is not None else None
+            return {"prefork": _prefork.child_spec(self, app, per_child, observe)}, None
         names = async_task_names(self)
         if not names:
             return {}, None

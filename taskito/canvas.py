@@ -53,7 +53,7 @@ class Signature:
         """Enqueues this call alone."""
         queue = self.task._queue
         if queue._test_results is not None:
-            return queue._run_inline(self.task.name, self.args, self.kwargs)
+            return queue._run_inline(self.task.name, self.args, self.kwargs, self.options)
         return self.task.apply_async(self.args, self.kwargs, **self.options)
 
     delay = apply
@@ -261,7 +261,7 @@ def _inline_chain(queue: Queue, nodes: tuple) -> Any:
             args = sig.args
             if have_previous and not sig.immutable:
                 args = (previous, *args)
-            outs.append(queue._run_inline(sig.task.name, args, sig.kwargs))
+            outs.append(queue._run_inline(sig.task.name, args, sig.kwargs, sig.options))
         if any(o.failed for o in outs):
             return outs[-1] if not isinstance(node, group) else outs
         previous = [o.return_value for o in outs] if isinstance(node, group) else outs[0].return_value

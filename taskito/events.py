@@ -64,7 +64,10 @@ class _Dispatcher:
                     log.exception("event callback %r for %s raised", callback, event_type.name)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Waits until every event queued so far was delivered; False on timeout."""
+        """Waits until every event queued so far was delivered; False on timeout. A
+        callback's own call returns False at once: it would wait for itself."""
+        if threading.current_thread() is self._thread:
+            return False
         done = threading.Event()
         self._queue.put((_FLUSH, {"done": done}))
         return done.wait(timeout)

@@ -11,7 +11,9 @@ Families:
 
 The last two are counted in the worker process, and only when metrics are enabled for its
 queue (``taskito worker --metrics-port``, or ``serve``/``Metrics.attach`` in code): a worker
-without metrics runs the unwrapped dispatch function. Labels are task and queue names,
+without metrics runs the unwrapped dispatch function. With ``--pool prefork`` the children
+run the jobs and tell the parent each outcome and run time over their pipe: the parent
+counts them, once, with the same labels. Labels are task and queue names,
 never job ids, so the number of series stays bounded.
 """
 
@@ -92,9 +94,33 @@ class Metrics:
         self.queue._metrics = self
         return self
 
+    def count(self, queue_name: str, task_name: str, outcome: str, seconds: float) -> None:
+        """Counts one run; never raises (metrics never fail a job)."""
+        try:
+            self.processed.labels(queue_name, task_name, outcome).inc()
+            self.duration.labels(queue_name, task_name).observe(seconds)
+        except Exception:
+            pass
+
+    def observe(
+        self,
+        task_name: str,
+        queue_name: str,
+        retry_count: int,
+        max_retries: int,
+        ok: bool,
+        error: str | None,
+        retryable: bool,
+        seconds: float,
+    ) -> None:
+        """Counts a job a prefork child ran, as its parent is told it: the outcome and the
+        child's own timing of the run."""
+        answer = (True, b"") if ok else (False, error, "", retryable)
+        self.count(queue_name, task_name, outcome_of(answer, retry_count, max_retries), seconds)
+
     def wrap_dispatch(self, dispatch: Callable[..., tuple]) -> Callable[..., tuple]:
         """The dispatch function, timed and counted."""
-        processed, duration = self.processed, self.duration
+        count = self.count
         clock = time.perf_counter
 
         def counted(
@@ -112,12 +138,7 @@ class Metrics:
             answer = dispatch(
                 task_name, payload, job_id, queue_name, retry_count, max_retries, worker_id, *parents
             )
-            elapsed = clock() - start
-            try:
-                processed.labels(queue_name, task_name, outcome_of(answer, retry_count, max_retries)).inc()
-                duration.labels(queue_name, task_name).observe(elapsed)
-            except Exception:  # metrics never fail a job
-                pass
+            count(queue_name, task_name, outcome_of(answer, retry_count, max_retries), clock() - start)
             return answer
 
         return counted

@@ -1,28 +1,37 @@
 """Test mode: ``with queue.test_mode() as results:`` runs every task inline, at enqueue,
 in the calling thread. Nothing is stored; each call appends a ``TestResult`` to
 ``results``. ``current_job`` works inside (ids ``test-...``); chains and groups run
-inline too."""
+inline too.
+
+An inline run is a worker's run without the database: ``on_enqueue`` edits the options,
+middleware ``before``/``after``, the task hooks and the events fire as on a worker, and a
+failure with retries left runs again at once (no backoff wait) after ``on_retry``, with
+``current_job.retry_count`` counting up, until it completes or ends ``dead``. Event
+callbacks have run by the time the call that enqueued the job returns."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextvars
 import itertools
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from taskito.context import _enter, _JobContext, _leave, current_job
-from taskito.exceptions import TaskCancelledError, TaskFailedError
-from taskito.middleware import call_each
+from taskito.context import _JobContext, log_level
+from taskito.exceptions import MaxRetriesExceededError, TaskCancelledError, TaskFailedError
 
 __all__ = ["TestResult", "TestResults", "TestModeMixin"]
 
+# The enqueue options an inline run honours (the others only matter to a stored job).
+_RUN_OPTIONS = ("priority", "delay", "queue", "max_retries", "timeout")
+
 
 class TestResult:
-    """One task call run in test mode."""
+    """One task call run in test mode: what ``delay()`` returns there."""
 
     __test__ = False  # not a pytest test class
 
@@ -32,27 +41,51 @@ class TestResult:
         self.args = args
         self.kwargs = kwargs
         self.return_value: Any = None
+        #: The last run's exception, None once the task completed.
         self.error: BaseException | None = None
+        self.traceback: str | None = None
+        #: ``running``, then as a worker would end it: ``complete``, ``failed`` (no run
+        #: can fix it), ``dead`` (failed on its last retry) or ``cancelled``.
+        self.status = "running"
+        #: How many times it was retried, and the exception of each failed run.
+        self.retry_count = 0
+        self.failures: list[BaseException] = []
         self.progress: int | None = None
-        self._done = False
+        #: ``current_job.log`` lines: dicts of ``level``, ``message``, ``extra`` (JSON or None).
+        self.logs: list[dict[str, Any]] = []
+
+    @property
+    def job_id(self) -> str:
+        return self.id
 
     @property
     def succeeded(self) -> bool:
-        return self._done and self.error is None
+        return self.status == "complete"
 
     @property
     def failed(self) -> bool:
         return self.error is not None
 
-    @property
-    def status(self) -> str:
-        return "complete" if self.succeeded else "failed" if self.failed else "running"
-
     def result(self, timeout: float = 30, poll_interval: float = 0.05) -> Any:
-        """The return value, or ``TaskFailedError`` if the task raised."""
-        if self.error is not None:
-            raise TaskFailedError(f"job {self.id} failed: {type(self.error).__name__}: {self.error}")
-        return self.return_value
+        """The return value, or what ``JobResult.result()`` raises for a job that ended
+        this way (``TaskFailedError``, ``MaxRetriesExceededError``, ``TaskCancelledError``)."""
+        error = self.error
+        if error is None:
+            return self.return_value
+        if self.status == "cancelled":
+            raise TaskCancelledError(f"job {self.id} was cancelled")
+        text = f"{type(error).__name__}: {error}"
+        details: dict[str, Any] = {
+            "job_id": self.id,
+            "errtype": type(error).__name__,
+            "traceback": (self.traceback or "").splitlines(),
+            "raw_error": text,
+        }
+        if self.status == "dead":
+            raise MaxRetriesExceededError(
+                f"job {self.id} failed after all its retries and was dead-lettered: {text}", **details
+            )
+        raise TaskFailedError(f"job {self.id} failed: {text}", **details)
 
     def __repr__(self) -> str:
         return f"<TestResult {self.task_name} {self.status}>"
@@ -63,13 +96,22 @@ class TestResults(list):
 
     __test__ = False
 
-    @property
-    def succeeded(self) -> list[TestResult]:
-        return [r for r in self if r.succeeded]
+    def filter(self, task_name: str | None = None, succeeded: bool | None = None) -> TestResults:
+        """The results of one task and/or one outcome (``succeeded=False``: the failed)."""
+        return TestResults(
+            r
+            for r in self
+            if (task_name is None or r.task_name == task_name)
+            and (succeeded is None or r.succeeded == succeeded)
+        )
 
     @property
-    def failed(self) -> list[TestResult]:
-        return [r for r in self if r.failed]
+    def succeeded(self) -> TestResults:
+        return self.filter(succeeded=True)
+
+    @property
+    def failed(self) -> TestResults:
+        return TestResults(r for r in self if r.failed)
 
 
 class _TestCore:
@@ -83,6 +125,11 @@ class _TestCore:
 
     def cancel_requested(self, job_id: str) -> bool:
         return False
+
+    def write_task_log(
+        self, job_id: str, task_name: str, level: str, message: str, extra: str | None
+    ) -> None:
+        self._result.logs.append({"level": log_level(level), "message": message, "extra": extra})
 
 
 _ids = itertools.count(1)
@@ -99,8 +146,8 @@ class TestModeMixin:
     @contextmanager
     def test_mode(self, propagate_errors: bool = False) -> Iterator[TestResults]:
         """Runs tasks inline at enqueue for the duration of the block and yields the list
-        of their results. With ``propagate_errors=True`` a task's exception propagates
-        from the call that enqueued it."""
+        of their results. With ``propagate_errors=True`` the exception of a job that ends
+        failed or dead propagates from the call that enqueued it."""
         previous = (self._test_results, self._test_propagate)
         results = TestResults()
         self._test_results, self._test_propagate = results, bool(propagate_errors)
@@ -109,43 +156,86 @@ class TestModeMixin:
         finally:
             self._test_results, self._test_propagate = previous
 
-    def _run_inline(self, task_name: str, args: tuple, kwargs: dict) -> TestResult:
+    def _run_inline(
+        self, task_name: str, args: tuple, kwargs: dict, options: dict[str, Any] | None = None
+    ) -> TestResult:
+        """Runs one enqueued call to its end; ``options`` are the enqueue's options."""
         from taskito.canvas import builtin_task
 
+        queue: Any = self
         results = self._test_results
         assert results is not None
-        result = TestResult(
-            f"test-{next(_ids)}-{uuid.uuid4().hex[:12]}", task_name, tuple(args), dict(kwargs)
-        )
+        args, kwargs = tuple(args), dict(kwargs)
+        opts = _run_options(queue, task_name, args, kwargs, options or {})
+        result = TestResult(f"test-{next(_ids)}-{uuid.uuid4().hex[:12]}", task_name, args, kwargs)
         results.append(result)
-        task = self._tasks.get(task_name) or builtin_task(self, task_name)  # type: ignore[arg-type]
-        if task is None:
-            result.error = LookupError(f"task {task_name!r} is not registered")
-            if self._test_propagate:
-                raise result.error
-            return result
-        queue_name = getattr(task, "queue_name", "default")
-        token = _enter(_JobContext(result.id, task_name, queue_name, 0, "test", _TestCore(result)))
-        # Middleware sees an inline run as it sees a worker's: `before`, then `after`.
-        chain = task._middleware_chain() if hasattr(task, "_middleware_chain") else ()
-        entered = call_each(chain, "before", current_job) if chain else chain
+        queue._emit_enqueued(result.id, task_name, opts["queue"])
+        task = self._tasks.get(task_name) or builtin_task(queue, task_name)
         try:
-            value = task.fn(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = asyncio.run(_await(value))
-            result.return_value = value
-        except TaskCancelledError as exc:
-            result.error = exc
-        except Exception as exc:
-            result.error = exc
-            if self._test_propagate:
-                raise
+            if task is None:
+                # As on a worker: a failure no retry can fix, before anything runs.
+                result.error = LookupError(f"task {task_name!r} is not registered")
+                result.status = "failed"
+            else:
+                _run_to_end(queue, task, result, opts["queue"], opts["max_retries"])
         finally:
-            result._done = True
-            if entered:
-                call_each(entered, "after", current_job, result.return_value, result.error)
-            _leave(token)
+            queue._flush_events()
+        if self._test_propagate and result.status in ("failed", "dead"):
+            raise result.error  # type: ignore[misc]
         return result
+
+
+def _run_options(
+    queue: Any, task_name: str, args: tuple, kwargs: dict, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The job's options after ``on_enqueue``, checked as an enqueue checks them."""
+    run = {k: options.get(k) for k in _RUN_OPTIONS}
+    chain = queue._enqueue_chain(task_name)
+    if chain:
+        edited = queue._on_enqueue(
+            chain, task_name, args, kwargs, *run.values(), options.get("unique_key"), options.get("metadata")
+        )
+        run = {k: edited[k] for k in _RUN_OPTIONS}
+    return queue._resolve_options(task_name, *run.values())  # type: ignore[no-any-return]
+
+
+def _run_to_end(queue: Any, task: Any, result: TestResult, queue_name: str, max_retries: int) -> None:
+    """Runs the task as a worker would, retrying at once while it has retries left."""
+    from taskito._dispatch import completed, drive, run_steps
+
+    core = _TestCore(result)
+    while True:
+        context = _JobContext(result.id, result.task_name, queue_name, result.retry_count, "test", core)
+        ran = drive(run_steps(queue, task, result.args, result.kwargs, context, max_retries), _complete)
+        if ran[0]:
+            result.return_value, result.status = ran[1], "complete"
+            result.error = result.traceback = None
+            completed(queue, context)
+            return
+        error, tb, retryable = ran[1:]
+        result.failures.append(error)
+        result.error, result.traceback = error, tb
+        if retryable and result.retry_count < max_retries:
+            result.retry_count += 1
+            continue
+        if isinstance(error, TaskCancelledError):
+            result.status = "cancelled"
+        else:
+            result.status = "dead" if retryable else "failed"
+        return
+
+
+def _complete(awaitable: Any) -> Any:
+    """Runs an async task's awaitable to its value in this thread, or, when this thread's
+    loop is busy (an async test enqueued it), on a fresh loop in a helper thread that sees
+    the same ``current_job``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await(awaitable))
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1, thread_name_prefix="taskito-test-mode") as pool:
+        return pool.submit(context.run, asyncio.run, _await(awaitable)).result()
 
 
 async def _await(value: Any) -> Any:

@@ -6,9 +6,12 @@
 //! Parent to child: `J` job (task name, payload, job id, queue, retry count, max retries,
 //! thread id, and for a canvas step its parents' results: mode, count, then per parent a
 //! presence flag and the bytes). Child to parent: `R` ready, `E` startup error (message), `C` complete
-//! (result bytes), `F` failed (error, traceback, retryable byte).
+//! (result bytes, run time), `F` failed (error, traceback, retryable byte, run time). The run
+//! time is a big-endian f64 of seconds: how long the child's dispatch took, as a worker
+//! thread would time it for the metrics.
 
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 use crate::job::{ClaimedJob, Outcome};
 
@@ -20,7 +23,8 @@ const MAX_FRAME: usize = 1 << 30;
 pub enum Reply {
     Ready,
     StartupError(String),
-    Done(Outcome),
+    /// A job's outcome and how long the child took to run it.
+    Done(Outcome, Duration),
 }
 
 fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
@@ -110,6 +114,12 @@ impl Cursor<'_> {
         self.0 = rest;
         Ok(b)
     }
+    /// A run time; a negative or non-finite one (a clock gone wrong) reads as zero.
+    fn seconds(&mut self) -> io::Result<Duration> {
+        let (head, rest) = self.0.split_first_chunk::<8>().ok_or_else(bad)?;
+        self.0 = rest;
+        Ok(Duration::try_from_secs_f64(f64::from_be_bytes(*head)).unwrap_or_default())
+    }
 }
 
 fn bad() -> io::Error {
@@ -122,12 +132,18 @@ pub fn parse_reply(body: &[u8]) -> io::Result<Reply> {
     match c.byte()? {
         b'R' => Ok(Reply::Ready),
         b'E' => Ok(Reply::StartupError(c.text()?)),
-        b'C' => Ok(Reply::Done(Outcome::Complete(c.bytes()?))),
-        b'F' => Ok(Reply::Done(Outcome::Failed {
-            error: c.text()?,
-            traceback: c.text()?,
-            retryable: c.byte()? != 0,
-        })),
+        b'C' => {
+            let outcome = Outcome::Complete(c.bytes()?);
+            Ok(Reply::Done(outcome, c.seconds()?))
+        }
+        b'F' => {
+            let outcome = Outcome::Failed {
+                error: c.text()?,
+                traceback: c.text()?,
+                retryable: c.byte()? != 0,
+            };
+            Ok(Reply::Done(outcome, c.seconds()?))
+        }
         _ => Err(bad()),
     }
 }
@@ -142,19 +158,36 @@ mod tests {
         put_bytes(&mut body, b"ValueError: x");
         put_bytes(&mut body, b"tb");
         body.push(1);
+        body.extend_from_slice(&0.25f64.to_be_bytes());
         match parse_reply(&body).unwrap() {
-            Reply::Done(Outcome::Failed {
-                error,
-                traceback,
-                retryable,
-            }) => {
+            Reply::Done(
+                Outcome::Failed {
+                    error,
+                    traceback,
+                    retryable,
+                },
+                took,
+            ) => {
                 assert_eq!(error, "ValueError: x");
                 assert_eq!(traceback, "tb");
                 assert!(retryable);
+                assert_eq!(took, Duration::from_millis(250));
             }
             other => panic!("{other:?}"),
         }
         assert!(parse_reply(&[b'C', 0, 0]).is_err());
+        // A result without its run time is malformed; a negative run time reads as zero.
+        let mut done = vec![b'C'];
+        put_bytes(&mut done, b"r");
+        assert!(parse_reply(&done).is_err());
+        done.extend_from_slice(&(-1.0f64).to_be_bytes());
+        match parse_reply(&done).unwrap() {
+            Reply::Done(Outcome::Complete(r), took) => {
+                assert_eq!(r, b"r");
+                assert_eq!(took, Duration::ZERO);
+            }
+            other => panic!("{other:?}"),
+        }
         let mut framed = Vec::new();
         framed.extend_from_slice(&3u32.to_be_bytes());
         framed.extend_from_slice(b"abc");

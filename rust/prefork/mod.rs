@@ -6,7 +6,8 @@
 //! `interrupt` kills the child (SIGTERM, then SIGKILL after a short grace); the end of the
 //! stream tells the thread, which reports the job's failure and starts a replacement in
 //! the background. A child that dies on its own (a segfault, `os._exit`) fails or retries
-//! only its job, with the signal or exit code in the error.
+//! only its job, with the signal or exit code in the error. An optional observer sees each
+//! job's outcome and run time in the parent (the worker's metrics count prefork jobs there).
 
 mod child;
 mod frame;
@@ -15,7 +16,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use child::Spec;
 use child::{ChildProc, Pid};
@@ -59,8 +60,13 @@ impl Slot {
     }
 }
 
+/// Called on the worker thread after each job with its outcome and how long it ran: the
+/// child's own timing, or the time since the job was sent when the child died.
+pub type Observer = Box<dyn Fn(&ClaimedJob, &Outcome, Duration) + Send + Sync>;
+
 pub struct PreforkRunner {
     spec: Arc<Spec>,
+    observer: Option<Observer>,
     max_tasks_per_child: Option<u64>,
     kill_grace: Duration,
     slots: Mutex<HashMap<u64, Arc<Slot>>>,
@@ -80,12 +86,19 @@ impl PreforkRunner {
         let first = ChildProc::start(&spec)?;
         Ok(PreforkRunner {
             spec: Arc::new(spec),
+            observer: None,
             max_tasks_per_child,
             kill_grace,
             slots: Mutex::new(HashMap::new()),
             next_ident: AtomicU64::new(1),
             spare: Mutex::new(Some(first)),
         })
+    }
+
+    /// Sets the observer of every job's outcome (see `Observer`).
+    pub fn with_observer(mut self, observer: Observer) -> PreforkRunner {
+        self.observer = Some(observer);
+        self
     }
 
     fn slots(&self) -> MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
@@ -157,6 +170,72 @@ fn crashed(job: &ClaimedJob, pid: i32, how: &str) -> Outcome {
     }
 }
 
+impl PreforkRunner {
+    /// Runs one job in this thread's child: its outcome and run time (the child's timing,
+    /// else the time since the job was sent).
+    fn run_in_child(&self, job: &ClaimedJob, thread_id: &str, ident: u64) -> (Outcome, Duration) {
+        let Some(slot) = self.slot(ident) else {
+            let failed = Outcome::Failed {
+                error: "WorkerCrashedError: this worker thread has no child process".into(),
+                traceback: String::new(),
+                retryable: true,
+            };
+            return (failed, Duration::ZERO);
+        };
+        let mut io = slot.io();
+        // A child that died while idle is replaced before it can take a job down with it.
+        if io.as_ref().is_some_and(|p| p.exited()) {
+            if let Some(dead) = io.take() {
+                let pid = dead.pid();
+                let how = dead.reap(REAP_WAIT);
+                log::warn!("prefork child {pid} died while idle ({how}); replacing it");
+            }
+        }
+        if io.is_none() {
+            match ChildProc::start(&self.spec) {
+                Ok(p) => slot.install(&mut io, p),
+                Err(e) => {
+                    let failed = Outcome::Failed {
+                        error: format!("WorkerCrashedError: cannot start a child process: {e}"),
+                        traceback: String::new(),
+                        retryable: true,
+                    };
+                    return (failed, Duration::ZERO);
+                }
+            }
+        }
+        let proc = io.as_mut().expect("installed above");
+        let request = frame::job_frame(job, thread_id);
+        let sent = Instant::now();
+        let reply = match proc.send(&request) {
+            Ok(()) => proc.receive(),
+            Err(_) => None,
+        };
+        match reply {
+            Some(Reply::Done(outcome, took)) => {
+                proc.jobs += 1;
+                if self.max_tasks_per_child.is_some_and(|max| proc.jobs >= max) {
+                    let old = io.take();
+                    *slot.live() = None;
+                    drop(io);
+                    self.refill_later(slot, old);
+                }
+                (outcome, took)
+            }
+            _ => {
+                let took = sent.elapsed();
+                let dead = io.take().expect("present above");
+                *slot.live() = None;
+                drop(io);
+                let pid = dead.pid();
+                let how = dead.reap(REAP_WAIT);
+                self.refill_later(slot, None);
+                (crashed(job, pid, &how), took)
+            }
+        }
+    }
+}
+
 impl Runner for PreforkRunner {
     fn thread_started(&self) -> u64 {
         let slot = Arc::new(Slot::default());
@@ -179,63 +258,12 @@ impl Runner for PreforkRunner {
     }
 
     fn run(&self, job: &ClaimedJob, thread_id: &str, ident: u64) -> Outcome {
-        let Some(slot) = self.slot(ident) else {
-            return Outcome::Failed {
-                error: "WorkerCrashedError: this worker thread has no child process".into(),
-                traceback: String::new(),
-                retryable: true,
-            };
-        };
-        let mut io = slot.io();
-        // A child that died while idle is replaced before it can take a job down with it.
-        if io.as_ref().is_some_and(|p| p.exited()) {
-            if let Some(dead) = io.take() {
-                let pid = dead.pid();
-                let how = dead.reap(REAP_WAIT);
-                log::warn!("prefork child {pid} died while idle ({how}); replacing it");
-            }
+        let (outcome, took) = self.run_in_child(job, thread_id, ident);
+        if let Some(observe) = &self.observer {
+            observe(job, &outcome, took);
         }
-        if io.is_none() {
-            match ChildProc::start(&self.spec) {
-                Ok(p) => slot.install(&mut io, p),
-                Err(e) => {
-                    return Outcome::Failed {
-                        error: format!("WorkerCrashedError: cannot start a child process: {e}"),
-                        traceback: String::new(),
-                        retryable: true,
-                    }
-                }
-            }
-        }
-        let proc = io.as_mut().expect("installed above");
-        let request = frame::job_frame(job, thread_id);
-        let reply = match proc.send(&request) {
-            Ok(()) => proc.receive(),
-            Err(_) => None,
-        };
-        match reply {
-            Some(Reply::Done(outcome)) => {
-                proc.jobs += 1;
-                if self.max_tasks_per_child.is_some_and(|max| proc.jobs >= max) {
-                    let old = io.take();
-                    *slot.live() = None;
-                    drop(io);
-                    self.refill_later(slot, old);
-                }
-                outcome
-            }
-            _ => {
-                let dead = io.take().expect("present above");
-                *slot.live() = None;
-                drop(io);
-                let pid = dead.pid();
-                let how = dead.reap(REAP_WAIT);
-                self.refill_later(slot, None);
-                crashed(job, pid, &how)
-            }
-        }
+        outcome
     }
-
     fn interrupt(&self, ident: u64) {
         let Some(slot) = self.slot(ident) else {
             return;

@@ -31,8 +31,14 @@ type AsyncJob<'py> = (
 /// A canvas step's `(mode, parent results)` (see `job::ParentResults`).
 type Parents<'py> = (i64, Vec<Option<Bound<'py, PyBytes>>>);
 
-/// `run_worker(prefork=(argv, env, max_tasks_per_child))`: how children are started.
-pub type PreforkArgs = (Vec<String>, Vec<(String, String)>, Option<u64>);
+/// `run_worker(prefork=(argv, env, max_tasks_per_child, observe))`: how children are
+/// started, and the callable (or None) told each job's outcome in this process.
+pub type PreforkArgs = (
+    Vec<String>,
+    Vec<(String, String)>,
+    Option<u64>,
+    Option<Py<PyAny>>,
+);
 
 /// The compiled half of the async pool: one per worker run.
 #[pyclass(name = "AsyncLane", module = "taskito._taskito", frozen)]
@@ -117,7 +123,7 @@ pub(super) fn prefork_runner(
     spec: PreforkArgs,
     kill_grace: Duration,
 ) -> PyResult<(Arc<dyn Runner>, Arc<crate::prefork::PreforkRunner>)> {
-    let (argv, env, max_tasks_per_child) = spec;
+    let (argv, env, max_tasks_per_child, observe) = spec;
     if argv.is_empty() {
         return Err(Error::invalid("prefork", "the child command is empty").into());
     }
@@ -129,11 +135,45 @@ pub(super) fn prefork_runner(
         env,
         start_timeout: Duration::from_secs(120),
     };
-    let runner = py
+    let mut runner = py
         .detach(move || crate::prefork::PreforkRunner::new(spec, max_tasks_per_child, kill_grace))
         .map_err(|e| Error::Start(format!("the prefork pool cannot start a child: {e}")))?;
+    if let Some(observe) = observe {
+        runner = runner.with_observer(observer(observe));
+    }
     let runner = Arc::new(runner);
     Ok((runner.clone(), runner))
+}
+
+/// The prefork observer that calls `observe(task_name, queue, retry_count, max_retries, ok,
+/// error, retryable, seconds)` on the worker thread (a worker thread, like those that run a
+/// thread pool's jobs, so it may attach). What it raises is printed, never the job's.
+#[cfg(target_os = "linux")]
+fn observer(observe: Py<PyAny>) -> crate::prefork::Observer {
+    use crate::job::{ClaimedJob, Outcome};
+    Box::new(move |job: &ClaimedJob, outcome: &Outcome, took: Duration| {
+        let (ok, error, retryable) = match outcome {
+            Outcome::Complete(_) => (true, None, false),
+            Outcome::Failed {
+                error, retryable, ..
+            } => (false, Some(error.as_str()), *retryable),
+        };
+        Python::attach(|py| {
+            let args = (
+                job.task_name.as_str(),
+                job.queue.as_str(),
+                job.retry_count,
+                job.max_retries,
+                ok,
+                error,
+                retryable,
+                took.as_secs_f64(),
+            );
+            if let Err(e) = observe.call1(py, args) {
+                e.print(py);
+            }
+        });
+    })
 }
 
 #[cfg(target_os = "linux")]

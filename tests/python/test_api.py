@@ -31,9 +31,18 @@ def test_task_decorator_without_parentheses_and_custom_name(queue: Queue) -> Non
     def send() -> None:
         return None
 
+    @queue.task("emails.resend", max_retries=1)  # the name positionally, as 0.22 takes it
+    def resend() -> None:
+        return None
+
     assert plain() == "x"
     assert send.name == "emails.send"
     assert "emails.send" in queue.tasks
+    assert resend.name == "emails.resend" and resend.max_retries == 1
+    with pytest.raises(ValueError, match="twice"):
+        queue.task("a", name="b")
+    with pytest.raises(ValueError, match="function or a task name"):
+        queue.task(42)  # type: ignore[arg-type]
 
 
 def test_duplicate_task_name_is_an_error(queue: Queue) -> None:

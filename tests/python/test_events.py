@@ -141,3 +141,25 @@ def test_pause_and_resume_emit_queue_events(queue: Queue) -> None:
         (EventType.QUEUE_PAUSED, {"queue": "emails"}),
         (EventType.QUEUE_RESUMED, {"queue": "emails"}),
     ]
+
+
+def test_cancel_job_and_worker_events_carry_what_they_name(queue: Queue) -> None:
+    import socket
+
+    seen = collect(queue, EventType.JOB_CANCELLED, EventType.WORKER_STARTED, EventType.WORKER_STOPPED)
+
+    @queue.task(name="later", queue="mail")
+    def later():
+        return 1
+
+    job = later.apply_async(delay=60)
+    assert queue.cancel_job(job.id)
+    assert not queue.cancel_job(job.id)  # nothing cancelled, no event
+    queue.run_worker(run_once=True, workers=1, worker_id="events-worker")
+    assert queue._flush_events()
+    assert [(e, p) for e, p, _ in seen][:1] == [
+        (EventType.JOB_CANCELLED, {"job_id": job.id, "task_name": "later", "queue": "mail"})
+    ]
+    assert [e for e, _, _ in seen[1:]] == [EventType.WORKER_STARTED, EventType.WORKER_STOPPED]
+    for _, payload, _ in seen[1:]:
+        assert payload["worker_id"] == "events-worker" and payload["hostname"] == socket.gethostname()

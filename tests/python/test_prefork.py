@@ -239,6 +239,51 @@ def test_a_crashing_child_fails_only_its_job(app: ModuleType) -> None:
     assert slow.status == "complete"
 
 
+def test_jobs_of_children_are_counted_in_the_parents_metrics(app: ModuleType) -> None:
+    pytest.importorskip("prometheus_client")
+    from taskito.metrics import Metrics
+
+    metrics = Metrics(app.queue).attach()
+    done = [app.pid.delay(0.2) for _ in range(3)]
+    dead = [app.boom.delay("x"), app.segv.delay()]  # segv: a crash, retried once, then dead
+    unknown = app.queue.enqueue("missing.task")
+    worker = start(app)
+    try:
+        for job in done:
+            job.result(timeout=60)
+        for job in [*dead, unknown]:
+            wait_for(lambda job=job: job.status in ("dead", "failed"), timeout=60, what="the job to end")
+    finally:
+        worker.stop()
+    assert unknown.status == "failed"
+    families = {f.name: f.samples for f in metrics.registry.collect()}
+    processed = {
+        (s.labels["queue"], s.labels["task"], s.labels["outcome"]): s.value
+        for s in families["taskito_jobs_processed"]
+        if s.name == "taskito_jobs_processed_total"
+    }
+    assert processed == {
+        ("default", "pid", "complete"): 3,
+        ("default", "boom", "dead"): 1,
+        ("default", "segv", "retry"): 1,
+        ("default", "segv", "dead"): 1,
+        ("default", "missing.task", "failed"): 1,
+    }
+    durations = {
+        (s.labels["task"], s.name.rsplit("_", 1)[1]): s.value
+        for s in families["taskito_job_duration_seconds"]
+        if s.name.endswith(("_count", "_sum"))
+    }
+    assert {task: n for (task, kind), n in durations.items() if kind == "count"} == {
+        "pid": 3,
+        "boom": 1,
+        "segv": 2,
+        "missing.task": 1,
+    }
+    # The child's timing of the run: each `pid` job slept 0.2 s there.
+    assert durations[("pid", "sum")] >= 0.6
+
+
 def test_children_are_recycled_after_max_tasks_per_child(tmp_path: Path) -> None:
     module = load_app(tmp_path, max_tasks_per_child=2)
     worker = start(module, workers=1)
