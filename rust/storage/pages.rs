@@ -74,9 +74,15 @@ pub fn jobs_after(
         });
     }
     // The indexed part of the filter: status and queue lead the status index.
+    // Jobs waiting for their dependencies (stored as 6) are pending to users.
     let statuses: Vec<i64> = match f.status {
+        Some(JobStatus::Pending) => vec![0, 6],
         Some(s) => vec![s as i64],
-        None => JobStatus::ALL.iter().map(|s| *s as i64).collect(),
+        None => JobStatus::ALL
+            .iter()
+            .map(|s| *s as i64)
+            .chain([6])
+            .collect(),
     };
     let in_list = statuses
         .iter()

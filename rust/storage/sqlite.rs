@@ -923,9 +923,14 @@ impl Storage for SqliteStorage {
             next => Ok((0, next)),
         }
     }
-    fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>> {
+    fn enqueue_linked(
+        &self,
+        jobs: &[NewJob],
+        links: &[JobLinks],
+        max_pending: &[(String, i64)],
+    ) -> Result<Vec<String>> {
         let now = crate::job::now_ms();
-        self.write(|c| dependencies::enqueue_linked(c, jobs, links, now))
+        self.write(|c| dependencies::enqueue_linked(c, jobs, links, max_pending, now))
             .inspect(|_| self.hints.notify(Kind::Work))
     }
     fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)> {

@@ -13,12 +13,7 @@ from flowkit import load_app, start_workers, stop_workers, write_app
 
 from taskito import JobNotFoundError, Queue, TaskCancelledError
 
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "job dependencies, notes and expiry times are not supported on the PostgreSQL backend yet"
-)
 
-
-@PG_UNSUPPORTED
 def test_child_waits_for_its_parent(queue: Queue) -> None:
     order: list[str] = []
 
@@ -43,7 +38,6 @@ def test_child_waits_for_its_parent(queue: Queue) -> None:
     assert child.result(timeout=1) == "child"
 
 
-@PG_UNSUPPORTED
 def test_child_runs_after_every_parent(queue: Queue, worker: Any) -> None:
     @queue.task(name="slow")
     def slow(n):
@@ -57,7 +51,6 @@ def test_child_runs_after_every_parent(queue: Queue, worker: Any) -> None:
     assert sorted(child.dependencies) == sorted(p.id for p in parents)
 
 
-@PG_UNSUPPORTED
 def test_dependency_on_a_finished_job(queue: Queue, worker: Any) -> None:
     @queue.task(name="echo")
     def echo(x):
@@ -68,7 +61,6 @@ def test_dependency_on_a_finished_job(queue: Queue, worker: Any) -> None:
     assert echo.apply_async((2,), depends_on=parent).result(timeout=10) == 2
 
 
-@PG_UNSUPPORTED
 def test_failed_parent_cancels_dependents_transitively(queue: Queue, worker: Any) -> None:
     @queue.task(name="boom", max_retries=0)
     def boom():
@@ -91,7 +83,6 @@ def test_failed_parent_cancels_dependents_transitively(queue: Queue, worker: Any
     assert late.status == "cancelled"
 
 
-@PG_UNSUPPORTED
 def test_cancelling_a_pending_parent_cancels_its_dependents(queue: Queue) -> None:
     @queue.task(name="echo")
     def echo(x):
@@ -104,7 +95,6 @@ def test_cancelling_a_pending_parent_cancels_its_dependents(queue: Queue) -> Non
     assert queue.process_one() is False
 
 
-@PG_UNSUPPORTED
 def test_missing_dependency_is_refused_and_nothing_is_stored(queue: Queue) -> None:
     @queue.task(name="echo")
     def echo(x):

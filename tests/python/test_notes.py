@@ -9,10 +9,6 @@ import pytest
 
 from taskito import MAX_NOTE_FIELDS, NotesValidationError, Queue, TaskitoError, notes
 
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "job dependencies, notes and expiry times are not supported on the PostgreSQL backend yet"
-)
-
 
 def make(queue: Queue) -> Any:
     @queue.task(name="echo")
@@ -22,7 +18,6 @@ def make(queue: Queue) -> Any:
     return echo
 
 
-@PG_UNSUPPORTED
 def test_notes_round_trip(queue: Queue) -> None:
     echo = make(queue)
     value = {
@@ -44,7 +39,6 @@ def test_notes_round_trip(queue: Queue) -> None:
     assert by_name.notes == {"via": "enqueue"}
 
 
-@PG_UNSUPPORTED
 def test_enqueue_many_notes_and_notes_list(queue: Queue) -> None:
     make(queue)
     same = queue.enqueue_many("echo", [(1,), (2,)], notes={"batch": 1})
@@ -89,7 +83,6 @@ def test_limits_are_public_constants() -> None:
     assert notes.MAX_NOTES_BYTES == 4096
 
 
-@PG_UNSUPPORTED
 def test_notes_survive_dead_letter_retry_and_replay(queue: Queue) -> None:
     @queue.task(name="boom", max_retries=0)
     def boom():

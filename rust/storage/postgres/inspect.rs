@@ -14,7 +14,7 @@ macro_rules! job_columns {
     () => {
         "id, queue, task_name, status, priority, retry_count, max_retries, created_at, \
          scheduled_at, started_at, completed_at, error, progress, worker_id, unique_key, \
-         metadata, timeout_ms"
+         metadata, timeout_ms, notes"
     };
 }
 pub(super) use job_columns;
@@ -37,8 +37,17 @@ pub(super) fn job_row(r: &Row) -> JobRecord {
         worker_id: r.get(13),
         unique_key: r.get(14),
         metadata: r.get(15),
-        notes: None,
+        notes: r.get(17),
         timeout_ms: r.get(16),
+    }
+}
+
+/// The stored statuses a listing filtered by `status` shows: jobs waiting for their
+/// dependencies (6) are pending to users.
+pub(super) fn statuses_shown_as(status: JobStatus) -> Vec<i16> {
+    match status {
+        JobStatus::Pending => vec![0, 6],
+        other => vec![other as i16],
     }
 }
 
@@ -111,11 +120,11 @@ pub fn get_outcome(c: &mut Conn, s: &PgSettings, id: &str) -> Result<Option<Stor
 
 pub fn list_jobs(c: &mut Conn, s: &PgSettings, f: &JobFilter) -> Result<Vec<JobRecord>> {
     let mut sql = concat!("SELECT ", job_columns!(), " FROM jobs WHERE true").to_string();
-    let status = f.status.map(|st| st as i16);
+    let status = f.status.map(statuses_shown_as);
     let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
     if let Some(st) = &status {
         args.push(st);
-        sql.push_str(&format!(" AND status = ${}", args.len()));
+        sql.push_str(&format!(" AND status = ANY(${})", args.len()));
     }
     if let Some(q) = &f.queue {
         args.push(q);
@@ -210,7 +219,7 @@ pub fn cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
             concat!(
                 "UPDATE jobs SET status = 5, completed_at = ",
                 now_ms_sql!(),
-                " WHERE seq = $2 AND id = $1 AND status = 0"
+                " WHERE seq = $2 AND id = $1 AND status IN (0, 6)"
             ),
             &[&id, &seq_of(id)],
         )
@@ -271,7 +280,7 @@ pub fn retry_dead(
     let row = tx
         .query_opt(
             "DELETE FROM dead_letters WHERE id = $1 RETURNING task_name, queue, payload, \
-             priority, max_retries, retry_backoff, timeout_ms, metadata",
+             priority, max_retries, retry_backoff, timeout_ms, metadata, notes",
             &[&dead_id],
         )
         .map_err(err)?
@@ -299,8 +308,18 @@ pub fn retry_dead(
         client_now,
         notify,
     )?;
+    let id = ids.into_iter().next().unwrap_or_default();
+    // Notes survive the round trip through the dead-letter queue.
+    let notes: Option<String> = row.get(8);
+    if notes.is_some() {
+        tx.execute(
+            "UPDATE jobs SET notes = $2 WHERE seq = $1",
+            &[&seq_of(&id), &notes],
+        )
+        .map_err(err)?;
+    }
     tx.commit().map_err(err)?;
-    Ok(ids.into_iter().next().unwrap_or_default())
+    Ok(id)
 }
 
 /// Deletes dead letters older than `age_ms` by the server's clock.

@@ -4,7 +4,7 @@
 
 use postgres::types::ToSql;
 
-use super::inspect::{job_columns, job_row};
+use super::inspect::{job_columns, job_row, statuses_shown_as};
 use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord};
@@ -54,13 +54,13 @@ pub fn jobs_after(
             next_cursor: None,
         });
     }
-    let status = f.status.map(|st| st as i16);
+    let status = f.status.map(statuses_shown_as);
     let fetch = limit + 1;
     let mut args: Vec<&(dyn ToSql + Sync)> = vec![&before];
     let mut sql = concat!("SELECT ", job_columns!(), " FROM jobs WHERE seq < $1").to_string();
     if let Some(st) = &status {
         args.push(st);
-        sql.push_str(&format!(" AND status = ${}", args.len()));
+        sql.push_str(&format!(" AND status = ANY(${})", args.len()));
     }
     if let Some(q) = &f.queue {
         args.push(q);
