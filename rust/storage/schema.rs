@@ -249,6 +249,17 @@ const MIGRATIONS: &[&str] = &[
                             WHERE d.job_seq = jobs.seq AND p.status != 2);
     END;
     "#,
+    // 7: a job waiting for its dependencies holds its unique key, as a pending one does.
+    // Waiting jobs stored before this that share a key with a live job give theirs up
+    // (the first holder keeps it), so the new index can be built.
+    r#"
+    UPDATE jobs SET unique_key = NULL WHERE status = 6 AND unique_key > '' AND EXISTS (
+        SELECT 1 FROM jobs o WHERE o.unique_key = jobs.unique_key AND o.seq != jobs.seq
+        AND (o.status IN (0, 1) OR (o.status = 6 AND o.seq < jobs.seq)));
+    DROP INDEX jobs_unique_key;
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
+        WHERE unique_key > '' AND status IN (0, 1, 6);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -40,7 +40,7 @@ const ENQUEUE: &str = concat!(
     ", ",
     now_ms_sql!(),
     " + d, mr, rb, tm, uk, md FROM input ORDER BY ord \
-       ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1) DO NOTHING \
+       ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING \
        RETURNING seq), \
      noted AS (INSERT INTO queues (name) SELECT DISTINCT q FROM input ON CONFLICT DO NOTHING) \
      SELECT i.px || lpad(to_hex(i.s), 12, '0'), ins.seq IS NOT NULL, \
@@ -103,7 +103,7 @@ pub fn enqueue_marked(
         let existing = client
             .query_opt(
                 "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
-                 AND status IN (0, 1)",
+                 AND status IN (0, 1, 6)",
                 &[&key],
             )
             .map_err(err)?;

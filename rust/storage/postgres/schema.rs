@@ -215,6 +215,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX job_dependencies_by_job ON job_dependencies (job_seq);
     CREATE INDEX job_dependencies_by_parent ON job_dependencies (depends_on_seq);
     CREATE INDEX jobs_expiring ON jobs (expires_at) WHERE expires_at > 0;
+    -- A waiting job holds its unique key, as a pending one does.
+    DROP INDEX jobs_unique_key;
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
+        WHERE unique_key > '' AND status IN (0, 1, 6);
 
     -- Runs in the transaction that ends a job others depend on, whatever ended it (a
     -- result, a failure, cancel, expiry, recovery to dead). A completion promotes each
