@@ -29,16 +29,7 @@ fn resolve(
     index: usize,
     ids: &[String],
 ) -> Result<(String, i64, i64)> {
-    let id = match dep {
-        Dep::Job(id) => id.clone(),
-        Dep::Batch(k) if *k < index => ids[*k].clone(),
-        Dep::Batch(k) => {
-            return Err(Error::invalid(
-                "depends_on",
-                format!("job {index} of the batch cannot depend on job {k}, which comes later"),
-            ))
-        }
-    };
+    let id = dep.id_in_batch(index, ids)?;
     let seq = seq_of(&id);
     let status: Option<i64> = conn
         .prepare_cached("SELECT status FROM jobs WHERE seq = ?1 AND id = ?2")?

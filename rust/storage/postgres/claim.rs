@@ -316,23 +316,28 @@ fn claimed_rows<'a>(
                 r.get(9),
                 r.get(10),
                 r.get(11),
-                ClaimedJob {
-                    id: r.get(0),
-                    task_name: r.get(1),
-                    queue: r.get(2),
-                    payload: r.get(3),
-                    retry_count: r.get(4),
-                    max_retries: r.get(5),
-                    retry_backoff: r.get(6),
-                    timeout_ms: r.get(7),
-                    claim_token: token,
-                    parents: None,
-                },
+                claimed_job(r, token),
             )
         })
         .collect();
     found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     found.into_iter().map(|f| (f.4, f.3)).collect()
+}
+
+/// A claimed job from the first eight columns of a claim's row.
+fn claimed_job(r: &postgres::Row, token: i64) -> ClaimedJob {
+    ClaimedJob {
+        id: r.get(0),
+        task_name: r.get(1),
+        queue: r.get(2),
+        payload: r.get(3),
+        retry_count: r.get(4),
+        max_retries: r.get(5),
+        retry_backoff: r.get(6),
+        timeout_ms: r.get(7),
+        claim_token: token,
+        parents: None,
+    }
 }
 
 /// Claims one job by id whatever its status and schedule (`taskito execute`).
@@ -368,21 +373,7 @@ pub fn claim_by_id(
             ],
         )
         .map_err(err)?;
-    let claimed = row.map(|r| {
-        let job = ClaimedJob {
-            id: r.get(0),
-            task_name: r.get(1),
-            queue: r.get(2),
-            payload: r.get(3),
-            retry_count: r.get(4),
-            max_retries: r.get(5),
-            retry_backoff: r.get(6),
-            timeout_ms: r.get(7),
-            claim_token: token,
-            parents: None,
-        };
-        (job, r.get::<_, i16>(8))
-    });
+    let claimed = row.map(|r| (claimed_job(&r, token), r.get::<_, i16>(8)));
     Ok(with_parents(&mut conn.client, settings, claimed.into_iter().collect())?.pop())
 }
 

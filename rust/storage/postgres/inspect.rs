@@ -288,18 +288,7 @@ pub fn retry_dead(
             kind: "dead letter",
             id: dead_id.to_string(),
         })?;
-    let job = NewJob {
-        task_name: row.get(0),
-        queue: row.get(1),
-        payload: row.get(2),
-        priority: row.get(3),
-        scheduled_at: client_now,
-        max_retries: row.get(4),
-        retry_backoff: row.get(5),
-        timeout_ms: row.get(6),
-        unique_key: None,
-        metadata: row.get(7),
-    };
+    let job = stored_job(&row, client_now);
     let ids = enqueue_in(
         &mut tx,
         &stmt,
@@ -320,6 +309,23 @@ pub fn retry_dead(
     }
     tx.commit().map_err(err)?;
     Ok(id)
+}
+
+/// A job to enqueue again from a stored one, read as `task_name, queue, payload, priority,
+/// max_retries, retry_backoff, timeout_ms, metadata`: due at `scheduled_at`, without a key.
+pub(super) fn stored_job(row: &Row, scheduled_at: i64) -> NewJob {
+    NewJob {
+        task_name: row.get(0),
+        queue: row.get(1),
+        payload: row.get(2),
+        priority: row.get(3),
+        scheduled_at,
+        max_retries: row.get(4),
+        retry_backoff: row.get(5),
+        timeout_ms: row.get(6),
+        unique_key: None,
+        metadata: row.get(7),
+    }
 }
 
 /// Deletes dead letters older than `age_ms` by the server's clock.

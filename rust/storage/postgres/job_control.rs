@@ -6,10 +6,11 @@
 use postgres::Transaction;
 
 use super::claim::now_ms_sql;
+use super::inspect::stored_job;
 use super::links::enqueue_linked;
 use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
-use crate::job::{JobLinks, NewJob};
+use crate::job::JobLinks;
 use crate::storage::ids::seq_of;
 
 /// Most expired jobs cancelled by one sweep transaction.
@@ -135,18 +136,7 @@ pub fn replay(
             kind: "job",
             id: id.to_string(),
         })?;
-    let job = NewJob {
-        task_name: row.get(0),
-        queue: row.get(1),
-        payload: row.get(2),
-        priority: row.get(3),
-        scheduled_at: client_now,
-        max_retries: row.get(4),
-        retry_backoff: row.get(5),
-        timeout_ms: row.get(6),
-        unique_key: None,
-        metadata: row.get(7),
-    };
+    let job = stored_job(&row, client_now);
     let window: Option<i64> = row.get(9);
     let links = JobLinks {
         notes: row.get(8),

@@ -89,16 +89,7 @@ fn lock_parents(
 ) -> Result<Vec<Parent>> {
     let mut wanted: Vec<(String, i64)> = Vec::with_capacity(deps.len());
     for dep in deps {
-        let id = match dep {
-            Dep::Job(id) => id.clone(),
-            Dep::Batch(k) if *k < index => ids[*k].clone(),
-            Dep::Batch(k) => {
-                return Err(Error::invalid(
-                    "depends_on",
-                    format!("job {index} of the batch cannot depend on job {k}, which comes later"),
-                ))
-            }
-        };
+        let id = dep.id_in_batch(index, ids)?;
         let seq = seq_of(&id);
         wanted.push((id, seq));
     }
