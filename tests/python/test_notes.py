@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -37,6 +38,29 @@ def test_notes_round_trip(queue: Queue) -> None:
     assert listed[job.id] == value
     by_name = queue.enqueue("echo", (3,), notes={"via": "enqueue"})
     assert by_name.notes == {"via": "enqueue"}
+
+
+def test_notes_and_waiting_jobs_appear_on_every_listing(queue: Queue) -> None:
+    echo = make(queue)
+    parent = echo.apply_async((1,), notes={"role": "parent"})
+    child = echo.apply_async((2,), depends_on=parent, notes={"role": "child"})
+    want = {parent.id: {"role": "parent"}, child.id: {"role": "child"}}
+    listings = {
+        "list_jobs": queue.list_jobs(),
+        "list_jobs pending": queue.list_jobs(status="pending"),
+        "list_jobs_after": queue.list_jobs_after(),
+        "list_jobs_after pending": queue.list_jobs_after(status="pending"),
+    }
+    for name, listing in listings.items():
+        assert {j.id: j.notes for j in listing} == want, name
+    while queue.process_one():
+        pass
+    assert child.result(timeout=5) == 2
+    time.sleep(0.01)  # finished strictly before the archive's cut-off
+    assert queue.archive(older_than=0) == 2
+    assert {j.id: j.notes for j in queue.list_archived()} == want
+    assert {j.id: j.notes for j in queue.list_archived_after()} == want
+    assert child.notes == {"role": "child"}  # read back from the archive by id
 
 
 def test_enqueue_many_notes_and_notes_list(queue: Queue) -> None:
