@@ -173,6 +173,21 @@ pub enum Dep {
     Batch(usize),
 }
 
+impl Dep {
+    /// The id this dependency names, for job `index` of a batch whose earlier jobs got
+    /// `ids`; a batch index that is not earlier is an error naming both.
+    pub fn id_in_batch(&self, index: usize, ids: &[String]) -> crate::error::Result<String> {
+        match self {
+            Dep::Job(id) => Ok(id.clone()),
+            Dep::Batch(k) if *k < index => Ok(ids[*k].clone()),
+            Dep::Batch(k) => Err(crate::error::Error::invalid(
+                "depends_on",
+                format!("job {index} of the batch cannot depend on job {k}, which comes later"),
+            )),
+        }
+    }
+}
+
 /// What a job carries beyond `NewJob`: dependencies, notes, expiry. Jobs without any of
 /// these go through the plain `Storage::enqueue` and pay nothing for them.
 #[derive(Debug, Clone, Default)]

@@ -8,6 +8,7 @@ import json
 from typing import Any, Callable
 
 from taskito import _settings as settings
+from taskito.flow_control import idempotency_key, is_idempotent
 from taskito.notes import encode_notes
 from taskito.result import JobResult
 
@@ -55,6 +56,7 @@ class LinksMixin:
 
     _inner: Any
     _tasks: dict[str, Any]
+    _max_pending: dict[str, int]
 
     _options: Callable[..., dict[str, Any]]  # Queue's option resolution
 
@@ -71,13 +73,16 @@ class LinksMixin:
         timeout: float | None = None,
         unique_key: str | None = None,
         metadata: Any = None,
+        idempotent: bool | None = None,
         notes: Any = None,
         expires: float | None = None,
         depends_on: Any = None,
         after: list[int] = (),  # type: ignore[assignment]
         pass_result: int = PASS_NONE,
     ) -> JobSpec:
-        """One job of a linked batch; ``after`` are indexes of earlier jobs of the batch."""
+        """One job of a linked batch; ``after`` are indexes of earlier jobs of the batch. An
+        idempotent call (``idempotent``, else the task's option) without a ``unique_key``
+        gets one derived from the task and its arguments, as on the plain path."""
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
@@ -85,6 +90,8 @@ class LinksMixin:
             task = self._tasks.get(task_name)
             expires = getattr(task, "expires", None)
         payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
+        if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
+            unique_key = idempotency_key(task_name, payload)
         job = (
             task_name,
             payload,
@@ -107,8 +114,9 @@ class LinksMixin:
         return (job, links)
 
     def _enqueue_specs(self, specs: list[JobSpec]) -> list[JobResult]:
-        """Stores a linked batch in one transaction."""
-        ids = self._inner.enqueue_linked(specs)
+        """Stores a linked batch in one transaction; a queue bounded by ``max_pending`` that
+        it would overfill refuses the whole batch with ``QueueFullError``."""
+        ids = self._inner.enqueue_linked(specs, self._max_pending or None)
         results = [JobResult(self, i) for i in ids]  # type: ignore[arg-type]
         emit = getattr(self, "_emit_enqueued", None)
         if emit is not None and getattr(self, "_dispatcher", None) is not None:

@@ -428,7 +428,8 @@ class Queue(
                     self._job_spec(
                         task_name, args, kwargs, priority=priority, delay=delay, queue=queue,
                         max_retries=max_retries, timeout=timeout, unique_key=unique_key,
-                        metadata=metadata, notes=notes, expires=expires, depends_on=depends_on,
+                        metadata=metadata, idempotent=idempotent, notes=notes, expires=expires,
+                        depends_on=depends_on,
                     )
                 ]
             )  # fmt: skip
@@ -491,6 +492,8 @@ class Queue(
                 self._run_inline(task_name, a, kwargs_list[i] if kwargs_list else {}, options)  # type: ignore[misc]
                 for i, a in enumerate(args_list)
             ]
+        if unique_keys is not None:
+            unique_keys = check_unique_keys(unique_keys, len(args_list))
         task = self._tasks.get(task_name)
         if notes is not None or notes_list is not None or expires is not None or (task and task.expires):
             options = dict(
@@ -499,14 +502,14 @@ class Queue(
             specs = [
                 self._job_spec(
                     task_name, a, kwargs_list[i] if kwargs_list else {}, metadata=metadata,
+                    unique_key=unique_keys[i] if unique_keys is not None else None,
+                    idempotent=idempotent,
                     notes=notes_list[i] if notes_list is not None else notes, expires=expires, **options,
                 )
                 for i, a in enumerate(args_list)
             ]  # fmt: skip
             return self._enqueue_specs(specs) if specs else []
         chain = self._enqueue_chain(task_name)
-        if unique_keys is not None:
-            unique_keys = check_unique_keys(unique_keys, len(args_list))
         if chain and args_list:
             return self._enqueue_many_through(
                 chain,

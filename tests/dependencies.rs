@@ -45,6 +45,7 @@ fn chain_runs_in_order_and_passes_results() {
                 after(vec![Dep::Batch(0)]),
                 after(vec![Dep::Batch(1)]),
             ],
+            &[],
         )
         .unwrap();
     for (step, id) in ids.iter().enumerate() {
@@ -84,6 +85,7 @@ fn failed_parent_cancels_dependents_transitively() {
                 after(vec![Dep::Batch(1)]),
                 JobLinks::default(),
             ],
+            &[],
         )
         .unwrap();
     let claimed = s.claim(None, &WorkerKey::from("w"), 1, now_ms()).unwrap();
@@ -115,6 +117,7 @@ fn missing_dependency_stores_nothing() {
         .enqueue_linked(
             &[job("a"), job("b")],
             &[JobLinks::default(), after(vec![Dep::Job(missing.clone())])],
+            &[],
         )
         .unwrap_err();
     assert!(err.to_string().contains(&missing));

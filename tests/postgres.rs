@@ -2,14 +2,15 @@
 //! (see tests/pg_server.sh; without it these tests print why and pass vacuously). Each test
 //! uses a schema of its own. Covers claim order, exclusivity across threads, server-clock
 //! time under skewed callers, heartbeat counters and fenced recovery, restarts under one
-//! worker id, filtered claims, and calls made from inside a Tokio runtime.
+//! worker id, filtered claims, calls made from inside a Tokio runtime, and the release and
+//! cascade of dependent jobs under concurrent completions.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread;
 
 use _taskito::error::Error;
-use _taskito::job::{now_ms, JobStatus, NewJob, WorkerInfo, WorkerKey};
+use _taskito::job::{now_ms, Dep, JobLinks, JobStatus, NewJob, WorkerInfo, WorkerKey};
 use _taskito::storage::{
     PeriodicSpec, PgOptions, PgStorage, Storage, TaskFilter, TaskLimit, Write,
 };
@@ -379,5 +380,104 @@ fn a_claimed_job_not_started_reads_pending_can_be_cancelled_and_is_not_counted()
         assert_eq!(s.recover_workers(&dead, now).unwrap(), 1);
         assert_eq!(s.status(&id).unwrap(), Some(JobStatus::Pending));
     }
+    s.close();
+}
+fn after(deps: Vec<Dep>) -> JobLinks {
+    JobLinks {
+        depends_on: deps,
+        ..JobLinks::default()
+    }
+}
+
+/// Two parents of one child completing at the same moment in two transactions: each sees
+/// the other's completion or waits for it, so the child is released every time, once.
+#[test]
+fn parents_completing_at_once_release_their_child_once() {
+    let Some(s) = open() else { return };
+    let s = Arc::new(s);
+    let now = now_ms();
+    for round in 0..30 {
+        let ids = s
+            .enqueue_linked(
+                &[job("p", 0, now), job("p", 0, now), job("c", 0, now)],
+                &[
+                    JobLinks::default(),
+                    JobLinks::default(),
+                    after(vec![Dep::Batch(0), Dep::Batch(1)]),
+                ],
+                &[],
+            )
+            .unwrap();
+        let parents = s
+            .claim(Some(&["p".to_string()]), &"w".into(), 2, now_ms())
+            .unwrap();
+        assert_eq!(parents.len(), 2, "round {round}");
+        assert!(s
+            .claim(Some(&["c".to_string()]), &"w".into(), 1, now_ms())
+            .unwrap()
+            .is_empty());
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = parents
+            .into_iter()
+            .map(|p| {
+                let (s, gate) = (s.clone(), gate.clone());
+                thread::spawn(move || {
+                    let done = Write::Complete {
+                        id: p.id,
+                        token: p.claim_token,
+                        thread_id: "w-1".into(),
+                        result: vec![7],
+                    };
+                    gate.wait();
+                    s.record(&[done], now_ms()).unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 1);
+        }
+        let child = s
+            .claim(Some(&["c".to_string()]), &"w".into(), 5, now_ms())
+            .unwrap();
+        assert_eq!(child.len(), 1, "round {round}: the child was not released");
+        assert_eq!(child[0].id, ids[2]);
+    }
+    s.close();
+}
+
+/// A failure at the head of a long chain cancels every later step in the transaction that
+/// records it, each naming the step before it.
+#[test]
+fn a_failure_cancels_a_long_chain_at_once() {
+    let Some(s) = open() else { return };
+    let now = now_ms();
+    let n = 400;
+    let jobs: Vec<NewJob> = (0..n).map(|_| job("q", 0, now)).collect();
+    let links: Vec<JobLinks> = (0..n)
+        .map(|i| match i {
+            0 => JobLinks::default(),
+            _ => after(vec![Dep::Batch(i - 1)]),
+        })
+        .collect();
+    let ids = s.enqueue_linked(&jobs, &links, &[]).unwrap();
+    let head = s.claim(None, &"w".into(), 10, now_ms()).unwrap();
+    assert_eq!(head.len(), 1, "only the head is claimable");
+    let fail = Write::Fail {
+        id: head[0].id.clone(),
+        token: head[0].claim_token,
+        thread_id: "w-1".into(),
+        error: "boom".into(),
+        traceback: String::new(),
+        status: JobStatus::Failed,
+    };
+    assert_eq!(s.record(&[fail], now_ms()).unwrap(), 1);
+    for i in 1..n {
+        let j = s.get_job(&ids[i]).unwrap().unwrap();
+        assert_eq!(j.status, JobStatus::Cancelled, "step {i}");
+        let cause = if i == 1 { "failed" } else { "cancelled" };
+        let want = format!("dependency {} ended {cause}", ids[i - 1]);
+        assert_eq!(j.error.as_deref(), Some(want.as_str()), "step {i}");
+    }
+    assert!(s.claim(None, &"w".into(), 10, now_ms()).unwrap().is_empty());
     s.close();
 }

@@ -1,6 +1,8 @@
 //! Bindings of the features that link jobs: enqueue with dependencies, notes or expiry
 //! (canvas, `depends_on`), a job's links, cooperative cancel of a running job, replay.
 
+use std::collections::HashMap;
+
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -29,12 +31,16 @@ impl PyQueueCore {
     /// Stores jobs with their links in one transaction and returns their ids. Each job is
     /// `(JobSpec, LinkSpec)`; a batch index in `depends_on_batch` names an earlier job of
     /// the same call. Raises `JobNotFoundError` for a dependency that does not exist (and
-    /// stores nothing).
+    /// stores nothing). `max_pending` (queue -> bound) refuses the whole batch with
+    /// `QueueFullError` if a queue of it would then hold more pending jobs.
+    #[pyo3(signature = (jobs, max_pending=None))]
     fn enqueue_linked(
         &self,
         py: Python<'_>,
         jobs: Vec<(JobSpec, LinkSpec)>,
+        max_pending: Option<HashMap<String, i64>>,
     ) -> PyResult<Vec<String>> {
+        let bounds: Vec<(String, i64)> = max_pending.unwrap_or_default().into_iter().collect();
         let now = now_ms();
         let mut new_jobs = Vec::with_capacity(jobs.len());
         let mut links = Vec::with_capacity(jobs.len());
@@ -79,7 +85,7 @@ impl PyQueueCore {
             });
         }
         let storage = self.storage.clone();
-        let ids = py.detach(move || storage.enqueue_linked(&new_jobs, &links))?;
+        let ids = py.detach(move || storage.enqueue_linked(&new_jobs, &links, &bounds))?;
         self.control.wake.notify_one();
         Ok(ids)
     }

@@ -7,6 +7,7 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::ids::seq_of;
+use super::limits::check_pending;
 use super::sqlite::{insert_job, next_seq, note_queue};
 use crate::error::{Error, Result};
 use crate::job::{Dep, JobLinks, NewJob, ParentResults, PassResult};
@@ -28,16 +29,7 @@ fn resolve(
     index: usize,
     ids: &[String],
 ) -> Result<(String, i64, i64)> {
-    let id = match dep {
-        Dep::Job(id) => id.clone(),
-        Dep::Batch(k) if *k < index => ids[*k].clone(),
-        Dep::Batch(k) => {
-            return Err(Error::invalid(
-                "depends_on",
-                format!("job {index} of the batch cannot depend on job {k}, which comes later"),
-            ))
-        }
-    };
+    let id = dep.id_in_batch(index, ids)?;
     let seq = seq_of(&id);
     let status: Option<i64> = conn
         .prepare_cached("SELECT status FROM jobs WHERE seq = ?1 AND id = ?2")?
@@ -52,11 +44,14 @@ fn resolve(
 /// Inserts jobs with their links in one transaction: every dependency is checked (a
 /// missing one fails the whole batch, nothing stored), each job starts pending, waiting
 /// or, if a parent already failed, cancelled. Returns the ids (for a `unique_key` already
-/// held, the holder's id, and that job is left as it is).
+/// held, the holder's id, and that job is left as it is). A queue of the batch named in
+/// `max_pending` that would then hold more pending jobs than its bound fails the batch
+/// with `QueueFull`.
 pub fn enqueue_linked(
     conn: &mut Connection,
     jobs: &[NewJob],
     links: &[JobLinks],
+    max_pending: &[(String, i64)],
     now: i64,
 ) -> Result<Vec<String>> {
     if jobs.len() != links.len() {
@@ -114,6 +109,12 @@ pub fn enqueue_linked(
             }
         }
         ids.push(id);
+    }
+    for (queue, bound) in max_pending {
+        if jobs.iter().any(|j| &j.queue == queue) {
+            // Dropping the transaction on error rolls every insert back.
+            check_pending(&tx, &[queue.as_str()], *bound)?;
+        }
     }
     tx.commit()?;
     Ok(ids)

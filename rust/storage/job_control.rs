@@ -149,6 +149,6 @@ pub fn replay(c: &mut Connection, id: &str, now: i64) -> Result<String> {
         kind: "job",
         id: id.to_string(),
     })?;
-    let ids = enqueue_linked(c, &[job], &[links], now)?;
+    let ids = enqueue_linked(c, &[job], &[links], &[], now)?;
     Ok(ids.into_iter().next().expect("one job in, one id out"))
 }

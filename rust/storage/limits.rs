@@ -311,16 +311,25 @@ pub(super) fn consume(conn: &Connection, choice: &Choice, now: i64) -> Result<()
     Ok(())
 }
 
-/// Fails with `QueueFull` if a queue of `queues` holds more than `max_pending` pending jobs.
-/// Runs after the inserts, inside the enqueue transaction, so concurrent producers cannot
-/// both pass a count taken before either inserted.
+/// Fails with `QueueFull` if a queue of `queues` holds more than `max_pending` pending jobs
+/// (ready, delayed or waiting for dependencies). Runs after the inserts, inside the enqueue
+/// transaction, so concurrent producers cannot both pass a count taken before either
+/// inserted.
 pub(super) fn check_pending(conn: &Connection, queues: &[&str], max_pending: i64) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
+    let mut ready = conn.prepare_cached(
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready \
          WHERE status = 0 AND queue = ?1 LIMIT ?2)",
     )?;
+    let mut waiting = conn.prepare_cached(
+        "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_by_status \
+         WHERE status = 6 AND queue = ?1 LIMIT ?2)",
+    )?;
     for q in queues {
-        let n: i64 = stmt.query_row(params![q, max_pending.saturating_add(1)], |r| r.get(0))?;
+        let cap = max_pending.saturating_add(1);
+        let mut n: i64 = ready.query_row(params![q, cap], |r| r.get(0))?;
+        if n <= max_pending {
+            n += waiting.query_row(params![q, cap - n], |r| r.get::<_, i64>(0))?;
+        }
         if n > max_pending {
             return Err(Error::QueueFull {
                 queue: q.to_string(),

@@ -308,7 +308,14 @@ pub trait Storage: Send + Sync + 'static {
     /// batch with `Error::NotFound`. A job whose parents are not all complete is not
     /// claimable until they are; one whose parent ended failed, dead or cancelled is
     /// cancelled. Every write that ends a job applies these rules in its own transaction.
-    fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>>;
+    /// `max_pending` bounds queues as `enqueue_bounded` does (`(queue, bound)`; a queue not
+    /// named is unbounded), and a job whose `unique_key` a live job holds is that job.
+    fn enqueue_linked(
+        &self,
+        jobs: &[NewJob],
+        links: &[JobLinks],
+        max_pending: &[(String, i64)],
+    ) -> Result<Vec<String>>;
     /// `(dependencies, dependents)` of a job, as ids.
     fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)>;
     /// Flags a running job for cooperative cancellation; false if it is not running. A

@@ -79,7 +79,11 @@ pub fn jobs_after(
     let statuses: Vec<i64> = match f.status {
         Some(JobStatus::Pending) => vec![0, 1, 6],
         Some(s) => vec![s as i64],
-        None => JobStatus::ALL.iter().map(|s| *s as i64).collect(),
+        None => JobStatus::ALL
+            .iter()
+            .map(|s| *s as i64)
+            .chain([6])
+            .collect(),
     };
     let in_list = statuses
         .iter()

@@ -255,6 +255,17 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN eager_start INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 8: a job waiting for its dependencies holds its unique key, as a pending one does.
+    // Waiting jobs stored before this that share a key with a live job give theirs up
+    // (the first holder keeps it), so the new index can be built.
+    r#"
+    UPDATE jobs SET unique_key = NULL WHERE status = 6 AND unique_key > '' AND EXISTS (
+        SELECT 1 FROM jobs o WHERE o.unique_key = jobs.unique_key AND o.seq != jobs.seq
+        AND (o.status IN (0, 1) OR (o.status = 6 AND o.seq < jobs.seq)));
+    DROP INDEX jobs_unique_key;
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
+        WHERE unique_key > '' AND status IN (0, 1, 6);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -329,5 +340,43 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, VERSION);
+    }
+
+    /// Waiting jobs stored before they held unique keys may share a key with a live job;
+    /// the upgrade keeps the key with its first holder instead of failing to build the index.
+    #[test]
+    fn waiting_jobs_sharing_a_key_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let path = path.to_str().unwrap();
+        {
+            let conn = Connection::open(path).unwrap();
+            for sql in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 6).unwrap();
+            for (seq, status, key) in [(1, 0, "k"), (2, 6, "k"), (3, 6, "w"), (4, 6, "w")] {
+                conn.execute(
+                    "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, \
+                     created_at, scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key) \
+                     VALUES (?1, printf('01234567-89ab-7cde-8f01-%012x', ?1), 'default', 't', \
+                     x'00', ?2, 0, 0, 0, 3, 1.0, 1000, ?3)",
+                    rusqlite::params![seq, status, key],
+                )
+                .unwrap();
+            }
+        }
+        crate::storage::SqliteStorage::open(path, crate::storage::Durability::Normal)
+            .expect("the database upgrades");
+        let conn = Connection::open(path).unwrap();
+        let keys: Vec<Option<String>> = conn
+            .prepare("SELECT unique_key FROM jobs ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want = [Some("k"), None, Some("w"), None].map(|k| k.map(String::from));
+        assert_eq!(keys, want.to_vec());
     }
 }

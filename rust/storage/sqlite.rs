@@ -548,7 +548,7 @@ pub(super) fn insert_job(
             "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
              scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata) \
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-             ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1) DO NOTHING",
+             ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING",
         )?
         .execute(params![
             seq,
@@ -573,7 +573,7 @@ pub(super) fn insert_job(
     let key = job.unique_key.as_deref().unwrap_or_default();
     Ok(conn
         .prepare_cached(
-            "SELECT id FROM jobs WHERE unique_key = ?1 AND unique_key > '' AND status IN (0, 1)",
+            "SELECT id FROM jobs WHERE unique_key = ?1 AND unique_key > '' AND status IN (0, 1, 6)",
         )?
         .query_row(params![key], |r| r.get(0))?)
 }
@@ -937,9 +937,14 @@ impl Storage for SqliteStorage {
             next => Ok((0, next)),
         }
     }
-    fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>> {
+    fn enqueue_linked(
+        &self,
+        jobs: &[NewJob],
+        links: &[JobLinks],
+        max_pending: &[(String, i64)],
+    ) -> Result<Vec<String>> {
         let now = crate::job::now_ms();
-        self.write(|c| dependencies::enqueue_linked(c, jobs, links, now))
+        self.write(|c| dependencies::enqueue_linked(c, jobs, links, max_pending, now))
             .inspect(|_| self.hints.notify(Kind::Work))
     }
     fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)> {

@@ -14,7 +14,7 @@ from pathlib import Path
 from conftest import ROOT
 
 
-def app_env(folder: Path, db: Path) -> dict[str, str]:
+def app_env(folder: Path, db: Path | str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKITO_")}
     env["TASKITO_DB_PATH"] = str(db)
     env["PYTHONPATH"] = os.pathsep.join([str(folder), str(ROOT)])
@@ -34,7 +34,7 @@ def write_app(folder: Path, body: str, name: str = "flowapp") -> str:
 
 
 def start_workers(
-    folder: Path, db: Path, n: int = 2, name: str = "flowapp", extra: tuple[str, ...] = ()
+    folder: Path, db: Path | str, n: int = 2, name: str = "flowapp", extra: tuple[str, ...] = ()
 ) -> list[subprocess.Popen[str]]:
     """Starts ``n`` worker processes and waits until all are registered."""
     env = app_env(folder, db)
@@ -90,7 +90,7 @@ def stop_workers(procs: list[subprocess.Popen[str]]) -> list[str]:
     return errs
 
 
-def load_app(folder: Path, db: Path, name: str = "flowapp") -> object:
+def load_app(folder: Path, db: Path | str, name: str = "flowapp") -> object:
     """Imports the app module in this process (under a fresh module name, so each test
     gets its own ``queue``)."""
     import importlib.util

@@ -14,10 +14,6 @@ from flowkit import app_env, load_app, start_workers, stop_workers, write_app
 
 from taskito import Queue, TaskCancelledError, current_job
 
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "cancel requests for running jobs are not supported on the PostgreSQL backend yet"
-)
-
 
 def wait_status(job: Any, status: str, timeout: float = 15) -> None:
     deadline = time.time() + timeout
@@ -26,7 +22,6 @@ def wait_status(job: Any, status: str, timeout: float = 15) -> None:
         time.sleep(0.02)
 
 
-@PG_UNSUPPORTED
 def test_cancel_a_running_job_in_process(queue: Queue, worker: Any) -> None:
     @queue.task(name="loop", max_retries=3)
     def loop():
@@ -46,7 +41,6 @@ def test_cancel_a_running_job_in_process(queue: Queue, worker: Any) -> None:
     assert "cancelled" in (job.error or "")
 
 
-@PG_UNSUPPORTED
 def test_cancel_running_job_is_false_unless_running(queue: Queue) -> None:
     @queue.task(name="noop")
     def noop():

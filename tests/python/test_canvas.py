@@ -13,10 +13,6 @@ from flowkit import app_env, load_app, start_workers, stop_workers, write_app
 
 from taskito import JobResult, Queue, Signature, TaskCancelledError, chain, chord, chunks, group, starmap
 
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "job dependencies, notes and expiry times are not supported on the PostgreSQL backend yet"
-)
-
 
 def make_tasks(queue: Queue):  # type: ignore[no-untyped-def]
     @queue.task(name="add")
@@ -44,7 +40,6 @@ def test_signature_apply_returns_a_job_result(queue: Queue, worker: object) -> N
     assert add.si(1, 1).set(priority=5).apply().result(timeout=10) == 2
 
 
-@PG_UNSUPPORTED
 def test_chain_passes_each_result_to_the_next_step(queue: Queue, worker: object) -> None:
     add, _, _ = make_tasks(queue)
     last = chain(add.s(1, 2), add.s(10), add.s(100)).apply()
@@ -53,14 +48,12 @@ def test_chain_passes_each_result_to_the_next_step(queue: Queue, worker: object)
     assert len(last.dependencies) == 1
 
 
-@PG_UNSUPPORTED
 def test_immutable_signature_gets_no_result(queue: Queue, worker: object) -> None:
     add, _, _ = make_tasks(queue)
     last = chain(add.s(1, 2), add.si(5, 5)).apply()
     assert last.result(timeout=10) == 10
 
 
-@PG_UNSUPPORTED
 def test_chain_is_stored_at_once_and_waits_for_a_worker(queue: Queue) -> None:
     add, _, _ = make_tasks(queue)
     last = chain(add.s(1, 2), add.s(3), add.s(4)).apply()
@@ -75,14 +68,12 @@ def test_chain_is_stored_at_once_and_waits_for_a_worker(queue: Queue) -> None:
     assert last.result(timeout=1) == 10
 
 
-@PG_UNSUPPORTED
 def test_group_runs_every_signature(queue: Queue, worker: object) -> None:
     add, _, _ = make_tasks(queue)
     jobs = group(add.s(1, 1), add.s(2, 2), add.s(3, 3)).apply()
     assert [j.result(timeout=10) for j in jobs] == [2, 4, 6]
 
 
-@PG_UNSUPPORTED
 def test_chord_callback_gets_the_group_results_in_order(queue: Queue, worker: object) -> None:
     add, total, _ = make_tasks(queue)
 
@@ -96,7 +87,6 @@ def test_chord_callback_gets_the_group_results_in_order(queue: Queue, worker: ob
     assert len(cb.dependencies) == 3
 
 
-@PG_UNSUPPORTED
 def test_starmap_and_chunks(queue: Queue, worker: object) -> None:
     add, _, _ = make_tasks(queue)
     jobs = starmap(add, [(1, 2), (3, 4)]).apply()
@@ -116,7 +106,6 @@ def test_chunks_rejects_no_items_and_bad_sizes(queue: Queue) -> None:
     assert sum(queue.stats().values()) == 0
 
 
-@PG_UNSUPPORTED
 def test_a_failed_step_cancels_the_rest_of_the_chain(queue: Queue, worker: object) -> None:
     add, _, fail = make_tasks(queue)
     last = chain(add.s(1, 1), fail.s(), add.s(1), add.s(1)).apply()
@@ -209,7 +198,6 @@ def test_canvas_in_test_mode_runs_inline(queue: Queue) -> None:
     assert sum(queue.stats().values()) == 0
 
 
-@PG_UNSUPPORTED
 def test_async_steps_get_the_previous_result(queue: Queue, worker: object) -> None:
     add, _, _ = make_tasks(queue)
 

@@ -11,14 +11,9 @@ from typing import Any
 import pytest
 from flowkit import load_app, start_workers, stop_workers, write_app
 
-from taskito import JobNotFoundError, Queue, TaskCancelledError
-
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "job dependencies, notes and expiry times are not supported on the PostgreSQL backend yet"
-)
+from taskito import JobNotFoundError, Queue, TaskCancelledError, chain
 
 
-@PG_UNSUPPORTED
 def test_child_waits_for_its_parent(queue: Queue) -> None:
     order: list[str] = []
 
@@ -43,7 +38,6 @@ def test_child_waits_for_its_parent(queue: Queue) -> None:
     assert child.result(timeout=1) == "child"
 
 
-@PG_UNSUPPORTED
 def test_child_runs_after_every_parent(queue: Queue, worker: Any) -> None:
     @queue.task(name="slow")
     def slow(n):
@@ -57,7 +51,6 @@ def test_child_runs_after_every_parent(queue: Queue, worker: Any) -> None:
     assert sorted(child.dependencies) == sorted(p.id for p in parents)
 
 
-@PG_UNSUPPORTED
 def test_dependency_on_a_finished_job(queue: Queue, worker: Any) -> None:
     @queue.task(name="echo")
     def echo(x):
@@ -68,7 +61,6 @@ def test_dependency_on_a_finished_job(queue: Queue, worker: Any) -> None:
     assert echo.apply_async((2,), depends_on=parent).result(timeout=10) == 2
 
 
-@PG_UNSUPPORTED
 def test_failed_parent_cancels_dependents_transitively(queue: Queue, worker: Any) -> None:
     @queue.task(name="boom", max_retries=0)
     def boom():
@@ -91,7 +83,6 @@ def test_failed_parent_cancels_dependents_transitively(queue: Queue, worker: Any
     assert late.status == "cancelled"
 
 
-@PG_UNSUPPORTED
 def test_cancelling_a_pending_parent_cancels_its_dependents(queue: Queue) -> None:
     @queue.task(name="echo")
     def echo(x):
@@ -104,7 +95,6 @@ def test_cancelling_a_pending_parent_cancels_its_dependents(queue: Queue) -> Non
     assert queue.process_one() is False
 
 
-@PG_UNSUPPORTED
 def test_missing_dependency_is_refused_and_nothing_is_stored(queue: Queue) -> None:
     @queue.task(name="echo")
     def echo(x):
@@ -122,32 +112,59 @@ def test_missing_dependency_is_refused_and_nothing_is_stored(queue: Queue) -> No
         echo.apply_async((4,), depends_on=[42])
 
 
-def test_dependencies_across_two_worker_processes(tmp_path: Path) -> None:
-    db = tmp_path / "q.db"
+def test_chains_and_diamonds_across_two_worker_processes(tmp_path: Path, db_path: str) -> None:
+    """Two worker processes drain chains, diamonds and a failing branch: every job runs
+    exactly once, each after all its parents finished, and no dependent of a failure runs."""
+    runs = tmp_path / "runs.log"
     write_app(
         tmp_path,
-        """
-        @queue.task(name="stamp")
-        def stamp(i):
-            time.sleep(0.01)
-            return time.time()
+        f"""
+        RUNS = {str(runs)!r}
+
+        @queue.task(name="mark")
+        def mark(label):
+            start = time.monotonic_ns()
+            time.sleep(0.005)
+            with open(RUNS, "a") as f:
+                f.write(f"{{label}} {{start}} {{time.monotonic_ns()}} {{os.getpid()}}\\n")
+            return label
+
+        @queue.task(name="boom", max_retries=0)
+        def boom(label):
+            raise RuntimeError(label)
         """,
     )
-    workers = start_workers(tmp_path, db)
+    workers = start_workers(tmp_path, db_path)
     try:
-        app: Any = load_app(tmp_path, db)
-        # 30 diamonds: a -> (b, c) -> d; d must start after b and c finished.
-        diamonds = []
-        for i in range(30):
-            a = app.stamp.delay(i)
-            b = app.stamp.apply_async((i,), depends_on=a)
-            c = app.stamp.apply_async((i,), depends_on=a)
-            d = app.stamp.apply_async((i,), depends_on=[b, c])
-            diamonds.append((a, b, c, d))
-        for a, b, c, d in diamonds:
-            assert d.result(timeout=60) >= max(b.result(timeout=5), c.result(timeout=5))
-            assert min(b.result(timeout=5), c.result(timeout=5)) >= a.result(timeout=5)
-        stats = app.queue.stats()
-        assert stats["completed"] == 120 and stats["pending"] == 0, stats
+        app: Any = load_app(tmp_path, db_path)
+        edges: list[tuple[str, str]] = []
+        last = []
+        for i in range(8):  # chains of four canvas steps
+            labels = [f"c{i}-{k}" for k in range(4)]
+            last.append(chain(*(app.mark.si(label) for label in labels)).apply())
+            edges += list(zip(labels, labels[1:]))
+        for i in range(8):  # diamonds a -> (b, c) -> d
+            a = app.mark.delay(f"d{i}-a")
+            b = app.mark.apply_async((f"d{i}-b",), depends_on=a)
+            c = app.mark.apply_async((f"d{i}-c",), depends_on=a)
+            last.append(app.mark.apply_async((f"d{i}-d",), depends_on=[b, c]))
+            edges += [(f"d{i}-a", f"d{i}-b"), (f"d{i}-a", f"d{i}-c")]
+            edges += [(f"d{i}-b", f"d{i}-d"), (f"d{i}-c", f"d{i}-d")]
+        root = app.boom.delay("x")
+        doomed = app.mark.apply_async(("x-1",), depends_on=root)
+        doomed_too = app.mark.apply_async(("x-2",), depends_on=[doomed, last[0]])
+        for job in last:
+            job.result(timeout=90)
+        with pytest.raises(TaskCancelledError):
+            doomed_too.result(timeout=30)
+        assert doomed.status == "cancelled"
     finally:
         stop_workers(workers)
+    lines = [line.split() for line in runs.read_text().splitlines()]
+    labels = [line[0] for line in lines]
+    assert len(labels) == len(set(labels)) == 8 * 4 + 8 * 4, sorted(labels)  # each once
+    assert not any(label.startswith("x") for label in labels)
+    span = {line[0]: (int(line[1]), int(line[2])) for line in lines}
+    for parent, child in edges:
+        assert span[parent][1] < span[child][0], (parent, child)
+    assert len({line[3] for line in lines}) == 2  # both processes took part

@@ -12,10 +12,6 @@ import pytest
 
 from taskito import EventType, Queue, current_job
 
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "cancel requests for running jobs are not supported on the PostgreSQL backend yet"
-)
-
 
 def collect(queue: Queue, *types: EventType) -> list[tuple[EventType, dict[str, Any], str]]:
     seen: list[tuple[EventType, dict[str, Any], str]] = []
@@ -28,7 +24,6 @@ def collect(queue: Queue, *types: EventType) -> list[tuple[EventType, dict[str, 
     return seen
 
 
-@PG_UNSUPPORTED
 def test_job_lifecycle_events(queue: Queue) -> None:
     seen = collect(queue, *EventType)
 

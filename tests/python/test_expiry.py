@@ -11,12 +11,7 @@ from conftest import RunningWorker
 
 from taskito import Queue, TaskCancelledError
 
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "job dependencies, notes and expiry times are not supported on the PostgreSQL backend yet"
-)
 
-
-@PG_UNSUPPORTED
 def test_expired_job_is_cancelled_at_claim_and_never_runs(queue: Queue) -> None:
     ran = []
 
@@ -40,7 +35,6 @@ def test_expired_job_is_cancelled_at_claim_and_never_runs(queue: Queue) -> None:
         late.result(timeout=1)
 
 
-@PG_UNSUPPORTED
 def test_task_level_expires(queue: Queue) -> None:
     @queue.task(name="short", expires=0.1)
     def short():
@@ -57,7 +51,6 @@ def test_task_level_expires(queue: Queue) -> None:
     assert queue.stats()["pending"] == 0
 
 
-@PG_UNSUPPORTED
 def test_sweep_cancels_jobs_no_worker_claims(db_path: str) -> None:
     queue = Queue(
         db_path=db_path, workers=1, scheduler_poll_interval_ms=10, heartbeat_interval=0.2, stale_after=2

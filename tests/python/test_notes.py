@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from taskito import MAX_NOTE_FIELDS, NotesValidationError, Queue, TaskitoError, notes
-
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "job dependencies, notes and expiry times are not supported on the PostgreSQL backend yet"
-)
 
 
 def make(queue: Queue) -> Any:
@@ -22,7 +19,6 @@ def make(queue: Queue) -> Any:
     return echo
 
 
-@PG_UNSUPPORTED
 def test_notes_round_trip(queue: Queue) -> None:
     echo = make(queue)
     value = {
@@ -44,7 +40,29 @@ def test_notes_round_trip(queue: Queue) -> None:
     assert by_name.notes == {"via": "enqueue"}
 
 
-@PG_UNSUPPORTED
+def test_notes_and_waiting_jobs_appear_on_every_listing(queue: Queue) -> None:
+    echo = make(queue)
+    parent = echo.apply_async((1,), notes={"role": "parent"})
+    child = echo.apply_async((2,), depends_on=parent, notes={"role": "child"})
+    want = {parent.id: {"role": "parent"}, child.id: {"role": "child"}}
+    listings = {
+        "list_jobs": queue.list_jobs(),
+        "list_jobs pending": queue.list_jobs(status="pending"),
+        "list_jobs_after": queue.list_jobs_after(),
+        "list_jobs_after pending": queue.list_jobs_after(status="pending"),
+    }
+    for name, listing in listings.items():
+        assert {j.id: j.notes for j in listing} == want, name
+    while queue.process_one():
+        pass
+    assert child.result(timeout=5) == 2
+    time.sleep(0.01)  # finished strictly before the archive's cut-off
+    assert queue.archive(older_than=0) == 2
+    assert {j.id: j.notes for j in queue.list_archived()} == want
+    assert {j.id: j.notes for j in queue.list_archived_after()} == want
+    assert child.notes == {"role": "child"}  # read back from the archive by id
+
+
 def test_enqueue_many_notes_and_notes_list(queue: Queue) -> None:
     make(queue)
     same = queue.enqueue_many("echo", [(1,), (2,)], notes={"batch": 1})
@@ -89,7 +107,6 @@ def test_limits_are_public_constants() -> None:
     assert notes.MAX_NOTES_BYTES == 4096
 
 
-@PG_UNSUPPORTED
 def test_notes_survive_dead_letter_retry_and_replay(queue: Queue) -> None:
     @queue.task(name="boom", max_retries=0)
     def boom():

@@ -370,34 +370,3 @@ def test_rate_limits_and_caps_are_refused_with_a_clear_error(url: str) -> None:
         plain.run_worker(run_once=True)
     queue.close()
     plain.close()
-
-
-def test_links_notes_expiry_replay_and_cancel_requests_are_refused_clearly(url: str) -> None:
-    """Features PostgreSQL does not store yet fail with a TaskitoError naming the feature and
-    the backend, and store nothing; plain jobs beside them work."""
-    queue = Queue(db_path=url, workers=1)
-
-    @queue.task()
-    def echo(x: int) -> int:
-        return x
-
-    first = echo.delay(1)
-    unsupported = "not supported on the PostgreSQL backend yet"
-    with pytest.raises(
-        taskito.TaskitoError, match=f"job dependencies, notes and expiry times are {unsupported}"
-    ):
-        echo.apply_async((2,), notes={"ticket": 7})
-    with pytest.raises(taskito.TaskitoError, match=f"expiry times are {unsupported}"):
-        echo.apply_async((3,), expires=60)
-    with pytest.raises(
-        taskito.TaskitoError, match=f"job dependencies, notes and expiry times are {unsupported}"
-    ):
-        echo.apply_async((4,), depends_on=[first.id])
-    assert queue.stats()["pending"] == 1
-    with pytest.raises(taskito.TaskitoError, match=f"job replays are {unsupported}"):
-        queue.replay(first.id)
-    assert queue.process_one() is True
-    assert first.result(timeout=5) == 1
-    with pytest.raises(taskito.TaskitoError, match=f"cancel requests for running jobs are {unsupported}"):
-        queue.cancel_running_job(first.id)
-    queue.close()

@@ -9,12 +9,7 @@ import pytest
 
 from taskito import JobNotFoundError, JobResult, Queue
 
-PG_UNSUPPORTED = pytest.mark.postgres_unsupported(
-    "job replays are not supported on the PostgreSQL backend yet"
-)
 
-
-@PG_UNSUPPORTED
 def test_replay_copies_the_job(queue: Queue, worker: Any) -> None:
     @queue.task(name="mul", queue="math", priority=3, max_retries=5)
     def mul(a, b=1):
@@ -31,7 +26,6 @@ def test_replay_copies_the_job(queue: Queue, worker: Any) -> None:
     assert b["queue"] == "math" and b["notes"] == {"why": "test"}
 
 
-@PG_UNSUPPORTED
 def test_replay_of_an_unknown_job(queue: Queue) -> None:
     with pytest.raises(JobNotFoundError, match="nope"):
         queue.replay("nope")

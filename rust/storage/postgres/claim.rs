@@ -5,8 +5,11 @@
 //! caller's clock and added to the server's, so hosts whose clocks disagree still agree on
 //! what is ready and never run a job early.
 
+use postgres::error::SqlState;
 use postgres::{GenericClient, Statement, Transaction};
 
+use super::job_control::finish_cancelled;
+use super::links::with_parents;
 use super::pool::{Conn, PgSettings};
 use crate::error::Result;
 use crate::job::{ClaimedJob, NewJob, WorkerKey};
@@ -37,7 +40,7 @@ const ENQUEUE: &str = concat!(
     ", ",
     now_ms_sql!(),
     " + d, mr, rb, tm, uk, md FROM input ORDER BY ord \
-       ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1) DO NOTHING \
+       ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING \
        RETURNING seq), \
      noted AS (INSERT INTO queues (name) SELECT DISTINCT q FROM input ON CONFLICT DO NOTHING) \
      SELECT i.px || lpad(to_hex(i.s), 12, '0'), ins.seq IS NOT NULL, \
@@ -57,6 +60,20 @@ pub fn enqueue_in(
     client_now: i64,
     notify: Option<&str>,
 ) -> Result<Vec<String>> {
+    let rows = enqueue_marked(client, stmt, settings, jobs, client_now, notify)?;
+    Ok(rows.into_iter().map(|(id, _)| id).collect())
+}
+
+/// `enqueue_in`, telling for each job whether it was inserted (false: a live job holds its
+/// unique key, and the id is that job's).
+pub fn enqueue_marked(
+    client: &mut impl GenericClient,
+    stmt: &Statement,
+    settings: &PgSettings,
+    jobs: &[NewJob],
+    client_now: i64,
+    notify: Option<&str>,
+) -> Result<Vec<(String, bool)>> {
     let err = |e| settings.error(e);
     let q: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
     let t: Vec<&str> = jobs.iter().map(|j| j.task_name.as_str()).collect();
@@ -79,19 +96,22 @@ pub fn enqueue_in(
     let mut out = Vec::with_capacity(rows.len());
     for (row, job) in rows.iter().zip(jobs) {
         if row.get::<_, bool>(1) {
-            out.push(row.get(0));
+            out.push((row.get(0), true));
             continue;
         }
         let key = job.unique_key.as_deref().unwrap_or_default();
         let existing = client
             .query_opt(
                 "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
-                 AND status IN (0, 1)",
+                 AND status IN (0, 1, 6)",
                 &[&key],
             )
             .map_err(err)?;
         // The holder may have finished in between: its id is still the answer.
-        out.push(existing.map(|r| r.get(0)).unwrap_or_else(|| row.get(0)));
+        out.push((
+            existing.map(|r| r.get(0)).unwrap_or_else(|| row.get(0)),
+            false,
+        ));
     }
     Ok(out)
 }
@@ -126,21 +146,33 @@ macro_rules! claim_sql {
     ($filter:literal) => {
         concat!(
             "WITH picked AS MATERIALIZED ( \
-               SELECT r.seq FROM (SELECT name FROM unnest($1::text[]) AS u(name) \
+               SELECT r.seq, coalesce(r.expires_at > 0 AND r.expires_at <= ",
+            now_ms_sql!(),
+            ", false) AS expired \
+               FROM (SELECT name FROM unnest($1::text[]) AS u(name) \
                  WHERE name NOT IN (SELECT name FROM paused_queues)) AS qn CROSS JOIN LATERAL ( \
-                 SELECT seq, priority, scheduled_at FROM jobs \
+                 SELECT seq, priority, scheduled_at, expires_at FROM jobs \
                  WHERE status = 0 AND queue = qn.name AND scheduled_at <= ",
             now_ms_sql!(),
             $filter,
             "   ORDER BY priority DESC, scheduled_at, seq LIMIT $2 \
                  FOR UPDATE SKIP LOCKED) AS r \
-               ORDER BY r.priority DESC, r.scheduled_at, r.seq LIMIT $2) \
-             UPDATE jobs AS j SET status = 1, owner = $3, claim_token = $4, started_at = ",
+               ORDER BY r.priority DESC, r.scheduled_at, r.seq LIMIT $2), ",
+            // A job picked after its expiry time is cancelled instead of handed out.
+            "expired AS (UPDATE jobs AS e SET status = 5, completed_at = ",
             now_ms_sql!(),
-            ", worker_id = NULL, incarnation = $5 FROM picked \
-             WHERE j.seq = picked.seq AND j.status = 0 \
-             RETURNING j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
-             j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq, j.eager_start"
+            ", expires_at = -e.expires_at, error = 'expired: not started before its expiry time' \
+               FROM picked WHERE e.seq = picked.seq AND picked.expired AND e.status = 0), \
+             claimed AS (UPDATE jobs AS j SET status = 1, owner = $3, claim_token = $4, \
+               started_at = ",
+            now_ms_sql!(),
+            // Started: it can no longer expire (the time is kept, negated, for replay).
+            ", worker_id = NULL, incarnation = $5, expires_at = -abs(j.expires_at) FROM picked \
+               WHERE j.seq = picked.seq AND NOT picked.expired AND j.status = 0 \
+               RETURNING j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
+               j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq, j.pass_result, \
+               j.eager_start) \
+             SELECT c.*, picked.expired FROM picked LEFT JOIN claimed AS c ON c.seq = picked.seq"
         )
     };
 }
@@ -186,10 +218,47 @@ pub fn claim(
         Some(TaskFilter::Except(_)) => CLAIM_EXCEPT,
     };
     let stmt = conn.prepare(sql).map_err(err)?;
-    let limit = limit as i64;
-    let rows = match tasks {
-        None => conn.client.query(
+    let mut claimed = Vec::new();
+    // Jobs picked after their expiry time are cancelled, not handed out: look again for
+    // the slots they took (they have left the ready index now).
+    while claimed.len() < limit {
+        let rows = claim_once(
+            conn,
             &stmt,
+            queues,
+            owner,
+            limit - claimed.len(),
+            token,
+            tasks,
+        )
+        .map_err(err)?;
+        let expired = rows.iter().filter(|r| r.get::<_, bool>(13)).count();
+        let taken = rows
+            .iter()
+            .filter(|r| r.get::<_, Option<String>>(0).is_some());
+        claimed.extend(claimed_rows(taken, token));
+        if expired == 0 {
+            break;
+        }
+    }
+    with_parents(&mut conn.client, settings, claimed)
+}
+
+/// One run of the claim statement: a row per picked job, with NULL columns for one that
+/// expired (column 13 true) instead of being claimed.
+fn claim_once(
+    conn: &mut Conn,
+    stmt: &Statement,
+    queues: &[String],
+    owner: &WorkerKey,
+    limit: usize,
+    token: i64,
+    tasks: Option<TaskFilter<'_>>,
+) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
+    let limit = limit as i64;
+    match tasks {
+        None => conn.client.query(
+            stmt,
             &[
                 &queues,
                 &limit,
@@ -199,7 +268,7 @@ pub fn claim(
             ],
         ),
         Some(TaskFilter::Only(names)) | Some(TaskFilter::Except(names)) => conn.client.query(
-            &stmt,
+            stmt,
             &[
                 &queues,
                 &limit,
@@ -210,8 +279,6 @@ pub fn claim(
             ],
         ),
     }
-    .map_err(err)?;
-    Ok(claimed_rows(&rows, token))
 }
 
 /// The jobs a claim with `token` took, if it committed. A claim whose reply was lost
@@ -227,7 +294,7 @@ pub fn claimed_by_token(
     let stmt = conn
         .prepare(
             "SELECT id, task_name, queue, payload, retry_count, max_retries, retry_backoff, \
-             timeout_ms, priority, scheduled_at, seq, eager_start FROM jobs \
+             timeout_ms, priority, scheduled_at, seq, pass_result, eager_start FROM jobs \
              WHERE status = 1 AND claim_token = $1 AND owner = $2 AND incarnation = $3",
         )
         .map_err(err)?;
@@ -235,37 +302,46 @@ pub fn claimed_by_token(
         .client
         .query(&stmt, &[&token, &owner.worker_id, &owner.incarnation])
         .map_err(err)?;
-    Ok(claimed_rows(&rows, token))
+    with_parents(&mut conn.client, settings, claimed_rows(rows.iter(), token))
 }
 
-fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
-    let now = std::time::Instant::now();
-    let mut found: Vec<(i64, i64, i64, ClaimedJob)> = rows
-        .iter()
+/// Claimed rows in claim order, each with how it takes its parents' results.
+fn claimed_rows<'a>(
+    rows: impl Iterator<Item = &'a postgres::Row>,
+    token: i64,
+) -> Vec<(ClaimedJob, i16)> {
+    let mut found: Vec<(i64, i64, i64, i16, ClaimedJob)> = rows
         .map(|r| {
             (
                 r.get(8),
                 r.get(9),
                 r.get(10),
-                ClaimedJob {
-                    id: r.get(0),
-                    task_name: r.get(1),
-                    queue: r.get(2),
-                    payload: r.get(3),
-                    retry_count: r.get(4),
-                    max_retries: r.get(5),
-                    retry_backoff: r.get(6),
-                    timeout_ms: r.get(7),
-                    claim_token: token,
-                    parents: None,
-                    claimed_at: now,
-                    eager_start: r.get(11),
-                },
+                r.get(11),
+                claimed_job(r, token, 12),
             )
         })
         .collect();
     found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    found.into_iter().map(|f| f.3).collect()
+    found.into_iter().map(|f| (f.4, f.3)).collect()
+}
+
+/// A claimed job from the first eight columns of a claim's row and its `eager_start`
+/// column.
+fn claimed_job(r: &postgres::Row, token: i64, eager_start: usize) -> ClaimedJob {
+    ClaimedJob {
+        id: r.get(0),
+        task_name: r.get(1),
+        queue: r.get(2),
+        payload: r.get(3),
+        retry_count: r.get(4),
+        max_retries: r.get(5),
+        retry_backoff: r.get(6),
+        timeout_ms: r.get(7),
+        claim_token: token,
+        parents: None,
+        claimed_at: std::time::Instant::now(),
+        eager_start: r.get(eager_start),
+    }
 }
 
 /// Claims one job by id whatever its status and schedule (`taskito execute`).
@@ -281,10 +357,11 @@ pub fn claim_by_id(
         .prepare(concat!(
             "UPDATE jobs SET status = 1, owner = $2, claim_token = $3, started_at = ",
             now_ms_sql!(),
-            ", completed_at = NULL, worker_id = NULL, incarnation = $5 \
+            ", completed_at = NULL, worker_id = NULL, incarnation = $5, \
+             expires_at = -abs(expires_at) \
              WHERE seq = $4 AND id = $1 AND status <> 1 \
              RETURNING id, task_name, queue, payload, retry_count, max_retries, \
-             retry_backoff, timeout_ms, eager_start"
+             retry_backoff, timeout_ms, pass_result, eager_start"
         ))
         .map_err(err)?;
     let row = conn
@@ -300,20 +377,8 @@ pub fn claim_by_id(
             ],
         )
         .map_err(err)?;
-    Ok(row.map(|r| ClaimedJob {
-        id: r.get(0),
-        task_name: r.get(1),
-        queue: r.get(2),
-        payload: r.get(3),
-        retry_count: r.get(4),
-        max_retries: r.get(5),
-        retry_backoff: r.get(6),
-        timeout_ms: r.get(7),
-        claim_token: token,
-        parents: None,
-        claimed_at: std::time::Instant::now(),
-        eager_start: r.get(8),
-    }))
+    let claimed = row.map(|r| (claimed_job(&r, token, 9), r.get::<_, i16>(8)));
+    Ok(with_parents(&mut conn.client, settings, claimed.into_iter().collect())?.pop())
 }
 
 /// Records that a claimed job starts now (fenced by its token); false if the claim is gone.
@@ -393,24 +458,35 @@ pub fn record(
             other => others.push(other),
         }
     }
-    let mut tx = conn.client.transaction().map_err(err)?;
-    let mut ended = 0;
-    if !started.0.is_empty() {
-        tx.execute(&started_stmt, &[&started.0, &started.1, &started.2])
-            .map_err(err)?;
-    }
-    if !done.0.is_empty() {
-        ended += tx
-            .execute(&complete_stmt, &[&done.0, &done.1, &done.2, &done.3])
-            .map_err(err)? as usize;
-    }
-    for w in others {
-        if apply(&mut tx, w, client_now).map_err(err)? {
-            ended += 1;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let out = (|| -> std::result::Result<usize, postgres::Error> {
+            let mut tx = conn.client.transaction()?;
+            let mut ended = 0;
+            if !started.0.is_empty() {
+                tx.execute(&started_stmt, &[&started.0, &started.1, &started.2])?;
+            }
+            if !done.0.is_empty() {
+                ended +=
+                    tx.execute(&complete_stmt, &[&done.0, &done.1, &done.2, &done.3])? as usize;
+            }
+            for w in &others {
+                if apply(&mut tx, w, client_now)? {
+                    ended += 1;
+                }
+            }
+            tx.commit()?;
+            Ok(ended)
+        })();
+        match out {
+            // Ending jobs that others depend on locks those dependents (the trigger of
+            // schema migration 6), so two batches may deadlock; the server rolls one back,
+            // and all of it can simply run again.
+            Err(e) if attempt < 5 && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => continue,
+            out => return out.map_err(err),
         }
     }
-    tx.commit().map_err(err)?;
-    Ok(ended)
 }
 
 /// The rare writes (retry, failure, requeue), one statement each.
@@ -429,6 +505,9 @@ fn apply(
             traceback,
             run_at,
         } => {
+            if finish_cancelled(tx, id, *token, error, thread_id)? {
+                return Ok(true);
+            }
             let delay = run_at - client_now;
             let row = tx.query_opt(
                 concat!(
@@ -456,6 +535,9 @@ fn apply(
             traceback,
             status,
         } => {
+            if finish_cancelled(tx, id, *token, error, thread_id)? {
+                return Ok(true);
+            }
             let row = tx.query_opt(
                 concat!(
                     "UPDATE jobs SET status = $3, error = $4, completed_at = ",
@@ -517,68 +599,13 @@ pub(super) fn write_dead_letter(
         concat!(
             "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
              priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
-             retry_count, failed_at) \
+             retry_count, failed_at, notes) \
              SELECT $2, id, task_name, queue, payload, priority, max_retries, \
              retry_backoff, timeout_ms, metadata, error, retry_count, ",
             now_ms_sql!(),
-            " FROM jobs WHERE seq = $1"
+            ", notes FROM jobs WHERE seq = $1"
         ),
         &[&seq_of(id), &uuid::Uuid::now_v7().to_string()],
     )?;
     Ok(())
-}
-
-/// `enqueue`, failing with `QueueFull` (and storing nothing) if a queue of `jobs` would then
-/// hold more than `max_pending` pending jobs. Producers of one queue take turns on a
-/// transaction-scoped advisory lock, so two cannot both pass a count that misses the other's
-/// inserts; the count runs after the inserts, inside the same transaction.
-pub fn enqueue_bounded(
-    conn: &mut Conn,
-    settings: &PgSettings,
-    jobs: &[NewJob],
-    client_now: i64,
-    notify: Option<&str>,
-    max_pending: i64,
-) -> Result<Vec<String>> {
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let err = |e| settings.error(e);
-    let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
-    queues.sort_unstable();
-    queues.dedup();
-    let stmt = enqueue_statement(conn, settings)?;
-    let lock = conn
-        .prepare(
-            "SELECT pg_advisory_xact_lock(hashtext('taskito-pending:' || current_schema()), \
-             hashtext($1))",
-        )
-        .map_err(err)?;
-    let count = conn
-        .prepare(
-            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = 0 AND queue = $1 \
-             LIMIT $2) AS p",
-        )
-        .map_err(err)?;
-    let mut tx = conn.client.transaction().map_err(err)?;
-    // Sorted, so producers of overlapping queue sets never wait on each other in a cycle.
-    for q in &queues {
-        tx.execute(&lock, &[q]).map_err(err)?;
-    }
-    let ids = enqueue_in(&mut tx, &stmt, settings, jobs, client_now, notify)?;
-    for q in &queues {
-        let n: i64 = tx
-            .query_one(&count, &[q, &max_pending.saturating_add(1)])
-            .map_err(err)?
-            .get(0);
-        if n > max_pending {
-            // Dropping the transaction rolls every insert (and its notification) back.
-            return Err(crate::error::Error::QueueFull {
-                queue: q.to_string(),
-                limit: max_pending,
-            });
-        }
-    }
-    tx.commit().map_err(err)?;
-    Ok(ids)
 }

@@ -15,7 +15,7 @@ macro_rules! job_columns {
     () => {
         "id, queue, task_name, status, priority, retry_count, max_retries, created_at, \
          scheduled_at, started_at, completed_at, error, progress, worker_id, unique_key, \
-         metadata, timeout_ms"
+         metadata, timeout_ms, notes"
     };
 }
 pub(super) use job_columns;
@@ -41,7 +41,7 @@ pub(super) fn job_row(r: &Row) -> JobRecord {
         worker_id: r.get(13),
         unique_key: r.get(14),
         metadata: r.get(15),
-        notes: None,
+        notes: r.get(17),
         timeout_ms: r.get(16),
     }
 }
@@ -226,7 +226,7 @@ pub fn cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
                 "UPDATE jobs SET status = 5, claim_token = NULL, completed_at = ",
                 now_ms_sql!(),
                 " WHERE seq = $2 AND id = $1 \
-                 AND (status = 0 OR (status = 1 AND worker_id IS NULL))"
+                 AND (status IN (0, 6) OR (status = 1 AND worker_id IS NULL))"
             ),
             &[&id, &seq_of(id)],
         )
@@ -287,7 +287,7 @@ pub fn retry_dead(
     let row = tx
         .query_opt(
             "DELETE FROM dead_letters WHERE id = $1 RETURNING task_name, queue, payload, \
-             priority, max_retries, retry_backoff, timeout_ms, metadata",
+             priority, max_retries, retry_backoff, timeout_ms, metadata, notes",
             &[&dead_id],
         )
         .map_err(err)?
@@ -295,18 +295,7 @@ pub fn retry_dead(
             kind: "dead letter",
             id: dead_id.to_string(),
         })?;
-    let job = NewJob {
-        task_name: row.get(0),
-        queue: row.get(1),
-        payload: row.get(2),
-        priority: row.get(3),
-        scheduled_at: client_now,
-        max_retries: row.get(4),
-        retry_backoff: row.get(5),
-        timeout_ms: row.get(6),
-        unique_key: None,
-        metadata: row.get(7),
-    };
+    let job = stored_job(&row, client_now);
     let ids = enqueue_in(
         &mut tx,
         &stmt,
@@ -315,8 +304,35 @@ pub fn retry_dead(
         client_now,
         notify,
     )?;
+    let id = ids.into_iter().next().unwrap_or_default();
+    // Notes survive the round trip through the dead-letter queue.
+    let notes: Option<String> = row.get(8);
+    if notes.is_some() {
+        tx.execute(
+            "UPDATE jobs SET notes = $2 WHERE seq = $1",
+            &[&seq_of(&id), &notes],
+        )
+        .map_err(err)?;
+    }
     tx.commit().map_err(err)?;
-    Ok(ids.into_iter().next().unwrap_or_default())
+    Ok(id)
+}
+
+/// A job to enqueue again from a stored one, read as `task_name, queue, payload, priority,
+/// max_retries, retry_backoff, timeout_ms, metadata`: due at `scheduled_at`, without a key.
+pub(super) fn stored_job(row: &Row, scheduled_at: i64) -> NewJob {
+    NewJob {
+        task_name: row.get(0),
+        queue: row.get(1),
+        payload: row.get(2),
+        priority: row.get(3),
+        scheduled_at,
+        max_retries: row.get(4),
+        retry_backoff: row.get(5),
+        timeout_ms: row.get(6),
+        unique_key: None,
+        metadata: row.get(7),
+    }
 }
 
 /// Deletes dead letters older than `age_ms` by the server's clock.

@@ -1,11 +1,16 @@
 //! The PostgreSQL store, behind the same `Storage` trait as SQLite. One file per area:
 //! `pool.rs` (URL, connections), `schema.rs` (migrations), `claim.rs` (enqueue, claim,
 //! batched writes), `inspect.rs` (reads, cancel, dead letters), `workers.rs` (registry,
-//! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY), `periodic.rs` (schedules). A new trait method adds a function to
-//! the file of its area and one delegating line here.
+//! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY), `periodic.rs` (schedules), `bounds.rs`
+//! (`max_pending`), `links.rs` (dependencies, canvas, notes), `job_control.rs` (expiry,
+//! replay, cancel of a running job). A new trait method adds a function to the file of its
+//! area and one delegating line here.
 
+mod bounds;
 mod claim;
 mod inspect;
+mod job_control;
+mod links;
 mod pages;
 mod periodic;
 mod pool;
@@ -361,7 +366,7 @@ impl Storage for PgStorage {
     fn enqueue_bounded(&self, jobs: &[NewJob], max_pending: i64) -> Result<Vec<String>> {
         let now = now_ms();
         let notify = self.notify.as_deref();
-        self.with(|c, s| claim::enqueue_bounded(c, s, jobs, now, notify, max_pending))
+        self.with(|c, s| bounds::enqueue_bounded(c, s, jobs, now, notify, max_pending))
     }
 
     /// Rate limits and concurrency caps are not enforced on PostgreSQL yet: a worker with a
@@ -396,26 +401,31 @@ impl Storage for PgStorage {
         self.with(|c, s| periodic::fire_due(c, s, notify))
     }
 
-    // Dependencies, notes, expiry, replays and cancel requests are not stored on PostgreSQL
-    // yet: the calls that would create them fail with a clear error, and the reads answer
-    // truthfully that there are none.
-    fn enqueue_linked(&self, _jobs: &[NewJob], _links: &[JobLinks]) -> Result<Vec<String>> {
-        Err(unsupported("job dependencies, notes and expiry times"))
+    fn enqueue_linked(
+        &self,
+        jobs: &[NewJob],
+        links: &[JobLinks],
+        max_pending: &[(String, i64)],
+    ) -> Result<Vec<String>> {
+        let now = now_ms();
+        let notify = self.notify.as_deref();
+        self.with(|c, s| links::enqueue_linked(c, s, jobs, links, max_pending, now, notify))
     }
-    fn job_links(&self, _id: &str) -> Result<(Vec<String>, Vec<String>)> {
-        Ok((Vec::new(), Vec::new()))
+    fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)> {
+        self.with(|c, s| links::job_links(c, s, id))
     }
-    fn request_cancel(&self, _id: &str) -> Result<bool> {
-        Err(unsupported("cancel requests for running jobs"))
+    fn request_cancel(&self, id: &str) -> Result<bool> {
+        self.with(|c, s| job_control::request_cancel(c, s, id))
     }
-    fn cancel_requested(&self, _id: &str) -> Result<bool> {
-        Ok(false)
+    fn cancel_requested(&self, id: &str) -> Result<bool> {
+        self.with(|c, s| job_control::cancel_requested(c, s, id))
     }
     fn expire_due(&self, _now: i64) -> Result<usize> {
-        Ok(0)
+        self.with(job_control::expire_due)
     }
-    fn replay(&self, _id: &str, _now: i64) -> Result<String> {
-        Err(unsupported("job replays"))
+    fn replay(&self, id: &str, now: i64) -> Result<String> {
+        let notify = self.notify.as_deref();
+        self.with(|c, s| job_control::replay(c, s, id, now, notify))
     }
 }
 

@@ -26,7 +26,7 @@ pub fn requeue_job(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
         .client
         .execute(
             "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL WHERE seq = $2 AND id = $1 AND status = 1",
+             worker_id = NULL, cancel_requested = false WHERE seq = $2 AND id = $1 AND status = 1",
             &[&id, &seq_of(id)],
         )
         .map_err(|e| s.error(e))?;
@@ -207,7 +207,7 @@ macro_rules! archive_columns {
     () => {
         "seq, id, queue, task_name, status, priority, retry_count, max_retries, created_at, \
          scheduled_at, started_at, completed_at, error, progress, worker_id, unique_key, \
-         metadata, timeout_ms, result"
+         metadata, timeout_ms, result, notes"
     };
 }
 
@@ -285,15 +285,21 @@ pub fn purge_completed(c: &mut Conn, s: &PgSettings, age: i64) -> Result<usize> 
             concat!(
                 "DELETE FROM jobs WHERE status = 2 AND completed_at < ",
                 now_ms_sql!(),
-                " - $1 RETURNING id"
+                " - $1 RETURNING id, seq"
             ),
             &[&age],
         )
         .map_err(err)?;
     let ids: Vec<String> = gone.iter().map(|r| r.get(0)).collect();
+    let seqs: Vec<i64> = gone.iter().map(|r| r.get(1)).collect();
     if !ids.is_empty() {
         tx.execute("DELETE FROM job_errors WHERE job_id = ANY($1)", &[&ids])
             .map_err(err)?;
+        tx.execute(
+            "DELETE FROM job_dependencies WHERE job_seq = ANY($1) OR depends_on_seq = ANY($1)",
+            &[&seqs],
+        )
+        .map_err(err)?;
         tx.execute("DELETE FROM task_logs WHERE job_id = ANY($1)", &[&ids])
             .map_err(err)?;
     }

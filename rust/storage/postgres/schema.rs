@@ -194,6 +194,90 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN eager_start boolean NOT NULL DEFAULT false;
     "#,
+    // 7: dependencies and canvas links, notes, expiry, cooperative cancel of a running job.
+    // Status 6 = waiting for dependencies: shown as pending, outside the ready index, so the
+    // claim never sees it.
+    r#"
+    ALTER TABLE jobs ADD COLUMN notes text;
+    -- Positive while the job may still expire; negated (kept for replay) once it starts.
+    ALTER TABLE jobs ADD COLUMN expires_at bigint;
+    ALTER TABLE jobs ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+    -- True once another job depends on this one: only then does its outcome fire the
+    -- trigger below.
+    ALTER TABLE jobs ADD COLUMN has_dependents boolean NOT NULL DEFAULT false;
+    -- How a canvas step receives its parents' results (job.rs PassResult).
+    ALTER TABLE jobs ADD COLUMN pass_result smallint NOT NULL DEFAULT 0;
+    ALTER TABLE dead_letters ADD COLUMN notes text;
+    ALTER TABLE archived_jobs ADD COLUMN notes text;
+
+    -- One row per edge; `id` order is dependency order (a chord's results list).
+    CREATE TABLE job_dependencies (
+        id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        job_id         text   NOT NULL,
+        depends_on     text   NOT NULL,
+        job_seq        bigint NOT NULL,
+        depends_on_seq bigint NOT NULL
+    );
+    CREATE INDEX job_dependencies_by_job ON job_dependencies (job_seq);
+    CREATE INDEX job_dependencies_by_parent ON job_dependencies (depends_on_seq);
+    CREATE INDEX jobs_expiring ON jobs (expires_at) WHERE expires_at > 0;
+    -- A waiting job holds its unique key, as a pending one does.
+    DROP INDEX jobs_unique_key;
+    CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
+        WHERE unique_key > '' AND status IN (0, 1, 6);
+
+    -- Runs in the transaction that ends a job others depend on, whatever ended it (a
+    -- result, a failure, cancel, expiry, recovery to dead). A completion promotes each
+    -- waiting dependent whose parents are now all complete; any other end cancels the
+    -- dependents that have not run, and theirs, in one statement.
+    CREATE FUNCTION taskito_job_ended() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    DECLARE
+        now_ms bigint := (extract(epoch from now()) * 1000)::bigint;
+        notified bigint;
+    BEGIN
+        IF NEW.status = 2 THEN
+            -- Two parents completing at once in two transactions must not both miss the
+            -- other's completion: each locks the dependents first, so the check below
+            -- (a new snapshot) runs after the other has committed.
+            PERFORM 1 FROM jobs
+                WHERE seq IN (SELECT job_seq FROM job_dependencies WHERE depends_on_seq = NEW.seq)
+                AND status = 6 ORDER BY seq FOR UPDATE;
+            -- Workers listening on the schema's channel hear of the promoted jobs.
+            WITH promoted AS (
+                UPDATE jobs AS c SET status = 0
+                WHERE c.seq IN (SELECT job_seq FROM job_dependencies
+                                WHERE depends_on_seq = NEW.seq)
+                AND c.status = 6
+                AND NOT EXISTS (SELECT 1 FROM job_dependencies d
+                                JOIN jobs p ON p.seq = d.depends_on_seq
+                                WHERE d.job_seq = c.seq AND p.status <> 2)
+                RETURNING c.queue)
+            SELECT count(pg_notify('taskito_' || TG_TABLE_SCHEMA, q.queue)) INTO notified
+                FROM (SELECT DISTINCT queue FROM promoted) AS q;
+        ELSE
+            WITH RECURSIVE doomed (seq, cause, cause_status) AS (
+                SELECT d.job_seq, NEW.id, NEW.status::int FROM job_dependencies d
+                    WHERE d.depends_on_seq = NEW.seq
+                UNION
+                SELECT d.job_seq, j.id, 5 FROM doomed x
+                    JOIN jobs j ON j.seq = x.seq AND j.status IN (0, 6)
+                    JOIN job_dependencies d ON d.depends_on_seq = x.seq
+            ), first_cause AS (
+                SELECT DISTINCT ON (seq) seq, cause, cause_status FROM doomed ORDER BY seq
+            )
+            UPDATE jobs AS c SET status = 5, completed_at = now_ms,
+                error = 'dependency ' || f.cause || ' ended ' || CASE f.cause_status
+                    WHEN 3 THEN 'failed' WHEN 4 THEN 'dead' ELSE 'cancelled' END
+            FROM first_cause f WHERE c.seq = f.seq AND c.status IN (0, 6);
+        END IF;
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER jobs_ended AFTER UPDATE OF status ON jobs FOR EACH ROW
+        WHEN (NEW.has_dependents AND NEW.status IN (2, 3, 4, 5)
+              AND OLD.status IS DISTINCT FROM NEW.status)
+        EXECUTE FUNCTION taskito_job_ended();
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -197,15 +197,21 @@ pub fn purge_finished(c: &mut Conn, s: &PgSettings, age_ms: i64) -> Result<usize
             concat!(
                 "DELETE FROM jobs WHERE status >= 2 AND completed_at <= ",
                 now_ms_sql!(),
-                " - $1 RETURNING id"
+                " - $1 RETURNING id, seq"
             ),
             &[&age_ms],
         )
         .map_err(err)?;
     let ids: Vec<String> = gone.iter().map(|r| r.get(0)).collect();
+    let seqs: Vec<i64> = gone.iter().map(|r| r.get(1)).collect();
     if !ids.is_empty() {
         tx.execute("DELETE FROM job_errors WHERE job_id = ANY($1)", &[&ids])
             .map_err(err)?;
+        tx.execute(
+            "DELETE FROM job_dependencies WHERE job_seq = ANY($1) OR depends_on_seq = ANY($1)",
+            &[&seqs],
+        )
+        .map_err(err)?;
         tx.execute("DELETE FROM task_logs WHERE job_id = ANY($1)", &[&ids])
             .map_err(err)?;
     }
