@@ -187,6 +187,7 @@ pub fn claim(
     };
     let stmt = conn.prepare(sql).map_err(err)?;
     let limit = limit as i64;
+    let sent = std::time::Instant::now();
     let rows = match tasks {
         None => conn.client.query(
             &stmt,
@@ -211,7 +212,7 @@ pub fn claim(
         ),
     }
     .map_err(err)?;
-    Ok(claimed_rows(&rows, token))
+    Ok(claimed_rows(&rows, token, Some(sent)))
 }
 
 /// The jobs a claim with `token` took, if it committed. A claim whose reply was lost
@@ -235,11 +236,17 @@ pub fn claimed_by_token(
         .client
         .query(&stmt, &[&token, &owner.worker_id, &owner.incarnation])
         .map_err(err)?;
-    Ok(claimed_rows(&rows, token))
+    Ok(claimed_rows(&rows, token, None))
 }
 
-fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
-    let now = std::time::Instant::now();
+/// `claimed_at`: an instant before the claim's statement was sent (so the wait a worker
+/// measures is never shorter than the one `cancel` judges by on the server's clock); `None`
+/// for a claim made at an unknown earlier time, whose jobs then record their start first.
+fn claimed_rows(
+    rows: &[postgres::Row],
+    token: i64,
+    claimed_at: Option<std::time::Instant>,
+) -> Vec<ClaimedJob> {
     let mut found: Vec<(i64, i64, i64, ClaimedJob)> = rows
         .iter()
         .map(|r| {
@@ -258,8 +265,8 @@ fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
                     timeout_ms: r.get(7),
                     claim_token: token,
                     parents: None,
-                    claimed_at: now,
-                    eager_start: r.get(11),
+                    claimed_at: claimed_at.unwrap_or_else(std::time::Instant::now),
+                    eager_start: claimed_at.is_none() || r.get::<_, bool>(11),
                 },
             )
         })
