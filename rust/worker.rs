@@ -23,6 +23,7 @@ use crate::storage::Storage;
 /// so that while it waited it read pending, could be cancelled, and did not count against
 /// the crash-loop limit had its worker died. A job taken sooner runs at once and pays
 /// nothing; its start is recorded with its outcome (or by the result handler's delayed mark).
+/// `cancel` leaves younger claims alone (`storage::CANCEL_CLAIMED_AFTER_MS`, longer).
 pub const CLAIMED_AHEAD_AFTER: Duration = Duration::from_millis(20);
 
 /// Written-off threads of this process still alive (stuck in a task). The CLI leaves with

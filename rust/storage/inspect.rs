@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::dependencies::after_outcome;
 use super::ids::seq_of;
 use super::sqlite::{insert_job, next_seq, note_queue, write_dead_letter};
-use super::{move_unstarted, QueueCounts};
+use super::{move_unstarted, QueueCounts, CANCEL_CLAIMED_AFTER_MS};
 use crate::error::{Error, Result};
 use crate::job::{
     DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome, WorkerBeat,
@@ -196,10 +196,13 @@ pub fn cancel(c: &mut Connection, id: &str, now: i64) -> Result<bool> {
         .prepare_cached(
             "UPDATE jobs SET status = 5, completed_at = ?2, claim_token = NULL \
              WHERE seq = ?3 AND id = ?1 \
-             AND (status IN (0, 6) OR (status = 1 AND worker_id IS NULL)) \
+             AND (status IN (0, 6) OR (status = 1 AND worker_id IS NULL AND started_at <= ?4)) \
              RETURNING has_dependents",
         )?
-        .query_row(params![id, now, seq_of(id)], |r| r.get(0))
+        .query_row(
+            params![id, now, seq_of(id), now - CANCEL_CLAIMED_AFTER_MS],
+            |r| r.get(0),
+        )
         .optional()?;
     if let Some(has_dependents) = done {
         after_outcome(&tx, seq_of(id), 5, has_dependents != 0, now)?;

@@ -86,6 +86,13 @@ pub enum TaskFilter<'a> {
 /// Counts of `(queue, status)` pairs.
 pub type QueueCounts = Vec<(String, JobStatus, i64)>;
 
+/// How old (ms, on the store's clock) a claim with no start recorded must be before
+/// `cancel` takes its job. A worker records the start of a job it takes 20 ms or more after
+/// the claim (`worker::CLAIMED_AHEAD_AFTER`), so a job cancelled past this can never start;
+/// and one taken sooner has had its start recorded by then (the result handler's delayed
+/// mark, unless the store lags), so `cancel` does not take a job that runs.
+pub const CANCEL_CLAIMED_AFTER_MS: i64 = 200;
+
 /// Moves the claimed jobs that have not started (`unstarted`: per queue) from `running` to
 /// `pending` in `counts`, as users see them.
 pub(crate) fn move_unstarted(
@@ -206,8 +213,9 @@ pub trait Storage: Send + Sync + 'static {
     /// `(queue, scheduled_at)` of the longest-waiting ready job of each queue.
     fn oldest_pending(&self, now: i64) -> Result<Vec<(String, i64)>>;
     fn job_errors(&self, id: &str) -> Result<Vec<ErrorRecord>>;
-    /// Cancels a job users see pending: waiting, or claimed with no start recorded (fenced
-    /// on that, so a worker that records its start first keeps it). False otherwise.
+    /// Cancels a job users see pending: waiting, or claimed at least
+    /// `CANCEL_CLAIMED_AFTER_MS` ago with no start recorded (fenced on that, so a worker
+    /// that records its start first keeps it). False otherwise.
     fn cancel(&self, id: &str, now: i64) -> Result<bool>;
     fn set_progress(&self, id: &str, progress: i64) -> Result<()>;
     fn dead_letters(&self, limit: i64, offset: i64) -> Result<Vec<DeadLetter>>;

@@ -297,7 +297,10 @@ fn next_due(conn: &Connection, queues: Option<&[String]>, now: i64) -> Result<Op
     Ok(earliest)
 }
 
-fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> {
+/// `now`: the claim's time (stored as `started_at`); `claimed_at` is dated back to it, so
+/// the wait a worker measures is never shorter than the one `cancel` judges by.
+fn claim_row(r: &rusqlite::Row<'_>, token: i64, now: i64) -> rusqlite::Result<ClaimedJob> {
+    let since = std::time::Duration::from_millis((crate::job::now_ms() - now).max(0) as u64);
     Ok(ClaimedJob {
         id: r.get(0)?,
         task_name: r.get(1)?,
@@ -309,7 +312,9 @@ fn claim_row(r: &rusqlite::Row<'_>, token: i64) -> rusqlite::Result<ClaimedJob> 
         timeout_ms: r.get(7)?,
         claim_token: token,
         parents: None,
-        claimed_at: std::time::Instant::now(),
+        claimed_at: std::time::Instant::now()
+            .checked_sub(since)
+            .unwrap_or_else(std::time::Instant::now),
         eager_start: r.get::<_, i64>(10)? != 0,
     })
 }
@@ -332,7 +337,7 @@ pub(super) fn claim_seqs(
         let token = new_token();
         let mut rows = stmt.query(params![seq, owner.worker_id, token, now, owner.incarnation])?;
         let Some(row) = rows.next()? else { continue };
-        let (job, extras) = (claim_row(row, token)?, claim_extras(row)?);
+        let (job, extras) = (claim_row(row, token, now)?, claim_extras(row)?);
         drop(rows);
         // An expired job is cancelled here instead of handed out.
         if let Some(job) = finish_claim(conn, job, extras, true, now)? {
@@ -690,7 +695,7 @@ impl Storage for SqliteStorage {
                         seq_of(id),
                         owner.incarnation
                     ],
-                    |r| Ok((claim_row(r, token)?, claim_extras(r)?)),
+                    |r| Ok((claim_row(r, token, now)?, claim_extras(r)?)),
                 )
                 .optional()?;
             let job = match job {

@@ -70,9 +70,11 @@ def test_jobs_claimed_behind_a_long_job_read_pending_and_can_be_cancelled(
         behind = [queue.enqueue("quick", args=(i,)) for i in range(BEHIND)]
         worker_id = wait_for(lambda: [w["worker_id"] for w in queue.workers()], 10)[0]
         ids = {j.id for j in behind}
-        # Claimed by the worker process (its id matches the jobs it holds) behind the long job.
+        # Claimed by the worker process (its id matches the jobs it holds) behind the long job:
+        # the first at least (how many it claims ahead depends on how fast jobs ran here).
+        victim = behind[0]
         wait_for(
-            lambda: ids <= {j.id for j in queue.list_jobs(worker_id=worker_id, limit=1000)},
+            lambda: victim.id in {j.id for j in queue.list_jobs(worker_id=worker_id, limit=1000)},
             timeout=30,
             what="the jobs behind to be claimed",
         )
@@ -84,8 +86,9 @@ def test_jobs_claimed_behind_a_long_job_read_pending_and_can_be_cancelled(
         stats = queue.stats()
         assert (stats["pending"], stats["running"]) == (BEHIND, 1)
 
-        victim = behind[2]
-        assert queue.cancel_job(victim.id) is True
+        # Cancelled once its claim is past its first moments (0.2 s), when no worker can
+        # be taking it unseen.
+        wait_for(lambda: queue.cancel_job(victim.id), timeout=10, what="the cancel")
         assert victim.refresh().status == "cancelled"
         assert queue.cancel_job(victim.id) is False
         # The long job has started: cancel_job leaves it alone.
@@ -100,7 +103,7 @@ def test_jobs_claimed_behind_a_long_job_read_pending_and_can_be_cancelled(
         worker.stop()
     assert victim.refresh().status == "cancelled"
     ran = [int(line) for line in (tmp_path / "ran.txt").read_text().split()]
-    assert sorted(n for n in ran if n >= 0) == [0, 1, 3, 4]
+    assert sorted(n for n in ran if n >= 0) == [1, 2, 3, 4]
     stats = queue.stats()
     counts = (stats["cancelled"], stats["completed"], stats["pending"], stats["running"])
     assert counts == (1, 20 + 1 + BEHIND - 1, 0, 0)
@@ -123,6 +126,7 @@ def test_a_crash_loop_dead_letters_its_job_not_the_jobs_claimed_behind_it(
         poison = queue.enqueue("work", args=(0,), kwargs={"seconds": 300.0})
         innocent = [queue.enqueue("work", args=(i,)) for i in range(1, INNOCENT + 1)]
         ids = {j.id for j in innocent}
+        first = innocent[0]
 
         def notes(job_id: str, text: str) -> int:
             return sum(text in e["error"] for e in queue.job_errors(job_id))
@@ -136,10 +140,11 @@ def test_a_crash_loop_dead_letters_its_job_not_the_jobs_claimed_behind_it(
             # The restart put back what the killed run held (every job: one transaction).
             wait_for(lambda k=kill: notes(poison.id, "stopped heartbeating") == k, 60, what="recovery")
             wait_for(lambda: poison.refresh().status == "running", 60, what="the poison to run")
+            # The first at least (how many it claims ahead depends on how fast jobs ran).
             wait_for(
-                lambda: ids <= {j.id for j in queue.list_jobs(worker_id="w-loop", limit=1000)},
+                lambda: first.id in {j.id for j in queue.list_jobs(worker_id="w-loop", limit=1000)},
                 timeout=60,
-                what="the innocent jobs to be claimed behind the poison",
+                what="an innocent job to be claimed behind the poison",
             )
             assert [j.refresh().status for j in innocent] == ["pending"] * INNOCENT
             proc.send_signal(signal.SIGKILL)
@@ -153,7 +158,9 @@ def test_a_crash_loop_dead_letters_its_job_not_the_jobs_claimed_behind_it(
         assert [d["original_job_id"] for d in queue.dead_letters()] == [poison.id]
         for job in innocent:
             assert job.refresh().status == "complete"
-            assert notes(job.id, "before the job started") == KILLS
+            assert notes(job.id, "before the job started") <= KILLS
+        # Claimed behind the poison by every killed process, never counted.
+        assert notes(first.id, "before the job started") == KILLS
         # The poison ran once per worker process; no innocent job ran before the last one.
         runs = lab.runs()
         assert sum(r.kind == "S" and r.job_id == poison.id for r in runs) == KILLS

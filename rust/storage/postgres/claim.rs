@@ -222,6 +222,9 @@ pub fn claim(
     // Jobs picked after their expiry time are cancelled, not handed out: look again for
     // the slots they took (they have left the ready index now).
     while claimed.len() < limit {
+        // Taken before the statement is sent: the wait a worker measures from it is never
+        // shorter than the one `cancel` judges by on the server's clock.
+        let sent = std::time::Instant::now();
         let rows = claim_once(
             conn,
             &stmt,
@@ -236,7 +239,7 @@ pub fn claim(
         let taken = rows
             .iter()
             .filter(|r| r.get::<_, Option<String>>(0).is_some());
-        claimed.extend(claimed_rows(taken, token));
+        claimed.extend(claimed_rows(taken, token, Some(sent)));
         if expired == 0 {
             break;
         }
@@ -302,13 +305,20 @@ pub fn claimed_by_token(
         .client
         .query(&stmt, &[&token, &owner.worker_id, &owner.incarnation])
         .map_err(err)?;
-    with_parents(&mut conn.client, settings, claimed_rows(rows.iter(), token))
+    with_parents(
+        &mut conn.client,
+        settings,
+        claimed_rows(rows.iter(), token, None),
+    )
 }
 
 /// Claimed rows in claim order, each with how it takes its parents' results.
+/// `claimed_at`: an instant before the claim's statement was sent; `None` for a claim made
+/// at an unknown earlier time, whose jobs then record their start before running.
 fn claimed_rows<'a>(
     rows: impl Iterator<Item = &'a postgres::Row>,
     token: i64,
+    claimed_at: Option<std::time::Instant>,
 ) -> Vec<(ClaimedJob, i16)> {
     let mut found: Vec<(i64, i64, i64, i16, ClaimedJob)> = rows
         .map(|r| {
@@ -317,7 +327,7 @@ fn claimed_rows<'a>(
                 r.get(9),
                 r.get(10),
                 r.get(11),
-                claimed_job(r, token, 12),
+                claimed_job(r, token, 12, claimed_at),
             )
         })
         .collect();
@@ -326,8 +336,13 @@ fn claimed_rows<'a>(
 }
 
 /// A claimed job from the first eight columns of a claim's row and its `eager_start`
-/// column.
-fn claimed_job(r: &postgres::Row, token: i64, eager_start: usize) -> ClaimedJob {
+/// column; `claimed_at` as for `claimed_rows`.
+fn claimed_job(
+    r: &postgres::Row,
+    token: i64,
+    eager_start: usize,
+    claimed_at: Option<std::time::Instant>,
+) -> ClaimedJob {
     ClaimedJob {
         id: r.get(0),
         task_name: r.get(1),
@@ -339,8 +354,8 @@ fn claimed_job(r: &postgres::Row, token: i64, eager_start: usize) -> ClaimedJob 
         timeout_ms: r.get(7),
         claim_token: token,
         parents: None,
-        claimed_at: std::time::Instant::now(),
-        eager_start: r.get(eager_start),
+        claimed_at: claimed_at.unwrap_or_else(std::time::Instant::now),
+        eager_start: claimed_at.is_none() || r.get::<_, bool>(eager_start),
     }
 }
 
@@ -353,6 +368,7 @@ pub fn claim_by_id(
 ) -> Result<Option<ClaimedJob>> {
     let err = |e| settings.error(e);
     let token = new_token();
+    let sent = std::time::Instant::now();
     let stmt = conn
         .prepare(concat!(
             "UPDATE jobs SET status = 1, owner = $2, claim_token = $3, started_at = ",
@@ -377,7 +393,7 @@ pub fn claim_by_id(
             ],
         )
         .map_err(err)?;
-    let claimed = row.map(|r| (claimed_job(&r, token, 9), r.get::<_, i16>(8)));
+    let claimed = row.map(|r| (claimed_job(&r, token, 9, Some(sent)), r.get::<_, i16>(8)));
     Ok(with_parents(&mut conn.client, settings, claimed.into_iter().collect())?.pop())
 }
 

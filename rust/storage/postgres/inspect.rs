@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome};
 use crate::storage::ids::seq_of;
 use crate::storage::inspect::status_sql;
-use crate::storage::{move_unstarted, QueueCounts};
+use crate::storage::{move_unstarted, QueueCounts, CANCEL_CLAIMED_AFTER_MS};
 
 macro_rules! job_columns {
     () => {
@@ -225,10 +225,12 @@ pub fn cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
             concat!(
                 "UPDATE jobs SET status = 5, claim_token = NULL, completed_at = ",
                 now_ms_sql!(),
-                " WHERE seq = $2 AND id = $1 \
-                 AND (status IN (0, 6) OR (status = 1 AND worker_id IS NULL))"
+                " WHERE seq = $2 AND id = $1 AND (status IN (0, 6) OR (status = 1 \
+                 AND worker_id IS NULL AND started_at <= ",
+                now_ms_sql!(),
+                " - $3))"
             ),
-            &[&id, &seq_of(id)],
+            &[&id, &seq_of(id), &CANCEL_CLAIMED_AFTER_MS],
         )
         .map_err(|e| s.error(e))?;
     Ok(n > 0)
