@@ -53,6 +53,10 @@ pub trait Runner: Send + Sync + 'static {
             self.interrupt(ident)
         }
     }
+    /// Called on the worker thread once the engine has settled the job `run` returned:
+    /// with the outcome it hands to the result handler (`None`: put back as it was), and
+    /// whether that replaced `run`'s own (a timeout). Called before the result is stored.
+    fn settled(&self, _ident: u64, _outcome: Option<&Outcome>, _replaced: bool) {}
     /// Called on a worker thread just before it exits, to release per-thread resources.
     fn thread_stopping(&self) {}
     /// Runs a worker thread's whole loop; lets an implementation keep per-thread state
@@ -80,6 +84,9 @@ struct SlotState {
     /// Set when the watchdog or a forced shutdown gave up on this thread: whatever it
     /// returns is discarded and it exits.
     written_off: bool,
+    /// The outcome stored for the job of a thread written off at its timeout (one written
+    /// off at shutdown was put back): told to the runner once the thread returns.
+    written_off_outcome: Option<Outcome>,
 }
 
 /// A worker thread's slot and, until joined, its handle.
@@ -279,11 +286,14 @@ impl WorkerPool {
             self.run_times.record(started.elapsed());
             drop(job);
             let mut requeue = false;
+            let mut replaced = false;
             {
                 let mut state = slot.lock();
                 if state.written_off {
                     // The job was already failed or requeued for us: drop the late result.
+                    let stored = state.written_off_outcome.take();
                     drop(state);
+                    self.runner.settled(ident, stored.as_ref(), true);
                     self.written_off_returned();
                     return;
                 }
@@ -293,9 +303,12 @@ impl WorkerPool {
                         requeue = !completed;
                     } else if running.interrupted_at.is_some() {
                         outcome = timeout_outcome(&running.job);
+                        replaced = true;
                     }
                 }
             }
+            self.runner
+                .settled(ident, (!requeue).then_some(&outcome), replaced);
             let event = if requeue {
                 Event::Requeue(job_ref)
             } else {
@@ -356,6 +369,7 @@ impl WorkerPool {
                         running.job.task_name
                     );
                     let outcome = timeout_outcome(&running.job);
+                    state.written_off_outcome = Some(outcome.clone());
                     let _ = self.events_tx.send(Event::Finished {
                         thread_id: running.thread_id,
                         outcome,

@@ -355,10 +355,24 @@ def _emit_failure(
     retry_count: int,
     max_retries: int,
 ) -> None:
+    """The events of a failed run (see ``emit_failure_events``)."""
+    cancelled = isinstance(exc, TaskCancelledError)
+    emit_failure_events(queue, info, _describe(exc), cancelled, retryable, retry_count, max_retries)
+
+
+def emit_failure_events(
+    queue: Queue,
+    info: dict[str, Any],
+    error: str,
+    cancelled: bool,
+    retryable: bool,
+    retry_count: int,
+    max_retries: int,
+) -> None:
     """The events of a failed run: cancelled, or failed and then retrying or dead (the
     result handler decides the same way: retryable with retries left means a retry)."""
-    payload = {**info, "error": _describe(exc), "retry_count": retry_count}
-    if isinstance(exc, TaskCancelledError):
+    payload = {**info, "error": error, "retry_count": retry_count}
+    if cancelled:
         queue._emit(EventType.JOB_CANCELLED, payload)
         return
     queue._emit(EventType.JOB_FAILED, payload)

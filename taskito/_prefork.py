@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from taskito._dispatch import emit_failure_events
+from taskito.events import EventType
 from taskito.exceptions import TaskitoError
 
 if TYPE_CHECKING:
@@ -58,11 +60,42 @@ def locate_app(queue: Queue) -> list[str]:
     )
 
 
+def event_relay(queue: Queue) -> Callable[..., None]:
+    """The callable the engine gives the events of prefork jobs, on the worker thread that
+    ran the job: the events a child raised (JSON texts ``[name, payload]``), or, for a job
+    whose child died or whose outcome the engine replaced (a timeout), the failure the
+    engine stores. Either way they go to this ``Queue``'s event thread, as a worker
+    thread's own events do."""
+
+    def relay(
+        job_id: str,
+        task_name: str,
+        queue_name: str,
+        retry_count: int,
+        max_retries: int,
+        events: list[str] | None,
+        error: str | None,
+        retryable: bool,
+    ) -> None:
+        if queue._dispatcher is None:
+            return
+        if events is not None:
+            for text in events:
+                name, payload = json.loads(text)
+                queue._emit(EventType(name), payload)
+            return
+        info = {"job_id": job_id, "task_name": task_name, "queue": queue_name}
+        emit_failure_events(queue, info, error or "", False, retryable, retry_count, max_retries)
+
+    return relay
+
+
 def child_spec(
     queue: Queue, app: str | None, max_tasks_per_child: int | None, observe: Callable[..., None] | None
-) -> tuple:
-    """``(argv, env, max_tasks_per_child, observe)`` as the engine's ``run_worker(prefork=...)``
-    takes it; ``observe`` is told each job's outcome in this process (the worker's metrics)."""
+) -> tuple[Any, ...]:
+    """``(argv, env, max_tasks_per_child, observe, relay)`` as the engine's
+    ``run_worker(prefork=...)`` takes it; ``observe`` is told each job's outcome in this
+    process (the worker's metrics), ``relay`` fires the jobs' events here."""
     if app is not None:
         if not isinstance(app, str) or ":" not in app:
             raise ValueError(f"app must be 'module:attribute', got {app!r}")
@@ -74,4 +107,4 @@ def child_spec(
     if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
         env["TASKITO_PREFORK_LOG_LEVEL"] = str(logger.getEffectiveLevel())
     argv = [sys.executable, "-m", "taskito._prefork_child", *where]
-    return (argv, list(env.items()), max_tasks_per_child, observe)
+    return (argv, list(env.items()), max_tasks_per_child, observe, event_relay(queue))

@@ -1,7 +1,8 @@
 """A prefork pool's child process: ``python -m taskito._prefork_child --app m:q --fds R,W``.
 It imports the app, says it is ready, then runs one job per frame read from fd R with the
 same dispatch function as a worker thread (hooks, ``current_job``, progress written to the
-database from here) and writes each answer to fd W. The frame format is described in
+database from here) and writes each answer to fd W. Job events are not fired here: they go
+to the parent, which fires them (see ``_EventRelay``). The frame format is described in
 ``rust/prefork/frame.rs``. It exits at the end of its job stream (recycling, shutdown) or
 when its parent dies; the parent kills it at a job's timeout.
 """
@@ -71,6 +72,54 @@ class _Reader:
         (v,) = _I64.unpack_from(self.data, self.pos)
         self.pos += 8
         return v
+
+
+class _EventRelay:
+    """Stands in for the child's event thread: every event the app raises here goes to the
+    parent instead. Closing events (a job completed, failed, ...) are held and sent with
+    the job's answer, so the parent fires them only once the engine has settled the job
+    and not at all if this child dies first; the others (started, a job enqueued by a
+    task) are sent at once. ``send`` is locked: a task's own thread may enqueue too."""
+
+    _CLOSING = frozenset(
+        {
+            "job.completed",
+            "job.failed",
+            "job.retrying",
+            "job.dead",
+            "job.cancelled",
+        }
+    )
+
+    def __init__(self, answers: BinaryIO) -> None:
+        self._answers = answers
+        self._lock = threading.Lock()
+        self._held: list[bytes] = []
+
+    def send(self, body: bytes) -> None:
+        with self._lock:
+            _send(self._answers, body)
+
+    def emit(self, event_type: Any, payload: dict[str, Any]) -> None:
+        name = getattr(event_type, "value", event_type)
+        text = _text(json.dumps([name, payload], default=str))
+        if name in self._CLOSING:
+            with self._lock:
+                self._held.append(text)
+        else:
+            self.send(b"V" + text)
+
+    def answer(self, body: bytes) -> None:
+        """Sends a job's answer with the closing events held since the last one."""
+        with self._lock:
+            held, self._held = self._held, []
+            _send(self._answers, body + _LEN.pack(len(held)) + b"".join(held))
+
+    def install(self, queue: Any) -> None:
+        # Both are what emitting code checks and calls (`taskito/events.py`); the app's
+        # own callbacks, if it registered any, stay unused in this process.
+        queue._dispatcher = self
+        queue._emit = self.emit
 
 
 def _main_alias(queue: Any, module: types.ModuleType, loaded_as: str) -> None:
@@ -170,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         _prefork.CHILD_LOADING = False
     threading.Thread(target=_watch_parent, name="taskito-parent-watch", daemon=True).start()
     _send(answers, b"R")
+    relay = _EventRelay(answers)
+    relay.install(queue)
     dispatch = make_dispatch(queue)
     queue._worker_hooks("on_worker_start")
     while True:
@@ -197,10 +248,10 @@ def main(argv: list[str] | None = None) -> None:
             answer = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc(), True)
         took = _F64.pack(time.perf_counter() - started)
         if answer[0]:
-            _send(answers, b"C" + _field(answer[1]) + took)
+            relay.answer(b"C" + _field(answer[1]) + took)
         else:
             retryable = b"\x01" if answer[3] else b"\x00"
-            _send(answers, b"F" + _text(answer[1]) + _text(answer[2]) + retryable + took)
+            relay.answer(b"F" + _text(answer[1]) + _text(answer[2]) + retryable + took)
     queue._worker_hooks("on_worker_stop")
     sys.stdout.flush()
     sys.stderr.flush()

@@ -121,7 +121,13 @@ class QueueCore:
         timeout_grace: float = 1.0,
         async_lane: Optional[AsyncLane] = None,
         prefork: Optional[
-            tuple[list[str], list[tuple[str, str]], Optional[int], Optional[Callable[..., None]]]
+            tuple[
+                list[str],
+                list[tuple[str, str]],
+                Optional[int],
+                Optional[Callable[..., None]],
+                Optional[Callable[..., None]],
+            ]
         ] = None,
     ) -> int: ...
     def arm(self) -> None: ...

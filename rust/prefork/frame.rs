@@ -6,9 +6,12 @@
 //! Parent to child: `J` job (task name, payload, job id, queue, retry count, max retries,
 //! thread id, and for a canvas step its parents' results: mode, count, then per parent a
 //! presence flag and the bytes). Child to parent: `R` ready, `E` startup error (message), `C` complete
-//! (result bytes, run time), `F` failed (error, traceback, retryable byte, run time). The run
-//! time is a big-endian f64 of seconds: how long the child's dispatch took, as a worker
-//! thread would time it for the metrics.
+//! (result bytes, run time, events), `F` failed (error, traceback, retryable byte, run time,
+//! events), `V` an event raised while the job runs (its JSON text). The run time is a
+//! big-endian f64 of seconds: how long the child's dispatch took, as a worker thread would
+//! time it for the metrics. The events of an answer are the job's closing events (completed,
+//! failed, ...), held back by the child so that the parent fires them only once the engine
+//! has settled the job: a u32 count, then each event's JSON text.
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -23,8 +26,10 @@ const MAX_FRAME: usize = 1 << 30;
 pub enum Reply {
     Ready,
     StartupError(String),
-    /// A job's outcome and how long the child took to run it.
-    Done(Outcome, Duration),
+    /// A job's outcome, how long the child took to run it, and its closing events.
+    Done(Outcome, Duration, Vec<String>),
+    /// An event the job raised as it ran (started, a job it enqueued, ...).
+    Event(String),
 }
 
 fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
@@ -114,6 +119,20 @@ impl Cursor<'_> {
         self.0 = rest;
         Ok(b)
     }
+    /// The closing events that end an answer; none in an answer without the count.
+    fn events(&mut self) -> io::Result<Vec<String>> {
+        if self.0.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (head, rest) = self.0.split_first_chunk::<4>().ok_or_else(bad)?;
+        self.0 = rest;
+        let count = u32::from_be_bytes(*head) as usize;
+        // Each event takes at least its 4-byte length: a count beyond that is malformed.
+        if count > self.0.len() / 4 {
+            return Err(bad());
+        }
+        (0..count).map(|_| self.text()).collect()
+    }
     /// A run time; a negative or non-finite one (a clock gone wrong) reads as zero.
     fn seconds(&mut self) -> io::Result<Duration> {
         let (head, rest) = self.0.split_first_chunk::<8>().ok_or_else(bad)?;
@@ -134,7 +153,8 @@ pub fn parse_reply(body: &[u8]) -> io::Result<Reply> {
         b'E' => Ok(Reply::StartupError(c.text()?)),
         b'C' => {
             let outcome = Outcome::Complete(c.bytes()?);
-            Ok(Reply::Done(outcome, c.seconds()?))
+            let took = c.seconds()?;
+            Ok(Reply::Done(outcome, took, c.events()?))
         }
         b'F' => {
             let outcome = Outcome::Failed {
@@ -142,8 +162,10 @@ pub fn parse_reply(body: &[u8]) -> io::Result<Reply> {
                 traceback: c.text()?,
                 retryable: c.byte()? != 0,
             };
-            Ok(Reply::Done(outcome, c.seconds()?))
+            let took = c.seconds()?;
+            Ok(Reply::Done(outcome, took, c.events()?))
         }
+        b'V' => Ok(Reply::Event(c.text()?)),
         _ => Err(bad()),
     }
 }
@@ -159,6 +181,8 @@ mod tests {
         put_bytes(&mut body, b"tb");
         body.push(1);
         body.extend_from_slice(&0.25f64.to_be_bytes());
+        body.extend_from_slice(&1u32.to_be_bytes());
+        put_bytes(&mut body, b"[\"job.failed\", {}]");
         match parse_reply(&body).unwrap() {
             Reply::Done(
                 Outcome::Failed {
@@ -167,11 +191,13 @@ mod tests {
                     retryable,
                 },
                 took,
+                events,
             ) => {
                 assert_eq!(error, "ValueError: x");
                 assert_eq!(traceback, "tb");
                 assert!(retryable);
                 assert_eq!(took, Duration::from_millis(250));
+                assert_eq!(events, ["[\"job.failed\", {}]"]);
             }
             other => panic!("{other:?}"),
         }
@@ -182,12 +208,19 @@ mod tests {
         assert!(parse_reply(&done).is_err());
         done.extend_from_slice(&(-1.0f64).to_be_bytes());
         match parse_reply(&done).unwrap() {
-            Reply::Done(Outcome::Complete(r), took) => {
+            Reply::Done(Outcome::Complete(r), took, events) => {
                 assert_eq!(r, b"r");
                 assert_eq!(took, Duration::ZERO);
+                assert!(events.is_empty());
             }
             other => panic!("{other:?}"),
         }
+        // A count of events larger than the frame could hold is malformed.
+        done.extend_from_slice(&9u32.to_be_bytes());
+        assert!(parse_reply(&done).is_err());
+        let mut event = vec![b'V'];
+        put_bytes(&mut event, b"[\"job.started\", {}]");
+        assert!(matches!(parse_reply(&event).unwrap(), Reply::Event(e) if e.contains("started")));
         let mut framed = Vec::new();
         framed.extend_from_slice(&3u32.to_be_bytes());
         framed.extend_from_slice(b"abc");

@@ -8,6 +8,12 @@
 //! the background. A child that dies on its own (a segfault, `os._exit`) fails or retries
 //! only its job, with the signal or exit code in the error. An optional observer sees each
 //! job's outcome and run time in the parent (the worker's metrics count prefork jobs there).
+//!
+//! Job events fire in the parent only, through an optional relay: the child sends the
+//! events a job raises as it runs at once, and holds back its closing events (completed,
+//! failed, retrying, dead, cancelled) until its answer. The parent relays those once the
+//! engine has settled the job (`Runner::settled`), unless the engine decided otherwise (a
+//! timeout) or the child died: then it relays the failure the engine stores instead.
 
 mod child;
 mod frame;
@@ -44,6 +50,15 @@ struct Slot {
     /// `io`: a running job holds it).
     live: Mutex<Option<Arc<Pid>>>,
     stopped: AtomicBool,
+    /// The last job's closing events, from its run until the engine settles it.
+    held: Mutex<Option<Held>>,
+}
+
+/// A job run in a child whose closing events wait for the engine's word.
+struct Held {
+    job: JobInfo,
+    /// The child's closing events; `None` when the child died before answering.
+    events: Option<Vec<String>>,
 }
 
 impl Slot {
@@ -52,6 +67,9 @@ impl Slot {
     }
     fn live(&self) -> MutexGuard<'_, Option<Arc<Pid>>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn held(&self) -> MutexGuard<'_, Option<Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
     /// Puts a fresh child in the slot (the caller holds `io`).
     fn install(&self, io: &mut Option<ChildProc>, proc: ChildProc) {
@@ -64,9 +82,31 @@ impl Slot {
 /// child's own timing, or the time since the job was sent when the child died.
 pub type Observer = Box<dyn Fn(&ClaimedJob, &Outcome, Duration) + Send + Sync>;
 
+/// What an event names of its job.
+pub struct JobInfo {
+    pub id: String,
+    pub task_name: String,
+    pub queue: String,
+    pub retry_count: i64,
+    pub max_retries: i64,
+}
+
+/// What the relay fires for a job.
+pub enum Relayed<'a> {
+    /// Events as the child raised them (JSON texts).
+    Forwarded(&'a [String]),
+    /// The events of a failure the child could not report (it died, or the engine replaced
+    /// its outcome): failed, then retrying or dead as `retryable` and the retries left say.
+    Failed { error: &'a str, retryable: bool },
+}
+
+/// Fires job events in the parent; called on worker threads only.
+pub type Relay = Box<dyn Fn(&JobInfo, Relayed<'_>) + Send + Sync>;
+
 pub struct PreforkRunner {
     spec: Arc<Spec>,
     observer: Option<Observer>,
+    relay: Option<Relay>,
     max_tasks_per_child: Option<u64>,
     kill_grace: Duration,
     slots: Mutex<HashMap<u64, Arc<Slot>>>,
@@ -87,6 +127,7 @@ impl PreforkRunner {
         Ok(PreforkRunner {
             spec: Arc::new(spec),
             observer: None,
+            relay: None,
             max_tasks_per_child,
             kill_grace,
             slots: Mutex::new(HashMap::new()),
@@ -98,6 +139,12 @@ impl PreforkRunner {
     /// Sets the observer of every job's outcome (see `Observer`).
     pub fn with_observer(mut self, observer: Observer) -> PreforkRunner {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Sets the relay of job events (see `Relay`).
+    pub fn with_relay(mut self, relay: Relay) -> PreforkRunner {
+        self.relay = Some(relay);
         self
     }
 
@@ -171,6 +218,20 @@ fn crashed(job: &ClaimedJob, pid: i32, how: &str) -> Outcome {
 }
 
 impl PreforkRunner {
+    /// Waits for the child's answer, relaying the events the job raises meanwhile.
+    fn receive(&self, proc: &mut ChildProc, info: &JobInfo) -> Option<Reply> {
+        loop {
+            match proc.receive() {
+                Some(Reply::Event(event)) => {
+                    if let Some(relay) = &self.relay {
+                        relay(info, Relayed::Forwarded(std::slice::from_ref(&event)));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Runs one job in this thread's child: its outcome and run time (the child's timing,
     /// else the time since the job was sent).
     fn run_in_child(&self, job: &ClaimedJob, thread_id: &str, ident: u64) -> (Outcome, Duration) {
@@ -206,13 +267,27 @@ impl PreforkRunner {
         }
         let proc = io.as_mut().expect("installed above");
         let request = frame::job_frame(job, thread_id);
+        let info = JobInfo {
+            id: job.id.clone(),
+            task_name: job.task_name.clone(),
+            queue: job.queue.clone(),
+            retry_count: job.retry_count,
+            max_retries: job.max_retries,
+        };
         let sent = Instant::now();
         let reply = match proc.send(&request) {
-            Ok(()) => proc.receive(),
+            Ok(()) => self.receive(proc, &info),
             Err(_) => None,
         };
+        let (reply, events) = match reply {
+            Some(Reply::Done(outcome, took, events)) => (Some((outcome, took)), Some(events)),
+            _ => (None, None),
+        };
+        if self.relay.is_some() {
+            *slot.held() = Some(Held { job: info, events });
+        }
         match reply {
-            Some(Reply::Done(outcome, took)) => {
+            Some((outcome, took)) => {
                 proc.jobs += 1;
                 if self.max_tasks_per_child.is_some_and(|max| proc.jobs >= max) {
                     let old = io.take();
@@ -263,6 +338,33 @@ impl Runner for PreforkRunner {
             observe(job, &outcome, took);
         }
         outcome
+    }
+
+    fn settled(&self, ident: u64, outcome: Option<&Outcome>, replaced: bool) {
+        let (Some(relay), Some(slot)) = (&self.relay, self.slot(ident)) else {
+            return;
+        };
+        let Some(held) = slot.held().take() else {
+            return;
+        };
+        match (outcome, held.events) {
+            // Put back as it was (the worker stopped): nothing closed.
+            (None, _) => {}
+            (Some(_), Some(events)) if !replaced => relay(&held.job, Relayed::Forwarded(&events)),
+            (
+                Some(Outcome::Failed {
+                    error, retryable, ..
+                }),
+                _,
+            ) => relay(
+                &held.job,
+                Relayed::Failed {
+                    error,
+                    retryable: *retryable,
+                },
+            ),
+            (Some(Outcome::Complete(_)), _) => {}
+        }
     }
     fn interrupt(&self, ident: u64) {
         let Some(slot) = self.slot(ident) else {

@@ -31,12 +31,14 @@ type AsyncJob<'py> = (
 /// A canvas step's `(mode, parent results)` (see `job::ParentResults`).
 type Parents<'py> = (i64, Vec<Option<Bound<'py, PyBytes>>>);
 
-/// `run_worker(prefork=(argv, env, max_tasks_per_child, observe))`: how children are
-/// started, and the callable (or None) told each job's outcome in this process.
+/// `run_worker(prefork=(argv, env, max_tasks_per_child, observe, relay))`: how children
+/// are started, the callable (or None) told each job's outcome in this process, and the
+/// one (or None) that fires the jobs' events here.
 pub type PreforkArgs = (
     Vec<String>,
     Vec<(String, String)>,
     Option<u64>,
+    Option<Py<PyAny>>,
     Option<Py<PyAny>>,
 );
 
@@ -123,7 +125,7 @@ pub(super) fn prefork_runner(
     spec: PreforkArgs,
     kill_grace: Duration,
 ) -> PyResult<(Arc<dyn Runner>, Arc<crate::prefork::PreforkRunner>)> {
-    let (argv, env, max_tasks_per_child, observe) = spec;
+    let (argv, env, max_tasks_per_child, observe, relay) = spec;
     if argv.is_empty() {
         return Err(Error::invalid("prefork", "the child command is empty").into());
     }
@@ -140,6 +142,9 @@ pub(super) fn prefork_runner(
         .map_err(|e| Error::Start(format!("the prefork pool cannot start a child: {e}")))?;
     if let Some(observe) = observe {
         runner = runner.with_observer(observer(observe));
+    }
+    if let Some(relay) = relay {
+        runner = runner.with_relay(event_relay(relay));
     }
     let runner = Arc::new(runner);
     Ok((runner.clone(), runner))
@@ -170,6 +175,36 @@ fn observer(observe: Py<PyAny>) -> crate::prefork::Observer {
                 took.as_secs_f64(),
             );
             if let Err(e) = observe.call1(py, args) {
+                e.print(py);
+            }
+        });
+    })
+}
+
+/// The prefork relay that calls `relay(job_id, task_name, queue, retry_count, max_retries,
+/// events, error, retryable)` on the worker thread: `events` the JSON texts of events a
+/// child raised, or None with the `error` of a failure the child could not report. The
+/// callable only queues events for the event thread. What it raises is printed.
+#[cfg(target_os = "linux")]
+fn event_relay(relay: Py<PyAny>) -> crate::prefork::Relay {
+    use crate::prefork::{JobInfo, Relayed};
+    Box::new(move |job: &JobInfo, what: Relayed<'_>| {
+        let (events, error, retryable) = match what {
+            Relayed::Forwarded(events) => (Some(events), None, false),
+            Relayed::Failed { error, retryable } => (None, Some(error), retryable),
+        };
+        Python::attach(|py| {
+            let args = (
+                job.id.as_str(),
+                job.task_name.as_str(),
+                job.queue.as_str(),
+                job.retry_count,
+                job.max_retries,
+                events,
+                error,
+                retryable,
+            );
+            if let Err(e) = relay.call1(py, args) {
                 e.print(py);
             }
         });

@@ -4,13 +4,17 @@ worker thread; a slow or raising callback does not hold up or break jobs."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from taskito import EventType, Queue, current_job
+from taskito.exceptions import MaxRetriesExceededError
 
 
 def collect(queue: Queue, *types: EventType) -> list[tuple[EventType, dict[str, Any], str]]:
@@ -158,3 +162,73 @@ def test_cancel_job_and_worker_events_carry_what_they_name(queue: Queue) -> None
     assert [e for e, _, _ in seen[1:]] == [EventType.WORKER_STARTED, EventType.WORKER_STOPPED]
     for _, payload, _ in seen[1:]:
         assert payload["worker_id"] == "events-worker" and payload["hostname"] == socket.gethostname()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the prefork pool needs Linux")
+def test_prefork_job_events_fire_once_in_the_parent(db_path: str, tmp_path: Path) -> None:
+    from test_prefork import load_app, start
+
+    module = load_app(tmp_path, db=db_path)
+    try:
+        queue = module.queue
+        seen = collect(queue, *EventType)
+        jobs = {
+            "ok": module.echo.delay(1),
+            "fails": module.boom.delay("x"),
+            "retries": module.flaky.delay(),
+            "crashes": module.exit3.delay(),
+            "times_out": module.c_hang.delay(),
+        }
+        worker = start(module)
+        try:
+            assert jobs["ok"].result(timeout=60)["value"] == 1
+            assert jobs["retries"].result(timeout=60) == "second"
+            for name in ("fails", "crashes", "times_out"):
+                with pytest.raises(MaxRetriesExceededError):
+                    jobs[name].result(timeout=60)
+        finally:
+            worker.stop()
+        assert queue._flush_events()
+    finally:
+        sys.modules.pop(module.__name__, None)
+    S, C, F, R, D = (
+        EventType.JOB_STARTED,
+        EventType.JOB_COMPLETED,
+        EventType.JOB_FAILED,
+        EventType.JOB_RETRYING,
+        EventType.JOB_DEAD,
+    )
+    expected = {
+        "ok": [S, C],
+        "fails": [S, F, D],
+        "retries": [S, F, R, S, C],
+        "crashes": [S, F, D],
+        "times_out": [S, F, D],
+    }
+    task_names = {
+        "ok": "echo",
+        "fails": "boom",
+        "retries": "flaky",
+        "crashes": "exit3",
+        "times_out": "c_hang",
+    }
+    for name, job in jobs.items():
+        mine = [(e, p) for e, p, _ in seen if p.get("job_id") == job.id]
+        kinds = [e for e, _ in mine if e is not EventType.JOB_ENQUEUED]
+        assert kinds == expected[name], name
+        assert all(p["task_name"] == task_names[name] and p["queue"] == "default" for _, p in mine)
+        failures = [p for e, p in mine if e is F]
+        assert [p["retry_count"] for p in failures] == list(range(len(failures)))
+    assert all(thread == "taskito-events" for _, _, thread in seen)
+    # Each failure names its cause as the stored job does.
+    error = {
+        name: [p["error"] for e, p, _ in seen if e is D and p["job_id"] == job.id]
+        for name, job in jobs.items()
+    }
+    assert error["fails"] == ["KeyError: 'x'"] == [jobs["fails"].error]
+    assert "WorkerCrashedError" in error["crashes"][0] and "exit code 3" in error["crashes"][0]
+    assert error["times_out"] == [jobs["times_out"].error] and "TaskTimeoutError" in error["times_out"][0]
+    # A callback the app registers at import runs in this process only, once per start.
+    noted = [line.split() for line in (tmp_path / "noted.txt").read_text().splitlines()]
+    assert {int(pid) for pid, _ in noted} == {os.getpid()}
+    assert sorted(job_id for _, job_id in noted) == sorted(p["job_id"] for e, p, _ in seen if e is S)

@@ -25,9 +25,14 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 
 APP = """
 import ctypes, os, signal, time
-from taskito import Queue, current_job
+from taskito import EventType, Queue, current_job
 
 queue = Queue(db_path={db!r}, workers=2, scheduler_poll_interval_ms=10, **{options!r})
+
+@queue.on_event(EventType.JOB_STARTED)
+def noted(event_type, payload):  # registered wherever the app is imported
+    with open({noted!r}, "a") as f:
+        f.write(f"{{os.getpid()}} {{payload['job_id']}}\\n")
 
 @queue.before_task
 def mark(task_name, args, kwargs):
@@ -59,6 +64,12 @@ def segv():
 def exit3():
     os._exit(3)
 
+@queue.task(name="flaky", max_retries=1, retry_backoff=0)
+def flaky():
+    if current_job.retry_count == 0:
+        raise ValueError("first try")
+    return "second"
+
 @queue.task(name="progress")
 def progress():
     current_job.update_progress(40)
@@ -75,13 +86,14 @@ def touch(path):
 _names = itertools.count(1)
 
 
-def load_app(tmp_path: Path, hang_retries: int = 0, **options: object) -> ModuleType:
+def load_app(tmp_path: Path, hang_retries: int = 0, db: str | None = None, **options: object) -> ModuleType:
     """Writes an app module under a fresh name and imports it from this process."""
     name = f"prefork_app_{next(_names)}"
     source = APP.format(
-        db=str(tmp_path / "q.db"),
+        db=db or str(tmp_path / "q.db"),
         options=options,
         hooks=str(tmp_path / "hooks.txt"),
+        noted=str(tmp_path / "noted.txt"),
         hang_retries=hang_retries,
     )
     (tmp_path / f"{name}.py").write_text(source)
