@@ -100,6 +100,9 @@ pub struct NewJob {
     pub timeout_ms: i64,
     pub unique_key: Option<String>,
     pub metadata: Option<String>,
+    /// How long the finished job is kept before the maintenance sweep deletes it, whatever
+    /// the queue-level retention says (`None`: the queue's retention decides).
+    pub result_ttl_ms: Option<i64>,
 }
 
 /// A job handed to a worker: what it needs to run and to report back (the claim token

@@ -233,6 +233,7 @@ pub fn retry_dead(c: &mut Connection, dead_id: &str, now: i64) -> Result<String>
                 retry_backoff: r.get(5)?,
                 timeout_ms: r.get(6)?,
                 unique_key: None,
+                result_ttl_ms: None,
                 metadata: r.get(7)?,
             })
         })

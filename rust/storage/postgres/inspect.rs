@@ -289,6 +289,7 @@ pub fn retry_dead(
         retry_backoff: row.get(5),
         timeout_ms: row.get(6),
         unique_key: None,
+        result_ttl_ms: None,
         metadata: row.get(7),
     };
     let ids = enqueue_in(
