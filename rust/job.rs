@@ -296,13 +296,20 @@ pub struct WorkerInfo {
     pub status: String,
 }
 
-/// Filters of `list_jobs`.
+/// Filters of `list_jobs` (and `list_jobs_filtered`, which adds the text and time ones).
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub queue: Option<String>,
     pub task_name: Option<String>,
     pub worker_id: Option<String>,
+    /// A `LIKE` pattern found anywhere in the metadata (`%` and `_` are wildcards).
+    pub metadata_like: Option<String>,
+    /// A `LIKE` pattern found anywhere in the last error.
+    pub error_like: Option<String>,
+    /// Created strictly after / before these epoch ms.
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
     pub limit: i64,
     pub offset: i64,
 }

@@ -58,6 +58,10 @@ class QueueCore:
         worker_id: Optional[str] = None,
         limit: int = 100,
         offset: int = 0,
+        metadata_like: Optional[str] = None,
+        error_like: Optional[str] = None,
+        created_after: Optional[int] = None,
+        created_before: Optional[int] = None,
     ) -> list[dict[str, Any]]: ...
     def counts(self) -> list[tuple[str, str, int]]: ...
     def oldest_pending(self) -> list[tuple[str, int]]: ...
@@ -98,6 +102,10 @@ class QueueCore:
         task_name: Optional[str] = None,
         limit: int = 50,
         after: Optional[str] = None,
+        metadata_like: Optional[str] = None,
+        error_like: Optional[str] = None,
+        created_after: Optional[int] = None,
+        created_before: Optional[int] = None,
     ) -> tuple[list[dict[str, Any]], Optional[str]]: ...
     def dead_letters_after(
         self, limit: int = 10, after: Optional[str] = None

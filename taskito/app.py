@@ -25,6 +25,7 @@ from taskito._operations import AsyncOperations, Operations
 from taskito._paging import Pagination
 from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore, flush_logs
+from taskito._topics import TopicsMixin
 from taskito.events import EventsMixin, EventType
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.flow_control import (
@@ -107,6 +108,7 @@ class Queue(
     EventsMixin,
     TestModeMixin,
     PayloadMixin,
+    TopicsMixin,
 ):
     """A task queue stored in one SQLite file.
 
@@ -219,6 +221,7 @@ class Queue(
         self._metrics: Any = None  # taskito.metrics.Metrics once enabled
         self._max_pending = check_max_pending(max_pending)
         self._periodic = {}
+        self._subscriptions: dict[str, list[str]] = {}
         self._init_events()
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::job::{now_ms, JobFilter, JobStatus, NewJob};
+use crate::job::{now_ms, JobStatus, NewJob};
 use crate::local::{self, LocalRun, LocalWorker};
 use crate::retention::Retention;
 use crate::storage::{ChangeProbe, Durability, PgOptions, PgStorage, SqliteStorage, Storage};
@@ -423,41 +423,6 @@ impl PyQueueCore {
             }
             py.check_signals()?;
         }
-    }
-
-    /// Jobs matching the filters, oldest first.
-    #[pyo3(signature = (status=None, queue=None, task_name=None, worker_id=None, limit=100, offset=0))]
-    #[allow(clippy::too_many_arguments)]
-    fn list_jobs<'py>(
-        &self,
-        py: Python<'py>,
-        status: Option<&str>,
-        queue: Option<String>,
-        task_name: Option<String>,
-        worker_id: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let status = match status {
-            None => None,
-            Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
-                Error::invalid("status", format!("{s:?} (expected one of pending, running, complete, failed, dead, cancelled)"))
-            })?),
-        };
-        if limit < 0 || offset < 0 {
-            return Err(Error::invalid("limit", "limit and offset must not be negative").into());
-        }
-        let filter = JobFilter {
-            status,
-            queue,
-            task_name,
-            worker_id,
-            limit,
-            offset,
-        };
-        let storage = self.storage.clone();
-        let jobs = py.detach(move || storage.list_jobs(&filter))?;
-        list(py, &jobs, job_dict)
     }
 
     /// `[(queue, status, count)]` for every queue and status present.

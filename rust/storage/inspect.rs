@@ -121,6 +121,7 @@ pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
         let n = args.len();
         sql.push_str(&format!(" AND (worker_id = ?{n} OR owner = ?{n})"));
     }
+    push_text_filters(&mut sql, &mut args, f);
     args.push(f.limit.into());
     args.push(f.offset.into());
     sql.push_str(&format!(
@@ -131,6 +132,28 @@ pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
     let mut stmt = c.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), job_row)?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Appends the filters of `list_jobs_filtered`: a pattern anywhere in the metadata or the
+/// error (SQLite's `LIKE`: ASCII case-insensitive) and a creation-time range. None is
+/// indexed; callers bound the rows read by other means (seq range, limit).
+pub(super) fn push_text_filters(
+    sql: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+    f: &JobFilter,
+) {
+    for (column, pattern) in [("metadata", &f.metadata_like), ("error", &f.error_like)] {
+        if let Some(p) = pattern {
+            args.push(p.clone().into());
+            sql.push_str(&format!(" AND {column} LIKE '%' || ?{} || '%'", args.len()));
+        }
+    }
+    for (op, at) in [(">", f.created_after), ("<", f.created_before)] {
+        if let Some(t) = at {
+            args.push(t.into());
+            sql.push_str(&format!(" AND created_at {op} ?{}", args.len()));
+        }
+    }
 }
 
 pub fn counts(c: &Connection) -> Result<QueueCounts> {

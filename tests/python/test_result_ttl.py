@@ -12,10 +12,18 @@ from test_retention import _age_everything
 from taskito import Queue, Retention
 
 
-def _wait_gone(q: Queue, job_ids: list[str]) -> None:
-    deadline = time.monotonic() + 30
-    while any(q.get_job(i) is not None for i in job_ids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+def _sweep_until_gone(q: Queue, job_ids: list[str]) -> None:
+    """Runs a worker until its maintenance has deleted these jobs (or 30 s went by)."""
+    worker = RunningWorker(q).start()
+    try:
+        deadline = time.monotonic() + 30
+        # `shutdown()` before the worker runs would be a no-op: wait until it does.
+        while not any(w["status"] == "active" for w in q.workers()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while any(q.get_job(i) is not None for i in job_ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
 
 
 def _queue(db_path: str, retention: Retention) -> Queue:
@@ -43,11 +51,7 @@ def test_a_job_ttl_wins_over_the_queue_window_both_ways(db_path: str) -> None:
     assert long.result(timeout=5) == 4
     _age_everything(db_path, 7200)  # two hours on: past 60 s and the 1 h window, not a day
 
-    worker = RunningWorker(q).start()
-    try:
-        _wait_gone(q, [short.id, plain.id, short_dead.id, listed[0].id])
-    finally:
-        worker.stop()
+    _sweep_until_gone(q, [short.id, plain.id, short_dead.id, listed[0].id])
     for gone in (short, plain, short_dead, listed[0]):
         assert q.get_job(gone.id) is None
     for kept in (long, listed[1], uniform[0]):
@@ -66,11 +70,7 @@ def test_a_job_ttl_applies_with_retention_off(db_path: str) -> None:
     kept = q.enqueue("ok")
     pending = q.enqueue("ok", result_ttl=0, delay=3600)
     q.run_worker(run_once=True)
-    worker = RunningWorker(q).start()
-    try:
-        _wait_gone(q, [expiring.id])
-    finally:
-        worker.stop()
+    _sweep_until_gone(q, [expiring.id])
     assert q.get_job(expiring.id) is None
     assert q.get_job(kept.id).status == "complete"
     # Only finished jobs go: one not yet run keeps waiting whatever its TTL.
@@ -88,11 +88,7 @@ def test_a_job_ttl_with_notes_takes_the_linked_path(db_path: str) -> None:
     job = ok.apply_async(result_ttl=0, notes={"k": "v"})
     batch = q.enqueue_many("ok", [(), ()], notes={"k": "v"}, result_ttl_list=[0, None])
     q.run_worker(run_once=True)
-    worker = RunningWorker(q).start()
-    try:
-        _wait_gone(q, [job.id, batch[0].id])
-    finally:
-        worker.stop()
+    _sweep_until_gone(q, [job.id, batch[0].id])
     assert q.get_job(job.id) is None and q.get_job(batch[0].id) is None
     assert q.get_job(batch[1].id).notes == {"k": "v"}
 

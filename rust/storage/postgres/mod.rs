@@ -398,7 +398,14 @@ impl Storage for PgStorage {
     // Dependencies, notes, expiry, replays and cancel requests are not stored on PostgreSQL
     // yet: the calls that would create them fail with a clear error, and the reads answer
     // truthfully that there are none.
-    fn enqueue_linked(&self, _jobs: &[NewJob], _links: &[JobLinks]) -> Result<Vec<String>> {
+    fn enqueue_linked(&self, jobs: &[NewJob], links: &[JobLinks]) -> Result<Vec<String>> {
+        // A batch without any link (`publish` to several tasks) is a plain enqueue: one
+        // statement, so still one transaction.
+        let plain =
+            |l: &JobLinks| l.depends_on.is_empty() && l.notes.is_none() && l.expires_at.is_none();
+        if links.iter().all(plain) {
+            return self.enqueue(jobs);
+        }
         Err(unsupported("job dependencies, notes and expiry times"))
     }
     fn job_links(&self, _id: &str) -> Result<(Vec<String>, Vec<String>)> {
