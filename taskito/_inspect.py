@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from taskito._settings import check_seconds
+from taskito._settings import check_int, check_seconds
 from taskito.result import JobResult
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
@@ -78,16 +78,13 @@ class Inspection:
         anywhere in the metadata or the last error: ``%`` and ``_`` are wildcards, ASCII
         case-insensitive) and ``created_after``/``created_before`` (epoch milliseconds, like
         ``created_at`` in ``JobResult.to_dict()``; both exclusive). Oldest first, like ``list_jobs``."""
-        for name, value in (("limit", limit), ("offset", offset)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         rows = self._inner.list_jobs(
             status,
             queue,
             task_name,
             None,
-            limit,
-            offset,
+            check_int("limit", limit, minimum=0),
+            check_int("offset", offset, minimum=0),
             **text_filters(metadata_like, error_like, created_after, created_before),
         )
         return [job_of(self, row) for row in rows]
@@ -135,6 +132,7 @@ class Inspection:
 
     def dead_letters(self, limit: int = 10, offset: int = 0) -> list[dict[str, Any]]:
         """Jobs that failed for good, newest first."""
+        limit, offset = check_int("limit", limit, minimum=0), check_int("offset", offset, minimum=0)
         return self._inner.dead_letters(limit, offset)
 
     def retry_dead(self, dead_id: str) -> str:
