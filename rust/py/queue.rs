@@ -285,13 +285,14 @@ impl PyQueueCore {
         {
             return Err(Error::invalid("result_ttl_list", "must have one entry per job").into());
         }
-        let result_ttls_ms = match result_ttls {
-            Some(ttls) => ttls
-                .into_iter()
-                .map(|t| t.map(result_ttl_ms).transpose())
-                .collect::<Result<Vec<_>, _>>()?,
-            None => vec![None; payloads.len()],
-        };
+        // None (the common case) allocates nothing.
+        let result_ttls_ms = result_ttls
+            .map(|ttls| {
+                ttls.into_iter()
+                    .map(|t| t.map(result_ttl_ms).transpose())
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         let scheduled_at = scheduled_at(now_ms(), delay)?;
         let timeout_ms = (millis("timeout", timeout)?.max(1)).min(LONGEST.as_millis() as i64);
         check_secs("retry_backoff", retry_backoff)?;
@@ -312,7 +313,7 @@ impl PyQueueCore {
                     None => unique_key.clone(),
                 },
                 metadata: metadata.clone(),
-                result_ttl_ms: result_ttls_ms[i],
+                result_ttl_ms: result_ttls_ms.as_ref().and_then(|t| t[i]),
             })
             .collect();
         let storage = self.storage.clone();

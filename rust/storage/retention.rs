@@ -54,15 +54,24 @@ fn each(
     Ok(out)
 }
 
-/// Deletes finished jobs whose own result TTL has run out; returns how many. A range scan
-/// of `jobs_result_expiry`, which holds only jobs given a TTL (`+status` keeps the planner
-/// off `jobs_by_status`, which would walk every finished job).
-pub fn expire_results(c: &Connection, now: i64) -> Result<usize> {
-    Ok(c.prepare_cached(
-        "DELETE FROM jobs WHERE result_ttl_ms IS NOT NULL \
-         AND completed_at + result_ttl_ms < ?1 AND +status BETWEEN 2 AND 5",
-    )?
-    .execute(params![now])?)
+/// Finished jobs whose own result TTL has run out by `?1`: a range scan of
+/// `jobs_result_expiry`, which holds only jobs given a TTL (`+status` keeps the planner off
+/// `jobs_by_status`, which would walk every finished job).
+const EXPIRED_RESULTS: &str = "FROM jobs WHERE result_ttl_ms IS NOT NULL \
+     AND completed_at + result_ttl_ms < ?1 AND +status BETWEEN 2 AND 5";
+
+/// Deletes finished jobs whose own result TTL has run out; returns how many.
+pub fn expire_results(c: &mut Connection, now: i64) -> Result<usize> {
+    // Read first: nearly every sweep finds nothing and should not take the write lock.
+    let due = c
+        .prepare_cached(&format!("SELECT 1 {EXPIRED_RESULTS} LIMIT 1"))?
+        .query_row(params![now], |_| Ok(()))
+        .optional()?;
+    if due.is_none() {
+        return Ok(0);
+    }
+    Ok(c.prepare_cached(&format!("DELETE {EXPIRED_RESULTS}"))?
+        .execute(params![now])?)
 }
 
 /// What a sweep would delete now (no write).
