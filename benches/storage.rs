@@ -18,6 +18,7 @@ fn job() -> NewJob {
         timeout_ms: 300_000,
         unique_key: None,
         metadata: None,
+        result_ttl_ms: None,
     }
 }
 

@@ -110,6 +110,9 @@ pub struct NewJob {
     pub timeout_ms: i64,
     pub unique_key: Option<String>,
     pub metadata: Option<String>,
+    /// How long the finished job is kept before the maintenance sweep deletes it, whatever
+    /// the queue-level retention says (`None`: the queue's retention decides).
+    pub result_ttl_ms: Option<i64>,
 }
 
 /// A job handed to a worker: what it needs to run and to report back (the claim token
@@ -325,13 +328,20 @@ pub struct WorkerInfo {
     pub status: String,
 }
 
-/// Filters of `list_jobs`.
+/// Filters of `list_jobs` (and `list_jobs_filtered`, which adds the text and time ones).
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub queue: Option<String>,
     pub task_name: Option<String>,
     pub worker_id: Option<String>,
+    /// A `LIKE` pattern found anywhere in the metadata (`%` and `_` are wildcards).
+    pub metadata_like: Option<String>,
+    /// A `LIKE` pattern found anywhere in the last error.
+    pub error_like: Option<String>,
+    /// Created strictly after / before these epoch ms.
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
     pub limit: i64,
     pub offset: i64,
 }

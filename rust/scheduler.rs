@@ -459,6 +459,11 @@ async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: 
                 Err(e) => log::warn!("expiring jobs failed: {e}"),
                 _ => {}
             }
+            match s.expire_results(now_ms()) {
+                Ok(n) if n > 0 => log::info!("deleted {n} finished job(s) past their result_ttl"),
+                Err(e) => log::warn!("deleting jobs past their result_ttl failed: {e}"),
+                _ => {}
+            }
             if checkpoint {
                 if let Err(e) = s.checkpoint() {
                     log::debug!("checkpoint skipped: {e}");

@@ -6,11 +6,38 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from taskito._settings import check_seconds
+from taskito._settings import check_int, check_seconds
 from taskito.events import EventType
 from taskito.result import JobResult
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
+
+
+def job_of(queue: Any, row: dict[str, Any]) -> JobResult:
+    """A ``JobResult`` that shows the row it was listed with until refreshed."""
+    job = JobResult(queue, row["id"])
+    job._snapshot = row
+    return job
+
+
+def text_filters(
+    metadata_like: Any, error_like: Any, created_after: Any, created_before: Any
+) -> dict[str, Any]:
+    """The checked extra filters of ``list_jobs_filtered`` as engine keyword arguments."""
+    out: dict[str, Any] = {}
+    for name, pattern in (("metadata_like", metadata_like), ("error_like", error_like)):
+        if pattern is not None and not isinstance(pattern, str):
+            raise ValueError(f"{name} must be a string pattern, got {pattern!r}")
+        out[name] = pattern
+    for name, at in (("created_after", created_after), ("created_before", created_before)):
+        if at is not None:
+            finite = isinstance(at, (int, float)) and not isinstance(at, bool) and abs(at) < float("inf")
+            if not finite:
+                raise ValueError(f"{name} must be epoch milliseconds (a finite number), got {at!r}")
+            # Past any clock either way: clamp so the engine's 64-bit integer never overflows.
+            at = int(max(-(2**62), min(2**62, at)))
+        out[name] = at
+    return out
 
 
 class Inspection:
@@ -36,12 +63,34 @@ class Inspection:
         """Jobs matching every filter given, oldest first. ``worker_id`` matches a worker
         thread (``<worker_id>-<n>``) or a whole worker process."""
         rows = self._inner.list_jobs(status, queue, task_name, worker_id, limit, offset)
-        out = []
-        for row in rows:
-            job = JobResult(self, row["id"])
-            job._snapshot = row
-            out.append(job)
-        return out
+        return [job_of(self, row) for row in rows]
+
+    def list_jobs_filtered(
+        self,
+        status: str | None = None,
+        queue: str | None = None,
+        task_name: str | None = None,
+        metadata_like: str | None = None,
+        error_like: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobResult]:
+        """``list_jobs`` plus ``metadata_like``/``error_like`` (a ``LIKE`` pattern found
+        anywhere in the metadata or the last error: ``%`` and ``_`` are wildcards, ASCII
+        case-insensitive) and ``created_after``/``created_before`` (epoch milliseconds, like
+        ``created_at`` in ``JobResult.to_dict()``; both exclusive). Oldest first, like ``list_jobs``."""
+        rows = self._inner.list_jobs(
+            status,
+            queue,
+            task_name,
+            None,
+            check_int("limit", limit, minimum=0),
+            check_int("offset", offset, minimum=0),
+            **text_filters(metadata_like, error_like, created_after, created_before),
+        )
+        return [job_of(self, row) for row in rows]
 
     def stats(self, queue: str | None = None) -> dict[str, int]:
         """Job counts by status (all six keys), for one queue or all."""
@@ -92,6 +141,7 @@ class Inspection:
 
     def dead_letters(self, limit: int = 10, offset: int = 0) -> list[dict[str, Any]]:
         """Jobs that failed for good, newest first."""
+        limit, offset = check_int("limit", limit, minimum=0), check_int("offset", offset, minimum=0)
         return self._inner.dead_letters(limit, offset)
 
     def retry_dead(self, dead_id: str) -> str:

@@ -15,7 +15,7 @@ from taskito.result import JobResult
 # A job as the engine's ``enqueue_linked`` takes it: ``(job, links)`` where job is
 # ``(task_name, payload, queue, priority, delay, max_retries, retry_backoff, timeout,
 # unique_key, metadata)`` and links ``(notes_json, expires, depends_on_ids,
-# depends_on_batch_indexes, pass_result)``.
+# depends_on_batch_indexes, pass_result, result_ttl)``.
 JobSpec = tuple[tuple, tuple]
 
 # How a step receives the results of the jobs it depends on (rust/job.rs PassResult).
@@ -40,6 +40,26 @@ def check_expires(expires: Any) -> float | None:
     if expires is None:
         return None
     return settings.check_seconds("expires", expires, positive=True)
+
+
+def check_result_ttl(result_ttl: Any) -> float | None:
+    """A per-job ``result_ttl``: seconds a finished job is kept (None: the queue decides)."""
+    if result_ttl is None:
+        return None
+    return settings.check_seconds("result_ttl", result_ttl)
+
+
+def result_ttls(result_ttl: Any, result_ttl_list: Any, count: int) -> list[float | None] | None:
+    """One checked ``result_ttl`` per job of a batch (``result_ttl_list`` wins), or None when
+    no job has one."""
+    if result_ttl_list is not None:
+        ttls = list(result_ttl_list)
+        if len(ttls) != count:
+            raise ValueError("result_ttl_list must be as long as args_list")
+        return [check_result_ttl(t) for t in ttls]
+    if result_ttl is None:
+        return None
+    return [check_result_ttl(result_ttl)] * count
 
 
 def metadata_text(value: Any) -> str | None:
@@ -77,6 +97,7 @@ class LinksMixin:
         notes: Any = None,
         expires: float | None = None,
         depends_on: Any = None,
+        result_ttl: float | None = None,
         after: list[int] = (),  # type: ignore[assignment]
         pass_result: int = PASS_NONE,
     ) -> JobSpec:
@@ -110,6 +131,7 @@ class LinksMixin:
             dependency_ids(depends_on),
             list(after),
             pass_result,
+            check_result_ttl(result_ttl),
         )
         return (job, links)
 

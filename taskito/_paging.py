@@ -1,5 +1,5 @@
-"""The keyset listings of ``Queue`` (``list_jobs_after``, ``dead_letters_after`` and their
-async twins), returning ``taskito.pagination.Page``.
+"""The keyset listings of ``Queue`` (``list_jobs_after``, ``list_jobs_filtered_after``,
+``dead_letters_after`` and their async twins), returning ``taskito.pagination.Page``.
 
 A page ends with an opaque ``next_cursor``; pass it back as ``after=`` for the next page.
 Each page is one indexed read that starts where the last one stopped (no OFFSET scan), so
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from taskito._inspect import job_of, text_filters
 from taskito.pagination import Page
 from taskito.result import JobResult
 
@@ -47,12 +48,31 @@ class Pagination:
         rows, cursor = self._inner.list_jobs_after(
             status, queue, task_name, _check_limit(limit), _check_cursor(after)
         )
-        items = []
-        for row in rows:
-            job = JobResult(self, row["id"])  # type: ignore[arg-type]
-            job._snapshot = row
-            items.append(job)
-        return Page(tuple(items), cursor)
+        return Page(tuple(job_of(self, row) for row in rows), cursor)
+
+    def list_jobs_filtered_after(
+        self,
+        status: str | None = None,
+        queue: str | None = None,
+        task_name: str | None = None,
+        metadata_like: str | None = None,
+        error_like: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[JobResult]:
+        """``list_jobs_filtered``'s filters, newest first, one page at a time (see
+        ``list_jobs_after``)."""
+        rows, cursor = self._inner.list_jobs_after(
+            status,
+            queue,
+            task_name,
+            _check_limit(limit),
+            _check_cursor(after),
+            **text_filters(metadata_like, error_like, created_after, created_before),
+        )
+        return Page(tuple(job_of(self, row) for row in rows), cursor)
 
     def dead_letters_after(self, limit: int = 10, after: str | None = None) -> Page[dict[str, Any]]:
         """Dead letters, newest first, one page at a time."""
@@ -69,6 +89,10 @@ class Pagination:
     ) -> Page[JobResult]:
         """``list_jobs_after`` run in a thread, off the event loop."""
         return await asyncio.to_thread(self.list_jobs_after, status, queue, task_name, limit, after)
+
+    async def alist_jobs_filtered_after(self, *args: Any, **kwargs: Any) -> Page[JobResult]:
+        """``list_jobs_filtered_after`` run in a thread, off the event loop."""
+        return await asyncio.to_thread(self.list_jobs_filtered_after, *args, **kwargs)
 
     async def adead_letters_after(self, limit: int = 10, after: str | None = None) -> Page[dict[str, Any]]:
         """``dead_letters_after`` run in a thread, off the event loop."""

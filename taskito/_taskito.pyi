@@ -10,7 +10,7 @@ _Dispatch = Callable[..., tuple[Any, ...]]
 # (task_name, payload, queue, priority, delay, max_retries, retry_backoff, timeout,
 #  unique_key, metadata) and (notes_json, expires, depends_on_ids, batch_indexes, pass_result)
 _JobSpec = tuple[str, bytes, str, int, float, int, float, float, Optional[str], Optional[str]]
-_LinkSpec = tuple[Optional[str], Optional[float], list[str], list[int], int]
+_LinkSpec = tuple[Optional[str], Optional[float], list[str], list[int], int, Optional[float]]
 _LocalRun = tuple[str, str, Optional[str], Optional[str]]
 _Windows = tuple[Optional[float], Optional[float], Optional[float], Optional[float], Optional[float], bool]
 _Report = tuple[Optional[int], Optional[int], Optional[int], Optional[int], Optional[int], bool, int]
@@ -45,6 +45,7 @@ class QueueCore:
         metadata: Optional[str] = None,
         unique_keys: Optional[list[Optional[str]]] = None,
         max_pending: Optional[int] = None,
+        result_ttls: Optional[list[Optional[float]]] = None,
     ) -> list[str]: ...
     def get_job(self, id: str) -> Optional[dict[str, Any]]: ...
     def get_outcome(self, id: str) -> Optional[tuple[str, Optional[bytes], Optional[str]]]: ...
@@ -57,6 +58,10 @@ class QueueCore:
         worker_id: Optional[str] = None,
         limit: int = 100,
         offset: int = 0,
+        metadata_like: Optional[str] = None,
+        error_like: Optional[str] = None,
+        created_after: Optional[int] = None,
+        created_before: Optional[int] = None,
     ) -> list[dict[str, Any]]: ...
     def counts(self) -> list[tuple[str, str, int]]: ...
     def oldest_pending(self) -> list[tuple[str, int]]: ...
@@ -97,6 +102,10 @@ class QueueCore:
         task_name: Optional[str] = None,
         limit: int = 50,
         after: Optional[str] = None,
+        metadata_like: Optional[str] = None,
+        error_like: Optional[str] = None,
+        created_after: Optional[int] = None,
+        created_before: Optional[int] = None,
     ) -> tuple[list[dict[str, Any]], Optional[str]]: ...
     def dead_letters_after(
         self, limit: int = 10, after: Optional[str] = None

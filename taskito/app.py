@@ -20,11 +20,12 @@ from taskito import _settings as settings
 from taskito._async_pool import AsyncPool, async_task_names
 from taskito._dispatch import make_dispatch
 from taskito._inspect import Inspection
-from taskito._links import LinksMixin
+from taskito._links import LinksMixin, result_ttls
 from taskito._operations import AsyncOperations, Operations
 from taskito._paging import Pagination
 from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore, flush_logs
+from taskito._topics import TopicsMixin
 from taskito.events import EventsMixin, EventType
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.flow_control import (
@@ -107,6 +108,7 @@ class Queue(
     EventsMixin,
     TestModeMixin,
     PayloadMixin,
+    TopicsMixin,
 ):
     """A task queue stored in one SQLite file.
 
@@ -219,6 +221,7 @@ class Queue(
         self._metrics: Any = None  # taskito.metrics.Metrics once enabled
         self._max_pending = check_max_pending(max_pending)
         self._periodic = {}
+        self._subscriptions: dict[str, list[str]] = {}
         self._init_events()
 
     def __repr__(self) -> str:
@@ -390,13 +393,15 @@ class Queue(
         depends_on: Any = None,
         expires: float | None = None,
         notes: dict[str, Any] | None = None,
+        result_ttl: float | None = None,
     ) -> JobResult:
         """Stores one job for the task named ``task_name`` (registered here or not).
         While a job with the same ``unique_key`` is pending or running, returns that job
         instead; ``idempotent`` derives the key from the task and its arguments (default:
         the task's own ``idempotent`` option). ``depends_on``: job id(s) that must complete
         first; ``expires``: seconds within which it must start; ``notes``: a small dict
-        (``taskito.notes``)."""
+        (``taskito.notes``); ``result_ttl``: seconds the job is kept once finished, then
+        deleted by a worker's maintenance sweep, whatever the queue's retention says."""
         if self._test_results is not None:
             options = dict(
                 priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout,
@@ -429,7 +434,7 @@ class Queue(
                         task_name, args, kwargs, priority=priority, delay=delay, queue=queue,
                         max_retries=max_retries, timeout=timeout, unique_key=unique_key,
                         metadata=metadata, idempotent=idempotent, notes=notes, expires=expires,
-                        depends_on=depends_on,
+                        depends_on=depends_on, result_ttl=result_ttl,
                     )
                 ]
             )  # fmt: skip
@@ -446,6 +451,7 @@ class Queue(
             unique_key=unique_key,
             metadata=_metadata(metadata),
             max_pending=self._max_pending.get(opts["queue"]),
+            result_ttls=result_ttls(result_ttl, None, 1),
             **opts,
         )
         if self._dispatcher is not None:
@@ -469,11 +475,14 @@ class Queue(
         notes: dict[str, Any] | None = None,
         notes_list: list[dict[str, Any] | None] | None = None,
         expires: float | None = None,
+        result_ttl: float | None = None,
+        result_ttl_list: list[float | None] | None = None,
     ) -> list[JobResult]:
         """Stores many jobs of one task in one transaction. ``unique_keys`` gives each job
         a key (None for none); an item whose key a pending or running job holds returns that
         job. With ``max_pending`` on the queue, a batch that would exceed it stores nothing.
-        ``notes`` applies to every job; ``notes_list`` (one entry per job) wins over it."""
+        ``notes`` and ``result_ttl`` apply to every job; ``notes_list`` and
+        ``result_ttl_list`` (one entry per job) win over them."""
         args_list = list(args_list)
         if kwargs_list is not None:
             kwargs_list = list(kwargs_list)
@@ -483,6 +492,7 @@ class Queue(
             notes_list = list(notes_list)
             if len(notes_list) != len(args_list):
                 raise ValueError("notes_list must be as long as args_list")
+        ttls = result_ttls(result_ttl, result_ttl_list, len(args_list))
         if self._test_results is not None:
             options = dict(
                 priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout,
@@ -504,7 +514,8 @@ class Queue(
                     task_name, a, kwargs_list[i] if kwargs_list else {}, metadata=metadata,
                     unique_key=unique_keys[i] if unique_keys is not None else None,
                     idempotent=idempotent,
-                    notes=notes_list[i] if notes_list is not None else notes, expires=expires, **options,
+                    notes=notes_list[i] if notes_list is not None else notes, expires=expires,
+                    result_ttl=ttls[i] if ttls else None, **options,
                 )
                 for i, a in enumerate(args_list)
             ]  # fmt: skip
@@ -524,6 +535,7 @@ class Queue(
                 metadata,
                 unique_keys,
                 idempotent,
+                ttls,
             )
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         plan = self._plan_for(task_name)
@@ -540,6 +552,7 @@ class Queue(
             metadata=_metadata(metadata),
             unique_keys=keys,
             max_pending=self._max_pending.get(opts["queue"]),
+            result_ttls=ttls,
             **opts,
         )
         if self._dispatcher is not None:
@@ -595,6 +608,7 @@ class Queue(
         metadata: Any,
         unique_keys: list[str | None] | None = None,
         idempotent: bool | None = None,
+        ttls: list[float | None] | None = None,
     ) -> list[JobResult]:
         """``enqueue_many`` with ``on_enqueue`` middleware: called once per job; jobs whose
         edited options agree are stored together, in one transaction per distinct set."""
@@ -636,6 +650,7 @@ class Queue(
                 metadata=_metadata(options["metadata"]),
                 unique_keys=keys,
                 max_pending=self._max_pending.get(opts["queue"]),
+                result_ttls=[ttls[i] for i in indexes] if ttls is not None else None,
                 **opts,
             )
             for i, job_id in zip(indexes, ids):

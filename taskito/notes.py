@@ -15,6 +15,8 @@ __all__ = [
     "MAX_NOTE_STRING_LENGTH",
     "MAX_NOTE_DEPTH",
     "MAX_NOTES_BYTES",
+    "MAX_NOTE_VALUE_LENGTH",
+    "MAX_NOTE_BYTES",
     "validate_notes",
     "encode_notes",
     "decode_notes",
@@ -30,6 +32,9 @@ MAX_NOTE_DEPTH = 3
 """Deepest nesting: the notes dict itself is depth 1."""
 MAX_NOTES_BYTES = 4096
 """Largest encoded size, in bytes of JSON."""
+# The names taskito 0.22 gives the same two limits.
+MAX_NOTE_VALUE_LENGTH = MAX_NOTE_STRING_LENGTH
+MAX_NOTE_BYTES = MAX_NOTES_BYTES
 
 
 def _check(value: Any, path: str, depth: int) -> None:

@@ -106,9 +106,12 @@ class JobResult:
         data["notes"] = decode_notes(data.get("notes"))
         return data
 
-    def result(self, timeout: float | None = 30, poll_interval: float = 0.05) -> Any:
+    def result(
+        self, timeout: float | None = 30.0, poll_interval: float = 0.05, max_poll_interval: float = 0.5
+    ) -> Any:
         """Waits up to ``timeout`` seconds (None: no limit) and returns the task's return
-        value.
+        value. The store is checked every ``poll_interval`` seconds, capped at
+        ``max_poll_interval``.
 
         Raises ``TimeoutError`` if the job has not finished by then, ``TaskFailedError``
         if it failed, ``MaxRetriesExceededError`` if it was dead-lettered after its
@@ -116,6 +119,7 @@ class JobResult:
         result does not verify or decrypt.
         """
         wait, poll = _wait_options(timeout, poll_interval)
+        poll = min(poll, check_seconds("max_poll_interval", max_poll_interval, positive=True))
         status = self._queue._inner.wait(self.id, wait, poll)
         return self._finish(status, timeout)
 

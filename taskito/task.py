@@ -77,9 +77,11 @@ class TaskWrapper:
         depends_on: Any = None,
         expires: float | None = None,
         notes: dict[str, Any] | None = None,
+        result_ttl: float | None = None,
     ) -> JobResult:
         """Enqueues a call; each option overrides the task's own for this job.
-        ``depends_on``: job id(s) (or ``JobResult``s) that must complete first."""
+        ``depends_on``: job id(s) (or ``JobResult``s) that must complete first;
+        ``result_ttl``: seconds the finished job is kept (see ``Queue.enqueue``)."""
         return self._queue.enqueue(
             self.name,
             args=args,
@@ -95,6 +97,7 @@ class TaskWrapper:
             depends_on=depends_on,
             expires=expires,
             notes=notes,
+            result_ttl=result_ttl,
         )
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:

@@ -15,6 +15,7 @@ fn job(name: &str) -> NewJob {
         retry_backoff: 1.0,
         timeout_ms: 60_000,
         unique_key: None,
+        result_ttl_ms: None,
         metadata: None,
     }
 }

@@ -76,6 +76,7 @@ fn claimed_job(s: &dyn Storage, owner: &WorkerKey) -> String {
         retry_backoff: 1.0,
         timeout_ms: 1000,
         unique_key: None,
+        result_ttl_ms: None,
         metadata: None,
     }])
     .unwrap();

@@ -22,6 +22,7 @@ fn job(queue: &str) -> NewJob {
         retry_backoff: 1.0,
         timeout_ms: 1000,
         unique_key: None,
+        result_ttl_ms: None,
         metadata: None,
     }
 }

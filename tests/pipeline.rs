@@ -58,6 +58,7 @@ fn new_job(payload: &str, max_retries: i64, timeout_ms: i64) -> NewJob {
         retry_backoff: 0.0,
         timeout_ms,
         unique_key: None,
+        result_ttl_ms: None,
         metadata: None,
     }
 }

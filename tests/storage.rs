@@ -27,6 +27,7 @@ fn job(queue: &str, priority: i64, scheduled_at: i64) -> NewJob {
         retry_backoff: 1.0,
         timeout_ms: 300_000,
         unique_key: None,
+        result_ttl_ms: None,
         metadata: None,
     }
 }

@@ -15,7 +15,7 @@ use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::job::{now_ms, JobFilter, JobStatus, NewJob};
+use crate::job::{now_ms, JobStatus, NewJob};
 use crate::local::{self, LocalRun, LocalWorker};
 use crate::retention::Retention;
 use crate::storage::{ChangeProbe, Durability, PgOptions, PgStorage, SqliteStorage, Storage};
@@ -115,6 +115,12 @@ fn check_secs(option: &'static str, v: f64) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// A per-job result TTL in ms, refused (naming `result_ttl`) unless finite and
+/// non-negative; past `LONGEST` it saturates to it, so `completed_at + ttl` never overflows.
+pub(super) fn result_ttl_ms(ttl: f64) -> Result<i64, Error> {
+    Ok(millis("result_ttl", ttl)?.min(LONGEST.as_millis() as i64))
 }
 
 /// `now + delay`, refused (naming `delay`) past the end of year 9999.
@@ -248,7 +254,7 @@ impl PyQueueCore {
     /// Stores jobs in one transaction and returns their ids; wakes this process's worker.
     /// `unique_keys` gives each payload its own key (instead of `unique_key` for all);
     /// `max_pending` refuses the whole batch if the queue would then hold more pending jobs.
-    #[pyo3(signature = (task_name, payloads, queue, priority, delay, max_retries, retry_backoff, timeout, unique_key=None, metadata=None, unique_keys=None, max_pending=None))]
+    #[pyo3(signature = (task_name, payloads, queue, priority, delay, max_retries, retry_backoff, timeout, unique_key=None, metadata=None, unique_keys=None, max_pending=None, result_ttls=None))]
     #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
@@ -265,6 +271,7 @@ impl PyQueueCore {
         metadata: Option<String>,
         unique_keys: Option<Vec<Option<String>>>,
         max_pending: Option<i64>,
+        result_ttls: Option<Vec<Option<f64>>>,
     ) -> PyResult<Vec<String>> {
         if unique_keys
             .as_ref()
@@ -272,6 +279,20 @@ impl PyQueueCore {
         {
             return Err(Error::invalid("unique_keys", "must have one entry per job").into());
         }
+        if result_ttls
+            .as_ref()
+            .is_some_and(|t| t.len() != payloads.len())
+        {
+            return Err(Error::invalid("result_ttl_list", "must have one entry per job").into());
+        }
+        // None (the common case) allocates nothing.
+        let result_ttls_ms = result_ttls
+            .map(|ttls| {
+                ttls.into_iter()
+                    .map(|t| t.map(result_ttl_ms).transpose())
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         let scheduled_at = scheduled_at(now_ms(), delay)?;
         let timeout_ms = (millis("timeout", timeout)?.max(1)).min(LONGEST.as_millis() as i64);
         check_secs("retry_backoff", retry_backoff)?;
@@ -292,6 +313,7 @@ impl PyQueueCore {
                     None => unique_key.clone(),
                 },
                 metadata: metadata.clone(),
+                result_ttl_ms: result_ttls_ms.as_ref().and_then(|t| t[i]),
             })
             .collect();
         let storage = self.storage.clone();
@@ -402,41 +424,6 @@ impl PyQueueCore {
             }
             py.check_signals()?;
         }
-    }
-
-    /// Jobs matching the filters, oldest first.
-    #[pyo3(signature = (status=None, queue=None, task_name=None, worker_id=None, limit=100, offset=0))]
-    #[allow(clippy::too_many_arguments)]
-    fn list_jobs<'py>(
-        &self,
-        py: Python<'py>,
-        status: Option<&str>,
-        queue: Option<String>,
-        task_name: Option<String>,
-        worker_id: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let status = match status {
-            None => None,
-            Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
-                Error::invalid("status", format!("{s:?} (expected one of pending, running, complete, failed, dead, cancelled)"))
-            })?),
-        };
-        if limit < 0 || offset < 0 {
-            return Err(Error::invalid("limit", "limit and offset must not be negative").into());
-        }
-        let filter = JobFilter {
-            status,
-            queue,
-            task_name,
-            worker_id,
-            limit,
-            offset,
-        };
-        let storage = self.storage.clone();
-        let jobs = py.detach(move || storage.list_jobs(&filter))?;
-        list(py, &jobs, job_dict)
     }
 
     /// `[(queue, status, count)]` for every queue and status present.

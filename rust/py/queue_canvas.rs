@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::queue::{secs, PyQueueCore};
+use super::queue::{result_ttl_ms, secs, PyQueueCore};
 use crate::job::{now_ms, Dep, JobLinks, NewJob, PassResult};
 
 /// `(task_name, payload, queue, priority, delay, max_retries, retry_backoff, timeout,
@@ -23,8 +23,16 @@ type JobSpec = (
     Option<String>,
     Option<String>,
 );
-/// `(notes_json, expires_seconds, depends_on_ids, depends_on_batch_indexes, pass_result)`.
-type LinkSpec = (Option<String>, Option<f64>, Vec<String>, Vec<usize>, i64);
+/// `(notes_json, expires_seconds, depends_on_ids, depends_on_batch_indexes, pass_result,
+/// result_ttl_seconds)`.
+type LinkSpec = (
+    Option<String>,
+    Option<f64>,
+    Vec<String>,
+    Vec<usize>,
+    i64,
+    Option<f64>,
+);
 
 #[pymethods]
 impl PyQueueCore {
@@ -57,7 +65,7 @@ impl PyQueueCore {
                 unique_key,
                 metadata,
             ) = job;
-            let (notes, expires, depends_on, batch, pass_result) = link;
+            let (notes, expires, depends_on, batch, pass_result, result_ttl) = link;
             let delay = secs("delay", delay)?;
             let timeout = secs("timeout", timeout)?;
             let expires_at = expires
@@ -74,6 +82,7 @@ impl PyQueueCore {
                 timeout_ms: timeout.as_millis() as i64,
                 unique_key,
                 metadata,
+                result_ttl_ms: result_ttl.map(result_ttl_ms).transpose()?,
             });
             let mut deps: Vec<Dep> = depends_on.into_iter().map(Dep::Job).collect();
             deps.extend(batch.into_iter().map(Dep::Batch));

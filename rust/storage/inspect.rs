@@ -119,6 +119,7 @@ pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
         let n = args.len();
         sql.push_str(&format!(" AND (worker_id = ?{n} OR owner = ?{n})"));
     }
+    push_text_filters(&mut sql, &mut args, f);
     args.push(f.limit.into());
     args.push(f.offset.into());
     sql.push_str(&format!(
@@ -139,6 +140,28 @@ pub(super) fn status_sql(s: JobStatus) -> String {
         JobStatus::Pending => "(status IN (0, 6) OR (status = 1 AND worker_id IS NULL))".into(),
         JobStatus::Running => "(status = 1 AND worker_id IS NOT NULL)".into(),
         other => format!("status = {}", other as i64),
+    }
+}
+
+/// Appends the filters of `list_jobs_filtered`: a pattern anywhere in the metadata or the
+/// error (SQLite's `LIKE`: ASCII case-insensitive) and a creation-time range. None is
+/// indexed; callers bound the rows read by other means (seq range, limit).
+pub(super) fn push_text_filters(
+    sql: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+    f: &JobFilter,
+) {
+    for (column, pattern) in [("metadata", &f.metadata_like), ("error", &f.error_like)] {
+        if let Some(p) = pattern {
+            args.push(p.clone().into());
+            sql.push_str(&format!(" AND {column} LIKE '%' || ?{} || '%'", args.len()));
+        }
+    }
+    for (op, at) in [(">", f.created_after), ("<", f.created_before)] {
+        if let Some(t) = at {
+            args.push(t.into());
+            sql.push_str(&format!(" AND created_at {op} ?{}", args.len()));
+        }
     }
 }
 
@@ -255,6 +278,7 @@ pub fn retry_dead(c: &mut Connection, dead_id: &str, now: i64) -> Result<String>
                 retry_backoff: r.get(5)?,
                 timeout_ms: r.get(6)?,
                 unique_key: None,
+                result_ttl_ms: None,
                 metadata: r.get(7)?,
             })
         })

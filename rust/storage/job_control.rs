@@ -120,8 +120,8 @@ pub fn replay(c: &mut Connection, id: &str, now: i64) -> Result<String> {
     let found = c
         .prepare_cached(
             "SELECT task_name, queue, payload, priority, max_retries, retry_backoff, \
-             timeout_ms, metadata, notes, abs(expires_at) - created_at FROM jobs \
-             WHERE seq = ?1 AND id = ?2",
+             timeout_ms, metadata, notes, abs(expires_at) - created_at, result_ttl_ms \
+             FROM jobs WHERE seq = ?1 AND id = ?2",
         )?
         .query_row(params![seq_of(id), id], |r| {
             let job = NewJob {
@@ -134,6 +134,7 @@ pub fn replay(c: &mut Connection, id: &str, now: i64) -> Result<String> {
                 retry_backoff: r.get(5)?,
                 timeout_ms: r.get(6)?,
                 unique_key: None,
+                result_ttl_ms: r.get(10)?,
                 metadata: r.get(7)?,
             };
             let window: Option<i64> = r.get(9)?;

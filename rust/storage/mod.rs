@@ -236,6 +236,9 @@ pub trait Storage: Send + Sync + 'static {
     fn task_logs(&self, job_id: &str) -> Result<Vec<TaskLog>>;
     /// Deletes what the retention windows say is too old and records the windows used.
     fn sweep(&self, retention: &Retention, now: i64) -> Result<RetentionCounts>;
+    /// Deletes finished jobs given a `result_ttl` at enqueue once it has run out since their
+    /// completion (whatever the retention windows say); returns how many.
+    fn expire_results(&self, now: i64) -> Result<usize>;
     /// What `sweep` would delete now, without deleting.
     fn retention_preview(&self, retention: &Retention, now: i64) -> Result<RetentionCounts>;
     /// The windows of the last sweep, if any worker has swept.

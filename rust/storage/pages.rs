@@ -8,7 +8,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::ids::seq_of;
-use super::inspect::{job_row, JOB_COLUMNS};
+use super::inspect::{job_row, push_text_filters, JOB_COLUMNS};
 use super::JobPage;
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord, JobStatus};
@@ -110,6 +110,7 @@ pub fn jobs_after(
         let n = args.len();
         rest.push_str(&format!(" AND (worker_id = ?{n} OR owner = ?{n})"));
     }
+    push_text_filters(&mut rest, &mut args, f);
     args.push((limit + 1).into());
     let limit_arg = args.len();
 

@@ -239,6 +239,7 @@ pub(super) fn fire_due(conn: &mut Connection, now: i64) -> Result<(usize, Option
             retry_backoff: spec.retry_backoff,
             timeout_ms: spec.timeout_ms,
             unique_key: None,
+            result_ttl_ms: None,
             metadata: Some(format!(
                 "{{\"periodic\": {}, \"due\": {due_at}}}",
                 json_string(&name)

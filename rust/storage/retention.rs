@@ -11,6 +11,10 @@ use crate::retention::{cutoff, Retention, RetentionCounts, RetentionReport};
 
 /// The kinds of rows, their tables and the time column their window is measured on.
 const FINISHED_JOBS: &str = "FROM jobs WHERE status >= 2 AND completed_at < ?1";
+/// Finished jobs the queue's window applies to: a job given its own `result_ttl` goes by
+/// that alone (`expire_results`).
+const SWEPT_JOBS: &str =
+    "FROM jobs WHERE status >= 2 AND completed_at < ?1 AND result_ttl_ms IS NULL";
 const ARCHIVED_JOBS: &str = "FROM archived_jobs WHERE completed_at < ?1";
 const DEAD_LETTERS: &str = "FROM dead_letters WHERE failed_at < ?1";
 const TASK_LOGS: &str = "FROM task_logs WHERE logged_at < ?1";
@@ -36,7 +40,7 @@ fn each(
     let mut out = RetentionCounts::default();
     if let Some(w) = r.archived_jobs {
         let before = cutoff(now, w);
-        out.archived_jobs = f(c, FINISHED_JOBS, before)? + f(c, ARCHIVED_JOBS, before)?;
+        out.archived_jobs = f(c, SWEPT_JOBS, before)? + f(c, ARCHIVED_JOBS, before)?;
     }
     if let Some(w) = r.dead_letter {
         out.dead_letter = f(c, DEAD_LETTERS, cutoff(now, w))?;
@@ -48,6 +52,26 @@ fn each(
         out.job_errors = f(c, JOB_ERRORS, cutoff(now, w))?;
     }
     Ok(out)
+}
+
+/// Finished jobs whose own result TTL has run out by `?1`: a range scan of
+/// `jobs_result_expiry`, which holds only jobs given a TTL (`+status` keeps the planner off
+/// `jobs_by_status`, which would walk every finished job).
+const EXPIRED_RESULTS: &str = "FROM jobs WHERE result_ttl_ms IS NOT NULL \
+     AND completed_at + result_ttl_ms < ?1 AND +status BETWEEN 2 AND 5";
+
+/// Deletes finished jobs whose own result TTL has run out; returns how many.
+pub fn expire_results(c: &mut Connection, now: i64) -> Result<usize> {
+    // Read first: nearly every sweep finds nothing and should not take the write lock.
+    let due = c
+        .prepare_cached(&format!("SELECT 1 {EXPIRED_RESULTS} LIMIT 1"))?
+        .query_row(params![now], |_| Ok(()))
+        .optional()?;
+    if due.is_none() {
+        return Ok(0);
+    }
+    Ok(c.prepare_cached(&format!("DELETE {EXPIRED_RESULTS}"))?
+        .execute(params![now])?)
 }
 
 /// What a sweep would delete now (no write).

@@ -266,6 +266,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
         WHERE unique_key > '' AND status IN (0, 1, 6);
     "#,
+    // 9: per-job result TTL (`result_ttl=` at enqueue): the maintenance sweep deletes such a
+    // finished job `result_ttl_ms` after its completion, whatever the queue's retention says.
+    r#"
+    ALTER TABLE jobs ADD COLUMN result_ttl_ms INTEGER;
+    -- Only jobs given a TTL are in it, ordered by the time they go.
+    CREATE INDEX jobs_result_expiry ON jobs (completed_at + result_ttl_ms)
+        WHERE result_ttl_ms IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

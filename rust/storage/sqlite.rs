@@ -551,8 +551,9 @@ pub(super) fn insert_job(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
-             scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata, \
+             result_ttl_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
              ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING",
         )?
         .execute(params![
@@ -568,7 +569,8 @@ pub(super) fn insert_job(
             job.retry_backoff,
             job.timeout_ms,
             job.unique_key,
-            job.metadata
+            job.metadata,
+            job.result_ttl_ms
         ])?;
     if inserted == 1 {
         *next += 1;
@@ -843,6 +845,9 @@ impl Storage for SqliteStorage {
     }
     fn sweep(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
         self.write(|c| retention::sweep(c, r, now))
+    }
+    fn expire_results(&self, now: i64) -> Result<usize> {
+        self.write(|c| retention::expire_results(c, now))
     }
     fn retention_preview(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
         self.read(|c| retention::preview(c, r, now))

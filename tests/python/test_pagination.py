@@ -11,10 +11,11 @@ from taskito import Queue
 from taskito.pagination import Page
 
 
-def _all_pages(q: Queue, **filters: object) -> list[list[str]]:
+def _all_pages(q: Queue, listing: str = "list_jobs_after", **filters: object) -> list[list[str]]:
+    """The ids of every page ``listing`` returns, following the cursors."""
     pages, after = [], None
     while True:
-        page = q.list_jobs_after(after=after, **filters)  # type: ignore[arg-type]
+        page = getattr(q, listing)(after=after, **filters)
         pages.append([j.id for j in page])
         if page.next_cursor is None:
             return pages

@@ -31,15 +31,17 @@ const ENQUEUE: &str = concat!(
     "WITH input AS ( \
        SELECT nextval('jobs_seq') AS s, u.* FROM unnest($1::text[], $2::text[], $3::bytea[], \
          $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[], $8::bigint[], $9::text[], \
-         $10::text[], $11::text[]) WITH ORDINALITY AS u(q, t, p, pr, d, mr, rb, tm, uk, md, px, ord)), \
+         $10::text[], $11::text[], $13::bigint[]) \
+         WITH ORDINALITY AS u(q, t, p, pr, d, mr, rb, tm, uk, md, px, rt, ord)), \
      ins AS ( \
        INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
-         scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata) \
+         scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata, \
+         result_ttl_ms) \
        SELECT s, px || lpad(to_hex(s), 12, '0'), q, t, p, 0, pr, ",
     now_ms_sql!(),
     ", ",
     now_ms_sql!(),
-    " + d, mr, rb, tm, uk, md FROM input ORDER BY ord \
+    " + d, mr, rb, tm, uk, md, rt FROM input ORDER BY ord \
        ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING \
        RETURNING seq), \
      noted AS (INSERT INTO queues (name) SELECT DISTINCT q FROM input ON CONFLICT DO NOTHING) \
@@ -85,12 +87,15 @@ pub fn enqueue_marked(
     let tm: Vec<i64> = jobs.iter().map(|j| j.timeout_ms).collect();
     let uk: Vec<Option<&str>> = jobs.iter().map(|j| j.unique_key.as_deref()).collect();
     let md: Vec<Option<&str>> = jobs.iter().map(|j| j.metadata.as_deref()).collect();
+    let rt: Vec<Option<i64>> = jobs.iter().map(|j| j.result_ttl_ms).collect();
     // The id's time prefix is the caller's clock: it only spreads ids, it orders nothing.
     let px: Vec<String> = jobs.iter().map(|_| ids::prefix(client_now)).collect();
     let rows = client
         .query(
             stmt,
-            &[&q, &t, &p, &pr, &d, &mr, &rb, &tm, &uk, &md, &px, &notify],
+            &[
+                &q, &t, &p, &pr, &d, &mr, &rb, &tm, &uk, &md, &px, &notify, &rt,
+            ],
         )
         .map_err(err)?;
     let mut out = Vec::with_capacity(rows.len());

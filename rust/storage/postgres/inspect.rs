@@ -134,6 +134,7 @@ pub fn list_jobs(c: &mut Conn, s: &PgSettings, f: &JobFilter) -> Result<Vec<JobR
         let n = args.len();
         sql.push_str(&format!(" AND (worker_id = ${n} OR owner = ${n})"));
     }
+    push_text_filters(&mut sql, &mut args, f);
     args.push(&f.limit);
     args.push(&f.offset);
     sql.push_str(&format!(
@@ -143,6 +144,30 @@ pub fn list_jobs(c: &mut Conn, s: &PgSettings, f: &JobFilter) -> Result<Vec<JobR
     ));
     let rows = c.client.query(&sql, &args).map_err(|e| s.error(e))?;
     Ok(rows.iter().map(job_row).collect())
+}
+
+/// Appends the filters of `list_jobs_filtered`: a pattern anywhere in the metadata or the
+/// error (`ILIKE`, case-insensitive like SQLite's `LIKE`) and a creation-time range.
+pub(super) fn push_text_filters<'a>(
+    sql: &mut String,
+    args: &mut Vec<&'a (dyn ToSql + Sync)>,
+    f: &'a JobFilter,
+) {
+    for (column, pattern) in [("metadata", &f.metadata_like), ("error", &f.error_like)] {
+        if let Some(p) = pattern {
+            args.push(p);
+            sql.push_str(&format!(
+                " AND {column} ILIKE '%' || ${}::text || '%'",
+                args.len()
+            ));
+        }
+    }
+    for (op, at) in [(">", &f.created_after), ("<", &f.created_before)] {
+        if let Some(t) = at {
+            args.push(t);
+            sql.push_str(&format!(" AND created_at {op} ${}", args.len()));
+        }
+    }
 }
 
 pub fn counts(c: &mut Conn, s: &PgSettings) -> Result<QueueCounts> {
@@ -333,6 +358,7 @@ pub(super) fn stored_job(row: &Row, scheduled_at: i64) -> NewJob {
         retry_backoff: row.get(5),
         timeout_ms: row.get(6),
         unique_key: None,
+        result_ttl_ms: None,
         metadata: row.get(7),
     }
 }

@@ -10,7 +10,7 @@ use super::inspect::stored_job;
 use super::links::enqueue_linked;
 use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
-use crate::job::JobLinks;
+use crate::job::{JobLinks, NewJob};
 use crate::storage::ids::seq_of;
 
 /// Most expired jobs cancelled by one sweep transaction.
@@ -127,8 +127,8 @@ pub fn replay(
         .client
         .query_opt(
             "SELECT task_name, queue, payload, priority, max_retries, retry_backoff, \
-             timeout_ms, metadata, notes, abs(expires_at) - created_at FROM jobs \
-             WHERE seq = $1 AND id = $2",
+             timeout_ms, metadata, notes, abs(expires_at) - created_at, result_ttl_ms \
+             FROM jobs WHERE seq = $1 AND id = $2",
             &[&seq_of(id), &id],
         )
         .map_err(|e| s.error(e))?
@@ -136,7 +136,10 @@ pub fn replay(
             kind: "job",
             id: id.to_string(),
         })?;
-    let job = stored_job(&row, client_now);
+    let job = NewJob {
+        result_ttl_ms: row.get(10),
+        ..stored_job(&row, client_now)
+    };
     let window: Option<i64> = row.get(9);
     let links = JobLinks {
         notes: row.get(8),

@@ -316,6 +316,9 @@ impl Storage for PgStorage {
     fn sweep(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
         self.with(|c, s| retention::sweep(c, s, r, now))
     }
+    fn expire_results(&self, _now: i64) -> Result<usize> {
+        self.with(retention::expire_results)
+    }
     fn retention_preview(&self, r: &Retention, _now: i64) -> Result<RetentionCounts> {
         self.with(|c, s| retention::preview(c, s, r))
     }

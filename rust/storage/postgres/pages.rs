@@ -4,7 +4,7 @@
 
 use postgres::types::ToSql;
 
-use super::inspect::{job_columns, job_row};
+use super::inspect::{job_columns, job_row, push_text_filters};
 use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord};
@@ -74,6 +74,7 @@ pub fn jobs_after(
         let n = args.len();
         sql.push_str(&format!(" AND (worker_id = ${n} OR owner = ${n})"));
     }
+    push_text_filters(&mut sql, &mut args, f);
     args.push(&fetch);
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", args.len()));
     let rows = c.client.query(&sql, &args).map_err(|e| s.error(e))?;

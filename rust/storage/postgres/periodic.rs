@@ -220,6 +220,7 @@ pub fn fire_due(
             retry_backoff: spec.retry_backoff,
             timeout_ms: spec.timeout_ms,
             unique_key: None,
+            result_ttl_ms: None,
             metadata: Some(format!(
                 "{{\"periodic\": {}, \"due\": {due_at}}}",
                 json_string(&name)

@@ -100,7 +100,9 @@ pub fn query_task_logs(
 }
 
 /// The kinds of rows and the time column their window is measured on; `$1` is an age.
-const FINISHED_JOBS: &str = "FROM jobs WHERE status >= 2 AND completed_at < ";
+/// Finished jobs: a job given its own `result_ttl` goes by that alone (`expire_results`).
+const FINISHED_JOBS: &str =
+    "FROM jobs WHERE status >= 2 AND result_ttl_ms IS NULL AND completed_at < ";
 const ARCHIVED_JOBS: &str = "FROM archived_jobs WHERE completed_at < ";
 const DEAD_LETTERS: &str = "FROM dead_letters WHERE failed_at < ";
 const TASK_LOGS: &str = "FROM task_logs WHERE logged_at < ";
@@ -148,6 +150,25 @@ fn each(
         out.job_errors = run(c, verb, JOB_ERRORS, w)?;
     }
     Ok(out)
+}
+
+/// Deletes finished jobs whose own result TTL has run out, by the server's clock; returns
+/// how many. A range scan of `jobs_result_expiry`, which holds only jobs given a TTL
+/// (`+status` keeps the planner off `jobs_by_status`, which would walk every finished job).
+pub fn expire_results(c: &mut Conn, s: &PgSettings) -> Result<usize> {
+    let n = c
+        .client
+        .execute(
+            concat!(
+                "DELETE FROM jobs WHERE result_ttl_ms IS NOT NULL \
+                 AND (completed_at + result_ttl_ms) < ",
+                now_ms_sql!(),
+                " AND +status BETWEEN 2 AND 5"
+            ),
+            &[],
+        )
+        .map_err(|e| s.error(e))?;
+    Ok(n as usize)
 }
 
 pub fn preview(c: &mut Conn, s: &PgSettings, r: &Retention) -> Result<RetentionCounts> {

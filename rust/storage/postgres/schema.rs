@@ -278,6 +278,14 @@ const MIGRATIONS: &[&str] = &[
               AND OLD.status IS DISTINCT FROM NEW.status)
         EXECUTE FUNCTION taskito_job_ended();
     "#,
+    // 8: per-job result TTL (`result_ttl=` at enqueue): the maintenance sweep deletes such a
+    // finished job `result_ttl_ms` after its completion, whatever the queue's retention says.
+    r#"
+    ALTER TABLE jobs ADD COLUMN result_ttl_ms bigint;
+    -- Only jobs given a TTL are in it, ordered by the time they go.
+    CREATE INDEX jobs_result_expiry ON jobs ((completed_at + result_ttl_ms))
+        WHERE result_ttl_ms IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.
