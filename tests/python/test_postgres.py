@@ -343,35 +343,6 @@ def _completed(q: Queue) -> int:
         return -1
 
 
-def test_rate_limits_and_caps_are_refused_with_a_clear_error(url: str) -> None:
-    """A worker whose tasks carry a rate limit or concurrency cap does not start on
-    PostgreSQL (which does not enforce them yet) rather than run them unlimited; the jobs
-    stay pending. Tasks without limits run as usual."""
-    queue = Queue(db_path=url, workers=1)
-
-    @queue.task(rate_limit="2/s")
-    def limited(i: int) -> int:
-        return i
-
-    job = limited.delay(1)
-    with pytest.raises(
-        taskito.TaskitoError,
-        match="rate limits and concurrency caps are not supported on the PostgreSQL backend",
-    ):
-        queue.run_worker(run_once=True)
-    assert job.status == "pending"
-    plain = Queue(db_path=url, workers=1)
-
-    @plain.task(max_concurrent=1)
-    def capped() -> None:
-        return None
-
-    with pytest.raises(taskito.TaskitoError, match="not supported on the PostgreSQL backend yet"):
-        plain.run_worker(run_once=True)
-    queue.close()
-    plain.close()
-
-
 def test_links_notes_expiry_replay_and_cancel_requests_are_refused_clearly(url: str) -> None:
     """Features PostgreSQL does not store yet fail with a TaskitoError naming the feature and
     the backend, and store nothing; plain jobs beside them work."""

@@ -120,6 +120,15 @@ pub fn new_token() -> i64 {
     fastrand::i64(1..i64::MAX)
 }
 
+/// What a claim returns of each job it took (`j` is the jobs table), as `claimed_rows` reads it.
+macro_rules! claimed_columns {
+    () => {
+        "j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
+         j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq"
+    };
+}
+pub(crate) use claimed_columns;
+
 /// The claim statement; `$filter` restricts task names (`$6`). The CTE is an optimisation
 /// fence: the planner cannot lock more rows than it returns.
 macro_rules! claim_sql {
@@ -138,9 +147,8 @@ macro_rules! claim_sql {
              UPDATE jobs AS j SET status = 1, owner = $3, claim_token = $4, started_at = ",
             now_ms_sql!(),
             ", worker_id = NULL, incarnation = $5 FROM picked \
-             WHERE j.seq = picked.seq AND j.status = 0 \
-             RETURNING j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
-             j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq"
+             WHERE j.seq = picked.seq AND j.status = 0 RETURNING ",
+            claimed_columns!()
         )
     };
 }
@@ -238,7 +246,7 @@ pub fn claimed_by_token(
     Ok(claimed_rows(&rows, token))
 }
 
-fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
+pub(super) fn claimed_rows(rows: &[postgres::Row], token: i64) -> Vec<ClaimedJob> {
     let mut found: Vec<(i64, i64, i64, ClaimedJob)> = rows
         .iter()
         .map(|r| {

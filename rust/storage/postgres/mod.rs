@@ -1,11 +1,13 @@
 //! The PostgreSQL store, behind the same `Storage` trait as SQLite. One file per area:
 //! `pool.rs` (URL, connections), `schema.rs` (migrations), `claim.rs` (enqueue, claim,
 //! batched writes), `inspect.rs` (reads, cancel, dead letters), `workers.rs` (registry,
-//! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY), `periodic.rs` (schedules). A new trait method adds a function to
+//! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY), `periodic.rs` (schedules), `limits.rs`
+//! (rate limits and concurrency caps). A new trait method adds a function to
 //! the file of its area and one delegating line here.
 
 mod claim;
 mod inspect;
+mod limits;
 mod pages;
 mod periodic;
 mod pool;
@@ -17,10 +19,11 @@ mod workers;
 pub use pool::redact_url;
 pub use schema::VERSION as PG_SCHEMA_VERSION;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pool::{Conn, PgSettings, Pool};
 
+use super::limits::LimitCache;
 use super::{
     ChangeProbe, JobPage, PeriodicInfo, PeriodicSpec, QueueCounts, Storage, TaskFilter, TaskLimit,
     WakeSource, Write,
@@ -55,6 +58,9 @@ pub struct PgStorage {
     /// Tokens of claims that failed with the connection: they may have committed, so the
     /// next claim first collects whatever they took.
     unsure_claims: Mutex<Vec<(WorkerKey, i64)>>,
+    /// Tasks with a rate limit or concurrency cap; while there are none, claims take the
+    /// plain one-statement path.
+    limits: LimitCache,
 }
 
 impl PgStorage {
@@ -70,6 +76,7 @@ impl PgStorage {
             pool: Pool::new(settings, size),
             notify,
             unsure_claims: Mutex::new(Vec::new()),
+            limits: LimitCache::default(),
         };
         storage.with(|c, s| schema::migrate(&mut c.client, s))?;
         Ok(storage)
@@ -145,6 +152,7 @@ impl PgStorage {
                 }
             }
         }
+        let limited = self.limits.get(|| self.with(limits::load))?;
         let token = claim::new_token();
         let mut tried = false;
         let out = self.with(|c, s| {
@@ -155,7 +163,12 @@ impl PgStorage {
                     return Ok(jobs);
                 }
             }
-            claim::claim(c, s, queues, owner, limit, token, tasks)
+            if limited.is_empty() {
+                return claim::claim(c, s, queues, owner, limit, token, tasks);
+            }
+            let out = limits::claim(c, s, queues, owner, limit, token, &limited, tasks)?;
+            self.limits.set_wake_at(out.wake_at);
+            Ok(out.jobs)
         });
         // Any failed try may have committed before its connection broke (a later try may
         // fail only to connect): look for this token's jobs at the next claim.
@@ -360,19 +373,17 @@ impl Storage for PgStorage {
         self.with(|c, s| claim::enqueue_bounded(c, s, jobs, now, notify, max_pending))
     }
 
-    /// Rate limits and concurrency caps are not enforced on PostgreSQL yet: a worker with a
-    /// limited task refuses to start rather than run it unlimited.
-    fn register_task_limits(&self, limits: &[TaskLimit], _unlimited: &[String]) -> Result<()> {
-        if limits.is_empty() {
-            return Ok(());
-        }
-        Err(unsupported("task rate limits and concurrency caps"))
+    fn register_task_limits(&self, limits: &[TaskLimit], unlimited: &[String]) -> Result<()> {
+        self.with(|c, s| limits::register(c, s, limits, unlimited))?;
+        self.reload_task_limits()
     }
     fn reload_task_limits(&self) -> Result<()> {
+        let map = self.with(limits::load)?;
+        self.limits.set(Arc::new(map));
         Ok(())
     }
     fn limited_ready_at(&self) -> Option<i64> {
-        None
+        self.limits.wake_at()
     }
 
     fn register_periodic(&self, specs: &[PeriodicSpec], _now: i64) -> Result<()> {

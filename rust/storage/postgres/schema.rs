@@ -188,6 +188,20 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX periodic_due ON periodic (next_run) WHERE enabled;
     "#,
+    // 6: rate limits and concurrency caps. A limited task's row holds its token bucket
+    // (one token at most; `refilled_at` is when `tokens` was last counted, server clock);
+    // claims lock the row while they start the task's jobs. Running jobs are counted
+    // through `jobs_by_status`, so the hot path pays for no extra index.
+    r#"
+    CREATE TABLE task_limits (
+        task_name      text             PRIMARY KEY,
+        rate_count     bigint,
+        rate_period_ms bigint,
+        max_concurrent bigint,
+        tokens         double precision NOT NULL DEFAULT 1,
+        refilled_at    bigint           NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
