@@ -76,11 +76,14 @@ pub fn register(
     unlimited: &[String],
 ) -> Result<()> {
     let err = |e| s.error(e);
-    let mut sorted: Vec<&TaskLimit> = limits.iter().collect();
-    // Name order, as claims lock the rows.
-    sorted.sort_by(|a, b| a.task_name.cmp(&b.task_name));
+    let mut names: Vec<&str> = limits.iter().map(|l| l.task_name.as_str()).collect();
+    names.extend(unlimited.iter().map(String::as_str));
+    names.sort_unstable();
     let mut tx = c.client.transaction().map_err(err)?;
-    for l in sorted {
+    // Every row this touches, locked first in name order as claims lock them, so a worker
+    // starting beside busy claimers never waits on them in a cycle.
+    tx.query(LOCK, &[&names]).map_err(err)?;
+    for l in limits {
         tx.execute(
             "INSERT INTO task_limits (task_name, rate_count, rate_period_ms, max_concurrent) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (task_name) DO UPDATE SET \
