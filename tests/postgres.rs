@@ -468,3 +468,30 @@ fn a_concurrency_cap_holds_across_racing_stores() {
     assert_eq!(first.claim(None, &key, 50, now_ms()).unwrap().len(), 16);
     first.close();
 }
+
+#[test]
+fn a_limited_claim_merges_queues_by_priority() {
+    let Some(s) = open() else { return };
+    let cap = TaskLimit {
+        task_name: "capped".into(),
+        rate: None,
+        max_concurrent: Some(5),
+    };
+    s.register_task_limits(&[cap], &[]).unwrap();
+    let at = |queue: &str, task: &str, priority: i64| NewJob {
+        task_name: task.into(),
+        ..job(queue, priority, 0)
+    };
+    s.enqueue(&[at("q", "free", 0), at("q", "free", 0), at("q", "capped", 0)])
+        .unwrap();
+    s.enqueue(&[at("r", "capped", 5), at("r", "free", 9)])
+        .unwrap();
+    // Every queue is read before the merge: the best two are both in the second queue.
+    let got = s.claim(None, &WorkerKey::new("w", 1), 2, now_ms()).unwrap();
+    let seen: Vec<_> = got
+        .iter()
+        .map(|j| (j.queue.as_str(), j.task_name.as_str()))
+        .collect();
+    assert_eq!(seen, [("r", "free"), ("r", "capped")]);
+    s.close();
+}

@@ -9,7 +9,7 @@
 //! Time is the server's: `clock_timestamp()` read after the lock, not the transaction's
 //! start, since a claim may wait on the lock; the same instant is the jobs' `started_at`.
 
-use postgres::Transaction;
+use postgres::{Statement, Transaction};
 
 use super::claim::claimed_columns;
 use super::pool::{Conn, PgSettings};
@@ -166,28 +166,7 @@ pub fn claim(
     // A first look without locks decides which rows are candidates.
     let (now, estimate) = read_budgets(&mut tx, &budgets, limits, &names).map_err(err)?;
     let mut picker = Picker::new(limit, estimate.budgets, tasks);
-    let chunk = (limit as i64 + 16).min(SCAN_MAX) as i32;
-    for q in &served {
-        picker.next_queue();
-        let portal = tx.bind(&ready, &[q, &now, &SCAN_MAX]).map_err(err)?;
-        'rows: loop {
-            let rows = tx.query_portal(&portal, chunk).map_err(err)?;
-            for r in &rows {
-                let row = Ready {
-                    priority: r.get(0),
-                    scheduled_at: r.get(1),
-                    seq: r.get(2),
-                    task: r.get(3),
-                };
-                if !picker.offer(row) {
-                    break 'rows;
-                }
-            }
-            if rows.len() < chunk as usize {
-                break;
-            }
-        }
-    }
+    scan(&mut tx, &ready, &served, now, limit, &mut picker).map_err(err)?;
     // Then the buckets of the limited tasks among them, under their locks: the figures
     // another claimer left when it committed.
     let involved = picker.limited_tasks();
@@ -240,6 +219,41 @@ pub fn claim(
     Ok(LimitedClaim { jobs, wake_at })
 }
 
+/// Offers the ready rows of each served queue to `picker`, in claim order and a chunk at a
+/// time, until it has enough of that queue or the queue has no more.
+fn scan(
+    tx: &mut Transaction<'_>,
+    ready: &Statement,
+    served: &[String],
+    now: i64,
+    limit: usize,
+    picker: &mut Picker<'_>,
+) -> std::result::Result<(), postgres::Error> {
+    let chunk = (limit as i64 + 16).min(SCAN_MAX) as i32;
+    for q in served {
+        picker.next_queue();
+        let portal = tx.bind(ready, &[q, &now, &SCAN_MAX])?;
+        'rows: loop {
+            let rows = tx.query_portal(&portal, chunk)?;
+            for r in &rows {
+                let row = Ready {
+                    priority: r.get(0),
+                    scheduled_at: r.get(1),
+                    seq: r.get(2),
+                    task: r.get(3),
+                };
+                if !picker.offer(row) {
+                    break 'rows;
+                }
+            }
+            if rows.len() < chunk as usize {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 struct Budgets {
     budgets: std::collections::HashMap<String, Budget>,
     /// This process's clock when the server's was read.
@@ -249,7 +263,7 @@ struct Budgets {
 /// The server's clock and the budgets of `names` at that instant.
 fn read_budgets(
     tx: &mut Transaction<'_>,
-    stmt: &postgres::Statement,
+    stmt: &Statement,
     limits: &LimitMap,
     names: &[String],
 ) -> std::result::Result<(i64, Budgets), postgres::Error> {
