@@ -7,8 +7,8 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::ids::seq_of;
-use super::limits::check_pending;
 use super::sqlite::{insert_job, next_seq, note_queue};
+use super::sqlite_limits::check_pending;
 use crate::error::{Error, Result};
 use crate::job::{Dep, JobLinks, NewJob, ParentResults, PassResult};
 

@@ -1,6 +1,8 @@
-//! Flow control in SQLite: per-task rate limits (a token bucket shared by every process on
-//! the file) and concurrency caps, both enforced inside the claim transaction, and the
-//! pending cap of a queue, enforced inside the enqueue transaction.
+//! Flow control shared by both stores: per-task rate limits (a token bucket holding one
+//! token, kept in the store so every process and host shares it) and concurrency caps
+//! (the task's running jobs, counted in the store). Each store reads the buckets and counts
+//! inside its claim transaction (`sqlite_limits.rs`, `postgres/limits.rs`); this module
+//! decides, from those figures and the ready rows in claim order, which jobs may start.
 //!
 //! A job whose task is out of tokens or at its cap is not ready: the claim steps over it
 //! and it stays `pending` without holding a worker thread. Queues whose tasks have no limit
@@ -8,20 +10,15 @@
 //! claim when it is empty).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
-use super::sqlite::{claim_seqs, claimable_queues, SqliteStorage};
-use super::{Storage, TaskFilter};
-use crate::error::{Error, Result};
-use crate::job::{ClaimedJob, WorkerKey};
+use super::TaskFilter;
+use crate::error::Result;
 
 /// How many ready rows of one queue a limited claim looks at, at most: jobs behind more
 /// blocked jobs than this wait for those to start (give a big limited backlog its own queue).
-const SCAN_MAX: i64 = 2048;
+pub(super) const SCAN_MAX: i64 = 2048;
 
 /// The limits of one task, as its worker registers them.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,114 +29,66 @@ pub struct TaskLimit {
     pub max_concurrent: Option<i64>,
 }
 
+impl TaskLimit {
+    /// A limit as stored: a rate with a zero or negative part counts as none.
+    pub(super) fn from_stored(
+        task_name: String,
+        count: Option<i64>,
+        period_ms: Option<i64>,
+        max_concurrent: Option<i64>,
+    ) -> Option<TaskLimit> {
+        let rate = count.zip(period_ms).filter(|(c, p)| *c > 0 && *p > 0);
+        (rate.is_some() || max_concurrent.is_some()).then_some(TaskLimit {
+            task_name,
+            rate,
+            max_concurrent,
+        })
+    }
+}
+
 /// Limited tasks by name.
 pub type LimitMap = HashMap<String, TaskLimit>;
 
-impl SqliteStorage {
-    /// The limited tasks, read from the store on first use.
-    pub(super) fn limits(&self) -> Result<Arc<LimitMap>> {
-        if let Some(l) = self
-            .limits
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+/// A store's copy of the limited tasks and when the next skipped job gets a token.
+#[derive(Default)]
+pub(super) struct LimitCache {
+    /// Loaded on the first claim and refreshed by `reload_task_limits`; while empty,
+    /// claims take the plain path.
+    map: RwLock<Option<Arc<LimitMap>>>,
+    /// On this process's clock (epoch ms); 0: no job waits for a token.
+    wake_at: AtomicI64,
+}
+
+impl LimitCache {
+    /// The limited tasks, read with `load` on first use.
+    pub fn get(&self, load: impl FnOnce() -> Result<LimitMap>) -> Result<Arc<LimitMap>> {
+        if let Some(l) = self.map.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(l.clone());
         }
-        self.reload_task_limits()?;
-        Ok(self
-            .limits
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_default())
+        let map = Arc::new(load()?);
+        self.set(map.clone());
+        Ok(map)
     }
 
-    /// `claim` when some task has limits: the same indexed reads, stepping over jobs whose
-    /// task cannot start now, and the tokens taken in the claim transaction.
-    pub(super) fn claim_limited(
-        &self,
-        queues: Option<&[String]>,
-        owner: &WorkerKey,
-        limit: usize,
-        now: i64,
-        limits: &LimitMap,
-        tasks: Option<TaskFilter<'_>>,
-    ) -> Result<Vec<ClaimedJob>> {
-        let peek = self.read(|conn| choose(conn, queues, 1, now, limits, tasks))?;
-        self.limit_wake_at
-            .store(peek.wake_at.unwrap_or(0), Ordering::Relaxed);
-        if peek.seqs.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.write(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let choice = choose(&tx, queues, limit, now, limits, tasks)?;
-            consume(&tx, &choice, now)?;
-            let claimed = claim_seqs(&tx, &choice.seqs, owner, now)?;
-            tx.commit()?;
-            Ok(claimed)
-        })
+    pub fn set(&self, map: Arc<LimitMap>) {
+        *self.map.write().unwrap_or_else(|p| p.into_inner()) = Some(map);
     }
-}
 
-/// Stores this worker's limits; tasks of this worker without limits lose any stored ones.
-/// A bucket keeps its tokens when its rate is registered again.
-pub(super) fn register(
-    conn: &mut Connection,
-    limits: &[TaskLimit],
-    unlimited: &[String],
-) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for l in limits {
-        tx.prepare_cached(
-            "INSERT INTO task_limits (task_name, rate_count, rate_period_ms, max_concurrent) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (task_name) DO UPDATE SET \
-             rate_count = excluded.rate_count, rate_period_ms = excluded.rate_period_ms, \
-             max_concurrent = excluded.max_concurrent",
-        )?
-        .execute(params![
-            l.task_name,
-            l.rate.map(|r| r.0),
-            l.rate.map(|r| r.1),
-            l.max_concurrent
-        ])?;
+    pub fn wake_at(&self) -> Option<i64> {
+        Some(self.wake_at.load(Ordering::Relaxed)).filter(|&t| t > 0)
     }
-    for name in unlimited {
-        tx.prepare_cached("DELETE FROM task_limits WHERE task_name = ?1")?
-            .execute(params![name])?;
-    }
-    tx.commit()?;
-    Ok(())
-}
 
-pub(super) fn load(conn: &Connection) -> Result<LimitMap> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT task_name, rate_count, rate_period_ms, max_concurrent FROM task_limits",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let count: Option<i64> = r.get(1)?;
-        let period: Option<i64> = r.get(2)?;
-        Ok(TaskLimit {
-            task_name: r.get(0)?,
-            rate: count.zip(period).filter(|(c, p)| *c > 0 && *p > 0),
-            max_concurrent: r.get(3)?,
-        })
-    })?;
-    let mut map = LimitMap::new();
-    for row in rows {
-        let l = row?;
-        if l.rate.is_some() || l.max_concurrent.is_some() {
-            map.insert(l.task_name.clone(), l);
-        }
+    pub fn set_wake_at(&self, at: Option<i64>) {
+        self.wake_at.store(at.unwrap_or(0), Ordering::Relaxed);
     }
-    Ok(map)
 }
 
 /// What a task may still start in this claim.
-struct Budget {
-    /// Tokens in the bucket now (it holds one at most: starts are spaced evenly, so no
-    /// window of one period ever sees more than `count` of them).
+pub(super) struct Budget {
+    /// Tokens in the bucket at the claim's instant, before this claim took any (the
+    /// bucket holds one at most: starts are spaced evenly, so no window of one period
+    /// ever sees more than `count` of them).
+    start_tokens: Option<f64>,
     tokens: Option<f64>,
     /// Free slots under `max_concurrent`.
     slots: Option<i64>,
@@ -149,9 +98,37 @@ struct Budget {
 }
 
 impl Budget {
+    /// The budget of `limit` at `now`, from its stored bucket `(tokens, refilled_at)`
+    /// (`None`: no row, a full bucket) and its running jobs.
+    pub fn new(limit: &TaskLimit, bucket: Option<(f64, i64)>, running: i64, now: i64) -> Budget {
+        let mut b = Budget {
+            start_tokens: None,
+            tokens: None,
+            slots: limit.max_concurrent.map(|max| max - running),
+            taken: 0,
+            refill_at: None,
+        };
+        if let Some((count, period)) = limit.rate {
+            let (tokens, at) = bucket.unwrap_or((1.0, 0));
+            let per_ms = count as f64 / period as f64;
+            let now_tokens = (tokens + (now - at).max(0) as f64 * per_ms).min(1.0);
+            if now_tokens < 1.0 {
+                b.refill_at = Some(now + ((1.0 - now_tokens) / per_ms).ceil() as i64);
+            }
+            b.start_tokens = Some(now_tokens);
+            b.tokens = Some(now_tokens);
+        }
+        b
+    }
+
     fn open(&self) -> bool {
         self.tokens.is_none_or(|t| t >= 1.0) && self.slots.is_none_or(|s| s > 0)
     }
+
+    fn out_of_tokens(&self) -> bool {
+        self.tokens.is_some_and(|t| t < 1.0)
+    }
+
     fn take(&mut self) {
         if let Some(t) = self.tokens.as_mut() {
             *t -= 1.0;
@@ -161,181 +138,160 @@ impl Budget {
         }
         self.taken += 1;
     }
-}
 
-fn budgets(conn: &Connection, limits: &LimitMap, now: i64) -> Result<HashMap<String, Budget>> {
-    let mut out = HashMap::with_capacity(limits.len());
-    for l in limits.values() {
-        let mut b = Budget {
-            tokens: None,
-            slots: None,
-            taken: 0,
-            refill_at: None,
-        };
-        if let Some((count, period)) = l.rate {
-            // A row removed since the limits were loaded counts as a full bucket.
-            let (tokens, at): (f64, i64) = conn
-                .prepare_cached("SELECT tokens, refilled_at FROM task_limits WHERE task_name = ?1")?
-                .query_row(params![l.task_name], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?
-                .unwrap_or((1.0, 0));
-            let per_ms = count as f64 / period as f64;
-            let now_tokens = (tokens + (now - at).max(0) as f64 * per_ms).min(1.0);
-            if now_tokens < 1.0 {
-                b.refill_at = Some(now + ((1.0 - now_tokens) / per_ms).ceil() as i64);
-            }
-            b.tokens = Some(now_tokens);
+    /// How many jobs of the task one claim may start.
+    fn room(&self) -> i64 {
+        let by_tokens = self.tokens.map(|t| if t >= 1.0 { 1 } else { 0 });
+        let by_slots = self.slots.map(|s| s.max(0));
+        match (by_tokens, by_slots) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => i64::MAX,
         }
-        if let Some(max) = l.max_concurrent {
-            let running: i64 = conn
-                .prepare_cached("SELECT count(*) FROM jobs WHERE status = 1 AND task_name = ?1")?
-                .query_row(params![l.task_name], |r| r.get(0))?;
-            b.slots = Some(max - running);
-        }
-        out.insert(l.task_name.clone(), b);
     }
-    Ok(out)
+
+    /// Jobs this claim chose to start.
+    pub fn taken(&self) -> i64 {
+        self.taken
+    }
+
+    /// The tokens to store after `started` starts, for a task with a rate.
+    pub fn tokens_after(&self, started: i64) -> Option<f64> {
+        self.start_tokens.map(|t| (t - started as f64).max(0.0))
+    }
 }
 
-/// A limited claim's choice: the seqs to claim, in claim order, and when a job skipped for
-/// lack of a token gets one.
+/// A ready row of a limited claim, in the plain claim's order within its queue.
+pub(super) struct Ready {
+    pub priority: i64,
+    pub scheduled_at: i64,
+    pub seq: i64,
+    pub task: String,
+}
+
+/// Chooses the jobs of a limited claim. The store offers the ready rows of each queue in
+/// claim order (`next_queue` between queues) until `offer` says the queue gave enough;
+/// `finish` merges the queues in the plain claim's order, stepping over jobs whose task is
+/// out of tokens or slots (and, with a task filter, jobs of other tasks).
+pub(super) struct Picker<'a> {
+    limit: usize,
+    tasks: Option<TaskFilter<'a>>,
+    budgets: HashMap<String, Budget>,
+    found: Vec<Ready>,
+    skipped_for_tokens: bool,
+    /// Per queue: jobs kept of each limited task, and of all tasks.
+    local: HashMap<String, i64>,
+    kept: usize,
+}
+
+impl<'a> Picker<'a> {
+    pub fn new(
+        limit: usize,
+        budgets: HashMap<String, Budget>,
+        tasks: Option<TaskFilter<'a>>,
+    ) -> Picker<'a> {
+        Picker {
+            limit,
+            tasks,
+            budgets,
+            found: Vec::new(),
+            skipped_for_tokens: false,
+            local: HashMap::new(),
+            kept: 0,
+        }
+    }
+
+    pub fn next_queue(&mut self) {
+        self.local.clear();
+        self.kept = 0;
+    }
+
+    /// Keeps `row` if this claim could start it; false once this queue gave enough.
+    pub fn offer(&mut self, row: Ready) -> bool {
+        let wanted = match self.tasks {
+            None => true,
+            Some(TaskFilter::Only(names)) => names.contains(&row.task),
+            Some(TaskFilter::Except(names)) => !names.contains(&row.task),
+        };
+        if !wanted {
+            return true;
+        }
+        // Per queue, keep only what this claim could start; `finish` applies the budgets
+        // again across queues.
+        if let Some(b) = self.budgets.get(&row.task) {
+            let used = self.local.entry(row.task.clone()).or_insert(0);
+            if *used >= b.room() {
+                self.skipped_for_tokens |= b.out_of_tokens();
+                return true;
+            }
+            *used += 1;
+        }
+        self.found.push(row);
+        self.kept += 1;
+        self.kept < self.limit
+    }
+
+    /// The limited tasks among the kept rows, sorted.
+    pub fn limited_tasks(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .found
+            .iter()
+            .filter(|r| self.budgets.contains_key(&r.task))
+            .map(|r| r.task.clone())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Replaces the budget of a task (figures read again under a lock).
+    pub fn set_budget(&mut self, task: String, budget: Budget) {
+        self.budgets.insert(task, budget);
+    }
+
+    pub fn finish(mut self) -> Choice {
+        self.found.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.scheduled_at.cmp(&b.scheduled_at))
+                .then(a.seq.cmp(&b.seq))
+        });
+        let mut seqs = Vec::with_capacity(self.limit.min(self.found.len()));
+        for row in &self.found {
+            if seqs.len() >= self.limit {
+                break;
+            }
+            if let Some(b) = self.budgets.get_mut(&row.task) {
+                if !b.open() {
+                    self.skipped_for_tokens |= b.out_of_tokens();
+                    continue;
+                }
+                b.take();
+            }
+            seqs.push(row.seq);
+        }
+        let wake_at = if self.skipped_for_tokens {
+            self.budgets
+                .values()
+                .filter(|b| b.out_of_tokens())
+                .filter_map(|b| b.refill_at)
+                .min()
+        } else {
+            None
+        };
+        Choice {
+            seqs,
+            wake_at,
+            budgets: self.budgets,
+        }
+    }
+}
+
+/// A limited claim's choice: the seqs to claim, in claim order, when a job skipped for
+/// lack of a token gets one (on the clock the budgets were computed with), and the
+/// budgets with what the choice took.
 pub(super) struct Choice {
     pub seqs: Vec<i64>,
     pub wake_at: Option<i64>,
-    budgets: HashMap<String, Budget>,
-}
-
-/// Picks up to `limit` ready jobs, in the plain claim's order, stepping over jobs whose task
-/// is out of tokens or slots (and, with `tasks`, jobs of other tasks). Reads only; `consume`
-/// records the tokens taken.
-pub(super) fn choose(
-    conn: &Connection,
-    queues: Option<&[String]>,
-    limit: usize,
-    now: i64,
-    limits: &LimitMap,
-    tasks: Option<TaskFilter<'_>>,
-) -> Result<Choice> {
-    let queues = claimable_queues(conn, queues)?;
-    let mut budgets = budgets(conn, limits, now)?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT priority, scheduled_at, seq, task_name FROM jobs INDEXED BY jobs_ready \
-         WHERE status = 0 AND queue = ?1 AND scheduled_at <= ?2 \
-         ORDER BY priority DESC, scheduled_at, seq LIMIT ?3",
-    )?;
-    let mut found: Vec<(i64, i64, i64, String)> = Vec::new();
-    let mut skipped_for_tokens = false;
-    for q in queues.iter() {
-        // Per queue, keep only what this claim could start; the merge below applies the
-        // budgets again across queues.
-        let mut local: HashMap<String, i64> = HashMap::new();
-        let mut kept = 0;
-        let mut rows = stmt.query(params![q, now, SCAN_MAX])?;
-        while let Some(r) = rows.next()? {
-            let task: String = r.get(3)?;
-            let wanted = match tasks {
-                None => true,
-                Some(TaskFilter::Only(names)) => names.contains(&task),
-                Some(TaskFilter::Except(names)) => !names.contains(&task),
-            };
-            if !wanted {
-                continue;
-            }
-            if let Some(b) = budgets.get(&task) {
-                let used = local.entry(task.clone()).or_insert(0);
-                let room = budget_room(b);
-                if *used >= room {
-                    skipped_for_tokens |= b.tokens.is_some_and(|t| t < 1.0);
-                    continue;
-                }
-                *used += 1;
-            }
-            found.push((r.get(0)?, r.get(1)?, r.get(2)?, task));
-            kept += 1;
-            if kept >= limit {
-                break;
-            }
-        }
-    }
-    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let mut seqs = Vec::with_capacity(limit.min(found.len()));
-    for (_, _, seq, task) in found {
-        if seqs.len() >= limit {
-            break;
-        }
-        if let Some(b) = budgets.get_mut(&task) {
-            if !b.open() {
-                continue;
-            }
-            b.take();
-        }
-        seqs.push(seq);
-    }
-    let wake_at = if skipped_for_tokens {
-        budgets
-            .values()
-            .filter(|b| b.tokens.is_some_and(|t| t < 1.0))
-            .filter_map(|b| b.refill_at)
-            .min()
-    } else {
-        None
-    };
-    Ok(Choice {
-        seqs,
-        wake_at,
-        budgets,
-    })
-}
-
-/// How many jobs of a task one claim may start (a bucket holds one token at most).
-fn budget_room(b: &Budget) -> i64 {
-    let by_tokens = b.tokens.map(|t| if t >= 1.0 { 1 } else { 0 });
-    let by_slots = b.slots.map(|s| s.max(0));
-    match (by_tokens, by_slots) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) | (None, Some(a)) => a,
-        (None, None) => i64::MAX,
-    }
-}
-
-/// Takes the tokens of the jobs `choice` picked, inside the claim transaction.
-pub(super) fn consume(conn: &Connection, choice: &Choice, now: i64) -> Result<()> {
-    for (task, b) in &choice.budgets {
-        if let (Some(tokens), true) = (b.tokens, b.taken > 0) {
-            conn.prepare_cached(
-                "UPDATE task_limits SET tokens = ?2, refilled_at = ?3 WHERE task_name = ?1",
-            )?
-            .execute(params![task, tokens.max(0.0), now])?;
-        }
-    }
-    Ok(())
-}
-
-/// Fails with `QueueFull` if a queue of `queues` holds more than `max_pending` pending jobs
-/// (ready, delayed or waiting for dependencies). Runs after the inserts, inside the enqueue
-/// transaction, so concurrent producers cannot both pass a count taken before either
-/// inserted.
-pub(super) fn check_pending(conn: &Connection, queues: &[&str], max_pending: i64) -> Result<()> {
-    let mut ready = conn.prepare_cached(
-        "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready \
-         WHERE status = 0 AND queue = ?1 LIMIT ?2)",
-    )?;
-    let mut waiting = conn.prepare_cached(
-        "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_by_status \
-         WHERE status = 6 AND queue = ?1 LIMIT ?2)",
-    )?;
-    for q in queues {
-        let cap = max_pending.saturating_add(1);
-        let mut n: i64 = ready.query_row(params![q, cap], |r| r.get(0))?;
-        if n <= max_pending {
-            n += waiting.query_row(params![q, cap - n], |r| r.get::<_, i64>(0))?;
-        }
-        if n > max_pending {
-            return Err(Error::QueueFull {
-                queue: q.to_string(),
-                limit: max_pending,
-            });
-        }
-    }
-    Ok(())
+    pub budgets: HashMap<String, Budget>,
 }

@@ -16,6 +16,7 @@ pub mod postgres;
 mod retention;
 mod schema;
 mod sqlite;
+mod sqlite_limits;
 mod sqlite_wake;
 mod task_logs;
 

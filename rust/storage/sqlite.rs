@@ -2,16 +2,16 @@
 //! inspection queries live in `inspect.rs`; connection handling in `connection.rs`.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::connection::{self, with_retry, Pool, Settings};
 use super::dependencies::{self, after_outcome};
 use super::ids::{self, seq_of};
-use super::limits::{self, LimitMap, TaskLimit};
+use super::limits::{LimitCache, TaskLimit};
 use super::periodic::{self, PeriodicInfo, PeriodicSpec};
+use super::sqlite_limits;
 use super::sqlite_wake::{Kind, Listener, Notifier};
 use super::{
     admin, inspect, job_control, pages, pause, retention, task_logs, ChangeProbe, JobPage,
@@ -56,11 +56,9 @@ pub struct SqliteStorage {
     write_lock: Mutex<()>,
     /// For `:memory:` only: the connection that keeps the database alive.
     _keepalive: Mutex<Option<Connection>>,
-    /// Tasks with a rate limit or concurrency cap, loaded on the first claim and refreshed
-    /// by `reload_task_limits`; while empty, claims take the plain path.
-    pub(super) limits: RwLock<Option<Arc<LimitMap>>>,
-    /// When a job the last limited claim stepped over gets a token (0: none).
-    pub(super) limit_wake_at: AtomicI64,
+    /// Tasks with a rate limit or concurrency cap; while there are none, claims take the
+    /// plain path.
+    pub(super) limits: LimitCache,
     /// Tells listening processes (workers, result waiters) of commits that concern them.
     hints: Notifier,
     /// This store's entry among the files the process holds (`connection::Hold`).
@@ -107,8 +105,7 @@ impl SqliteStorage {
             pool: Pool::new(settings, first),
             write_lock: Mutex::new(()),
             _keepalive: Mutex::new(keepalive),
-            limits: RwLock::new(None),
-            limit_wake_at: AtomicI64::new(0),
+            limits: LimitCache::default(),
         })
     }
 
@@ -598,7 +595,7 @@ impl SqliteStorage {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let limits = self.limits()?;
+        let limits = self.limits.get(|| self.read(|c| sqlite_limits::load(c)))?;
         if !limits.is_empty() {
             return self.claim_limited(queues, owner, limit, now, &limits, tasks);
         }
@@ -650,7 +647,7 @@ impl Storage for SqliteStorage {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let ids = insert_jobs(&tx, jobs, now)?;
             // Dropping the transaction on error rolls every insert back.
-            limits::check_pending(&tx, &queues, max_pending)?;
+            sqlite_limits::check_pending(&tx, &queues, max_pending)?;
             tx.commit()?;
             Ok(ids)
         })
@@ -910,16 +907,16 @@ impl Storage for SqliteStorage {
     }
 
     fn register_task_limits(&self, limits: &[TaskLimit], unlimited: &[String]) -> Result<()> {
-        self.write(|c| limits::register(c, limits, unlimited))?;
+        self.write(|c| sqlite_limits::register(c, limits, unlimited))?;
         self.reload_task_limits()
     }
     fn reload_task_limits(&self) -> Result<()> {
-        let map = self.read(|c| limits::load(c))?;
-        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(map));
+        let map = self.read(|c| sqlite_limits::load(c))?;
+        self.limits.set(Arc::new(map));
         Ok(())
     }
     fn limited_ready_at(&self) -> Option<i64> {
-        Some(self.limit_wake_at.load(Ordering::Relaxed)).filter(|&t| t > 0)
+        self.limits.wake_at()
     }
 
     fn register_periodic(&self, specs: &[PeriodicSpec], now: i64) -> Result<()> {

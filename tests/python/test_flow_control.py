@@ -1,5 +1,6 @@
 """Flow control: per-task rate limits and concurrency caps across worker processes, and a
-queue's pending cap at enqueue, all decided in storage."""
+queue's pending cap at enqueue, all decided in storage (a SQLite file or a PostgreSQL
+server shared by every worker)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,6 @@ from procs_support import WorkerProcesses
 
 import taskito
 from taskito import Queue, QueueFullError, TaskitoError
-
-LIMITS_UNSUPPORTED = "task rate limits and concurrency caps are not supported on the PostgreSQL backend yet"
-LIMITS_ON_SQLITE = pytest.mark.postgres_unsupported(LIMITS_UNSUPPORTED)
 
 
 def _jobs(queue: Queue, task_name: str) -> list[dict]:
@@ -95,10 +93,11 @@ def free(i):
 """
 
 
-def test_rate_limit_holds_across_two_worker_processes(tmp_path: Path) -> None:
-    db = str(tmp_path / "q.db")
-    queue = Queue(db_path=db)
-    with WorkerProcesses(tmp_path, APP.format(db=db, runs=str(tmp_path / "runs.txt")), n=2, threads=4) as ws:
+def test_rate_limit_holds_across_two_worker_processes(tmp_path: Path, db_path: str) -> None:
+    queue = Queue(db_path=db_path)
+    with WorkerProcesses(
+        tmp_path, APP.format(db=db_path, runs=str(tmp_path / "runs.txt")), n=2, threads=4
+    ) as ws:
         # Each process serves its own queue, so both start jobs of the task: a bucket per
         # process would let 10 a second through.
         ws.start(queue, queues=["a", "b"])
@@ -113,7 +112,6 @@ def test_rate_limit_holds_across_two_worker_processes(tmp_path: Path) -> None:
     assert len({j["worker_id"].rsplit("-", 1)[0] for j in _jobs(queue, "featapp.limited")}) == 2
 
 
-@LIMITS_ON_SQLITE
 def test_a_limited_job_holds_no_worker_thread(queue: Queue) -> None:
     @queue.task(rate_limit="1/s")
     def slow_lane(i: int) -> int:
@@ -140,10 +138,11 @@ def test_a_limited_job_holds_no_worker_thread(queue: Queue) -> None:
 # -- concurrency caps ----------------------------------------------------------------------
 
 
-def test_max_concurrent_holds_across_two_worker_processes(tmp_path: Path) -> None:
-    db = str(tmp_path / "q.db")
-    queue = Queue(db_path=db)
-    with WorkerProcesses(tmp_path, APP.format(db=db, runs=str(tmp_path / "runs.txt")), n=2, threads=4) as ws:
+def test_max_concurrent_holds_across_two_worker_processes(tmp_path: Path, db_path: str) -> None:
+    queue = Queue(db_path=db_path)
+    with WorkerProcesses(
+        tmp_path, APP.format(db=db_path, runs=str(tmp_path / "runs.txt")), n=2, threads=4
+    ) as ws:
         # As above: a cap per process would let 4 run at once.
         ws.start(queue, queues=["a", "b"])
         queue.enqueue_many("featapp.capped", [(i,) for i in range(6)], queue="a")
@@ -233,7 +232,6 @@ def test_max_pending_is_atomic_under_concurrent_producers(db_path: str) -> None:
     assert Queue(db_path=db_path).stats()["pending"] == 30
 
 
-@LIMITS_ON_SQLITE
 def test_limits_change_when_a_worker_starts_with_new_options(db_path: str) -> None:
     first = Queue(db_path=db_path, scheduler_poll_interval_ms=10)
 
@@ -253,7 +251,6 @@ def test_limits_change_when_a_worker_starts_with_new_options(db_path: str) -> No
     assert time.time() - t0 < 30
 
 
-@LIMITS_ON_SQLITE
 def test_run_once_drains_a_capped_task(queue: Queue) -> None:
     @queue.task(max_concurrent=2)
     def work(i: int) -> int:
@@ -266,7 +263,6 @@ def test_run_once_drains_a_capped_task(queue: Queue) -> None:
     assert queue.stats()["completed"] == 300
 
 
-@LIMITS_ON_SQLITE
 def test_a_paused_queue_holds_limited_tasks_too(queue: Queue) -> None:
     @queue.task(max_concurrent=5, queue="held")
     def work(i: int) -> int:
@@ -280,7 +276,6 @@ def test_a_paused_queue_holds_limited_tasks_too(queue: Queue) -> None:
     assert queue.run_worker(run_once=True) == 3
 
 
-@LIMITS_ON_SQLITE
 def test_async_tasks_keep_their_cap(queue: Queue) -> None:
     import asyncio
 

@@ -341,32 +341,3 @@ def _completed(q: Queue) -> int:
         return q.stats()["completed"]
     except taskito.DatabaseError:
         return -1
-
-
-def test_rate_limits_and_caps_are_refused_with_a_clear_error(url: str) -> None:
-    """A worker whose tasks carry a rate limit or concurrency cap does not start on
-    PostgreSQL (which does not enforce them yet) rather than run them unlimited; the jobs
-    stay pending. Tasks without limits run as usual."""
-    queue = Queue(db_path=url, workers=1)
-
-    @queue.task(rate_limit="2/s")
-    def limited(i: int) -> int:
-        return i
-
-    job = limited.delay(1)
-    with pytest.raises(
-        taskito.TaskitoError,
-        match="rate limits and concurrency caps are not supported on the PostgreSQL backend",
-    ):
-        queue.run_worker(run_once=True)
-    assert job.status == "pending"
-    plain = Queue(db_path=url, workers=1)
-
-    @plain.task(max_concurrent=1)
-    def capped() -> None:
-        return None
-
-    with pytest.raises(taskito.TaskitoError, match="not supported on the PostgreSQL backend yet"):
-        plain.run_worker(run_once=True)
-    queue.close()
-    plain.close()

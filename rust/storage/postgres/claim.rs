@@ -145,6 +145,16 @@ pub fn new_token() -> i64 {
     fastrand::i64(1..i64::MAX)
 }
 
+/// What a claim returns of each job it took (`j` is the jobs table), as `claimed_rows` reads it.
+macro_rules! claimed_columns {
+    () => {
+        "j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
+         j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq, j.pass_result, \
+         j.eager_start"
+    };
+}
+pub(crate) use claimed_columns;
+
 /// The claim statement; `$filter` restricts task names (`$6`). The CTE is an optimisation
 /// fence: the planner cannot lock more rows than it returns.
 macro_rules! claim_sql {
@@ -174,10 +184,9 @@ macro_rules! claim_sql {
             // Started: it can no longer expire (the time is kept, negated, for replay).
             ", worker_id = NULL, incarnation = $5, expires_at = -abs(j.expires_at) FROM picked \
                WHERE j.seq = picked.seq AND NOT picked.expired AND j.status = 0 \
-               RETURNING j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
-               j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq, j.pass_result, \
-               j.eager_start) \
-             SELECT c.*, picked.expired FROM picked LEFT JOIN claimed AS c ON c.seq = picked.seq"
+               RETURNING ",
+            claimed_columns!(),
+            ") SELECT c.*, picked.expired FROM picked LEFT JOIN claimed AS c ON c.seq = picked.seq"
         )
     };
 }
@@ -320,7 +329,7 @@ pub fn claimed_by_token(
 /// Claimed rows in claim order, each with how it takes its parents' results.
 /// `claimed_at`: an instant before the claim's statement was sent; `None` for a claim made
 /// at an unknown earlier time, whose jobs then record their start before running.
-fn claimed_rows<'a>(
+pub(super) fn claimed_rows<'a>(
     rows: impl Iterator<Item = &'a postgres::Row>,
     token: i64,
     claimed_at: Option<std::time::Instant>,

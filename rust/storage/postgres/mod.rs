@@ -3,13 +3,14 @@
 //! batched writes), `inspect.rs` (reads, cancel, dead letters), `workers.rs` (registry,
 //! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY), `periodic.rs` (schedules), `bounds.rs`
 //! (`max_pending`), `links.rs` (dependencies, canvas, notes), `job_control.rs` (expiry,
-//! replay, cancel of a running job). A new trait method adds a function to the file of its
-//! area and one delegating line here.
+//! replay, cancel of a running job), `limits.rs` (rate limits and concurrency caps). A new
+//! trait method adds a function to the file of its area and one delegating line here.
 
 mod bounds;
 mod claim;
 mod inspect;
 mod job_control;
+mod limits;
 mod links;
 mod pages;
 mod periodic;
@@ -22,10 +23,11 @@ mod workers;
 pub use pool::redact_url;
 pub use schema::VERSION as PG_SCHEMA_VERSION;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pool::{Conn, PgSettings, Pool};
 
+use super::limits::LimitCache;
 use super::{
     ChangeProbe, JobPage, PeriodicInfo, PeriodicSpec, QueueCounts, Storage, TaskFilter, TaskLimit,
     WakeSource, Write,
@@ -60,6 +62,9 @@ pub struct PgStorage {
     /// Tokens of claims that failed with the connection: they may have committed, so the
     /// next claim first collects whatever they took.
     unsure_claims: Mutex<Vec<(WorkerKey, i64)>>,
+    /// Tasks with a rate limit or concurrency cap; while there are none, claims take the
+    /// plain one-statement path.
+    limits: LimitCache,
 }
 
 impl PgStorage {
@@ -75,6 +80,7 @@ impl PgStorage {
             pool: Pool::new(settings, size),
             notify,
             unsure_claims: Mutex::new(Vec::new()),
+            limits: LimitCache::default(),
         };
         storage.with(|c, s| schema::migrate(&mut c.client, s))?;
         Ok(storage)
@@ -150,6 +156,7 @@ impl PgStorage {
                 }
             }
         }
+        let limited = self.limits.get(|| self.with(limits::load))?;
         let token = claim::new_token();
         let mut tried = false;
         let out = self.with(|c, s| {
@@ -160,7 +167,12 @@ impl PgStorage {
                     return Ok(jobs);
                 }
             }
-            claim::claim(c, s, queues, owner, limit, token, tasks)
+            if limited.is_empty() {
+                return claim::claim(c, s, queues, owner, limit, token, tasks);
+            }
+            let out = limits::claim(c, s, queues, owner, limit, token, &limited, tasks)?;
+            self.limits.set_wake_at(out.wake_at);
+            Ok(out.jobs)
         });
         // Any failed try may have committed before its connection broke (a later try may
         // fail only to connect): look for this token's jobs at the next claim.
@@ -372,19 +384,17 @@ impl Storage for PgStorage {
         self.with(|c, s| bounds::enqueue_bounded(c, s, jobs, now, notify, max_pending))
     }
 
-    /// Rate limits and concurrency caps are not enforced on PostgreSQL yet: a worker with a
-    /// limited task refuses to start rather than run it unlimited.
-    fn register_task_limits(&self, limits: &[TaskLimit], _unlimited: &[String]) -> Result<()> {
-        if limits.is_empty() {
-            return Ok(());
-        }
-        Err(unsupported("task rate limits and concurrency caps"))
+    fn register_task_limits(&self, limits: &[TaskLimit], unlimited: &[String]) -> Result<()> {
+        self.with(|c, s| limits::register(c, s, limits, unlimited))?;
+        self.reload_task_limits()
     }
     fn reload_task_limits(&self) -> Result<()> {
+        let map = self.with(limits::load)?;
+        self.limits.set(Arc::new(map));
         Ok(())
     }
     fn limited_ready_at(&self) -> Option<i64> {
-        None
+        self.limits.wake_at()
     }
 
     fn register_periodic(&self, specs: &[PeriodicSpec], _now: i64) -> Result<()> {
@@ -429,14 +439,6 @@ impl Storage for PgStorage {
     fn replay(&self, id: &str, now: i64) -> Result<String> {
         let notify = self.notify.as_deref();
         self.with(|c, s| job_control::replay(c, s, id, now, notify))
-    }
-}
-
-/// The error of a feature this backend does not offer yet.
-fn unsupported(feature: &'static str) -> Error {
-    Error::Unsupported {
-        backend: "PostgreSQL",
-        feature,
     }
 }
 

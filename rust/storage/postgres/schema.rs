@@ -286,6 +286,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_result_expiry ON jobs ((completed_at + result_ttl_ms))
         WHERE result_ttl_ms IS NOT NULL;
     "#,
+    // 9: rate limits and concurrency caps. A limited task's row holds its token bucket
+    // (one token at most; `refilled_at` is when `tokens` was last counted, server clock);
+    // claims lock the row while they start the task's jobs. Running jobs are counted
+    // through `jobs_by_status`, so the hot path pays for no extra index.
+    r#"
+    CREATE TABLE task_limits (
+        task_name      text             PRIMARY KEY,
+        rate_count     bigint,
+        rate_period_ms bigint,
+        max_concurrent bigint,
+        tokens         double precision NOT NULL DEFAULT 1,
+        refilled_at    bigint           NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
