@@ -57,6 +57,10 @@ pub trait Runner: Send + Sync + 'static {
     /// with the outcome it hands to the result handler (`None`: put back as it was), and
     /// whether that replaced `run`'s own (a timeout). Called before the result is stored.
     fn settled(&self, _ident: u64, _outcome: Option<&Outcome>, _replaced: bool) {}
+    /// Called on the watchdog's thread when it gives up on the thread with `ident` at its
+    /// job's timeout and stores `outcome` for the job instead (`settled` is not called for
+    /// it). Must not wait: for the GIL or for the stuck thread.
+    fn written_off(&self, _ident: u64, _outcome: &Outcome) {}
     /// Called on a worker thread just before it exits, to release per-thread resources.
     fn thread_stopping(&self) {}
     /// Runs a worker thread's whole loop; lets an implementation keep per-thread state
@@ -84,9 +88,6 @@ struct SlotState {
     /// Set when the watchdog or a forced shutdown gave up on this thread: whatever it
     /// returns is discarded and it exits.
     written_off: bool,
-    /// The outcome stored for the job of a thread written off at its timeout (one written
-    /// off at shutdown was put back): told to the runner once the thread returns.
-    written_off_outcome: Option<Outcome>,
 }
 
 /// A worker thread's slot and, until joined, its handle.
@@ -291,9 +292,7 @@ impl WorkerPool {
                 let mut state = slot.lock();
                 if state.written_off {
                     // The job was already failed or requeued for us: drop the late result.
-                    let stored = state.written_off_outcome.take();
                     drop(state);
-                    self.runner.settled(ident, stored.as_ref(), true);
                     self.written_off_returned();
                     return;
                 }
@@ -369,7 +368,7 @@ impl WorkerPool {
                         running.job.task_name
                     );
                     let outcome = timeout_outcome(&running.job);
-                    state.written_off_outcome = Some(outcome.clone());
+                    self.runner.written_off(state.ident, &outcome);
                     let _ = self.events_tx.send(Event::Finished {
                         thread_id: running.thread_id,
                         outcome,

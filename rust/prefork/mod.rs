@@ -13,7 +13,8 @@
 //! events a job raises as it runs at once, and holds back its closing events (completed,
 //! failed, retrying, dead, cancelled) until its answer. The parent relays those once the
 //! engine has settled the job (`Runner::settled`), unless the engine decided otherwise (a
-//! timeout) or the child died: then it relays the failure the engine stores instead.
+//! timeout) or the child died: then it relays the failure the engine stores instead. A
+//! thread the watchdog writes off relays its timeout at once (`Runner::written_off`).
 
 mod child;
 mod frame;
@@ -83,6 +84,7 @@ impl Slot {
 pub type Observer = Box<dyn Fn(&ClaimedJob, &Outcome, Duration) + Send + Sync>;
 
 /// What an event names of its job.
+#[derive(Clone)]
 pub struct JobInfo {
     pub id: String,
     pub task_name: String,
@@ -106,7 +108,7 @@ pub type Relay = Box<dyn Fn(&JobInfo, Relayed<'_>) + Send + Sync>;
 pub struct PreforkRunner {
     spec: Arc<Spec>,
     observer: Option<Observer>,
-    relay: Option<Relay>,
+    relay: Option<Arc<Relay>>,
     max_tasks_per_child: Option<u64>,
     kill_grace: Duration,
     slots: Mutex<HashMap<u64, Arc<Slot>>>,
@@ -144,7 +146,7 @@ impl PreforkRunner {
 
     /// Sets the relay of job events (see `Relay`).
     pub fn with_relay(mut self, relay: Relay) -> PreforkRunner {
-        self.relay = Some(relay);
+        self.relay = Some(Arc::new(relay));
         self
     }
 
@@ -274,6 +276,12 @@ impl PreforkRunner {
             retry_count: job.retry_count,
             max_retries: job.max_retries,
         };
+        if self.relay.is_some() {
+            *slot.held() = Some(Held {
+                job: info.clone(),
+                events: None,
+            });
+        }
         let sent = Instant::now();
         let reply = match proc.send(&request) {
             Ok(()) => self.receive(proc, &info),
@@ -283,8 +291,9 @@ impl PreforkRunner {
             Some(Reply::Done(outcome, took, events)) => (Some((outcome, took)), Some(events)),
             _ => (None, None),
         };
-        if self.relay.is_some() {
-            *slot.held() = Some(Held { job: info, events });
+        // Unless the watchdog wrote this thread off meanwhile (and relayed the timeout).
+        if let Some(held) = slot.held().as_mut() {
+            held.events = events;
         }
         match reply {
             Some((outcome, took)) => {
@@ -364,6 +373,37 @@ impl Runner for PreforkRunner {
                 },
             ),
             (Some(Outcome::Complete(_)), _) => {}
+        }
+    }
+
+    fn written_off(&self, ident: u64, outcome: &Outcome) {
+        let (Some(relay), Some(slot)) = (self.relay.clone(), self.slot(ident)) else {
+            return;
+        };
+        let (
+            Some(held),
+            Outcome::Failed {
+                error, retryable, ..
+            },
+        ) = (slot.held().take(), outcome)
+        else {
+            return;
+        };
+        // On the watchdog's thread: the relay, which needs the GIL, runs on one of its own.
+        let (error, retryable) = (error.clone(), *retryable);
+        let spawned = std::thread::Builder::new()
+            .name("taskito-prefork-events".into())
+            .spawn(move || {
+                relay(
+                    &held.job,
+                    Relayed::Failed {
+                        error: &error,
+                        retryable,
+                    },
+                )
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread to fire a timed-out job's events: {e}");
         }
     }
     fn interrupt(&self, ident: u64) {
