@@ -7,6 +7,7 @@
 pub mod async_lane;
 pub mod config;
 pub mod control;
+pub mod doorbell;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod job;
 pub mod liveness;
 pub mod local;
 pub mod logbridge;
+pub mod poll_timer;
 #[cfg(target_os = "linux")]
 pub mod prefork;
 pub mod results;
@@ -23,6 +25,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod storage;
 pub mod waker;
+pub mod watchdog;
 pub mod worker;
 
 mod py;
