@@ -82,7 +82,7 @@ impl Engine {
         // Built here, before its thread, so a runtime error reaches the caller.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
-            // The poll timer is heard through the reactor (`poll_timer.rs`).
+            // The scheduler's timers are heard through the reactor (`exact_timer.rs`).
             .enable_io()
             .max_blocking_threads(2)
             .thread_name("taskito-scheduler-io")

@@ -11,12 +11,12 @@ pub mod doorbell;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod exact_timer;
 pub mod health;
 pub mod job;
 pub mod liveness;
 pub mod local;
 pub mod logbridge;
-pub mod poll_timer;
 #[cfg(target_os = "linux")]
 pub mod prefork;
 pub mod results;

@@ -11,16 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
+use tokio::time::{sleep, Instant};
 
 use crate::async_lane::AsyncLane;
 use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::events::{Event, JobRef};
+use crate::exact_timer::ExactTimer;
 use crate::health::Health;
 use crate::job::{now_ms, ClaimedJob, WorkerKey};
 use crate::liveness::{Clock, Observer};
-use crate::poll_timer::PollTimer;
 use crate::storage::{ChangeProbe, Storage, TaskFilter};
 use crate::waker::{IdleGate, WakeThread};
 use crate::watchdog::Watchdog;
@@ -100,7 +100,7 @@ impl Scheduler {
                 )),
                 tokio::spawn(periodic(self.storage.clone(), self.control.clone())),
             ];
-            self.claim_loop(gate.as_deref(), &mut PollTimer::new())
+            self.claim_loop(gate.as_deref(), &mut ExactTimer::new())
                 .await;
             self.drain().await;
             for t in timers {
@@ -155,7 +155,7 @@ impl Scheduler {
 
     /// `gate` is set when a wake thread hears other processes' commits; the loop tells it
     /// each time it goes idle. Without one, other processes' work waits for the poll.
-    async fn claim_loop(&self, gate: Option<&IdleGate>, timer: &mut PollTimer) {
+    async fn claim_loop(&self, gate: Option<&IdleGate>, timer: &mut ExactTimer) {
         let mut big_payloads = false;
         let mut idle_errors = 0u32;
         // Idle polls: a poll that finds the store's change counter where the last claim
@@ -272,7 +272,7 @@ impl Scheduler {
     async fn idle_wait(
         &self,
         gate: Option<&IdleGate>,
-        timer: &mut PollTimer,
+        timer: &mut ExactTimer,
         due_at: Option<Instant>,
         quiet: &mut bool,
     ) {
@@ -403,11 +403,12 @@ async fn heartbeat(
     health: Arc<Health>,
     clock: Arc<dyn Clock>,
 ) {
-    let mut tick = interval(config.heartbeat_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut timer = ExactTimer::new();
+    let mut next = Instant::now();
     let mut was_ok = true;
     loop {
-        tick.tick().await;
+        timer.sleep_until(next).await;
+        next = Instant::now() + config.heartbeat_interval;
         let ok = health.ok();
         if ok != was_ok {
             if ok {
@@ -444,12 +445,13 @@ async fn heartbeat(
 /// checkpoints the log and sweeps what retention expires.
 async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: Observer) {
     let observer = Arc::new(std::sync::Mutex::new(observer));
-    let mut tick = interval(config.heartbeat_interval / 2);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut timer = ExactTimer::new();
+    let mut next = Instant::now();
     let mut last_sweep: Option<Instant> = None;
     let mut last_checkpoint: Option<Instant> = None;
     loop {
-        tick.tick().await;
+        timer.sleep_until(next).await;
+        next = Instant::now() + config.heartbeat_interval / 2;
         let checkpoint = last_checkpoint.is_none_or(|t| t.elapsed() >= config.heartbeat_interval);
         if checkpoint {
             last_checkpoint = Some(Instant::now());
@@ -526,6 +528,7 @@ const PERIODIC_RECHECK: Duration = Duration::from_secs(1);
 /// `PERIODIC_RECHECK`), then lets the store claim and enqueue what is due, and wakes the
 /// claim loop for it. Every worker runs this; the store makes each fire happen once.
 async fn periodic(storage: Arc<dyn Storage>, control: Arc<Control>) {
+    let mut timer = ExactTimer::new();
     loop {
         let s = storage.clone();
         let next = match tokio::task::spawn_blocking(move || s.fire_periodic(now_ms())).await {
@@ -549,6 +552,8 @@ async fn periodic(storage: Arc<dyn Storage>, control: Arc<Control>) {
             Some(at) => Duration::from_millis((at - now_ms()).max(0) as u64),
             None => PERIODIC_RECHECK,
         };
-        sleep(wait.min(PERIODIC_RECHECK)).await;
+        timer
+            .sleep_until(Instant::now() + wait.min(PERIODIC_RECHECK))
+            .await;
     }
 }

@@ -1,33 +1,34 @@
-//! The scheduler's poll timer: a one-shot sleep that wakes the scheduler thread once.
+//! The scheduler's timers (the poll, heartbeats, maintenance, periodic schedules): one-shot
+//! sleeps that wake the scheduler thread once each.
 //!
 //! Tokio's timer wheel keeps a sleep of more than a few milliseconds on an upper level of
 //! the wheel and moves it down when the level's slot begins: a 50 ms sleep that crosses
 //! one of the wheel's 64 ms boundaries (most of them do) wakes the thread twice, once for
-//! the move and once when due. An idle worker's scheduler sleeps the poll interval over and
-//! over, so on Linux the poll is a `timerfd` armed for exactly that wait and heard through
-//! the runtime's reactor instead: one wake-up per poll. Elsewhere, or if the descriptor
-//! cannot be made, it is Tokio's sleep.
+//! the move and once when due, and a one-second sleep likewise. An idle worker's scheduler
+//! sleeps the poll interval over and over, so on Linux each timer is a `timerfd` armed for
+//! exactly its wait and heard through the runtime's reactor instead: one wake-up per sleep.
+//! Elsewhere, or if the descriptor cannot be made, it is Tokio's sleep.
 
 use tokio::time::Instant;
 
-pub struct PollTimer {
+pub struct ExactTimer {
     #[cfg(target_os = "linux")]
     fd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
 }
 
-impl Default for PollTimer {
+impl Default for ExactTimer {
     fn default() -> Self {
-        PollTimer::new()
+        ExactTimer::new()
     }
 }
 
-impl PollTimer {
+impl ExactTimer {
     /// Must be called inside the runtime (which needs its I/O driver on Linux).
-    pub fn new() -> PollTimer {
-        PollTimer {
+    pub fn new() -> ExactTimer {
+        ExactTimer {
             #[cfg(target_os = "linux")]
             fd: linux::timer_fd()
-                .map_err(|e| log::debug!("no timerfd for the poll, Tokio's timer instead: {e}"))
+                .map_err(|e| log::debug!("no timerfd for a scheduler timer, Tokio's instead: {e}"))
                 .ok(),
         }
     }
