@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import wait_for
+from conftest import run_py
 from procs_support import WorkerProcesses
 
 from taskito import Queue
@@ -89,3 +90,27 @@ def test_sigint_stops_an_idle_worker_promptly(tmp_path: Path, db_path: str) -> N
     wait_for(
         lambda: not [w for w in queue.workers() if w["status"] == "active"], what="the worker to deregister"
     )
+
+
+def test_the_applications_signal_wakeup_descriptor_is_restored(db_path: str) -> None:
+    code = f"""
+import os, signal, socket
+from taskito import Queue
+
+queue = Queue(db_path={db_path!r})
+
+@queue.task()
+def echo(value):
+    return value
+
+mine, other = socket.socketpair()
+mine.setblocking(False)
+signal.set_wakeup_fd(mine.fileno())
+job = echo.delay(7)
+assert queue.run_worker(run_once=True) == 1
+assert job.result(timeout=10) == 7
+print(signal.set_wakeup_fd(-1) == mine.fileno())
+"""
+    done = run_py(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
