@@ -83,6 +83,8 @@ impl Engine {
         // Built here, before its thread, so a runtime error reaches the caller.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
+            // The scheduler's timers are heard through the reactor (`exact_timer.rs`).
+            .enable_io()
             .max_blocking_threads(2)
             .thread_name("taskito-scheduler-io")
             .build()
@@ -152,6 +154,7 @@ impl Engine {
                 let (lock, cv) = &*done;
                 *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
                 cv.notify_all();
+                crate::doorbell::ring();
             })
             .map_err(|e| Error::Start(format!("cannot start the scheduler: {e}")))?;
         log::debug!(

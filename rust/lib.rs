@@ -7,9 +7,11 @@
 pub mod async_lane;
 pub mod config;
 pub mod control;
+pub mod doorbell;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod exact_timer;
 pub mod health;
 pub mod job;
 pub mod liveness;
@@ -24,6 +26,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod storage;
 pub mod waker;
+pub mod watchdog;
 pub mod worker;
 
 mod py;

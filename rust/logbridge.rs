@@ -1,11 +1,12 @@
 //! The engine's `log` records, delivered to Python's `logging` without any engine thread
 //! waiting for the GIL. Records go into a bounded channel (a full channel drops the record
 //! and counts it); a thread that holds the GIL anyway drains them into the `taskito`
-//! loggers: the thread waiting in `run_worker` (every 100 ms, and once more after the engine
-//! stopped), and the bindings that run work in the calling thread. Which levels are worth
+//! loggers: the thread waiting in `run_worker` (woken through `doorbell.rs` when records are
+//! queued, at most every 100 ms, and once more after the engine stopped), and the bindings
+//! that run work in the calling thread. Which levels are worth
 //! queueing is refreshed from Python's logger configuration at each drain.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,6 +32,8 @@ struct Bridge {
     tx: Sender<Record>,
     rx: Receiver<Record>,
     dropped: AtomicU64,
+    /// Set by the first record queued since the last `take`: only that one rings the bell.
+    waiting: AtomicBool,
     /// The most verbose level any taskito logger wants, as `log::LevelFilter as usize`.
     threshold: AtomicUsize,
 }
@@ -43,6 +46,7 @@ fn bridge() -> &'static Bridge {
             tx,
             rx,
             dropped: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
             threshold: AtomicUsize::new(log::LevelFilter::Trace as usize),
         }
     })
@@ -84,7 +88,11 @@ impl log::Log for BridgeLogger {
             line: record.line().unwrap_or(0),
         };
         match bridge().tx.try_send(entry) {
-            Ok(()) => {}
+            Ok(()) => {
+                if !bridge().waiting.swap(true, Ordering::AcqRel) {
+                    crate::doorbell::ring();
+                }
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 bridge().dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -110,7 +118,14 @@ pub fn set_threshold(level: log::LevelFilter) {
 
 /// Takes every waiting record.
 pub fn take() -> Vec<Record> {
+    // Cleared first: a record queued after this rings again.
+    bridge().waiting.store(false, Ordering::Release);
     bridge().rx.try_iter().collect()
+}
+
+/// Whether records were queued since the last `take`.
+pub fn waiting() -> bool {
+    bridge().waiting.load(Ordering::Acquire)
 }
 
 /// Takes the number of records dropped because the channel was full.

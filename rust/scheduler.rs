@@ -6,27 +6,27 @@
 //! stale workers' jobs and purge expired results; a watchdog thread beside it enforces
 //! timeouts. It does not run jobs and does not record outcomes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
+use tokio::time::{sleep, Instant};
 
 use crate::async_lane::AsyncLane;
 use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::events::{Event, JobRef};
+use crate::exact_timer::ExactTimer;
 use crate::health::Health;
 use crate::job::{now_ms, ClaimedJob, WorkerKey};
 use crate::liveness::{Clock, Observer};
 use crate::load::{InFlight, RunTimes};
 use crate::storage::{ChangeProbe, Storage, TaskFilter};
 use crate::waker::{IdleGate, WakeThread};
+use crate::watchdog::Watchdog;
 use crate::worker::WorkerPool;
 
-/// How often the watchdog looks for jobs past their deadline.
-const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 /// Claim-ahead is bounded so that a job waiting in the channel waits about this long at
 /// most (judged by how long jobs typically run here).
 const AHEAD_BUDGET: Duration = Duration::from_millis(10);
@@ -101,7 +101,8 @@ impl Scheduler {
                 )),
                 tokio::spawn(periodic(self.storage.clone(), self.control.clone())),
             ];
-            self.claim_loop(gate.as_deref()).await;
+            self.claim_loop(gate.as_deref(), &mut ExactTimer::new())
+                .await;
             self.drain().await;
             for t in timers {
                 t.abort();
@@ -155,7 +156,7 @@ impl Scheduler {
 
     /// `gate` is set when a wake thread hears other processes' commits; the loop tells it
     /// each time it goes idle. Without one, other processes' work waits for the poll.
-    async fn claim_loop(&self, gate: Option<&IdleGate>) {
+    async fn claim_loop(&self, gate: Option<&IdleGate>, timer: &mut ExactTimer) {
         let mut big_payloads = false;
         let mut idle_errors = 0u32;
         // Idle polls: a poll that finds the store's change counter where the last claim
@@ -203,10 +204,11 @@ impl Scheduler {
             let queues = self.config.queues.as_deref();
             // Read only on polls: a claim woken by anything else pays nothing for this, and
             // the first quiet poll after it claims once more to take a fresh reading.
-            if std::mem::take(&mut quiet) {
+            let polled = std::mem::take(&mut quiet);
+            if polled {
                 let version = probe.as_mut().and_then(|p| p.version());
                 if version.is_some() && version == seen {
-                    self.idle_wait(gate, due_at, &mut quiet).await;
+                    self.idle_wait(gate, timer, due_at, &mut quiet).await;
                     continue;
                 }
                 seen = version;
@@ -256,16 +258,25 @@ impl Scheduler {
             }
             // Only when nothing was ready: after a claim, the job's end wakes the loop and
             // the claim then made reads it (a delayed job enqueued meanwhile sends a hint).
-            if n + async_claimed == 0 {
+            // Not after a quiet poll either: nothing told of a change since the last reading
+            // (a retry written here or work committed elsewhere wakes the loop), and a change
+            // nobody told of is claimed by a poll anyway, so idle polls cost one look each.
+            if n + async_claimed == 0 && !polled {
                 due_at = self.until_due(queues).map(|d| Instant::now() + d);
             }
-            self.idle_wait(gate, due_at, &mut quiet).await;
+            self.idle_wait(gate, timer, due_at, &mut quiet).await;
         }
     }
 
     /// Waits with nothing to claim: for a wake-up, the next due time or the poll. Sets
     /// `quiet` when only the poll ended it.
-    async fn idle_wait(&self, gate: Option<&IdleGate>, due_at: Option<Instant>, quiet: &mut bool) {
+    async fn idle_wait(
+        &self,
+        gate: Option<&IdleGate>,
+        timer: &mut ExactTimer,
+        due_at: Option<Instant>,
+        quiet: &mut bool,
+    ) {
         let poll = Instant::now() + self.config.poll_interval;
         let wake_at = due_at.map_or(poll, |d| d.min(poll));
         if let Some(g) = gate {
@@ -275,7 +286,7 @@ impl Scheduler {
             _ = self.control.wake.notified() => {}
             // A rate-limited job gets its token without any commit: claim then.
             _ = until(self.storage.limited_ready_at()) => {}
-            _ = tokio::time::sleep_until(wake_at) => {
+            _ = timer.sleep_until(wake_at) => {
                 *quiet = due_at.is_none_or(|d| d > Instant::now());
             }
         }
@@ -393,11 +404,12 @@ async fn heartbeat(
     health: Arc<Health>,
     clock: Arc<dyn Clock>,
 ) {
-    let mut tick = interval(config.heartbeat_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut timer = ExactTimer::new();
+    let mut next = Instant::now();
     let mut was_ok = true;
     loop {
-        tick.tick().await;
+        timer.sleep_until(next).await;
+        next = Instant::now() + config.heartbeat_interval;
         let ok = health.ok();
         if ok != was_ok {
             if ok {
@@ -434,12 +446,13 @@ async fn heartbeat(
 /// checkpoints the log and sweeps what retention expires.
 async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: Observer) {
     let observer = Arc::new(std::sync::Mutex::new(observer));
-    let mut tick = interval(config.heartbeat_interval / 2);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut timer = ExactTimer::new();
+    let mut next = Instant::now();
     let mut last_sweep: Option<Instant> = None;
     let mut last_checkpoint: Option<Instant> = None;
     loop {
-        tick.tick().await;
+        timer.sleep_until(next).await;
+        next = Instant::now() + config.heartbeat_interval / 2;
         let checkpoint = last_checkpoint.is_none_or(|t| t.elapsed() >= config.heartbeat_interval);
         if checkpoint {
             last_checkpoint = Some(Instant::now());
@@ -521,6 +534,7 @@ const PERIODIC_RECHECK: Duration = Duration::from_secs(1);
 /// `PERIODIC_RECHECK`), then lets the store claim and enqueue what is due, and wakes the
 /// claim loop for it. Every worker runs this; the store makes each fire happen once.
 async fn periodic(storage: Arc<dyn Storage>, control: Arc<Control>) {
+    let mut timer = ExactTimer::new();
     loop {
         let s = storage.clone();
         let next = match tokio::task::spawn_blocking(move || s.fire_periodic(now_ms())).await {
@@ -544,62 +558,8 @@ async fn periodic(storage: Arc<dyn Storage>, control: Arc<Control>) {
             Some(at) => Duration::from_millis((at - now_ms()).max(0) as u64),
             None => PERIODIC_RECHECK,
         };
-        sleep(wait.min(PERIODIC_RECHECK)).await;
-    }
-}
-
-/// The timeout watchdog, on a thread of its own rather than a timer of the runtime:
-/// interrupting a task needs the GIL, and a task that passed its deadline inside a C call
-/// that keeps the GIL makes that wait as long as the call. On the runtime, the wait would
-/// stop this worker's heartbeats and claims too, and after `stale_after` other workers
-/// would take it for dead and run its jobs again.
-struct Watchdog {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// How long a stopping engine waits for the watchdog thread to finish its tick.
-const WATCHDOG_JOIN: Duration = Duration::from_secs(2);
-
-impl Watchdog {
-    fn start(pool: Arc<WorkerPool>, grace: Duration) -> Watchdog {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("taskito-watchdog".into())
-            .spawn(move || {
-                while !flag.load(Ordering::SeqCst) {
-                    std::thread::park_timeout(WATCHDOG_TICK);
-                    if !flag.load(Ordering::SeqCst) {
-                        pool.check_timeouts(grace);
-                    }
-                }
-            });
-        let thread = match spawned {
-            Ok(t) => Some(t),
-            Err(e) => {
-                log::error!("cannot start the timeout watchdog; timeouts are not enforced: {e}");
-                None
-            }
-        };
-        Watchdog { stop, thread }
-    }
-
-    /// Wakes the watchdog and waits (boundedly) for it to end, so it touches nothing of the
-    /// engine after the engine is gone; a watchdog stuck waiting for the GIL is left behind
-    /// rather than allowed to hold up the shutdown.
-    fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        thread.thread().unpark();
-        let deadline = std::time::Instant::now() + WATCHDOG_JOIN;
-        while !thread.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if thread.is_finished() {
-            let _ = thread.join();
-        }
+        timer
+            .sleep_until(Instant::now() + wait.min(PERIODIC_RECHECK))
+            .await;
     }
 }

@@ -1,7 +1,8 @@
 //! The worker pool: named OS threads that take claimed jobs from the bounded channel, run
 //! them through a `Runner` (the only place Python is entered) and send outcomes to the
-//! result handler. Also the timeout watchdog, which interrupts a job at its deadline and
-//! writes its thread off if it does not come back.
+//! result handler. Also the timeout watchdog's look at them (`check_timeouts`; its thread is
+//! in `watchdog.rs`), which interrupts a job at its deadline and writes its thread off if it
+//! does not come back.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use crate::health::Health;
 use crate::job::{ClaimedJob, Outcome};
 use crate::load::{InFlight, RunTimes};
 use crate::storage::Storage;
+use crate::watchdog::Alarm;
 
 /// A job taken from the channel this long after its claim was claimed ahead of busy
 /// workers (or the pool is swamped): its start is recorded before it runs, one fenced write,
@@ -128,6 +130,8 @@ pub struct WorkerPool {
     written_off: AtomicUsize,
     limit: usize,
     interrupts: Mutex<Option<Sender<InterruptRequest>>>,
+    /// Tells the watchdog of jobs it must look at sooner than it planned.
+    alarm: Arc<Alarm>,
 }
 
 impl WorkerPool {
@@ -160,7 +164,12 @@ impl WorkerPool {
             written_off: AtomicUsize::new(0),
             limit,
             interrupts: Mutex::new(interrupts),
+            alarm: Arc::default(),
         })
+    }
+
+    pub fn alarm(&self) -> Arc<Alarm> {
+        self.alarm.clone()
     }
 
     /// Queues an interrupt of the job `running` in `slot` (the caller holds the slot lock).
@@ -268,13 +277,15 @@ impl WorkerPool {
                 }
             };
             let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
+            let deadline = Instant::now() + timeout;
             slot.lock().running = Some(Running {
                 job: job_ref.clone(),
                 thread_id: thread_id.to_string(),
-                deadline: Instant::now() + timeout,
+                deadline,
                 interrupted_at: None,
                 for_shutdown: false,
             });
+            self.alarm.needed_by(deadline);
             if !start_recorded {
                 let _ = self.events_tx.send(Event::Started {
                     id: job.id.clone(),
@@ -332,12 +343,15 @@ impl WorkerPool {
         record_start(self.storage.as_ref(), job, thread_id)
     }
 
-    /// The watchdog's tick: interrupts jobs past their deadline and writes off threads that
+    /// The watchdog's look: interrupts jobs past their deadline and writes off threads that
     /// did not give their job back within `grace` of the interrupt (the job is failed or
     /// retried now and a fresh thread takes the slot). Never waits for the GIL: interrupts
-    /// are carried out by the interrupter thread.
-    pub fn check_timeouts(self: &Arc<Self>, grace: Duration) {
+    /// are carried out by the interrupter thread. Returns when the next look is needed
+    /// (`None`: not before another job starts).
+    pub fn check_timeouts(self: &Arc<Self>, grace: Duration) -> Option<Instant> {
         let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        let mut look_at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         let slots: Vec<Arc<Slot>> = self.lock_slots().iter().map(|(s, _)| s.clone()).collect();
         let mut replacements = 0;
         for slot in slots {
@@ -358,7 +372,9 @@ impl WorkerPool {
                         running.job.task_name
                     );
                     self.request_interrupt(&slot, ident, running);
+                    look_at(now + grace);
                 }
+                None => look_at(running.deadline),
                 Some(at) if now >= at + grace && !running.for_shutdown => {
                     let running = state.running.take().expect("checked above");
                     state.written_off = true;
@@ -377,7 +393,9 @@ impl WorkerPool {
                     self.in_flight.done();
                     replacements += 1;
                 }
-                _ => {}
+                Some(at) if !running.for_shutdown => look_at(at + grace),
+                // Interrupted for the shutdown, which does its own waiting.
+                Some(_) => {}
             }
         }
         for _ in 0..replacements {
@@ -386,6 +404,7 @@ impl WorkerPool {
         if replacements > 0 {
             self.control.wake.notify_one();
         }
+        next
     }
 
     /// Interrupts every running job because the worker is stopping (the drain timeout

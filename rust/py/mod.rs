@@ -13,3 +13,4 @@ mod queue_periodic;
 pub mod queue_pool;
 mod queue_retention;
 pub mod runner;
+mod worker_wait;

@@ -11,6 +11,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use super::convert::{dead_dict, error_dict, job_dict, worker_dict};
 use super::logs::deliver;
 use super::runner::PyRunner;
+use super::worker_wait::WorkerWait;
 use crate::config::WorkerConfig;
 use crate::control::Control;
 use crate::engine::Engine;
@@ -573,14 +574,16 @@ impl PyQueueCore {
             }
         };
         let mut delivered = Some(delivered);
+        let mut waiting = WorkerWait::start(py);
         loop {
             // This thread holds the GIL anyway: it hands the engine's records to logging.
             // A signal handler may run (and raise) while that runs Python code.
             let checked = match delivered.take() {
                 Some(d) => d,
                 None => {
-                    let done = py.detach(|| engine.wait(SIGNAL_CHECK));
+                    let done = py.detach(|| waiting.wait(&engine));
                     let d = deliver(py);
+                    waiting.delivered();
                     if done && d.is_ok() {
                         break;
                     }
@@ -588,6 +591,7 @@ impl PyQueueCore {
                 }
             };
             if let Err(e) = checked.and_then(|_| py.check_signals()) {
+                waiting.finish(py);
                 // A signal handler raised (a second Ctrl-C): put running jobs back and
                 // return now, finishing the clean-up in the background.
                 self.control.force_stop();
@@ -607,6 +611,7 @@ impl PyQueueCore {
                 return Err(e);
             }
         }
+        waiting.finish(py);
         let processed = py.detach(move || {
             let n = engine.join();
             super::queue_pool::pool_stop(&children);
