@@ -28,9 +28,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
-        unsupported = request.node.get_closest_marker("postgres_unsupported")
-        if unsupported is not None:
-            pytest.skip(unsupported.args[0])
         if pg.server_url() is None:
             pytest.skip("no PostgreSQL server: set TASKITO_TEST_PG_URL (see tests/pg_server.sh)")
     return str(request.param)

@@ -63,7 +63,6 @@ def test_publish_options_are_checked_before_anything_is_stored(queue: Queue) -> 
     assert queue.list_jobs() == []
 
 
-@pytest.mark.postgres_unsupported("notes are not stored on PostgreSQL yet")
 def test_publish_takes_notes(queue: Queue) -> None:
     _subscribed(queue)
     jobs = queue.publish("user.created", (1,), notes={"campaign": "spring"}, result_ttl=3600)

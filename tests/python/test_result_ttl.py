@@ -77,7 +77,6 @@ def test_a_job_ttl_applies_with_retention_off(db_path: str) -> None:
     assert q.get_job(pending.id).status == "pending"
 
 
-@pytest.mark.postgres_unsupported("notes are not stored on PostgreSQL yet")
 def test_a_job_ttl_with_notes_takes_the_linked_path(db_path: str) -> None:
     q = _queue(db_path, Retention())
 
