@@ -211,6 +211,34 @@ class Lab:
         """Starts ``<root>/<name>`` (a script the test wrote) with the app's environment."""
         return self._spawn([name, *args], Path(name).stem)
 
+    def freeze(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGSTOP ``proc`` at a moment it holds no write lock on the database.
+
+        A process stopped inside a SQLite write transaction keeps the file's write lock until
+        it resumes: no other process can write at all, so nothing can recover its jobs (SQLite
+        cannot break another process's lock). Tests of a frozen worker are about its heartbeats
+        and claims, so the stop is retried until the lock is seen free."""
+        for _ in range(200):
+            proc.send_signal(signal.SIGSTOP)
+            if self.db.startswith(("postgres://", "postgresql://")) or self._write_lock_free():
+                return
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+        raise AssertionError("the process held the database's write lock at every stop")
+
+    def _write_lock_free(self) -> bool:
+        import sqlite3
+
+        probe = sqlite3.connect(self.db, timeout=0.5, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            probe.close()
+
     def runs(self) -> list[Run]:
         return read_log(self.log)
 

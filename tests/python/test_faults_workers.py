@@ -190,7 +190,7 @@ def test_presumed_dead_worker_that_comes_back_has_its_late_result_discarded(lab_
     frozen = lab.worker(worker_id="w-frozen")
     job = queue.enqueue("work", args=(3,), kwargs={"seconds": 2.0})
     first = wait_for(lambda: lab.runs(), timeout=30, what="the first run to start")[0]
-    frozen.send_signal(signal.SIGSTOP)
+    lab.freeze(frozen)
     try:
         rescuer = lab.worker(worker_id="w-rescuer")
         value = job.result(timeout=60)
