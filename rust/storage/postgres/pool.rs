@@ -24,6 +24,12 @@ const IDLE_EXTRA_CLOSE: Duration = Duration::from_secs(5);
 const IDLE_CLOSE: Duration = Duration::from_secs(30);
 /// How long a caller waits for a free connection when all `size` are busy.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The server ends a session of ours that sits inside a transaction this long. Every
+/// transaction here is a few statements sent back to back, so such a session belongs to a
+/// process that was stopped (SIGSTOP, a debugger, a paused VM) mid-transaction: ending it
+/// releases the rows it locked (a claim's jobs, a worker's registry row), which would
+/// otherwise stay locked, unrecoverable by anyone, until that process ran again.
+const IDLE_IN_TRANSACTION_LIMIT: &str = "15s";
 
 /// Where to connect and how, parsed once from the URL.
 #[derive(Clone)]
@@ -104,7 +110,8 @@ impl PgSettings {
         })?;
         client
             .batch_execute(&format!(
-                "SET search_path TO {}, public",
+                "SET search_path TO {}, public; \
+                 SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_LIMIT}'",
                 quote_ident(&self.schema)
             ))
             .map_err(|e| self.error(e))?;
@@ -486,5 +493,26 @@ mod tests {
         assert!(check_schema("1abc").is_err());
         assert!(check_schema("a;drop").is_err());
         assert!(check_schema("").is_err());
+    }
+
+    /// Needs a server: `TASKITO_TEST_PG_URL` (skipped without it).
+    #[test]
+    fn a_session_frozen_inside_a_transaction_is_ended_by_the_server() {
+        let Ok(url) = std::env::var("TASKITO_TEST_PG_URL") else {
+            return;
+        };
+        let settings = PgSettings::parse(&url, "public").unwrap();
+        let mut client = settings.connect().unwrap();
+        let shown: String = client
+            .query_one("SHOW idle_in_transaction_session_timeout", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(shown, IDLE_IN_TRANSACTION_LIMIT);
+        // The server acts on it: shortened here so the test does not wait 15 s.
+        client
+            .batch_execute("SET idle_in_transaction_session_timeout = '200ms'; BEGIN")
+            .unwrap();
+        thread::sleep(Duration::from_millis(600));
+        assert!(client.query_one("SELECT 1", &[]).is_err());
     }
 }
