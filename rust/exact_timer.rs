@@ -1,12 +1,13 @@
-//! The scheduler's timers (the poll, heartbeats, maintenance, periodic schedules): one-shot
-//! sleeps that wake the scheduler thread once each.
+//! The scheduler's poll timer (and due times): one-shot sleeps that wake the scheduler
+//! thread once each.
 //!
 //! Tokio's timer wheel keeps a sleep of more than a few milliseconds on an upper level of
 //! the wheel and moves it down when the level's slot begins: a 50 ms sleep that crosses
 //! one of the wheel's 64 ms boundaries (most of them do) wakes the thread twice, once for
 //! the move and once when due, and a one-second sleep likewise. An idle worker's scheduler
-//! sleeps the poll interval over and over, so on Linux each timer is a `timerfd` armed for
-//! exactly its wait and heard through the runtime's reactor instead: one wake-up per sleep.
+//! sleeps the poll interval over and over, so on Linux the timer is a `timerfd` armed for
+//! exactly its wait and heard through the runtime's reactor instead: one wake-up per sleep,
+//! and three system calls (arm, the reactor's wait, one read).
 //! Elsewhere, or if the descriptor cannot be made, it is Tokio's sleep.
 
 use tokio::time::Instant;
@@ -115,30 +116,23 @@ mod linux {
         loop {
             let mut ready = fd.readable().await?;
             let mut expiries = [0u8; 8];
-            let read = ready.try_io(|inner| {
-                // SAFETY: reads at most 8 bytes into an 8-byte buffer.
-                let n = unsafe {
-                    libc::read(
-                        inner.as_raw_fd(),
-                        expiries.as_mut_ptr().cast(),
-                        expiries.len(),
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            });
-            match read {
-                Ok(Ok(())) => {
-                    std::mem::forget(disarm);
-                    return Ok(());
-                }
-                Ok(Err(e)) => return Err(e),
-                // Readiness left from an earlier sleep: it has been cleared, wait again.
-                Err(_would_block) => continue,
+            // SAFETY: reads at most 8 bytes into an 8-byte buffer.
+            let n =
+                unsafe { libc::read(fd.as_raw_fd(), expiries.as_mut_ptr().cast(), expiries.len()) };
+            // A one-shot timer that was just read cannot be readable again until it is
+            // re-armed and expires, which the reactor reports anew; so its readiness is
+            // cleared either way, and the next sleep goes straight to the reactor instead of
+            // first reading nothing.
+            ready.clear_ready();
+            if n >= 0 {
+                std::mem::forget(disarm);
+                return Ok(());
             }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::WouldBlock {
+                return Err(e);
+            }
+            // Readiness left from an earlier sleep: it has been cleared, wait again.
         }
     }
 }

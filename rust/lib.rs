@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod exact_timer;
 pub mod health;
+pub mod housekeeping;
 pub mod job;
 pub mod liveness;
 pub mod load;

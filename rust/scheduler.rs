@@ -2,9 +2,10 @@
 //! in batches no larger than the free worker slots and sends them down the bounded channel;
 //! it wakes on in-process enqueues, on freed slots, on hints from other processes (the
 //! store's wake source, heard on a thread of its own), when the earliest delayed job comes
-//! due and, as the guarantee, on the poll interval. Its timers heartbeat, recover
-//! stale workers' jobs and purge expired results; a watchdog thread beside it enforces
-//! timeouts. It does not run jobs and does not record outcomes.
+//! due and, as the guarantee, on the poll interval. Beside it, the housekeeping threads
+//! heartbeat, recover stale workers' jobs and fire periodic schedules (`housekeeping.rs`),
+//! and a watchdog thread enforces timeouts. It does not run jobs and does not record
+//! outcomes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,8 +20,9 @@ use crate::control::Control;
 use crate::events::{Event, JobRef};
 use crate::exact_timer::ExactTimer;
 use crate::health::Health;
+use crate::housekeeping::Housekeeping;
 use crate::job::{now_ms, ClaimedJob, WorkerKey};
-use crate::liveness::{Clock, Observer};
+use crate::liveness::Clock;
 use crate::load::{InFlight, RunTimes};
 use crate::storage::{ChangeProbe, Storage, TaskFilter};
 use crate::waker::{IdleGate, WakeThread};
@@ -35,9 +37,6 @@ pub const MAX_AHEAD: usize = 64;
 /// Jobs whose arguments average more than this are not claimed ahead: 64 of them waiting
 /// in the channel would hold too much memory.
 const AHEAD_MAX_PAYLOAD: usize = 256 * 1024;
-/// How often, at most, the retention sweep runs (a short window sweeps more often, but not
-/// more than once a second).
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 pub struct Scheduler {
     pub storage: Arc<dyn Storage>,
@@ -77,42 +76,25 @@ impl Scheduler {
             }
         };
         let gate = waker.as_ref().map(|_| gate);
+        let housekeeping = Housekeeping {
+            storage: self.storage.clone(),
+            config: self.config.clone(),
+            key: self.key.clone(),
+            health: self.health.clone(),
+            clock: self.clock.clone(),
+            control: self.control.clone(),
+        }
+        .start();
         runtime.block_on(async {
-            let observer = Observer::new(
-                self.key.clone(),
-                self.config.hostname.clone(),
-                self.config.pid,
-                self.config.heartbeat_interval,
-                self.config.stale_after,
-                self.clock.clone(),
-            );
-            let timers = [
-                tokio::spawn(heartbeat(
-                    self.storage.clone(),
-                    self.config.clone(),
-                    self.key.clone(),
-                    self.health.clone(),
-                    self.clock.clone(),
-                )),
-                tokio::spawn(maintenance(
-                    self.storage.clone(),
-                    self.config.clone(),
-                    observer,
-                )),
-                tokio::spawn(periodic(self.storage.clone(), self.control.clone())),
-            ];
             self.claim_loop(gate.as_deref(), &mut ExactTimer::new())
                 .await;
             self.drain().await;
-            for t in timers {
-                t.abort();
-            }
         });
+        housekeeping.stop();
         watchdog.stop();
         if let Some(w) = waker {
             w.stop();
         }
-        // A heartbeat stuck on a busy database must not hold up the shutdown.
         runtime.shutdown_timeout(Duration::from_secs(1));
     }
 
@@ -394,172 +376,11 @@ impl Scheduler {
     }
 }
 
-/// Keeps this worker's registry row fresh: each beat moves its counter (what observers
-/// judge liveness by) and writes its health. Runs on the blocking pool so a slow write never
-/// delays claims or the watchdog.
-async fn heartbeat(
-    storage: Arc<dyn Storage>,
-    config: WorkerConfig,
-    key: WorkerKey,
-    health: Arc<Health>,
-    clock: Arc<dyn Clock>,
-) {
-    let mut timer = ExactTimer::new();
-    let mut next = Instant::now();
-    let mut was_ok = true;
-    loop {
-        timer.sleep_until(next).await;
-        next = Instant::now() + config.heartbeat_interval;
-        let ok = health.ok();
-        if ok != was_ok {
-            if ok {
-                log::warn!("worker {} is healthy again and claims jobs", key.worker_id);
-            } else {
-                log::error!(
-                    "worker {} is unhealthy ({}); it claims no jobs until that clears",
-                    key.worker_id,
-                    if health.store_failing() {
-                        "the database refuses writes"
-                    } else {
-                        "too many threads are stuck in tasks"
-                    }
-                );
-            }
-            was_ok = ok;
-        }
-        let (s, k, status, now) = (
-            storage.clone(),
-            key.clone(),
-            health.status(),
-            clock.wall_ms(),
-        );
-        match tokio::task::spawn_blocking(move || s.heartbeat(&k, status, now)).await {
-            Ok(Err(e)) => log::warn!("heartbeat failed: {e}"),
-            Err(e) => log::warn!("heartbeat task failed: {e}"),
-            Ok(Ok(())) => {}
-        }
-    }
-}
-
-/// Watches the other workers' heartbeat counters and puts back the jobs of those presumed
-/// dead (twice per heartbeat interval, so recovery comes soon after `stale_after`);
-/// checkpoints the log and sweeps what retention expires.
-async fn maintenance(storage: Arc<dyn Storage>, config: WorkerConfig, observer: Observer) {
-    let observer = Arc::new(std::sync::Mutex::new(observer));
-    let mut timer = ExactTimer::new();
-    let mut next = Instant::now();
-    let mut last_sweep: Option<Instant> = None;
-    let mut last_checkpoint: Option<Instant> = None;
-    loop {
-        timer.sleep_until(next).await;
-        next = Instant::now() + config.heartbeat_interval / 2;
-        let checkpoint = last_checkpoint.is_none_or(|t| t.elapsed() >= config.heartbeat_interval);
-        if checkpoint {
-            last_checkpoint = Some(Instant::now());
-        }
-        let (s, obs) = (storage.clone(), observer.clone());
-        let recovered = tokio::task::spawn_blocking(move || {
-            let recovered = obs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .check(s.as_ref());
-            // Limits registered by workers started since (rare; one small read).
-            if let Err(e) = s.reload_task_limits() {
-                log::debug!("reloading task limits failed: {e}");
-            }
-            match s.expire_due(now_ms()) {
-                Ok(n) if n > 0 => log::info!("cancelled {n} job(s) not started before expiry"),
-                Err(e) => log::warn!("expiring jobs failed: {e}"),
-                _ => {}
-            }
-            match s.expire_results(now_ms()) {
-                Ok(n) if n > 0 => log::info!("deleted {n} finished job(s) past their result_ttl"),
-                Err(e) => log::warn!("deleting jobs past their result_ttl failed: {e}"),
-                _ => {}
-            }
-            if checkpoint {
-                if let Err(e) = s.checkpoint() {
-                    log::debug!("checkpoint skipped: {e}");
-                }
-            }
-            recovered
-        })
-        .await;
-        match recovered {
-            Ok(Ok(n)) if n > 0 => {
-                log::warn!("put back {n} job(s) of workers that stopped heartbeating")
-            }
-            Ok(Err(e)) => log::warn!("checking other workers' heartbeats failed: {e}"),
-            _ => {}
-        }
-        let retention = config.retention;
-        let Some(shortest) = retention.shortest() else {
-            continue;
-        };
-        let sweep_every = Duration::from_millis(shortest.max(0) as u64)
-            .clamp(Duration::from_secs(1), SWEEP_EVERY);
-        if last_sweep.is_some_and(|t| t.elapsed() < sweep_every) {
-            continue;
-        }
-        last_sweep = Some(Instant::now());
-        let s = storage.clone();
-        match tokio::task::spawn_blocking(move || s.sweep(&retention, now_ms())).await {
-            Ok(Ok(n)) if n.total() > 0 => log::info!(
-                "retention removed {} finished job(s), {} dead letter(s), {} error row(s), {} log line(s)",
-                n.archived_jobs,
-                n.dead_letter,
-                n.job_errors,
-                n.task_logs
-            ),
-            Ok(Err(e)) => log::warn!("retention sweep failed: {e}"),
-            _ => {}
-        }
-    }
-}
-
 /// Sleeps until `at` (epoch ms); never resolves for `None`. Lets a claim that stepped over
 /// rate-limited jobs come back when their next token is due rather than on the next poll.
 async fn until(at: Option<i64>) {
     match at {
         Some(at) => sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The longest the periodic timer sleeps: a schedule added, resumed or moved earlier by
-/// another process is seen within this.
-const PERIODIC_RECHECK: Duration = Duration::from_secs(1);
-
-/// Fires periodic schedules: sleeps until the earliest due time (at most
-/// `PERIODIC_RECHECK`), then lets the store claim and enqueue what is due, and wakes the
-/// claim loop for it. Every worker runs this; the store makes each fire happen once.
-async fn periodic(storage: Arc<dyn Storage>, control: Arc<Control>) {
-    let mut timer = ExactTimer::new();
-    loop {
-        let s = storage.clone();
-        let next = match tokio::task::spawn_blocking(move || s.fire_periodic(now_ms())).await {
-            Ok(Ok((fired, next))) => {
-                if fired > 0 {
-                    log::debug!("fired {fired} periodic schedule(s)");
-                    control.wake.notify_one();
-                }
-                next
-            }
-            Ok(Err(e)) => {
-                log::warn!("firing periodic schedules failed: {e}");
-                None
-            }
-            Err(e) => {
-                log::warn!("periodic timer task failed: {e}");
-                None
-            }
-        };
-        let wait = match next {
-            Some(at) => Duration::from_millis((at - now_ms()).max(0) as u64),
-            None => PERIODIC_RECHECK,
-        };
-        timer
-            .sleep_until(Instant::now() + wait.min(PERIODIC_RECHECK))
-            .await;
     }
 }

@@ -23,30 +23,46 @@ const SLICE: Duration = Duration::from_secs(1);
 /// Counts the scheduler's entries into its idle wait.
 #[derive(Default)]
 pub struct IdleGate {
-    epoch: Mutex<u64>,
+    state: Mutex<GateState>,
     cv: Condvar,
 }
 
+#[derive(Default)]
+struct GateState {
+    epoch: u64,
+    /// Whether the wake thread waits for the next entry (only then is there anyone to
+    /// notify: an idle scheduler enters its wait once per poll and pays no system call).
+    waiting: bool,
+}
+
 impl IdleGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Called by the scheduler each time it is about to wait with nothing to do.
     pub fn entered_idle(&self) {
-        let mut e = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
-        *e = e.wrapping_add(1);
-        self.cv.notify_all();
+        let mut g = self.lock();
+        g.epoch = g.epoch.wrapping_add(1);
+        if g.waiting {
+            self.cv.notify_all();
+        }
     }
 
     fn current(&self) -> u64 {
-        *self.epoch.lock().unwrap_or_else(|p| p.into_inner())
+        self.lock().epoch
     }
 
     /// Waits up to `timeout` for an idle entry after `seen`; true if there was one.
     fn wait_past(&self, seen: u64, timeout: Duration) -> bool {
-        let guard = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = self
+        let mut guard = self.lock();
+        guard.waiting = true;
+        let (mut guard, _) = self
             .cv
-            .wait_timeout_while(guard, timeout, |e| *e == seen)
+            .wait_timeout_while(guard, timeout, |g| g.epoch == seen)
             .unwrap_or_else(|p| p.into_inner());
-        *guard != seen
+        guard.waiting = false;
+        guard.epoch != seen
     }
 }
 

@@ -16,9 +16,11 @@ pub mod postgres;
 mod retention;
 mod schema;
 mod sqlite;
+mod sqlite_change;
 mod sqlite_limits;
 mod sqlite_wake;
 mod task_logs;
+mod wal_index;
 
 pub use ids::seq_of;
 pub use limits::{LimitMap, TaskLimit};

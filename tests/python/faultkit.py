@@ -227,17 +227,17 @@ class Lab:
         raise AssertionError("the process held the database's write lock at every stop")
 
     def _write_lock_free(self) -> bool:
-        import sqlite3
-
-        probe = sqlite3.connect(self.db, timeout=0.5, isolation_level=None)
-        try:
-            probe.execute("BEGIN IMMEDIATE")
-            probe.execute("ROLLBACK")
-            return True
-        except sqlite3.OperationalError:
-            return False
-        finally:
-            probe.close()
+        # From another process: in this one, closing a second SQLite library's connection
+        # to the file would drop the engine's POSIX locks on it.
+        probe = (
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], timeout=0.5, isolation_level=None)\n"
+            "try:\n"
+            "    c.execute('BEGIN IMMEDIATE'); c.execute('ROLLBACK')\n"
+            "except sqlite3.OperationalError:\n"
+            "    sys.exit(3)\n"
+        )
+        return subprocess.run([sys.executable, "-c", probe, self.db], timeout=30).returncode == 0
 
     def runs(self) -> list[Run]:
         return read_log(self.log)

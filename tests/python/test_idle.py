@@ -19,8 +19,10 @@ from taskito import Queue
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
 
 # A poll interval of 100 ms: ten polls a second, so the bound below leaves room for the polls,
-# heartbeats and maintenance while a thread that ticks ten times a second on its own (as the
-# watchdog and the calling thread once did) pushes the process past it.
+# heartbeats and maintenance (about 14 wake-ups a second in all on SQLite) while a thread that
+# ticks ten times a second on its own (as the watchdog and the calling thread once did), or
+# timers handed to a thread pool and back (as the housekeeping once was), push the process
+# past it.
 APP = """
 from taskito import Queue
 
@@ -30,7 +32,10 @@ queue = Queue(db_path={db!r}, scheduler_poll_interval_ms=100)
 def echo(value):
     return value
 """
-WAKES_PER_SECOND_BOUND = 40
+WAKES_PER_SECOND_BOUND = 25
+# On PostgreSQL every statement is a round trip the thread sleeps through: each poll's claim
+# and each maintenance tick's few queries add wake-ups of their own.
+WAKES_PER_SECOND_BOUND_POSTGRES = 50
 WINDOW_S = 4.0
 
 
@@ -71,7 +76,9 @@ def test_an_idle_worker_process_wakes_rarely_and_still_answers_at_once(tmp_path:
         _run(proc, queue, 1)  # every thread has started and run once
         time.sleep(1.0)
         total, per_thread = _wakes_per_second(proc.pid, WINDOW_S)
-        assert total < WAKES_PER_SECOND_BOUND, f"{total:.1f} wakes/s: {per_thread}"
+        postgres = db_path.startswith(("postgresql://", "postgres://"))
+        bound = WAKES_PER_SECOND_BOUND_POSTGRES if postgres else WAKES_PER_SECOND_BOUND
+        assert total < bound, f"{total:.1f} wakes/s: {per_thread}"
         # Asleep, yet a job enqueued by another process runs at once, and the next one too.
         _run(proc, queue, 2)
         _run(proc, queue, 3)
