@@ -73,6 +73,23 @@ impl Error {
         }
     }
 
+    /// Whether the store could not be reached at all: PostgreSQL refusing connections, or a
+    /// connection lost mid-statement (a server restart). Never a verdict on the values
+    /// written, so such a write waits for the store instead of failing its job.
+    pub fn is_unavailable(&self) -> bool {
+        const CONNECTION_LOST: [&str; 4] = [
+            "connection closed",
+            "error communicating with the server",
+            "terminating connection",
+            "the database system is",
+        ];
+        match self {
+            Error::Connect { .. } => true,
+            Error::Postgres(m) => CONNECTION_LOST.iter().any(|t| m.contains(t)),
+            _ => false,
+        }
+    }
+
     /// Whether this is SQLite reporting lock contention (worth retrying).
     pub fn is_busy(&self) -> bool {
         match self {

@@ -190,6 +190,20 @@ fn persist_one_by_one(storage: &dyn Storage, writes: Vec<Write>) -> Vec<Write> {
         let Err(e) = storage.record(std::slice::from_ref(&w), now_ms()) else {
             continue;
         };
+        // A store out of reach (a server restarting) says nothing about this value; and a
+        // value the store refuses is refused again, while a passing failure is not.
+        let e = match e.is_unavailable() {
+            false => match storage.record(std::slice::from_ref(&w), now_ms()) {
+                Ok(_) => continue,
+                Err(again) => again,
+            },
+            true => e,
+        };
+        if e.is_unavailable() {
+            let mut rest = vec![w];
+            rest.extend(left);
+            return rest;
+        }
         match unrecordable(&w, &e) {
             Some(fail) => match storage.record(std::slice::from_ref(&fail), now_ms()) {
                 Ok(_) => {

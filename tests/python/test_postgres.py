@@ -322,6 +322,8 @@ def test_server_restart_under_load_loses_nothing(url: str, tmp_path: Path) -> No
         assert wait_until(lambda: _completed(q) == total, 90, step=0.5), (
             q.stats(),
             q.list_jobs(status="running"),
+            [(j.id, q.job_errors(j.id)) for j in q.list_jobs(status="failed")],
+            [log.read_text()[-3000:] for log in sorted(tmp_path.glob("worker-*.log"))],
         )
     finally:
         stop(procs)

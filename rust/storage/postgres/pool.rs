@@ -515,4 +515,34 @@ mod tests {
         thread::sleep(Duration::from_millis(600));
         assert!(client.query_one("SELECT 1", &[]).is_err());
     }
+
+    /// Needs a server: `TASKITO_TEST_PG_URL` (skipped without it).
+    #[test]
+    fn a_lost_connection_is_unavailable_and_a_refused_value_is_not() {
+        let Ok(url) = std::env::var("TASKITO_TEST_PG_URL") else {
+            return;
+        };
+        let settings = PgSettings::parse(&url, "public").unwrap();
+        let mut victim = settings.connect().unwrap();
+        let pid: i32 = victim
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
+        let refused = victim.batch_execute("SELECT 1 / 0").unwrap_err();
+        assert!(!settings.error(refused).is_unavailable());
+        let mut other = settings.connect().unwrap();
+        other
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .unwrap();
+        thread::sleep(Duration::from_millis(200));
+        let lost = victim.batch_execute("SELECT 1").unwrap_err();
+        let lost = settings.error(lost);
+        assert!(lost.is_unavailable(), "{lost}");
+        let unreachable = PgSettings::parse("postgresql://u:p@127.0.0.1:1/db", "public")
+            .unwrap()
+            .connect()
+            .err()
+            .expect("nothing listens on port 1");
+        assert!(unreachable.is_unavailable());
+    }
 }
