@@ -1,35 +1,26 @@
-//! What the engine needs from a store, as one trait. SQLite is the first implementation;
-//! another backend (PostgreSQL) implements the same trait without touching the scheduler,
-//! the workers or the result handler.
+//! What the engine needs from a store, as one trait. Two backends implement it, each in
+//! its own folder with the same file per area (`sqlite/`, `postgres/`); what both must agree
+//! on lives beside the trait: `model.rs` (the types it speaks), `rules.rs` (what a status
+//! means, cancel windows, recovery notes), `cursor.rs` (keyset pages), `picker.rs` (which
+//! limited jobs a claim starts) and `ids.rs` (job ids and their seq).
 
-mod admin;
-mod connection;
-mod dependencies;
+mod cursor;
 mod ids;
-mod inspect;
-mod job_control;
-mod limits;
-mod pages;
-mod pause;
-mod periodic;
+mod model;
+mod picker;
 pub mod postgres;
-mod retention;
-mod schema;
+mod rules;
 mod sqlite;
-mod sqlite_change;
-mod sqlite_limits;
-mod sqlite_wake;
-mod task_logs;
-mod wal_index;
 
 pub use ids::seq_of;
-pub use limits::{LimitMap, TaskLimit};
-pub use periodic::{PeriodicInfo, PeriodicSpec};
+pub use model::{
+    ChangeProbe, JobPage, PeriodicInfo, PeriodicSpec, QueueCounts, TaskFilter, WakeSource, Write,
+};
+pub use picker::{LimitMap, TaskLimit};
 pub use postgres::{PgOptions, PgStorage};
-
-pub use schema::VERSION as SCHEMA_VERSION;
-pub use sqlite::{Durability, SqliteStorage};
-pub use sqlite_wake::ENV_SWITCH as WAKE_ENV_SWITCH;
+pub(crate) use rules::move_unstarted;
+pub use rules::{CANCEL_CLAIMED_AFTER_MS, MAX_RECOVERIES};
+pub use sqlite::{Durability, SqliteStorage, SCHEMA_VERSION, WAKE_ENV_SWITCH};
 
 use crate::error::Result;
 use crate::job::{
@@ -37,83 +28,6 @@ use crate::job::{
     StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
-
-/// A write that ends (or annotates) a claim. Every variant carries the claim token: the
-/// store applies it only while that claim still holds the job ("fencing"), so a late result
-/// from a thread or process that lost its claim changes nothing.
-#[derive(Debug, Clone)]
-pub enum Write {
-    /// A worker thread picked the job up: record which thread runs it.
-    Started {
-        id: String,
-        token: i64,
-        thread_id: String,
-    },
-    Complete {
-        id: String,
-        token: i64,
-        thread_id: String,
-        result: Vec<u8>,
-    },
-    /// Back to `pending` at `run_at`, with the attempt in the error history.
-    Retry {
-        id: String,
-        token: i64,
-        thread_id: String,
-        error: String,
-        traceback: String,
-        run_at: i64,
-    },
-    /// Finished for good (`failed` or `dead`), with a dead-letter row.
-    Fail {
-        id: String,
-        token: i64,
-        thread_id: String,
-        error: String,
-        traceback: String,
-        status: JobStatus,
-    },
-    /// Claimed but not run (shutdown, write-off of a stuck thread): back to `pending` as it
-    /// was, no attempt counted.
-    Requeue { id: String, token: i64 },
-}
-
-/// Which task names a claim may take: the async lane claims only async tasks, and the
-/// worker threads beside it everything else, so neither takes jobs the other must run.
-#[derive(Debug, Clone, Copy)]
-pub enum TaskFilter<'a> {
-    Only(&'a [String]),
-    Except(&'a [String]),
-}
-
-/// Counts of `(queue, status)` pairs.
-pub type QueueCounts = Vec<(String, JobStatus, i64)>;
-
-/// How old (ms, on the store's clock) a claim with no start recorded must be before
-/// `cancel` takes its job. A worker records the start of a job it takes 20 ms or more after
-/// the claim (`worker::CLAIMED_AHEAD_AFTER`), so a job cancelled past this can never start;
-/// and one taken sooner has had its start recorded by then (the result handler's delayed
-/// mark, unless the store lags), so `cancel` does not take a job that runs.
-pub const CANCEL_CLAIMED_AFTER_MS: i64 = 200;
-
-/// Moves the claimed jobs that have not started (`unstarted`: per queue) from `running` to
-/// `pending` in `counts`, as users see them.
-pub(crate) fn move_unstarted(
-    mut counts: QueueCounts,
-    unstarted: Vec<(String, i64)>,
-) -> QueueCounts {
-    for (queue, n) in unstarted {
-        if let Some(running) = counts
-            .iter_mut()
-            .find(|(q, s, _)| *q == queue && *s == JobStatus::Running)
-        {
-            running.2 -= n;
-        }
-        counts.push((queue, JobStatus::Pending, n));
-    }
-    counts.retain(|(_, _, n)| *n > 0);
-    counts
-}
 
 /// The storage contract. Implementations are shared between threads and must make each
 /// method atomic; `claim` must hand each job to exactly one caller across processes.
@@ -341,25 +255,4 @@ pub trait Storage: Send + Sync + 'static {
     fn expire_due(&self, now: i64) -> Result<usize>;
     /// Enqueues a copy of a job (task, payload, options, metadata, notes); the new id.
     fn replay(&self, id: &str, now: i64) -> Result<String>;
-}
-
-/// One page of a keyset listing: the rows, and the cursor of the next page (None on the
-/// last one). Cursors are opaque strings the backend makes and reads back.
-#[derive(Debug, Clone)]
-pub struct JobPage<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-/// A hint that jobs may be ready: never the source of truth (the poll is).
-pub trait WakeSource: Send {
-    /// Blocks up to `timeout` for a hint; true if one arrived.
-    fn wait(&mut self, timeout: std::time::Duration) -> bool;
-}
-
-/// Reports a number that changes whenever anything is committed to the store by any
-/// connection (another thread or process).
-/// Only a hint: the scheduler's poll is the guarantee.
-pub trait ChangeProbe: Send {
-    fn version(&mut self) -> Option<i64>;
 }

@@ -8,7 +8,7 @@ use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome};
 use crate::storage::ids::seq_of;
-use crate::storage::inspect::status_sql;
+use crate::storage::rules::status_sql;
 use crate::storage::{move_unstarted, QueueCounts, CANCEL_CLAIMED_AFTER_MS};
 
 macro_rules! job_columns {

@@ -16,7 +16,7 @@ use super::links::with_parents;
 use super::pool::{Conn, PgSettings};
 use crate::error::Result;
 use crate::job::{now_ms, ClaimedJob, WorkerKey};
-use crate::storage::limits::{Budget, LimitMap, Picker, Ready, TaskLimit, SCAN_MAX};
+use crate::storage::picker::{Budget, LimitMap, Picker, Ready, TaskLimit, SCAN_MAX};
 use crate::storage::TaskFilter;
 
 /// The server's clock now (epoch ms), not the transaction's start.

@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex};
 
 use pool::{Conn, PgSettings, Pool};
 
-use super::limits::LimitCache;
 use super::{
     ChangeProbe, JobPage, PeriodicInfo, PeriodicSpec, QueueCounts, Storage, TaskFilter, TaskLimit,
     WakeSource, Write,
@@ -38,6 +37,7 @@ use crate::job::{
     StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
+use crate::storage::picker::LimitCache;
 
 /// Failed claims remembered for a later look-up (a server down for long makes many).
 const MAX_UNSURE_CLAIMS: usize = 1024;

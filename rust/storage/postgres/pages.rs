@@ -8,9 +8,9 @@ use super::inspect::{job_columns, job_row, push_text_filters};
 use super::pool::{Conn, PgSettings};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord};
+use crate::storage::cursor::{check_limit, page, parse_cursor};
 use crate::storage::ids::seq_of;
-use crate::storage::inspect::status_sql;
-use crate::storage::pages::{check_limit, page, parse_cursor};
+use crate::storage::rules::status_sql;
 use crate::storage::JobPage;
 
 pub fn pause(c: &mut Conn, s: &PgSettings, queue: &str, now: i64) -> Result<bool> {

@@ -9,7 +9,8 @@ use super::pool::{Conn, PgSettings};
 use crate::error::Result;
 use crate::job::NewJob;
 use crate::schedule::Schedule;
-use crate::storage::periodic::{json_string, next_or_err, not_found, PeriodicInfo, PeriodicSpec};
+use crate::storage::rules::{json_string, next_or_err, not_found};
+use crate::storage::{PeriodicInfo, PeriodicSpec};
 
 /// The server's clock (epoch ms) as of the start of the transaction.
 fn server_now(tx: &mut postgres::Transaction<'_>) -> std::result::Result<i64, postgres::Error> {

@@ -7,7 +7,7 @@ use super::pool::{Conn, PgSettings};
 use crate::error::Result;
 use crate::job::{WorkerBeat, WorkerInfo, WorkerKey};
 use crate::storage::ids::seq_of;
-use crate::storage::inspect::recovery_note;
+use crate::storage::rules::recovery_note;
 
 pub fn register_worker(c: &mut Conn, s: &PgSettings, w: &WorkerInfo) -> Result<()> {
     let err = |e| s.error(e);

@@ -3,10 +3,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::dependencies::{after_outcome, enqueue_linked};
-use super::ids::seq_of;
+use super::links::{after_outcome, enqueue_linked};
 use crate::error::{Error, Result};
 use crate::job::{JobLinks, NewJob};
+use crate::storage::ids::seq_of;
 
 /// Most expired jobs cancelled by one sweep transaction.
 const EXPIRE_BATCH: i64 = 500;

@@ -6,11 +6,11 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::ids::seq_of;
-use super::sqlite::{insert_job, next_seq, note_queue};
-use super::sqlite_limits::check_pending;
+use super::limits::check_pending;
+use super::{insert_job, next_seq, note_queue};
 use crate::error::{Error, Result};
 use crate::job::{Dep, JobLinks, NewJob, ParentResults, PassResult};
+use crate::storage::ids::seq_of;
 
 /// Waiting for dependencies. Users see it as `pending` (`JobStatus::from_i64`).
 pub const WAITING: i64 = 6;

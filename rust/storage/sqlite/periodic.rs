@@ -5,48 +5,12 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::sqlite::{insert_job, next_seq, note_queue};
-use crate::error::{Error, Result};
+use super::{insert_job, next_seq, note_queue};
+use crate::error::Result;
 use crate::job::NewJob;
 use crate::schedule::Schedule;
-
-/// A schedule as a worker registers it: the call to enqueue and when.
-#[derive(Debug, Clone)]
-pub struct PeriodicSpec {
-    pub name: String,
-    pub task_name: String,
-    pub cron_expr: String,
-    /// IANA name; empty means UTC.
-    pub timezone: String,
-    pub queue: String,
-    pub payload: Vec<u8>,
-    pub priority: i64,
-    pub max_retries: i64,
-    pub retry_backoff: f64,
-    pub timeout_ms: i64,
-}
-
-/// A stored schedule, as `list_periodic` shows it.
-#[derive(Debug, Clone)]
-pub struct PeriodicInfo {
-    pub name: String,
-    pub task_name: String,
-    pub cron_expr: String,
-    pub timezone: String,
-    pub queue: String,
-    pub enabled: bool,
-    pub last_run: Option<i64>,
-    pub next_run: i64,
-}
-
-pub(super) fn next_or_err(schedule: &Schedule, name: &str, after: i64) -> Result<i64> {
-    schedule.next_after(after).ok_or_else(|| {
-        Error::invalid(
-            "cron",
-            format!("schedule {name:?} has no due time after now"),
-        )
-    })
-}
+use crate::storage::rules::{json_string, next_or_err, not_found};
+use crate::storage::{PeriodicInfo, PeriodicSpec};
 
 /// Stores or updates schedules. A schedule whose cron or zone changed is due again from
 /// `now`; one that only changed its call keeps its next due time (and its paused state).
@@ -115,13 +79,6 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<PeriodicInfo>> {
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
-}
-
-pub(super) fn not_found(name: &str) -> Error {
-    Error::NotFound {
-        kind: "periodic schedule",
-        id: name.to_string(),
-    }
 }
 
 /// Pauses or resumes a schedule. A resumed schedule is due at its next time after `now`:
@@ -251,20 +208,4 @@ pub(super) fn fire_due(conn: &mut Connection, now: i64) -> Result<(usize, Option
     let earliest = next_due(&tx)?;
     tx.commit()?;
     Ok((fired, earliest))
-}
-
-/// `s` as a JSON string literal.
-pub(super) fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

@@ -1,30 +1,48 @@
 //! The SQLite store: enqueue, claim and the batched writes of the result handler. The
 //! inspection queries live in `inspect.rs`; connection handling in `connection.rs`.
 
+mod admin;
+mod change;
+mod connection;
+mod inspect;
+mod job_control;
+mod limits;
+mod links;
+mod pages;
+mod pause;
+mod periodic;
+mod retention;
+mod schema;
+mod task_logs;
+mod wake;
+mod wal_index;
+
+pub use schema::VERSION as SCHEMA_VERSION;
+pub use wake::ENV_SWITCH as WAKE_ENV_SWITCH;
+
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::connection::{self, with_retry, Pool, Settings};
-use super::dependencies::{self, after_outcome};
-use super::ids::{self, seq_of};
-use super::limits::{LimitCache, TaskLimit};
-use super::periodic::{self, PeriodicInfo, PeriodicSpec};
-use super::sqlite_change::SqliteChangeProbe;
-use super::sqlite_limits;
-use super::sqlite_wake::{Kind, Listener, Notifier};
-use super::wal_index::WalIndex;
-use super::{
-    admin, inspect, job_control, pages, pause, retention, task_logs, ChangeProbe, JobPage,
-    QueueCounts, Storage, TaskFilter, WakeSource, Write,
-};
+use change::SqliteChangeProbe;
+use connection::{with_retry, Pool, Settings};
+use links::after_outcome;
+use wake::{Kind, Listener, Notifier};
+use wal_index::WalIndex;
+
 use crate::error::{Error, Result};
 use crate::job::{
     ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobLinks, JobRecord, JobStatus, NewJob,
     StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
+use crate::storage::ids::{self, seq_of};
+use crate::storage::picker::{LimitCache, TaskLimit};
+use crate::storage::{
+    ChangeProbe, JobPage, PeriodicInfo, PeriodicSpec, QueueCounts, Storage, TaskFilter, WakeSource,
+    Write,
+};
 
 /// How commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,7 +407,7 @@ fn finish_claim(
         job_control::started(conn, seq)?;
     }
     if pass_result != 0 {
-        job.parents = Some(dependencies::parent_results(conn, seq, pass_result)?);
+        job.parents = Some(links::parent_results(conn, seq, pass_result)?);
     }
     Ok(Some(job))
 }
@@ -601,7 +619,7 @@ impl SqliteStorage {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let limits = self.limits.get(|| self.read(|c| sqlite_limits::load(c)))?;
+        let limits = self.limits.get(|| self.read(|c| limits::load(c)))?;
         if !limits.is_empty() {
             return self.claim_limited(queues, owner, limit, now, &limits, tasks);
         }
@@ -653,7 +671,7 @@ impl Storage for SqliteStorage {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let ids = insert_jobs(&tx, jobs, now)?;
             // Dropping the transaction on error rolls every insert back.
-            sqlite_limits::check_pending(&tx, &queues, max_pending)?;
+            limits::check_pending(&tx, &queues, max_pending)?;
             tx.commit()?;
             Ok(ids)
         })
@@ -919,11 +937,11 @@ impl Storage for SqliteStorage {
     }
 
     fn register_task_limits(&self, limits: &[TaskLimit], unlimited: &[String]) -> Result<()> {
-        self.write(|c| sqlite_limits::register(c, limits, unlimited))?;
+        self.write(|c| limits::register(c, limits, unlimited))?;
         self.reload_task_limits()
     }
     fn reload_task_limits(&self) -> Result<()> {
-        let map = self.read(|c| sqlite_limits::load(c))?;
+        let map = self.read(|c| limits::load(c))?;
         self.limits.set(Arc::new(map));
         Ok(())
     }
@@ -963,11 +981,11 @@ impl Storage for SqliteStorage {
         max_pending: &[(String, i64)],
     ) -> Result<Vec<String>> {
         let now = crate::job::now_ms();
-        self.write(|c| dependencies::enqueue_linked(c, jobs, links, max_pending, now))
+        self.write(|c| links::enqueue_linked(c, jobs, links, max_pending, now))
             .inspect(|_| self.hints.notify(Kind::Work))
     }
     fn job_links(&self, id: &str) -> Result<(Vec<String>, Vec<String>)> {
-        self.read(|c| dependencies::links_of(c, id))
+        self.read(|c| links::links_of(c, id))
     }
     fn request_cancel(&self, id: &str) -> Result<bool> {
         self.write(|c| job_control::request_cancel(c, id))

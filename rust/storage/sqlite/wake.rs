@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::WakeSource;
+use crate::storage::WakeSource;
 
 /// Turns the mechanism off in this process (`TASKITO_WAKE=off`): polling alone then.
 pub const ENV_SWITCH: &str = "TASKITO_WAKE";

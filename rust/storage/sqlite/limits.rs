@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::limits::{Budget, Choice, LimitMap, Picker, Ready, TaskLimit, SCAN_MAX};
-use super::sqlite::{claim_seqs, claimable_queues, SqliteStorage};
-use super::TaskFilter;
+use super::{claim_seqs, claimable_queues, SqliteStorage};
 use crate::error::{Error, Result};
 use crate::job::{ClaimedJob, WorkerKey};
+use crate::storage::picker::{Budget, Choice, LimitMap, Picker, Ready, TaskLimit, SCAN_MAX};
+use crate::storage::TaskFilter;
 
 impl SqliteStorage {
     /// `claim` when some task has limits: the same indexed reads, stepping over jobs whose

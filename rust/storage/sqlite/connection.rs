@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+use super::schema;
 use crate::error::{Error, Result};
-use crate::storage::schema;
 
 /// How long SQLite itself waits on a lock before returning `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

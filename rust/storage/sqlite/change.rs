@@ -12,7 +12,7 @@
 use rusqlite::Connection;
 
 use super::wal_index::WalIndex;
-use super::ChangeProbe;
+use crate::storage::ChangeProbe;
 
 /// Every this many looks, `PRAGMA data_version` is asked as well (once a second at the
 /// default poll interval).
@@ -162,7 +162,7 @@ mod tests {
             let status = std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "storage::sqlite_change::tests::commits_of_another_process_change_the_version",
+                    "storage::sqlite::change::tests::commits_of_another_process_change_the_version",
                     "--nocapture",
                 ])
                 .env(WRITER, &path)

@@ -7,57 +7,17 @@
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::ids::seq_of;
 use super::inspect::{job_row, push_text_filters, JOB_COLUMNS};
-use super::JobPage;
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord, JobStatus};
+use crate::storage::cursor::{check_limit, page, parse_cursor};
+use crate::storage::ids::seq_of;
+use crate::storage::JobPage;
 
 /// Below this many rows matching the indexed filters (status, queue), a page reads them
 /// through the status index and sorts; above it, walking the table backwards from the
 /// cursor finds a page's rows sooner than the sort would.
 const SORT_LIMIT: i64 = 10_000;
-
-/// The seq a cursor (hex, as `page` writes it) stands for; the first page reads from the top.
-/// Shared by every store's keyset listings.
-pub(super) fn parse_cursor(after: Option<&str>) -> Result<i64> {
-    match after {
-        None => Ok(i64::MAX),
-        Some(c) => i64::from_str_radix(c, 16)
-            .ok()
-            .filter(|&s| s > 0)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "after",
-                    format!("{c:?} is not a cursor this store returned"),
-                )
-            }),
-    }
-}
-
-pub(super) fn check_limit(limit: i64) -> Result<()> {
-    if limit < 0 {
-        return Err(Error::invalid(
-            "limit",
-            format!("{limit} (must not be negative)"),
-        ));
-    }
-    Ok(())
-}
-
-/// Rows come back `limit + 1` at most: the extra one only says a next page exists.
-pub(super) fn page<T>(mut rows: Vec<T>, limit: i64, cursor: impl Fn(&T) -> i64) -> JobPage<T> {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = match (more, rows.last()) {
-        (true, Some(last)) => Some(format!("{:x}", cursor(last))),
-        _ => None,
-    };
-    JobPage {
-        items: rows,
-        next_cursor,
-    }
-}
 
 pub fn jobs_after(
     c: &Connection,

@@ -3,15 +3,16 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::dependencies::after_outcome;
-use super::ids::seq_of;
-use super::sqlite::{insert_job, next_seq, note_queue, write_dead_letter};
-use super::{move_unstarted, QueueCounts, CANCEL_CLAIMED_AFTER_MS};
+use super::links::after_outcome;
+use super::{insert_job, next_seq, note_queue, write_dead_letter};
 use crate::error::{Error, Result};
 use crate::job::{
     DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome, WorkerBeat,
     WorkerInfo, WorkerKey,
 };
+use crate::storage::ids::seq_of;
+use crate::storage::rules::{recovery_note, status_sql};
+use crate::storage::{move_unstarted, QueueCounts, CANCEL_CLAIMED_AFTER_MS};
 
 pub(super) const JOB_COLUMNS: &str =
     "id, queue, task_name, status, priority, retry_count, max_retries, \
@@ -130,17 +131,6 @@ pub fn list_jobs(c: &Connection, f: &JobFilter) -> Result<Vec<JobRecord>> {
     let mut stmt = c.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), job_row)?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
-}
-
-/// The rows users see with status `s` (a literal condition: no parameter, so a listing's
-/// statement is prepared once per status). Jobs waiting for their dependencies (6) and
-/// claimed jobs not yet started are pending to users.
-pub(super) fn status_sql(s: JobStatus) -> String {
-    match s {
-        JobStatus::Pending => "(status IN (0, 6) OR (status = 1 AND worker_id IS NULL))".into(),
-        JobStatus::Running => "(status = 1 AND worker_id IS NOT NULL)".into(),
-        other => format!("status = {}", other as i64),
-    }
 }
 
 /// Appends the filters of `list_jobs_filtered`: a pattern anywhere in the metadata or the
@@ -398,39 +388,11 @@ pub fn worker_beats(c: &Connection) -> Result<Vec<WorkerBeat>> {
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
-/// How many times a job may be put back after losing its worker before it is dead-lettered.
-pub const MAX_RECOVERIES: i64 = 5;
-
 /// Running jobs whose claiming incarnation has no live registry row. Rows written before
 /// incarnations existed have incarnation 0 on both sides.
 const ORPHANS: &str = "FROM jobs WHERE status = 1 AND NOT EXISTS (SELECT 1 FROM workers w \
     WHERE w.worker_id = jobs.owner AND w.incarnation = COALESCE(jobs.incarnation, 0) \
     AND w.status IN ('active', 'unhealthy'))";
-
-/// What recovery does with a job that lost its worker, and the note it adds to the job's
-/// history: `(dead-letter it, note)`. A job that lost its worker after starting more than
-/// `MAX_RECOVERIES` times is dead-lettered; one that never started goes back uncounted.
-pub(super) fn recovery_note(worker: &str, recoveries: i64, started: bool) -> (bool, String) {
-    if !started {
-        return (
-            false,
-            format!(
-                "worker {worker} stopped heartbeating before the job started; job put back to \
-                 pending (not counted as a lost run)"
-            ),
-        );
-    }
-    let dead = recoveries > MAX_RECOVERIES;
-    let note = if dead {
-        format!(
-            "worker {worker} stopped heartbeating; the job lost its worker {recoveries} times \
-             and is dead-lettered"
-        )
-    } else {
-        format!("worker {worker} stopped heartbeating; job put back to pending")
-    };
-    (dead, note)
-}
 
 pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Result<usize> {
     if dead.is_empty() {

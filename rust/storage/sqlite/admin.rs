@@ -3,8 +3,8 @@
 
 use rusqlite::{params, Connection};
 
-use super::ids::seq_of;
 use crate::error::Result;
+use crate::storage::ids::seq_of;
 
 /// Deletes one dead letter; false if there is none with that id.
 pub fn delete_dead(c: &Connection, dead_id: &str) -> Result<bool> {
