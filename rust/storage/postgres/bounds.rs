@@ -3,40 +3,8 @@
 
 use postgres::Transaction;
 
-use super::claim::{enqueue_in, enqueue_statement};
-use super::pool::{Conn, PgSettings};
+use super::pool::PgSettings;
 use crate::error::{Error, Result};
-use crate::job::NewJob;
-
-/// `enqueue`, failing with `QueueFull` (and storing nothing) if a queue of `jobs` would then
-/// hold more than `max_pending` pending jobs (see `check_pending`).
-pub fn enqueue_bounded(
-    conn: &mut Conn,
-    settings: &PgSettings,
-    jobs: &[NewJob],
-    client_now: i64,
-    notify: Option<&str>,
-    max_pending: i64,
-) -> Result<Vec<String>> {
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let err = |e| settings.error(e);
-    let mut bounds: Vec<(&str, i64)> = jobs
-        .iter()
-        .map(|j| (j.queue.as_str(), max_pending))
-        .collect();
-    bounds.sort_unstable();
-    bounds.dedup();
-    let stmt = enqueue_statement(conn, settings)?;
-    let mut tx = conn.client.transaction().map_err(err)?;
-    lock_pending(&mut tx, settings, &bounds)?;
-    let ids = enqueue_in(&mut tx, &stmt, settings, jobs, client_now, notify)?;
-    // Dropping the transaction on error rolls every insert (and its notification) back.
-    check_pending(&mut tx, settings, &bounds)?;
-    tx.commit().map_err(err)?;
-    Ok(ids)
-}
 
 /// Takes the pending-count lock of each bounded queue, `bounds` sorted by name (so producers
 /// of overlapping queue sets never wait on each other in a cycle). Producers of one queue

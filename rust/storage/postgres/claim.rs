@@ -6,120 +6,21 @@
 //! what is ready and never run a job early.
 
 use postgres::error::SqlState;
-use postgres::{GenericClient, Statement, Transaction};
+use postgres::{Statement, Transaction};
 
 use super::job_control::finish_cancelled;
+use super::limits;
 use super::links::with_parents;
 use super::pool::{Conn, PgSettings};
+use super::rows::{
+    claimed_columns, claimed_job, claimed_rows, enqueue_in, enqueue_statement, insert_error,
+    new_token, now_ms_sql, write_dead_letter,
+};
+use super::store::{PgStorage, MAX_UNSURE_CLAIMS};
 use crate::error::Result;
 use crate::job::{ClaimedJob, NewJob, WorkerKey};
-use crate::storage::ids::{self, seq_of};
+use crate::storage::ids::seq_of;
 use crate::storage::{TaskFilter, Write};
-
-/// The server's clock in epoch milliseconds, as of the start of the transaction.
-macro_rules! now_ms_sql {
-    () => {
-        "(extract(epoch from now()) * 1000)::bigint"
-    };
-}
-pub(crate) use now_ms_sql;
-
-/// The one statement of an enqueue: sequence numbers, the rows, the queue names and the
-/// wake-up notifications (once per queue), in one round trip. Rows come back in input order
-/// with their id and whether they were inserted (false: a live job holds the unique key).
-const ENQUEUE: &str = concat!(
-    "WITH input AS ( \
-       SELECT nextval('jobs_seq') AS s, u.* FROM unnest($1::text[], $2::text[], $3::bytea[], \
-         $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[], $8::bigint[], $9::text[], \
-         $10::text[], $11::text[], $13::bigint[]) \
-         WITH ORDINALITY AS u(q, t, p, pr, d, mr, rb, tm, uk, md, px, rt, ord)), \
-     ins AS ( \
-       INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
-         scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata, \
-         result_ttl_ms) \
-       SELECT s, px || lpad(to_hex(s), 12, '0'), q, t, p, 0, pr, ",
-    now_ms_sql!(),
-    ", ",
-    now_ms_sql!(),
-    " + d, mr, rb, tm, uk, md, rt FROM input ORDER BY ord \
-       ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING \
-       RETURNING seq), \
-     noted AS (INSERT INTO queues (name) SELECT DISTINCT q FROM input ON CONFLICT DO NOTHING) \
-     SELECT i.px || lpad(to_hex(i.s), 12, '0'), ins.seq IS NOT NULL, \
-       (SELECT count(pg_notify($12, dq.q)) FROM (SELECT DISTINCT q FROM input) AS dq \
-        WHERE $12::text IS NOT NULL) \
-     FROM input AS i LEFT JOIN ins ON ins.seq = i.s ORDER BY i.ord"
-);
-
-/// Inserts jobs with one statement and returns their ids (for a `unique_key` that a pending
-/// or running job holds, that job's id); notifies listening workers once per queue when
-/// `notify` names the channel. Runs in the caller's transaction, if any.
-pub fn enqueue_in(
-    client: &mut impl GenericClient,
-    stmt: &Statement,
-    settings: &PgSettings,
-    jobs: &[NewJob],
-    client_now: i64,
-    notify: Option<&str>,
-) -> Result<Vec<String>> {
-    let rows = enqueue_marked(client, stmt, settings, jobs, client_now, notify)?;
-    Ok(rows.into_iter().map(|(id, _)| id).collect())
-}
-
-/// `enqueue_in`, telling for each job whether it was inserted (false: a live job holds its
-/// unique key, and the id is that job's).
-pub fn enqueue_marked(
-    client: &mut impl GenericClient,
-    stmt: &Statement,
-    settings: &PgSettings,
-    jobs: &[NewJob],
-    client_now: i64,
-    notify: Option<&str>,
-) -> Result<Vec<(String, bool)>> {
-    let err = |e| settings.error(e);
-    let q: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
-    let t: Vec<&str> = jobs.iter().map(|j| j.task_name.as_str()).collect();
-    let p: Vec<&[u8]> = jobs.iter().map(|j| j.payload.as_slice()).collect();
-    let pr: Vec<i64> = jobs.iter().map(|j| j.priority).collect();
-    let d: Vec<i64> = jobs.iter().map(|j| j.scheduled_at - client_now).collect();
-    let mr: Vec<i64> = jobs.iter().map(|j| j.max_retries).collect();
-    let rb: Vec<f64> = jobs.iter().map(|j| j.retry_backoff).collect();
-    let tm: Vec<i64> = jobs.iter().map(|j| j.timeout_ms).collect();
-    let uk: Vec<Option<&str>> = jobs.iter().map(|j| j.unique_key.as_deref()).collect();
-    let md: Vec<Option<&str>> = jobs.iter().map(|j| j.metadata.as_deref()).collect();
-    let rt: Vec<Option<i64>> = jobs.iter().map(|j| j.result_ttl_ms).collect();
-    // The id's time prefix is the caller's clock: it only spreads ids, it orders nothing.
-    let px: Vec<String> = jobs.iter().map(|_| ids::prefix(client_now)).collect();
-    let rows = client
-        .query(
-            stmt,
-            &[
-                &q, &t, &p, &pr, &d, &mr, &rb, &tm, &uk, &md, &px, &notify, &rt,
-            ],
-        )
-        .map_err(err)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (row, job) in rows.iter().zip(jobs) {
-        if row.get::<_, bool>(1) {
-            out.push((row.get(0), true));
-            continue;
-        }
-        let key = job.unique_key.as_deref().unwrap_or_default();
-        let existing = client
-            .query_opt(
-                "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
-                 AND status IN (0, 1, 6)",
-                &[&key],
-            )
-            .map_err(err)?;
-        // The holder may have finished in between: its id is still the answer.
-        out.push((
-            existing.map(|r| r.get(0)).unwrap_or_else(|| row.get(0)),
-            false,
-        ));
-    }
-    Ok(out)
-}
 
 /// Inserts jobs (see `enqueue_in`) as one autocommitted statement.
 pub fn enqueue(
@@ -135,25 +36,6 @@ pub fn enqueue(
     let stmt = enqueue_statement(conn, settings)?;
     enqueue_in(&mut conn.client, &stmt, settings, jobs, client_now, notify)
 }
-
-/// The enqueue statement, prepared once per connection.
-pub fn enqueue_statement(conn: &mut Conn, settings: &PgSettings) -> Result<Statement> {
-    conn.prepare(ENQUEUE).map_err(|e| settings.error(e))
-}
-
-pub fn new_token() -> i64 {
-    fastrand::i64(1..i64::MAX)
-}
-
-/// What a claim returns of each job it took (`j` is the jobs table), as `claimed_rows` reads it.
-macro_rules! claimed_columns {
-    () => {
-        "j.id, j.task_name, j.queue, j.payload, j.retry_count, j.max_retries, \
-         j.retry_backoff, j.timeout_ms, j.priority, j.scheduled_at, j.seq, j.pass_result, \
-         j.eager_start"
-    };
-}
-pub(crate) use claimed_columns;
 
 /// The claim statement; `$filter` restricts task names (`$6`). The CTE is an optimisation
 /// fence: the planner cannot lock more rows than it returns.
@@ -324,53 +206,6 @@ pub fn claimed_by_token(
         settings,
         claimed_rows(rows.iter(), token, None),
     )
-}
-
-/// Claimed rows in claim order, each with how it takes its parents' results.
-/// `claimed_at`: an instant before the claim's statement was sent; `None` for a claim made
-/// at an unknown earlier time, whose jobs then record their start before running.
-pub(super) fn claimed_rows<'a>(
-    rows: impl Iterator<Item = &'a postgres::Row>,
-    token: i64,
-    claimed_at: Option<std::time::Instant>,
-) -> Vec<(ClaimedJob, i16)> {
-    let mut found: Vec<(i64, i64, i64, i16, ClaimedJob)> = rows
-        .map(|r| {
-            (
-                r.get(8),
-                r.get(9),
-                r.get(10),
-                r.get(11),
-                claimed_job(r, token, 12, claimed_at),
-            )
-        })
-        .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    found.into_iter().map(|f| (f.4, f.3)).collect()
-}
-
-/// A claimed job from the first eight columns of a claim's row and its `eager_start`
-/// column; `claimed_at` as for `claimed_rows`.
-fn claimed_job(
-    r: &postgres::Row,
-    token: i64,
-    eager_start: usize,
-    claimed_at: Option<std::time::Instant>,
-) -> ClaimedJob {
-    ClaimedJob {
-        id: r.get(0),
-        task_name: r.get(1),
-        queue: r.get(2),
-        payload: r.get(3),
-        retry_count: r.get(4),
-        max_retries: r.get(5),
-        retry_backoff: r.get(6),
-        timeout_ms: r.get(7),
-        claim_token: token,
-        parents: None,
-        claimed_at: claimed_at.unwrap_or_else(std::time::Instant::now),
-        eager_start: claimed_at.is_none() || r.get::<_, bool>(eager_start),
-    }
 }
 
 /// Claims one job by id whatever its status and schedule (`taskito execute`).
@@ -597,45 +432,73 @@ fn apply(
     })
 }
 
-pub(super) fn insert_error(
-    tx: &mut Transaction<'_>,
-    id: &str,
-    attempt: i64,
-    error: &str,
-    traceback: &str,
-) -> std::result::Result<(), postgres::Error> {
-    tx.execute(
-        concat!(
-            "INSERT INTO job_errors (job_id, attempt, error, traceback, failed_at) \
-             VALUES ($1, $2, $3, $4, ",
-            now_ms_sql!(),
-            ")"
-        ),
-        &[&id, &attempt, &error, &traceback],
-    )?;
-    Ok(())
-}
-
-/// Copies a job that failed for good into the dead-letter table (one letter per job).
-pub(super) fn write_dead_letter(
-    tx: &mut Transaction<'_>,
-    id: &str,
-) -> std::result::Result<(), postgres::Error> {
-    tx.execute(
-        "DELETE FROM dead_letters WHERE original_job_id = $1",
-        &[&id],
-    )?;
-    tx.execute(
-        concat!(
-            "INSERT INTO dead_letters (id, original_job_id, task_name, queue, payload, \
-             priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
-             retry_count, failed_at, notes) \
-             SELECT $2, id, task_name, queue, payload, priority, max_retries, \
-             retry_backoff, timeout_ms, metadata, error, retry_count, ",
-            now_ms_sql!(),
-            ", notes FROM jobs WHERE seq = $1"
-        ),
-        &[&seq_of(id), &uuid::Uuid::now_v7().to_string()],
-    )?;
-    Ok(())
+impl PgStorage {
+    /// Claims ready jobs, optionally only of some task names. A claim whose answer was lost
+    /// with its connection is looked up again by its token, here or at the next claim.
+    pub(super) fn claim_where(
+        &self,
+        queues: Option<&[String]>,
+        owner: &WorkerKey,
+        limit: usize,
+        tasks: Option<TaskFilter<'_>>,
+    ) -> Result<Vec<ClaimedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let unsure: Vec<(WorkerKey, i64)> =
+            std::mem::take(&mut *self.unsure_claims.lock().unwrap_or_else(|p| p.into_inner()));
+        if !unsure.is_empty() {
+            let found = self.with(|c, s| {
+                let mut all = Vec::new();
+                for (who, token) in &unsure {
+                    all.extend(claimed_by_token(c, s, who, *token)?);
+                }
+                Ok(all)
+            });
+            match found {
+                Ok(jobs) if !jobs.is_empty() => {
+                    log::warn!(
+                        "recovered {} job(s) of a claim whose answer was lost",
+                        jobs.len()
+                    );
+                    return Ok(jobs);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.unsure_claims
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(unsure);
+                    return Err(e);
+                }
+            }
+        }
+        let limited = self.limits.get(|| self.with(limits::load))?;
+        let token = new_token();
+        let mut tried = false;
+        let out = self.with(|c, s| {
+            if std::mem::replace(&mut tried, true) {
+                // Retried on a new connection: the first try may have committed.
+                let jobs = claimed_by_token(c, s, owner, token)?;
+                if !jobs.is_empty() {
+                    return Ok(jobs);
+                }
+            }
+            if limited.is_empty() {
+                return claim(c, s, queues, owner, limit, token, tasks);
+            }
+            let out = limits::claim(c, s, queues, owner, limit, token, &limited, tasks)?;
+            self.limits.set_wake_at(out.wake_at);
+            Ok(out.jobs)
+        });
+        // Any failed try may have committed before its connection broke (a later try may
+        // fail only to connect): look for this token's jobs at the next claim.
+        if out.is_err() {
+            let mut unsure = self.unsure_claims.lock().unwrap_or_else(|p| p.into_inner());
+            unsure.push((owner.clone(), token));
+            let excess = unsure.len().saturating_sub(MAX_UNSURE_CLAIMS);
+            unsure.drain(..excess);
+        }
+        out
+    }
 }

@@ -3,48 +3,13 @@
 use postgres::types::ToSql;
 use postgres::Row;
 
-use super::claim::{enqueue_in, enqueue_statement, now_ms_sql};
 use super::pool::{Conn, PgSettings};
+use super::rows::{enqueue_in, enqueue_statement, job_columns, job_row, now_ms_sql, stored_job};
 use crate::error::{Error, Result};
-use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome};
+use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, StoredOutcome};
 use crate::storage::ids::seq_of;
 use crate::storage::rules::status_sql;
 use crate::storage::{move_unstarted, QueueCounts, CANCEL_CLAIMED_AFTER_MS};
-
-macro_rules! job_columns {
-    () => {
-        "id, queue, task_name, status, priority, retry_count, max_retries, created_at, \
-         scheduled_at, started_at, completed_at, error, progress, worker_id, unique_key, \
-         metadata, timeout_ms, notes"
-    };
-}
-pub(super) use job_columns;
-
-pub(super) fn job_row(r: &Row) -> JobRecord {
-    JobRecord {
-        id: r.get(0),
-        queue: r.get(1),
-        task_name: r.get(2),
-        status: JobStatus::shown(
-            r.get::<_, i16>(3) as i64,
-            r.get::<_, Option<String>>(13).is_some(),
-        ),
-        priority: r.get(4),
-        retry_count: r.get(5),
-        max_retries: r.get(6),
-        created_at: r.get(7),
-        scheduled_at: r.get(8),
-        started_at: r.get(9),
-        completed_at: r.get(10),
-        error: r.get(11),
-        progress: r.get(12),
-        worker_id: r.get(13),
-        unique_key: r.get(14),
-        metadata: r.get(15),
-        notes: r.get(17),
-        timeout_ms: r.get(16),
-    }
-}
 
 /// One row by id: from the jobs table (the common case), else from the archive, where a
 /// job moved by `archive()` stays readable.
@@ -343,24 +308,6 @@ pub fn retry_dead(
     }
     tx.commit().map_err(err)?;
     Ok(id)
-}
-
-/// A job to enqueue again from a stored one, read as `task_name, queue, payload, priority,
-/// max_retries, retry_backoff, timeout_ms, metadata`: due at `scheduled_at`, without a key.
-pub(super) fn stored_job(row: &Row, scheduled_at: i64) -> NewJob {
-    NewJob {
-        task_name: row.get(0),
-        queue: row.get(1),
-        payload: row.get(2),
-        priority: row.get(3),
-        scheduled_at,
-        max_retries: row.get(4),
-        retry_backoff: row.get(5),
-        timeout_ms: row.get(6),
-        unique_key: None,
-        result_ttl_ms: None,
-        metadata: row.get(7),
-    }
 }
 
 /// Deletes dead letters older than `age_ms` by the server's clock.

@@ -5,10 +5,10 @@
 
 use postgres::Transaction;
 
-use super::claim::now_ms_sql;
-use super::inspect::stored_job;
 use super::links::enqueue_linked;
 use super::pool::{Conn, PgSettings};
+use super::rows::now_ms_sql;
+use super::rows::stored_job;
 use crate::error::{Error, Result};
 use crate::job::{JobLinks, NewJob};
 use crate::storage::ids::seq_of;

@@ -11,11 +11,12 @@
 
 use postgres::{Statement, Transaction};
 
-use super::claim::claimed_columns;
+use super::bounds::{check_pending, lock_pending};
 use super::links::with_parents;
 use super::pool::{Conn, PgSettings};
+use super::rows::{claimed_columns, claimed_rows, enqueue_in, enqueue_statement};
 use crate::error::Result;
-use crate::job::{now_ms, ClaimedJob, WorkerKey};
+use crate::job::{now_ms, ClaimedJob, NewJob, WorkerKey};
 use crate::storage::picker::{Budget, LimitMap, Picker, Ready, TaskLimit, SCAN_MAX};
 use crate::storage::TaskFilter;
 
@@ -209,7 +210,7 @@ pub fn claim(
             ],
         )
         .map_err(err)?;
-    let jobs = super::claim::claimed_rows(rows.iter(), token, Some(sent));
+    let jobs = claimed_rows(rows.iter(), token, Some(sent));
     // Canvas steps read their parents' results in the same transaction.
     let jobs = with_parents(&mut tx, s, jobs)?;
     // Tokens for the jobs claimed, which may be fewer than chosen.
@@ -297,4 +298,34 @@ fn read_budgets(
         budgets.insert(name, Budget::new(limit, bucket, r.get(4), now));
     }
     Ok((now, Budgets { budgets, local_now }))
+}
+
+/// `enqueue`, failing with `QueueFull` (and storing nothing) if a queue of `jobs` would then
+/// hold more than `max_pending` pending jobs (see `check_pending`).
+pub fn enqueue_bounded(
+    conn: &mut Conn,
+    settings: &PgSettings,
+    jobs: &[NewJob],
+    client_now: i64,
+    notify: Option<&str>,
+    max_pending: i64,
+) -> Result<Vec<String>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let err = |e| settings.error(e);
+    let mut bounds: Vec<(&str, i64)> = jobs
+        .iter()
+        .map(|j| (j.queue.as_str(), max_pending))
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let stmt = enqueue_statement(conn, settings)?;
+    let mut tx = conn.client.transaction().map_err(err)?;
+    lock_pending(&mut tx, settings, &bounds)?;
+    let ids = enqueue_in(&mut tx, &stmt, settings, jobs, client_now, notify)?;
+    // Dropping the transaction on error rolls every insert (and its notification) back.
+    check_pending(&mut tx, settings, &bounds)?;
+    tx.commit().map_err(err)?;
+    Ok(ids)
 }

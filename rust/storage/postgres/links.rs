@@ -7,8 +7,8 @@
 use postgres::{GenericClient, Transaction};
 
 use super::bounds::{check_pending, lock_pending};
-use super::claim::{enqueue_marked, enqueue_statement, now_ms_sql};
 use super::pool::{Conn, PgSettings};
+use super::rows::{enqueue_marked, enqueue_statement, now_ms_sql};
 use crate::error::{Error, Result};
 use crate::job::{ClaimedJob, Dep, JobLinks, JobStatus, NewJob, ParentResults, PassResult};
 use crate::storage::ids::seq_of;

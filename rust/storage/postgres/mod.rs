@@ -1,11 +1,11 @@
-//! The PostgreSQL store, behind the same `Storage` trait as SQLite. One file per area:
-//! `pool.rs` (URL, connections), `schema.rs` (migrations), `claim.rs` (enqueue, claim,
-//! batched writes), `inspect.rs` (reads, cancel, dead letters), `workers.rs` (registry,
-//! recovery, clean-up), `wake.rs` (LISTEN/NOTIFY), `periodic.rs` (schedules), `bounds.rs`
-//! (`max_pending`), `links.rs` (dependencies, canvas, notes), `job_control.rs` (expiry,
-//! replay, cancel of a running job), `limits.rs` (rate limits and concurrency caps). A new
-//! trait method adds a function to the file of its area and one delegating line here.
+//! The PostgreSQL store: `impl Storage` with one forwarding line per method, each into the
+//! file of its area (the same file names as `sqlite/`). `store.rs` opens the store;
+//! `rows.rs` is the ground floor every area builds on; `claim.rs` is the hot path;
+//! `pool.rs` (connections), `settings.rs` (URL and schema), `schema.rs` (migrations),
+//! `wake.rs` (LISTEN/NOTIFY) and `bounds.rs` (`max_pending` locks) are what only
+//! PostgreSQL has.
 
+mod admin;
 mod bounds;
 mod claim;
 mod inspect;
@@ -13,178 +13,36 @@ mod job_control;
 mod limits;
 mod links;
 mod pages;
+mod pause;
 mod periodic;
 mod pool;
 mod retention;
+mod rows;
 mod schema;
+mod settings;
+mod store;
+mod task_logs;
 mod wake;
 mod workers;
 
 pub use pool::redact_url;
 pub use schema::VERSION as PG_SCHEMA_VERSION;
+pub use store::{PgOptions, PgStorage, DEFAULT_POOL_SIZE};
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use pool::{Conn, PgSettings, Pool};
+use store::age_of;
 
-use super::{
-    ChangeProbe, JobPage, PeriodicInfo, PeriodicSpec, QueueCounts, Storage, TaskFilter, TaskLimit,
-    WakeSource, Write,
-};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::job::{
     now_ms, ClaimedJob, DeadLetter, ErrorRecord, JobFilter, JobLinks, JobRecord, JobStatus, NewJob,
     StoredOutcome, TaskLog, WorkerBeat, WorkerInfo, WorkerKey,
 };
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
-use crate::storage::picker::LimitCache;
-
-/// Failed claims remembered for a later look-up (a server down for long makes many).
-const MAX_UNSURE_CLAIMS: usize = 1024;
-
-/// Connections a store opens at most when `pool_size` is not given.
-pub const DEFAULT_POOL_SIZE: usize = 10;
-
-/// How a PostgreSQL store is opened.
-#[derive(Debug, Clone)]
-pub struct PgOptions {
-    pub url: String,
-    pub schema: String,
-    pub pool_size: Option<usize>,
-    /// LISTEN/NOTIFY wake-ups; off for PgBouncer in transaction mode.
-    pub notify: bool,
-}
-
-/// A PostgreSQL-backed `Storage`. Cheap to share behind an `Arc`.
-pub struct PgStorage {
-    pool: Pool,
-    notify: Option<String>,
-    /// Tokens of claims that failed with the connection: they may have committed, so the
-    /// next claim first collects whatever they took.
-    unsure_claims: Mutex<Vec<(WorkerKey, i64)>>,
-    /// Tasks with a rate limit or concurrency cap; while there are none, claims take the
-    /// plain one-statement path.
-    limits: LimitCache,
-}
-
-impl PgStorage {
-    /// Connects, creates the schema if missing and brings it up to date.
-    pub fn open(options: &PgOptions) -> Result<PgStorage> {
-        let settings = PgSettings::parse(&options.url, &options.schema)?;
-        if options.pool_size == Some(0) {
-            return Err(Error::invalid("pool_size", "must be at least 1"));
-        }
-        let size = options.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
-        let notify = options.notify.then(|| wake::channel(&settings.schema));
-        let storage = PgStorage {
-            pool: Pool::new(settings, size),
-            notify,
-            unsure_claims: Mutex::new(Vec::new()),
-            limits: LimitCache::default(),
-        };
-        storage.with(|c, s| schema::migrate(&mut c.client, s))?;
-        Ok(storage)
-    }
-
-    /// The URL without its password.
-    pub fn redacted_url(&self) -> &str {
-        &self.pool.settings().redacted_url
-    }
-
-    pub fn schema(&self) -> &str {
-        &self.pool.settings().schema
-    }
-
-    /// Connections open right now.
-    pub fn open_connections(&self) -> usize {
-        self.pool.open_connections()
-    }
-
-    fn with<T: Send>(
-        &self,
-        mut f: impl FnMut(&mut Conn, &PgSettings) -> Result<T> + Send,
-    ) -> Result<T> {
-        let settings = self.pool.settings();
-        self.pool.with(|c| f(c, settings))
-    }
-}
-
-/// Milliseconds from `before` until now on the caller's clock: how the engine's absolute
-/// cut-offs become ages measured on the server's clock.
-fn age_of(before: i64) -> i64 {
-    (now_ms() - before).max(0)
-}
-
-impl PgStorage {
-    /// Claims ready jobs, optionally only of some task names. A claim whose answer was lost
-    /// with its connection is looked up again by its token, here or at the next claim.
-    fn claim_where(
-        &self,
-        queues: Option<&[String]>,
-        owner: &WorkerKey,
-        limit: usize,
-        tasks: Option<TaskFilter<'_>>,
-    ) -> Result<Vec<ClaimedJob>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let unsure: Vec<(WorkerKey, i64)> =
-            std::mem::take(&mut *self.unsure_claims.lock().unwrap_or_else(|p| p.into_inner()));
-        if !unsure.is_empty() {
-            let found = self.with(|c, s| {
-                let mut all = Vec::new();
-                for (who, token) in &unsure {
-                    all.extend(claim::claimed_by_token(c, s, who, *token)?);
-                }
-                Ok(all)
-            });
-            match found {
-                Ok(jobs) if !jobs.is_empty() => {
-                    log::warn!(
-                        "recovered {} job(s) of a claim whose answer was lost",
-                        jobs.len()
-                    );
-                    return Ok(jobs);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.unsure_claims
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(unsure);
-                    return Err(e);
-                }
-            }
-        }
-        let limited = self.limits.get(|| self.with(limits::load))?;
-        let token = claim::new_token();
-        let mut tried = false;
-        let out = self.with(|c, s| {
-            if std::mem::replace(&mut tried, true) {
-                // Retried on a new connection: the first try may have committed.
-                let jobs = claim::claimed_by_token(c, s, owner, token)?;
-                if !jobs.is_empty() {
-                    return Ok(jobs);
-                }
-            }
-            if limited.is_empty() {
-                return claim::claim(c, s, queues, owner, limit, token, tasks);
-            }
-            let out = limits::claim(c, s, queues, owner, limit, token, &limited, tasks)?;
-            self.limits.set_wake_at(out.wake_at);
-            Ok(out.jobs)
-        });
-        // Any failed try may have committed before its connection broke (a later try may
-        // fail only to connect): look for this token's jobs at the next claim.
-        if out.is_err() {
-            let mut unsure = self.unsure_claims.lock().unwrap_or_else(|p| p.into_inner());
-            unsure.push((owner.clone(), token));
-            let excess = unsure.len().saturating_sub(MAX_UNSURE_CLAIMS);
-            unsure.drain(..excess);
-        }
-        out
-    }
-}
+use crate::storage::{
+    ChangeProbe, JobPage, PeriodicInfo, PeriodicSpec, QueueCounts, Storage, TaskFilter, TaskLimit,
+    WakeSource, Write,
+};
 
 impl Storage for PgStorage {
     fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<String>> {
@@ -231,7 +89,7 @@ impl Storage for PgStorage {
 
     fn change_probe(&self) -> Result<Box<dyn ChangeProbe>> {
         // Other processes' enqueues arrive through `wake_source`; results through polling.
-        Ok(Box::new(NoProbe))
+        Ok(Box::new(store::NoProbe))
     }
 
     fn wake_source(&self, _worker_id: &str) -> Result<Option<Box<dyn WakeSource>>> {
@@ -261,7 +119,7 @@ impl Storage for PgStorage {
     }
     fn purge_finished(&self, before: i64) -> Result<usize> {
         let age = age_of(before);
-        self.with(|c, s| workers::purge_finished(c, s, age))
+        self.with(|c, s| retention::purge_finished(c, s, age))
     }
     fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
         self.with(|c, s| inspect::get_job(c, s, id))
@@ -305,16 +163,16 @@ impl Storage for PgStorage {
         self.with(workers::workers)
     }
     fn delete_dead(&self, dead_id: &str) -> Result<bool> {
-        self.with(|c, s| retention::delete_dead(c, s, dead_id))
+        self.with(|c, s| admin::delete_dead(c, s, dead_id))
     }
     fn requeue_job(&self, id: &str) -> Result<bool> {
-        self.with(|c, s| retention::requeue_job(c, s, id))
+        self.with(|c, s| admin::requeue_job(c, s, id))
     }
     fn write_task_log(&self, log: &TaskLog) -> Result<()> {
-        self.with(|c, s| retention::write_task_log(c, s, log))
+        self.with(|c, s| task_logs::write_task_log(c, s, log))
     }
     fn task_logs(&self, job_id: &str) -> Result<Vec<TaskLog>> {
-        self.with(|c, s| retention::task_logs(c, s, job_id))
+        self.with(|c, s| task_logs::task_logs(c, s, job_id))
     }
     fn query_task_logs(
         &self,
@@ -323,7 +181,7 @@ impl Storage for PgStorage {
         since: i64,
         limit: i64,
     ) -> Result<Vec<TaskLog>> {
-        self.with(|c, s| retention::query_task_logs(c, s, task_name, level, since, limit))
+        self.with(|c, s| task_logs::query_task_logs(c, s, task_name, level, since, limit))
     }
     fn sweep(&self, r: &Retention, now: i64) -> Result<RetentionCounts> {
         self.with(|c, s| retention::sweep(c, s, r, now))
@@ -352,13 +210,13 @@ impl Storage for PgStorage {
         self.with(|c, s| retention::purge_completed(c, s, age))
     }
     fn pause_queue(&self, queue: &str, now: i64) -> Result<bool> {
-        self.with(|c, s| pages::pause(c, s, queue, now))
+        self.with(|c, s| pause::pause(c, s, queue, now))
     }
     fn resume_queue(&self, queue: &str) -> Result<bool> {
-        self.with(|c, s| pages::resume(c, s, queue))
+        self.with(|c, s| pause::resume(c, s, queue))
     }
     fn paused_queues(&self) -> Result<Vec<String>> {
-        self.with(pages::paused)
+        self.with(pause::paused)
     }
     fn list_jobs_after(
         &self,
@@ -381,7 +239,7 @@ impl Storage for PgStorage {
     fn enqueue_bounded(&self, jobs: &[NewJob], max_pending: i64) -> Result<Vec<String>> {
         let now = now_ms();
         let notify = self.notify.as_deref();
-        self.with(|c, s| bounds::enqueue_bounded(c, s, jobs, now, notify, max_pending))
+        self.with(|c, s| limits::enqueue_bounded(c, s, jobs, now, notify, max_pending))
     }
 
     fn register_task_limits(&self, limits: &[TaskLimit], unlimited: &[String]) -> Result<()> {
@@ -439,14 +297,5 @@ impl Storage for PgStorage {
     fn replay(&self, id: &str, now: i64) -> Result<String> {
         let notify = self.notify.as_deref();
         self.with(|c, s| job_control::replay(c, s, id, now, notify))
-    }
-}
-
-/// A probe that never reports a change: on PostgreSQL, wake-ups come from notifications.
-struct NoProbe;
-
-impl ChangeProbe for NoProbe {
-    fn version(&mut self) -> Option<i64> {
-        None
     }
 }

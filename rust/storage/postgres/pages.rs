@@ -4,41 +4,15 @@
 
 use postgres::types::ToSql;
 
-use super::inspect::{job_columns, job_row, push_text_filters};
+use super::inspect::push_text_filters;
 use super::pool::{Conn, PgSettings};
+use super::rows::{job_columns, job_row};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord};
 use crate::storage::cursor::{check_limit, page, parse_cursor};
 use crate::storage::ids::seq_of;
 use crate::storage::rules::status_sql;
 use crate::storage::JobPage;
-
-pub fn pause(c: &mut Conn, s: &PgSettings, queue: &str, now: i64) -> Result<bool> {
-    let n = c
-        .client
-        .execute(
-            "INSERT INTO paused_queues (name, paused_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&queue, &now],
-        )
-        .map_err(|e| s.error(e))?;
-    Ok(n > 0)
-}
-
-pub fn resume(c: &mut Conn, s: &PgSettings, queue: &str) -> Result<bool> {
-    let n = c
-        .client
-        .execute("DELETE FROM paused_queues WHERE name = $1", &[&queue])
-        .map_err(|e| s.error(e))?;
-    Ok(n > 0)
-}
-
-pub fn paused(c: &mut Conn, s: &PgSettings) -> Result<Vec<String>> {
-    let rows = c
-        .client
-        .query("SELECT name FROM paused_queues ORDER BY name", &[])
-        .map_err(|e| s.error(e))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
 
 pub fn jobs_after(
     c: &mut Conn,

@@ -4,8 +4,8 @@
 //! inserts the job. Due times are judged by the server's clock, so a host whose clock runs
 //! ahead never fires a schedule early.
 
-use super::claim::{enqueue_in, enqueue_statement, now_ms_sql};
 use super::pool::{Conn, PgSettings};
+use super::rows::{enqueue_in, enqueue_statement, now_ms_sql};
 use crate::error::Result;
 use crate::job::NewJob;
 use crate::schedule::Schedule;

@@ -4,100 +4,11 @@
 
 use postgres::GenericClient;
 
-use super::claim::now_ms_sql;
-use super::inspect::{job_columns, job_row};
 use super::pool::{Conn, PgSettings};
+use super::rows::{job_columns, job_row, now_ms_sql};
 use crate::error::Result;
-use crate::job::{JobRecord, TaskLog};
+use crate::job::JobRecord;
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
-use crate::storage::ids::seq_of;
-
-pub fn delete_dead(c: &mut Conn, s: &PgSettings, dead_id: &str) -> Result<bool> {
-    let n = c
-        .client
-        .execute("DELETE FROM dead_letters WHERE id = $1", &[&dead_id])
-        .map_err(|e| s.error(e))?;
-    Ok(n > 0)
-}
-
-/// Puts a running job back to `pending` and ends its claim (fenced); keeps its retry count.
-pub fn requeue_job(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
-    let n = c
-        .client
-        .execute(
-            "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL, cancel_requested = false WHERE seq = $2 AND id = $1 AND status = 1",
-            &[&id, &seq_of(id)],
-        )
-        .map_err(|e| s.error(e))?;
-    Ok(n > 0)
-}
-
-pub fn write_task_log(c: &mut Conn, s: &PgSettings, log: &TaskLog) -> Result<()> {
-    let stmt = c
-        .prepare(
-            "INSERT INTO task_logs (job_id, task_name, level, message, extra, logged_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .map_err(|e| s.error(e))?;
-    c.client
-        .execute(
-            &stmt,
-            &[
-                &log.job_id,
-                &log.task_name,
-                &log.level,
-                &log.message,
-                &log.extra,
-                &log.logged_at,
-            ],
-        )
-        .map_err(|e| s.error(e))?;
-    Ok(())
-}
-
-fn log_row(r: &postgres::Row) -> TaskLog {
-    TaskLog {
-        job_id: r.get(0),
-        task_name: r.get(1),
-        level: r.get(2),
-        message: r.get(3),
-        extra: r.get(4),
-        logged_at: r.get(5),
-    }
-}
-
-pub fn task_logs(c: &mut Conn, s: &PgSettings, job_id: &str) -> Result<Vec<TaskLog>> {
-    let rows = c
-        .client
-        .query(
-            "SELECT job_id, task_name, level, message, extra, logged_at FROM task_logs \
-             WHERE job_id = $1 ORDER BY id",
-            &[&job_id],
-        )
-        .map_err(|e| s.error(e))?;
-    Ok(rows.iter().map(log_row).collect())
-}
-
-pub fn query_task_logs(
-    c: &mut Conn,
-    s: &PgSettings,
-    task_name: Option<&str>,
-    level: Option<&str>,
-    since: i64,
-    limit: i64,
-) -> Result<Vec<TaskLog>> {
-    let rows = c
-        .client
-        .query(
-            "SELECT job_id, task_name, level, message, extra, logged_at FROM task_logs \
-             WHERE logged_at >= $1 AND ($2::text IS NULL OR task_name = $2) \
-             AND ($3::text IS NULL OR level = $3) ORDER BY logged_at DESC, id DESC LIMIT $4",
-            &[&since, &task_name, &level, &limit],
-        )
-        .map_err(|e| s.error(e))?;
-    Ok(rows.iter().map(log_row).collect())
-}
 
 /// The kinds of rows and the time column their window is measured on; `$1` is an age.
 /// Finished jobs: a job given its own `result_ttl` goes by that alone (`expire_results`).
@@ -309,6 +220,37 @@ pub fn purge_completed(c: &mut Conn, s: &PgSettings, age: i64) -> Result<usize> 
                 " - $1 RETURNING id, seq"
             ),
             &[&age],
+        )
+        .map_err(err)?;
+    let ids: Vec<String> = gone.iter().map(|r| r.get(0)).collect();
+    let seqs: Vec<i64> = gone.iter().map(|r| r.get(1)).collect();
+    if !ids.is_empty() {
+        tx.execute("DELETE FROM job_errors WHERE job_id = ANY($1)", &[&ids])
+            .map_err(err)?;
+        tx.execute(
+            "DELETE FROM job_dependencies WHERE job_seq = ANY($1) OR depends_on_seq = ANY($1)",
+            &[&seqs],
+        )
+        .map_err(err)?;
+        tx.execute("DELETE FROM task_logs WHERE job_id = ANY($1)", &[&ids])
+            .map_err(err)?;
+    }
+    tx.commit().map_err(err)?;
+    Ok(ids.len())
+}
+
+/// Deletes finished jobs (and their error history) completed more than `age_ms` ago.
+pub fn purge_finished(c: &mut Conn, s: &PgSettings, age_ms: i64) -> Result<usize> {
+    let err = |e| s.error(e);
+    let mut tx = c.client.transaction().map_err(err)?;
+    let gone = tx
+        .query(
+            concat!(
+                "DELETE FROM jobs WHERE status >= 2 AND completed_at <= ",
+                now_ms_sql!(),
+                " - $1 RETURNING id, seq"
+            ),
+            &[&age_ms],
         )
         .map_err(err)?;
     let ids: Vec<String> = gone.iter().map(|r| r.get(0)).collect();

@@ -2,8 +2,8 @@
 //! Staleness is judged by observers over the heartbeat counters (`liveness.rs`), so no
 //! host's clock decides whether another host is alive; stored times come from the server.
 
-use super::claim::{insert_error, now_ms_sql, write_dead_letter};
 use super::pool::{Conn, PgSettings};
+use super::rows::{insert_error, now_ms_sql, write_dead_letter};
 use crate::error::Result;
 use crate::job::{WorkerBeat, WorkerInfo, WorkerKey};
 use crate::storage::ids::seq_of;
@@ -186,37 +186,6 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
     }
     tx.commit().map_err(err)?;
     Ok(lost.len())
-}
-
-/// Deletes finished jobs (and their error history) completed more than `age_ms` ago.
-pub fn purge_finished(c: &mut Conn, s: &PgSettings, age_ms: i64) -> Result<usize> {
-    let err = |e| s.error(e);
-    let mut tx = c.client.transaction().map_err(err)?;
-    let gone = tx
-        .query(
-            concat!(
-                "DELETE FROM jobs WHERE status >= 2 AND completed_at <= ",
-                now_ms_sql!(),
-                " - $1 RETURNING id, seq"
-            ),
-            &[&age_ms],
-        )
-        .map_err(err)?;
-    let ids: Vec<String> = gone.iter().map(|r| r.get(0)).collect();
-    let seqs: Vec<i64> = gone.iter().map(|r| r.get(1)).collect();
-    if !ids.is_empty() {
-        tx.execute("DELETE FROM job_errors WHERE job_id = ANY($1)", &[&ids])
-            .map_err(err)?;
-        tx.execute(
-            "DELETE FROM job_dependencies WHERE job_seq = ANY($1) OR depends_on_seq = ANY($1)",
-            &[&seqs],
-        )
-        .map_err(err)?;
-        tx.execute("DELETE FROM task_logs WHERE job_id = ANY($1)", &[&ids])
-            .map_err(err)?;
-    }
-    tx.commit().map_err(err)?;
-    Ok(ids.len())
 }
 
 pub fn workers(c: &mut Conn, s: &PgSettings) -> Result<Vec<WorkerInfo>> {

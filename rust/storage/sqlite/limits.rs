@@ -1,4 +1,4 @@
-//! Flow control in SQLite (see `limits.rs`): the buckets and running counts read inside the
+//! Flow control in SQLite (the shared picker is `storage/picker.rs`): the buckets and running counts read inside the
 //! claim transaction, which holds the file's write lock, so every process on the file
 //! shares them; and the pending cap of a queue, enforced inside the enqueue transaction.
 
@@ -6,39 +6,13 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{claim_seqs, claimable_queues, SqliteStorage};
+use super::pause::claimable_queues;
+use super::rows::insert_jobs;
 use crate::error::{Error, Result};
-use crate::job::{ClaimedJob, WorkerKey};
+use crate::job::NewJob;
+
 use crate::storage::picker::{Budget, Choice, LimitMap, Picker, Ready, TaskLimit, SCAN_MAX};
 use crate::storage::TaskFilter;
-
-impl SqliteStorage {
-    /// `claim` when some task has limits: the same indexed reads, stepping over jobs whose
-    /// task cannot start now, and the tokens taken in the claim transaction.
-    pub(super) fn claim_limited(
-        &self,
-        queues: Option<&[String]>,
-        owner: &WorkerKey,
-        limit: usize,
-        now: i64,
-        limits: &LimitMap,
-        tasks: Option<TaskFilter<'_>>,
-    ) -> Result<Vec<ClaimedJob>> {
-        let peek = self.read(|conn| choose(conn, queues, 1, now, limits, tasks))?;
-        self.limits.set_wake_at(peek.wake_at);
-        if peek.seqs.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.write(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let choice = choose(&tx, queues, limit, now, limits, tasks)?;
-            consume(&tx, &choice, now)?;
-            let claimed = claim_seqs(&tx, &choice.seqs, owner, now)?;
-            tx.commit()?;
-            Ok(claimed)
-        })
-    }
-}
 
 /// Stores this worker's limits; tasks of this worker without limits lose any stored ones.
 /// A bucket keeps its tokens when its rate is registered again.
@@ -116,7 +90,7 @@ fn budgets(conn: &Connection, limits: &LimitMap, now: i64) -> Result<HashMap<Str
 /// Picks up to `limit` ready jobs, in the plain claim's order, stepping over jobs whose task
 /// is out of tokens or slots (and, with `tasks`, jobs of other tasks). Reads only; `consume`
 /// records the tokens taken.
-fn choose(
+pub(super) fn choose(
     conn: &Connection,
     queues: Option<&[String]>,
     limit: usize,
@@ -151,7 +125,7 @@ fn choose(
 
 /// Takes the tokens of the jobs `choice` picked, inside the claim transaction (which holds
 /// the write lock, so every picked job is claimed).
-fn consume(conn: &Connection, choice: &Choice, now: i64) -> Result<()> {
+pub(super) fn consume(conn: &Connection, choice: &Choice, now: i64) -> Result<()> {
     for (task, b) in &choice.budgets {
         if let (Some(tokens), true) = (b.tokens_after(b.taken()), b.taken() > 0) {
             conn.prepare_cached(
@@ -190,4 +164,23 @@ pub(super) fn check_pending(conn: &Connection, queues: &[&str], max_pending: i64
         }
     }
     Ok(())
+}
+
+/// `enqueue`, failing with `QueueFull` (and storing nothing) if a queue of `jobs` would then
+/// hold more than `max_pending` pending jobs.
+pub(super) fn enqueue_bounded(
+    conn: &mut Connection,
+    jobs: &[NewJob],
+    max_pending: i64,
+    now: i64,
+) -> Result<Vec<String>> {
+    let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ids = insert_jobs(&tx, jobs, now)?;
+    // Dropping the transaction on error rolls every insert back.
+    check_pending(&tx, &queues, max_pending)?;
+    tx.commit()?;
+    Ok(ids)
 }

@@ -7,7 +7,7 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::limits::check_pending;
-use super::{insert_job, next_seq, note_queue};
+use super::rows::{insert_job, next_seq, note_queue};
 use crate::error::{Error, Result};
 use crate::job::{Dep, JobLinks, NewJob, ParentResults, PassResult};
 use crate::storage::ids::seq_of;

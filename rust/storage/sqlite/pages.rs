@@ -7,7 +7,8 @@
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::inspect::{job_row, push_text_filters, JOB_COLUMNS};
+use super::inspect::push_text_filters;
+use super::rows::{job_row, JOB_COLUMNS};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord, JobStatus};
 use crate::storage::cursor::{check_limit, page, parse_cursor};

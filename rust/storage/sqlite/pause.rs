@@ -1,6 +1,8 @@
 //! Paused queues: a small table that the claim reads with its queue list, so a paused
 //! queue's jobs are simply not claimable by any process until it is resumed.
 
+use std::borrow::Cow;
+
 use rusqlite::{params, Connection};
 
 use crate::error::Result;
@@ -26,4 +28,29 @@ pub fn resume(c: &Connection, queue: &str) -> Result<bool> {
         .prepare_cached("DELETE FROM paused_queues WHERE name = ?1")?
         .execute(params![queue])?;
     Ok(n > 0)
+}
+
+/// The queues a claim reads: the named ones (every known queue when `None`) less the
+/// paused ones. Paused queues are simply not claimable (a read of a table of a few rows).
+pub(super) fn claimable_queues<'a>(
+    conn: &Connection,
+    queues: Option<&'a [String]>,
+) -> Result<Cow<'a, [String]>> {
+    Ok(match queues {
+        Some(q) => {
+            let paused = paused_names(conn)?;
+            if paused.is_empty() {
+                Cow::Borrowed(q)
+            } else {
+                Cow::Owned(q.iter().filter(|n| !paused.contains(n)).cloned().collect())
+            }
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name FROM queues WHERE name NOT IN (SELECT name FROM paused_queues)",
+            )?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            Cow::Owned(names.collect::<std::result::Result<_, _>>()?)
+        }
+    })
 }

@@ -5,7 +5,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{insert_job, next_seq, note_queue};
+use super::rows::{insert_job, next_seq, note_queue};
 use crate::error::Result;
 use crate::job::NewJob;
 use crate::schedule::Schedule;

@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::inspect::{job_row, JOB_COLUMNS};
+use super::rows::{job_row, JOB_COLUMNS};
 use crate::error::Result;
 use crate::job::JobRecord;
 use crate::retention::{cutoff, Retention, RetentionCounts, RetentionReport};
@@ -193,6 +193,32 @@ pub fn purge_completed(c: &mut Connection, before: i64) -> Result<usize> {
         .execute(params![before])?;
     let n = tx
         .prepare_cached("DELETE FROM jobs WHERE status = 2 AND completed_at < ?1")?
+        .execute(params![before])?;
+    tx.commit()?;
+    Ok(n)
+}
+pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached(
+        "DELETE FROM job_errors WHERE job_id IN \
+         (SELECT id FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
+    )?
+    .execute(params![before])?;
+    tx.prepare_cached(
+        "DELETE FROM task_logs WHERE job_id IN \
+         (SELECT id FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
+    )?
+    .execute(params![before])?;
+    // Both ends: a finished job's parents and children are finished too (a waiting child
+    // of a failed parent was cancelled with it).
+    tx.prepare_cached(
+        "DELETE FROM job_dependencies WHERE job_seq IN \
+         (SELECT seq FROM jobs WHERE status >= 2 AND completed_at <= ?1) \
+         OR depends_on_seq IN (SELECT seq FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
+    )?
+    .execute(params![before])?;
+    let n = tx
+        .prepare_cached("DELETE FROM jobs WHERE status >= 2 AND completed_at <= ?1")?
         .execute(params![before])?;
     tx.commit()?;
     Ok(n)

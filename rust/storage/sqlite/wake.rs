@@ -326,6 +326,30 @@ fn list(folder: &Path, changed: Option<SystemTime>) -> Listing {
     }
 }
 
+/// A listening socket for hints of `kind` on the store at `path`, told to `hints` so this
+/// process does not wake itself; `None` (polling) where it cannot be had.
+pub(super) fn listen(
+    path: &str,
+    memory: bool,
+    hints: &Notifier,
+    kind: Kind,
+) -> Option<Box<dyn WakeSource>> {
+    // An in-memory database has no other process to hear from, nor a folder beside it.
+    if memory {
+        return None;
+    }
+    match Listener::bind(path, kind) {
+        Ok(l) => l.map(|l| {
+            hints.skip(&l);
+            Box::new(l) as Box<dyn WakeSource>
+        }),
+        Err(e) => {
+            log::debug!("no wake-ups for {path}, polling only: {e}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
