@@ -7,6 +7,34 @@ use crate::error::{Error, Result};
 use crate::job::JobStatus;
 use crate::schedule::Schedule;
 
+/// A job status as the SQL literal both stores write: `JobStatus as i64`, and `waiting` for
+/// a job whose dependencies are not all complete (stored apart so the claim's index skips
+/// it; users see it pending). For `concat!`; the test below keeps it equal to the enum.
+macro_rules! job_status {
+    (pending) => {
+        "0"
+    };
+    (running) => {
+        "1"
+    };
+    (complete) => {
+        "2"
+    };
+    (failed) => {
+        "3"
+    };
+    (dead) => {
+        "4"
+    };
+    (cancelled) => {
+        "5"
+    };
+    (waiting) => {
+        "6"
+    };
+}
+pub(crate) use job_status;
+
 /// How old (ms, on the store's clock) a claim with no start recorded must be before
 /// `cancel` takes its job. A worker records the start of a job it takes 20 ms or more after
 /// the claim (`worker::CLAIMED_AHEAD_AFTER`), so a job cancelled past this can never start;
@@ -38,8 +66,26 @@ pub(crate) fn move_unstarted(
 /// claimed jobs not yet started are pending to users.
 pub(crate) fn status_sql(s: JobStatus) -> String {
     match s {
-        JobStatus::Pending => "(status IN (0, 6) OR (status = 1 AND worker_id IS NULL))".into(),
-        JobStatus::Running => "(status = 1 AND worker_id IS NOT NULL)".into(),
+        JobStatus::Pending => concat!(
+            "(",
+            "status IN (",
+            job_status!(pending),
+            ", ",
+            job_status!(waiting),
+            ")",
+            " OR (",
+            "status = ",
+            job_status!(running),
+            " AND worker_id IS NULL))"
+        )
+        .into(),
+        JobStatus::Running => concat!(
+            "(",
+            "status = ",
+            job_status!(running),
+            " AND worker_id IS NOT NULL)"
+        )
+        .into(),
         other => format!("status = {}", other as i64),
     }
 }
@@ -102,4 +148,34 @@ pub(crate) fn json_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The statuses as SQL literals for `format!` strings (see `job_status!`).
+pub(crate) const SQL_PENDING: &str = job_status!(pending);
+pub(crate) const SQL_RUNNING: &str = job_status!(running);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_statuses_are_the_enums_numbers() {
+        let sql = [
+            job_status!(pending),
+            job_status!(running),
+            job_status!(complete),
+            job_status!(failed),
+            job_status!(dead),
+            job_status!(cancelled),
+        ];
+        assert_eq!((SQL_PENDING, SQL_RUNNING), (sql[0], sql[1]));
+        for (status, literal) in JobStatus::ALL.iter().zip(sql) {
+            assert_eq!(literal, (*status as i64).to_string(), "{status:?}");
+        }
+        // Waiting comes after every status users see, outside the enum.
+        assert_eq!(
+            job_status!(waiting),
+            (JobStatus::ALL.len() as i64).to_string()
+        );
+    }
 }

@@ -4,6 +4,7 @@
 use super::pool::{Conn, PgSettings};
 use crate::error::Result;
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 
 pub fn delete_dead(c: &mut Conn, s: &PgSettings, dead_id: &str) -> Result<bool> {
     let n = c
@@ -18,8 +19,15 @@ pub fn requeue_job(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
     let n = c
         .client
         .execute(
-            "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL, cancel_requested = false WHERE seq = $2 AND id = $1 AND status = 1",
+            concat!(
+                "UPDATE jobs SET ",
+                "status = ",
+                job_status!(pending),
+                ", owner = NULL, claim_token = NULL, started_at = NULL, \
+             worker_id = NULL, cancel_requested = false WHERE seq = $2 AND id = $1 AND ",
+                "status = ",
+                job_status!(running)
+            ),
             &[&id, &seq_of(id)],
         )
         .map_err(|e| s.error(e))?;

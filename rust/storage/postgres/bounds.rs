@@ -5,6 +5,7 @@ use postgres::Transaction;
 
 use super::pool::PgSettings;
 use crate::error::{Error, Result};
+use crate::storage::rules::job_status;
 
 /// Takes the pending-count lock of each bounded queue, `bounds` sorted by name (so producers
 /// of overlapping queue sets never wait on each other in a cycle). Producers of one queue
@@ -37,8 +38,16 @@ pub fn check_pending(
     for (queue, max_pending) in bounds {
         let n: i64 = tx
             .query_one(
-                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status IN (0, 6) AND queue = $1 \
-                 LIMIT $2) AS p",
+                concat!(
+                    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE ",
+                    "status IN (",
+                    job_status!(pending),
+                    ", ",
+                    job_status!(waiting),
+                    ")",
+                    " AND queue = $1 \
+                 LIMIT $2) AS p"
+                ),
                 &[queue, &max_pending.saturating_add(1)],
             )
             .map_err(|e| s.error(e))?

@@ -20,6 +20,7 @@ use super::store::{PgStorage, MAX_UNSURE_CLAIMS};
 use crate::error::Result;
 use crate::job::{ClaimedJob, NewJob, WorkerKey};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 use crate::storage::{TaskFilter, Write};
 
 /// Inserts jobs (see `enqueue_in`) as one autocommitted statement.
@@ -49,23 +50,23 @@ macro_rules! claim_sql {
                FROM (SELECT name FROM unnest($1::text[]) AS u(name) \
                  WHERE name NOT IN (SELECT name FROM paused_queues)) AS qn CROSS JOIN LATERAL ( \
                  SELECT seq, priority, scheduled_at, expires_at FROM jobs \
-                 WHERE status = 0 AND queue = qn.name AND scheduled_at <= ",
+                 WHERE ", "status = ", job_status!(pending), " AND queue = qn.name AND scheduled_at <= ",
             now_ms_sql!(),
             $filter,
             "   ORDER BY priority DESC, scheduled_at, seq LIMIT $2 \
                  FOR UPDATE SKIP LOCKED) AS r \
                ORDER BY r.priority DESC, r.scheduled_at, r.seq LIMIT $2), ",
             // A job picked after its expiry time is cancelled instead of handed out.
-            "expired AS (UPDATE jobs AS e SET status = 5, completed_at = ",
+            "expired AS (UPDATE jobs AS e SET ", "status = ", job_status!(cancelled), ", completed_at = ",
             now_ms_sql!(),
             ", expires_at = -e.expires_at, error = 'expired: not started before its expiry time' \
-               FROM picked WHERE e.seq = picked.seq AND picked.expired AND e.status = 0), \
-             claimed AS (UPDATE jobs AS j SET status = 1, owner = $3, claim_token = $4, \
+               FROM picked WHERE e.seq = picked.seq AND picked.expired AND e.", "status = ", job_status!(pending), "), \
+             claimed AS (UPDATE jobs AS j SET ", "status = ", job_status!(running), ", owner = $3, claim_token = $4, \
                started_at = ",
             now_ms_sql!(),
             // Started: it can no longer expire (the time is kept, negated, for replay).
             ", worker_id = NULL, incarnation = $5, expires_at = -abs(j.expires_at) FROM picked \
-               WHERE j.seq = picked.seq AND NOT picked.expired AND j.status = 0 \
+               WHERE j.seq = picked.seq AND NOT picked.expired AND j.", "status = ", job_status!(pending), " \
                RETURNING ",
             claimed_columns!(),
             ") SELECT c.*, picked.expired FROM picked LEFT JOIN claimed AS c ON c.seq = picked.seq"
@@ -191,11 +192,14 @@ pub fn claimed_by_token(
 ) -> Result<Vec<ClaimedJob>> {
     let err = |e| settings.error(e);
     let stmt = conn
-        .prepare(
+        .prepare(concat!(
             "SELECT id, task_name, queue, payload, retry_count, max_retries, retry_backoff, \
              timeout_ms, priority, scheduled_at, seq, pass_result, eager_start FROM jobs \
-             WHERE status = 1 AND claim_token = $1 AND owner = $2 AND incarnation = $3",
-        )
+             WHERE ",
+            "status = ",
+            job_status!(running),
+            " AND claim_token = $1 AND owner = $2 AND incarnation = $3"
+        ))
         .map_err(err)?;
     let rows = conn
         .client
@@ -220,11 +224,17 @@ pub fn claim_by_id(
     let sent = std::time::Instant::now();
     let stmt = conn
         .prepare(concat!(
-            "UPDATE jobs SET status = 1, owner = $2, claim_token = $3, started_at = ",
+            "UPDATE jobs SET ",
+            "status = ",
+            job_status!(running),
+            ", owner = $2, claim_token = $3, started_at = ",
             now_ms_sql!(),
             ", completed_at = NULL, worker_id = NULL, incarnation = $5, \
              expires_at = -abs(expires_at) \
-             WHERE seq = $4 AND id = $1 AND status <> 1 \
+             WHERE seq = $4 AND id = $1 AND ",
+            "status <> ",
+            job_status!(running),
+            " \
              RETURNING id, task_name, queue, payload, retry_count, max_retries, \
              retry_backoff, timeout_ms, pass_result, eager_start"
         ))
@@ -256,9 +266,11 @@ pub fn record_start(
 ) -> Result<bool> {
     let err = |e| settings.error(e);
     let stmt = conn
-        .prepare(
-            "UPDATE jobs SET worker_id = $3 WHERE seq = $1 AND claim_token = $2 AND status = 1",
-        )
+        .prepare(concat!(
+            "UPDATE jobs SET worker_id = $3 WHERE seq = $1 AND claim_token = $2 AND ",
+            "status = ",
+            job_status!(running)
+        ))
         .map_err(err)?;
     let n = conn
         .client
@@ -281,18 +293,25 @@ pub fn record(
 ) -> Result<usize> {
     let err = |e| settings.error(e);
     let started_stmt = conn
-        .prepare(
+        .prepare(concat!(
             "UPDATE jobs AS j SET worker_id = u.w FROM unnest($1::bigint[], $2::bigint[], \
-             $3::text[]) AS u(s, t, w) WHERE j.seq = u.s AND j.claim_token = u.t AND j.status = 1",
-        )
+             $3::text[]) AS u(s, t, w) WHERE j.seq = u.s AND j.claim_token = u.t AND j.",
+            "status = ",
+            job_status!(running)
+        ))
         .map_err(err)?;
     let complete_stmt = conn
         .prepare(concat!(
-            "UPDATE jobs AS j SET status = 2, result = u.r, completed_at = ",
+            "UPDATE jobs AS j SET ",
+            "status = ",
+            job_status!(complete),
+            ", result = u.r, completed_at = ",
             now_ms_sql!(),
             ", worker_id = u.w, error = NULL, claim_token = NULL \
              FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[]) AS u(s, t, r, w) \
-             WHERE j.seq = u.s AND j.claim_token = u.t AND j.status = 1"
+             WHERE j.seq = u.s AND j.claim_token = u.t AND j.",
+            "status = ",
+            job_status!(running)
         ))
         .map_err(err)?;
     let mut started: (Vec<i64>, Vec<i64>, Vec<&str>) = Default::default();
@@ -376,11 +395,17 @@ fn apply(
             let delay = run_at - client_now;
             let row = tx.query_opt(
                 concat!(
-                    "UPDATE jobs SET status = 0, scheduled_at = ",
+                    "UPDATE jobs SET ",
+                    "status = ",
+                    job_status!(pending),
+                    ", scheduled_at = ",
                     now_ms_sql!(),
                     " + $3, error = $4, worker_id = $5, owner = NULL, claim_token = NULL, \
                      started_at = NULL, retry_count = retry_count + 1 \
-                     WHERE seq = $1 AND claim_token = $2 AND status = 1 RETURNING retry_count"
+                     WHERE seq = $1 AND claim_token = $2 AND ",
+                    "status = ",
+                    job_status!(running),
+                    " RETURNING retry_count"
                 ),
                 &[&seq_of(id), token, &delay, error, thread_id],
             )?;
@@ -408,7 +433,10 @@ fn apply(
                     "UPDATE jobs SET status = $3, error = $4, completed_at = ",
                     now_ms_sql!(),
                     ", worker_id = $5, claim_token = NULL \
-                     WHERE seq = $1 AND claim_token = $2 AND status = 1 RETURNING retry_count"
+                     WHERE seq = $1 AND claim_token = $2 AND ",
+                    "status = ",
+                    job_status!(running),
+                    " RETURNING retry_count"
                 ),
                 &[&seq_of(id), token, &(*status as i16), error, thread_id],
             )?;
@@ -423,9 +451,16 @@ fn apply(
         }
         Write::Requeue { id, token } => {
             tx.execute(
-                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
+                concat!(
+                    "UPDATE jobs SET ",
+                    "status = ",
+                    job_status!(pending),
+                    ", owner = NULL, claim_token = NULL, \
                  started_at = NULL, worker_id = NULL \
-                 WHERE seq = $1 AND claim_token = $2 AND status = 1",
+                 WHERE seq = $1 AND claim_token = $2 AND ",
+                    "status = ",
+                    job_status!(running)
+                ),
                 &[&seq_of(id), token],
             )? > 0
         }

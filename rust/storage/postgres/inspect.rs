@@ -8,6 +8,7 @@ use super::rows::{enqueue_in, enqueue_statement, job_columns, job_row, now_ms_sq
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, StoredOutcome};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 use crate::storage::rules::status_sql;
 use crate::storage::{move_unstarted, QueueCounts, CANCEL_CLAIMED_AFTER_MS};
 
@@ -157,8 +158,13 @@ pub fn counts(c: &mut Conn, s: &PgSettings) -> Result<QueueCounts> {
     let rows = c
         .client
         .query(
-            "SELECT queue, count(*) FROM jobs WHERE status = 1 AND worker_id IS NULL \
-             GROUP BY queue",
+            concat!(
+                "SELECT queue, count(*) FROM jobs WHERE ",
+                "status = ",
+                job_status!(running),
+                " AND worker_id IS NULL \
+             GROUP BY queue"
+            ),
             &[],
         )
         .map_err(|e| s.error(e))?;
@@ -175,7 +181,10 @@ pub fn oldest_pending(c: &mut Conn, s: &PgSettings, client_now: i64) -> Result<V
             concat!(
                 "SELECT queue, min(scheduled_at) - ",
                 now_ms_sql!(),
-                " + $1 FROM jobs WHERE status = 0 AND scheduled_at <= ",
+                " + $1 FROM jobs WHERE ",
+                "status = ",
+                job_status!(pending),
+                " AND scheduled_at <= ",
                 now_ms_sql!(),
                 " GROUP BY queue"
             ),
@@ -213,9 +222,21 @@ pub fn cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
         .client
         .execute(
             concat!(
-                "UPDATE jobs SET status = 5, claim_token = NULL, completed_at = ",
+                "UPDATE jobs SET ",
+                "status = ",
+                job_status!(cancelled),
+                ", claim_token = NULL, completed_at = ",
                 now_ms_sql!(),
-                " WHERE seq = $2 AND id = $1 AND (status IN (0, 6) OR (status = 1 \
+                " WHERE seq = $2 AND id = $1 AND (",
+                "status IN (",
+                job_status!(pending),
+                ", ",
+                job_status!(waiting),
+                ")",
+                " OR (",
+                "status = ",
+                job_status!(running),
+                " \
                  AND worker_id IS NULL AND started_at <= ",
                 now_ms_sql!(),
                 " - $3))"

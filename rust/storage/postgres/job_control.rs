@@ -12,6 +12,7 @@ use super::rows::stored_job;
 use crate::error::{Error, Result};
 use crate::job::{JobLinks, NewJob};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 
 /// Most expired jobs cancelled by one sweep transaction.
 const EXPIRE_BATCH: i64 = 500;
@@ -21,7 +22,11 @@ pub fn request_cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
     let n = c
         .client
         .execute(
-            "UPDATE jobs SET cancel_requested = true WHERE seq = $1 AND id = $2 AND status = 1",
+            concat!(
+                "UPDATE jobs SET cancel_requested = true WHERE seq = $1 AND id = $2 AND ",
+                "status = ",
+                job_status!(running)
+            ),
             &[&seq_of(id), &id],
         )
         .map_err(|e| s.error(e))?;
@@ -52,10 +57,16 @@ pub fn finish_cancelled(
 ) -> std::result::Result<bool, postgres::Error> {
     let n = tx.execute(
         concat!(
-            "UPDATE jobs SET status = 5, error = $3, completed_at = ",
+            "UPDATE jobs SET ",
+            "status = ",
+            job_status!(cancelled),
+            ", error = $3, completed_at = ",
             now_ms_sql!(),
             ", worker_id = $4, claim_token = NULL \
-             WHERE seq = $1 AND claim_token = $2 AND status = 1 AND cancel_requested"
+             WHERE seq = $1 AND claim_token = $2 AND ",
+            "status = ",
+            job_status!(running),
+            " AND cancel_requested"
         ),
         &[&seq_of(id), &token, &error, &thread_id],
     )?;
@@ -87,13 +98,27 @@ pub fn expire_due(c: &mut Conn, s: &PgSettings) -> Result<usize> {
             concat!(
                 "WITH due AS (SELECT seq FROM jobs WHERE expires_at > 0 AND expires_at <= ",
                 now_ms_sql!(),
-                " AND status IN (0, 6) LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 UPDATE jobs AS j SET status = 5, completed_at = ",
+                " AND ",
+                "status IN (",
+                job_status!(pending),
+                ", ",
+                job_status!(waiting),
+                ")",
+                " LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE jobs AS j SET ",
+                "status = ",
+                job_status!(cancelled),
+                ", completed_at = ",
                 now_ms_sql!(),
                 ", owner = NULL, claim_token = NULL, started_at = NULL, \
                  expires_at = -j.expires_at, \
                  error = 'expired: not started before its expiry time' \
-                 FROM due WHERE j.seq = due.seq AND j.status IN (0, 6)"
+                 FROM due WHERE j.seq = due.seq AND j.",
+                "status IN (",
+                job_status!(pending),
+                ", ",
+                job_status!(waiting),
+                ")"
             ),
             &[&EXPIRE_BATCH],
         )

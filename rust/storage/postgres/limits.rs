@@ -18,6 +18,7 @@ use super::rows::{claimed_columns, claimed_rows, enqueue_in, enqueue_statement};
 use crate::error::Result;
 use crate::job::{now_ms, ClaimedJob, NewJob, WorkerKey};
 use crate::storage::picker::{Budget, LimitMap, Picker, Ready, TaskLimit, SCAN_MAX};
+use crate::storage::rules::job_status;
 use crate::storage::TaskFilter;
 
 /// The server's clock now (epoch ms), not the transaction's start.
@@ -39,7 +40,10 @@ const BUDGETS: &str = concat!(
     clock_ms_sql!(),
     ", n.name, b.tokens, b.refilled_at, \
        CASE WHEN n.name = ANY($2::text[]) THEN \
-         (SELECT count(*) FROM jobs WHERE status = 1 AND task_name = n.name) ELSE 0 END \
+         (SELECT count(*) FROM jobs WHERE ",
+    "status = ",
+    job_status!(running),
+    " AND task_name = n.name) ELSE 0 END \
      FROM (SELECT 1) AS one LEFT JOIN (unnest($1::text[]) AS n(name) \
        LEFT JOIN task_limits AS b ON b.task_name = n.name) ON true"
 );
@@ -51,21 +55,35 @@ const LOCK: &str = "SELECT task_name FROM task_limits WHERE task_name = ANY($1::
 
 /// One queue's ready rows in the plain claim's order (the `jobs_ready` index), read in
 /// chunks until the picker has enough.
-const READY: &str = "SELECT priority, scheduled_at, seq, task_name FROM jobs \
-     WHERE status = 0 AND queue = $1 AND scheduled_at <= $2 \
-     ORDER BY priority DESC, scheduled_at, seq LIMIT $3";
+const READY: &str = concat!(
+    "SELECT priority, scheduled_at, seq, task_name FROM jobs \
+     WHERE ",
+    "status = ",
+    job_status!(pending),
+    " AND queue = $1 AND scheduled_at <= $2 \
+     ORDER BY priority DESC, scheduled_at, seq LIMIT $3"
+);
 
 /// Claims the chosen rows, stepping over any another claimer holds or took meanwhile, and
 /// any past its expiry time (left pending for the expiry sweep, which cancels it). A started
 /// job can no longer expire: its expiry time is kept, negated, for replay.
 const CLAIM: &str = concat!(
     "WITH picked AS MATERIALIZED ( \
-       SELECT seq FROM jobs WHERE seq = ANY($1::bigint[]) AND status = 0 \
+       SELECT seq FROM jobs WHERE seq = ANY($1::bigint[]) AND ",
+    "status = ",
+    job_status!(pending),
+    " \
          AND scheduled_at <= $5 AND NOT coalesce(expires_at > 0 AND expires_at <= $5, false) \
          FOR UPDATE SKIP LOCKED) \
-     UPDATE jobs AS j SET status = 1, owner = $2, claim_token = $3, started_at = $5, \
+     UPDATE jobs AS j SET ",
+    "status = ",
+    job_status!(running),
+    ", owner = $2, claim_token = $3, started_at = $5, \
        worker_id = NULL, incarnation = $4, expires_at = -abs(j.expires_at) \
-     FROM picked WHERE j.seq = picked.seq AND j.status = 0 RETURNING ",
+     FROM picked WHERE j.seq = picked.seq AND j.",
+    "status = ",
+    job_status!(pending),
+    " RETURNING ",
     claimed_columns!()
 );
 

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord};
 use crate::storage::cursor::{check_limit, page, parse_cursor};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 use crate::storage::rules::status_sql;
 use crate::storage::JobPage;
 
@@ -112,8 +113,13 @@ pub fn throughput(
     let rows = c
         .client
         .query(
-            "SELECT $1 + ((completed_at - $1) / $2) * $2 AS b, count(*) FROM jobs \
-             WHERE status = 2 AND completed_at >= $1 GROUP BY b ORDER BY b",
+            concat!(
+                "SELECT $1 + ((completed_at - $1) / $2) * $2 AS b, count(*) FROM jobs \
+             WHERE ",
+                "status = ",
+                job_status!(complete),
+                " AND completed_at >= $1 GROUP BY b ORDER BY b"
+            ),
             &[&since, &bucket_ms],
         )
         .map_err(|e| s.error(e))?;

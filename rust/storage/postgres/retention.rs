@@ -9,11 +9,16 @@ use super::rows::{job_columns, job_row, now_ms_sql};
 use crate::error::Result;
 use crate::job::JobRecord;
 use crate::retention::{Retention, RetentionCounts, RetentionReport};
+use crate::storage::rules::job_status;
 
 /// The kinds of rows and the time column their window is measured on; `$1` is an age.
 /// Finished jobs: a job given its own `result_ttl` goes by that alone (`expire_results`).
-const FINISHED_JOBS: &str =
-    "FROM jobs WHERE status >= 2 AND result_ttl_ms IS NULL AND completed_at < ";
+const FINISHED_JOBS: &str = concat!(
+    "FROM jobs WHERE ",
+    "status >= ",
+    job_status!(complete),
+    " AND result_ttl_ms IS NULL AND completed_at < "
+);
 const ARCHIVED_JOBS: &str = "FROM archived_jobs WHERE completed_at < ";
 const DEAD_LETTERS: &str = "FROM dead_letters WHERE failed_at < ";
 const TASK_LOGS: &str = "FROM task_logs WHERE logged_at < ";
@@ -74,7 +79,11 @@ pub fn expire_results(c: &mut Conn, s: &PgSettings) -> Result<usize> {
                 "DELETE FROM jobs WHERE result_ttl_ms IS NOT NULL \
                  AND (completed_at + result_ttl_ms) < ",
                 now_ms_sql!(),
-                " AND +status BETWEEN 2 AND 5"
+                " AND ",
+                "+status BETWEEN ",
+                job_status!(complete),
+                " AND ",
+                job_status!(cancelled)
             ),
             &[],
         )
@@ -150,7 +159,10 @@ pub fn archive(c: &mut Conn, s: &PgSettings, age: i64) -> Result<usize> {
         .client
         .execute(
             concat!(
-                "WITH moved AS (DELETE FROM jobs WHERE status >= 2 AND completed_at < ",
+                "WITH moved AS (DELETE FROM jobs WHERE ",
+                "status >= ",
+                job_status!(complete),
+                " AND completed_at < ",
                 now_ms_sql!(),
                 " - $1 RETURNING ",
                 archive_columns!(),
@@ -215,7 +227,10 @@ pub fn purge_completed(c: &mut Conn, s: &PgSettings, age: i64) -> Result<usize> 
     let gone = tx
         .query(
             concat!(
-                "DELETE FROM jobs WHERE status = 2 AND completed_at < ",
+                "DELETE FROM jobs WHERE ",
+                "status = ",
+                job_status!(complete),
+                " AND completed_at < ",
                 now_ms_sql!(),
                 " - $1 RETURNING id, seq"
             ),
@@ -246,7 +261,10 @@ pub fn purge_finished(c: &mut Conn, s: &PgSettings, age_ms: i64) -> Result<usize
     let gone = tx
         .query(
             concat!(
-                "DELETE FROM jobs WHERE status >= 2 AND completed_at <= ",
+                "DELETE FROM jobs WHERE ",
+                "status >= ",
+                job_status!(complete),
+                " AND completed_at <= ",
                 now_ms_sql!(),
                 " - $1 RETURNING id, seq"
             ),

@@ -8,6 +8,7 @@ use super::pool::{Conn, PgSettings};
 use crate::error::Result;
 use crate::job::{ClaimedJob, JobRecord, JobStatus, NewJob};
 use crate::storage::ids::{self, seq_of};
+use crate::storage::rules::job_status;
 
 /// The server's clock in epoch milliseconds, as of the start of the transaction.
 macro_rules! now_ms_sql {
@@ -30,12 +31,22 @@ const ENQUEUE: &str = concat!(
        INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
          scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata, \
          result_ttl_ms) \
-       SELECT s, px || lpad(to_hex(s), 12, '0'), q, t, p, 0, pr, ",
+       SELECT s, px || lpad(to_hex(s), 12, '0'), q, t, p, ",
+    job_status!(pending),
+    ", pr, ",
     now_ms_sql!(),
     ", ",
     now_ms_sql!(),
     " + d, mr, rb, tm, uk, md, rt FROM input ORDER BY ord \
-       ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING \
+       ON CONFLICT (unique_key) WHERE unique_key > '' AND ",
+    "status IN (",
+    job_status!(pending),
+    ", ",
+    job_status!(running),
+    ", ",
+    job_status!(waiting),
+    ")",
+    " DO NOTHING \
        RETURNING seq), \
      noted AS (INSERT INTO queues (name) SELECT DISTINCT q FROM input ON CONFLICT DO NOTHING) \
      SELECT i.px || lpad(to_hex(i.s), 12, '0'), ins.seq IS NOT NULL, \
@@ -100,8 +111,17 @@ pub fn enqueue_marked(
         let key = job.unique_key.as_deref().unwrap_or_default();
         let existing = client
             .query_opt(
-                "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
-                 AND status IN (0, 1, 6)",
+                concat!(
+                    "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
+                 AND ",
+                    "status IN (",
+                    job_status!(pending),
+                    ", ",
+                    job_status!(running),
+                    ", ",
+                    job_status!(waiting),
+                    ")"
+                ),
                 &[&key],
             )
             .map_err(err)?;

@@ -7,6 +7,7 @@ use super::rows::{insert_error, now_ms_sql, write_dead_letter};
 use crate::error::Result;
 use crate::job::{WorkerBeat, WorkerInfo, WorkerKey};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 use crate::storage::rules::recovery_note;
 
 pub fn register_worker(c: &mut Conn, s: &PgSettings, w: &WorkerInfo) -> Result<()> {
@@ -93,9 +94,14 @@ pub fn worker_beats(c: &mut Conn, s: &PgSettings) -> Result<Vec<WorkerBeat>> {
 /// incarnations existed have incarnation 0 on both sides.
 macro_rules! orphans_sql {
     () => {
-        "FROM jobs WHERE status = 1 AND NOT EXISTS (SELECT 1 FROM workers w \
+        concat!(
+            "FROM jobs WHERE ",
+            "status = ",
+            job_status!(running),
+            " AND NOT EXISTS (SELECT 1 FROM workers w \
          WHERE w.worker_id = jobs.owner AND w.incarnation = COALESCE(jobs.incarnation, 0) \
          AND w.status IN ('active', 'unhealthy'))"
+        )
     };
 }
 
@@ -145,7 +151,10 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
                  eager_start = eager_start OR worker_id IS NULL \
                  WHERE seq IN (SELECT seq ",
                 orphans_sql!(),
-                ") AND status = 1 RETURNING id, owner, recoveries, worker_id IS NOT NULL"
+                ") AND ",
+                "status = ",
+                job_status!(running),
+                " RETURNING id, owner, recoveries, worker_id IS NOT NULL"
             ),
             &[],
         )
@@ -166,9 +175,14 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
         if dead {
             tx.execute(
                 concat!(
-                    "UPDATE jobs SET status = 4, error = $2, completed_at = ",
+                    "UPDATE jobs SET ",
+                    "status = ",
+                    job_status!(dead),
+                    ", error = $2, completed_at = ",
                     now_ms_sql!(),
-                    ", claim_token = NULL WHERE seq = $1 AND status = 1"
+                    ", claim_token = NULL WHERE seq = $1 AND ",
+                    "status = ",
+                    job_status!(running)
                 ),
                 &[&seq, &note],
             )
@@ -176,9 +190,16 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
             write_dead_letter(&mut tx, &id).map_err(err)?;
         } else {
             tx.execute(
-                "UPDATE jobs SET status = 0, owner = NULL, incarnation = NULL, \
+                concat!(
+                    "UPDATE jobs SET ",
+                    "status = ",
+                    job_status!(pending),
+                    ", owner = NULL, incarnation = NULL, \
                  claim_token = NULL, started_at = NULL, worker_id = NULL \
-                 WHERE seq = $1 AND status = 1",
+                 WHERE seq = $1 AND ",
+                    "status = ",
+                    job_status!(running)
+                ),
                 &[&seq],
             )
             .map_err(err)?;

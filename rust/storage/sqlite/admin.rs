@@ -5,6 +5,7 @@ use rusqlite::{params, Connection};
 
 use crate::error::Result;
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 
 /// Deletes one dead letter; false if there is none with that id.
 pub fn delete_dead(c: &Connection, dead_id: &str) -> Result<bool> {
@@ -19,10 +20,15 @@ pub fn delete_dead(c: &Connection, dead_id: &str) -> Result<bool> {
 /// count is kept: this is not a failed attempt. False if the job is missing or not running.
 pub fn requeue_job(c: &Connection, id: &str) -> Result<bool> {
     let n = c
-        .prepare_cached(
-            "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL, cancel_requested = 0 WHERE seq = ?2 AND id = ?1 AND status = 1",
-        )?
+        .prepare_cached(concat!(
+            "UPDATE jobs SET ",
+            "status = ",
+            job_status!(pending),
+            ", owner = NULL, claim_token = NULL, started_at = NULL, \
+             worker_id = NULL, cancel_requested = 0 WHERE seq = ?2 AND id = ?1 AND ",
+            "status = ",
+            job_status!(running)
+        ))?
         .execute(params![id, seq_of(id)])?;
     Ok(n > 0)
 }

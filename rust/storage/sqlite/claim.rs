@@ -11,6 +11,8 @@ use crate::error::Result;
 use crate::job::{ClaimedJob, NewJob, WorkerKey};
 use crate::storage::ids::seq_of;
 use crate::storage::picker::LimitMap;
+use crate::storage::rules::job_status;
+use crate::storage::rules::{SQL_PENDING, SQL_RUNNING};
 use crate::storage::{TaskFilter, Write};
 
 pub(super) const CLAIM_COLUMNS: &str = "id, task_name, queue, payload, retry_count, max_retries, \
@@ -28,9 +30,14 @@ pub(super) fn ready_seqs(
     // One indexed range per queue, merged here: each read is O(log n + limit) whatever the
     // backlog. INDEXED BY pins the plan: the planner would otherwise pick the status index
     // and sort the whole backlog on every claim.
-    const READY: &str = "SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready \
-         WHERE status = 0 AND queue = ?1 AND scheduled_at <= ?2 \
-         ORDER BY priority DESC, scheduled_at, seq LIMIT ?3";
+    const READY: &str = concat!(
+        "SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready \
+         WHERE ",
+        "status = ",
+        job_status!(pending),
+        " AND queue = ?1 AND scheduled_at <= ?2 \
+         ORDER BY priority DESC, scheduled_at, seq LIMIT ?3"
+    );
     let (names, sql) = match tasks {
         None => (&[][..], std::borrow::Cow::Borrowed(READY)),
         Some(f) => {
@@ -87,16 +94,22 @@ pub(super) fn next_due(
             &all
         }
     };
-    let mut next_priority = conn.prepare_cached(
+    let mut next_priority = conn.prepare_cached(concat!(
         "SELECT priority FROM jobs INDEXED BY jobs_ready \
-         WHERE status = 0 AND queue = ?1 AND priority < ?2 \
-         ORDER BY priority DESC LIMIT 1",
-    )?;
-    let mut first_due = conn.prepare_cached(
+         WHERE ",
+        "status = ",
+        job_status!(pending),
+        " AND queue = ?1 AND priority < ?2 \
+         ORDER BY priority DESC LIMIT 1"
+    ))?;
+    let mut first_due = conn.prepare_cached(concat!(
         "SELECT scheduled_at FROM jobs INDEXED BY jobs_ready \
-         WHERE status = 0 AND queue = ?1 AND priority = ?2 AND scheduled_at > ?3 \
-         ORDER BY scheduled_at LIMIT 1",
-    )?;
+         WHERE ",
+        "status = ",
+        job_status!(pending),
+        " AND queue = ?1 AND priority = ?2 AND scheduled_at > ?3 \
+         ORDER BY scheduled_at LIMIT 1"
+    ))?;
     let mut earliest: Option<i64> = None;
     for q in queues {
         let mut below = i64::MAX;
@@ -159,8 +172,8 @@ pub(super) fn claim_seqs(
 ) -> Result<Vec<ClaimedJob>> {
     let mut claimed = Vec::with_capacity(seqs.len());
     let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
-         worker_id = NULL, incarnation = ?5 WHERE seq = ?1 AND status = 0 \
+        "UPDATE jobs SET status = {SQL_RUNNING}, owner = ?2, claim_token = ?3, started_at = ?4, \
+         worker_id = NULL, incarnation = ?5 WHERE seq = ?1 AND status = {SQL_PENDING} \
          RETURNING {CLAIM_COLUMNS}"
     ))?;
     for &seq in seqs {
@@ -215,9 +228,11 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
             token,
             thread_id,
         } => {
-            conn.prepare_cached(
-                "UPDATE jobs SET worker_id = ?3 WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-            )?
+            conn.prepare_cached(concat!(
+                "UPDATE jobs SET worker_id = ?3 WHERE seq = ?1 AND claim_token = ?2 AND ",
+                "status = ",
+                job_status!(running)
+            ))?
             .execute(params![seq_of(id), token, thread_id])?;
             return Ok(false);
         }
@@ -227,11 +242,16 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
             thread_id,
             result,
         } => conn
-            .prepare_cached(
-                "UPDATE jobs SET status = 2, result = ?3, completed_at = ?4, worker_id = ?5, \
+            .prepare_cached(concat!(
+                "UPDATE jobs SET ",
+                "status = ",
+                job_status!(complete),
+                ", result = ?3, completed_at = ?4, worker_id = ?5, \
                  error = NULL, claim_token = NULL \
-                 WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-            )?
+                 WHERE seq = ?1 AND claim_token = ?2 AND ",
+                "status = ",
+                job_status!(running)
+            ))?
             .execute(params![seq_of(id), token, result, now, thread_id])?,
         Write::Retry {
             id,
@@ -245,11 +265,16 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
                 return Ok(true);
             }
             let n = conn
-                .prepare_cached(
-                    "UPDATE jobs SET status = 0, scheduled_at = ?3, error = ?4, worker_id = ?5, \
+                .prepare_cached(concat!(
+                    "UPDATE jobs SET ",
+                    "status = ",
+                    job_status!(pending),
+                    ", scheduled_at = ?3, error = ?4, worker_id = ?5, \
                      owner = NULL, claim_token = NULL, started_at = NULL \
-                     WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-                )?
+                     WHERE seq = ?1 AND claim_token = ?2 AND ",
+                    "status = ",
+                    job_status!(running)
+                ))?
                 .execute(params![seq_of(id), token, run_at, error, thread_id])?;
             if n > 0 {
                 insert_error(conn, seq_of(id), error, traceback, now)?;
@@ -272,12 +297,15 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
                 return Ok(true);
             }
             let done: Option<i64> = conn
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, \
                          worker_id = ?6, claim_token = NULL \
-                         WHERE seq = ?1 AND claim_token = ?2 AND status = 1 \
-                         RETURNING has_dependents",
-                )?
+                         WHERE seq = ?1 AND claim_token = ?2 AND ",
+                    "status = ",
+                    job_status!(running),
+                    " \
+                         RETURNING has_dependents"
+                ))?
                 .query_row(
                     params![seq_of(id), token, *status as i64, error, now, thread_id],
                     |r| r.get(0),
@@ -291,11 +319,16 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
             usize::from(done.is_some())
         }
         Write::Requeue { id, token } => conn
-            .prepare_cached(
-                "UPDATE jobs SET status = 0, owner = NULL, claim_token = NULL, \
+            .prepare_cached(concat!(
+                "UPDATE jobs SET ",
+                "status = ",
+                job_status!(pending),
+                ", owner = NULL, claim_token = NULL, \
                  started_at = NULL, worker_id = NULL \
-                 WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-            )?
+                 WHERE seq = ?1 AND claim_token = ?2 AND ",
+                "status = ",
+                job_status!(running)
+            ))?
             .execute(params![seq_of(id), token])?,
     };
     Ok(changed > 0)
@@ -392,9 +425,9 @@ pub(super) fn claim_by_id(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let job = tx
         .prepare_cached(&format!(
-            "UPDATE jobs SET status = 1, owner = ?2, claim_token = ?3, started_at = ?4, \
+            "UPDATE jobs SET status = {SQL_RUNNING}, owner = ?2, claim_token = ?3, started_at = ?4, \
              completed_at = NULL, worker_id = NULL, incarnation = ?6 \
-             WHERE seq = ?5 AND id = ?1 AND status != 1 RETURNING {CLAIM_COLUMNS}"
+             WHERE seq = ?5 AND id = ?1 AND status != {SQL_RUNNING} RETURNING {CLAIM_COLUMNS}"
         ))?
         .query_row(
             params![
@@ -424,10 +457,12 @@ pub(super) fn record_start(
     thread_id: &str,
 ) -> Result<bool> {
     Ok(conn
-        .prepare_cached(
+        .prepare_cached(concat!(
             "UPDATE jobs SET worker_id = ?3 \
-             WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
-        )?
+             WHERE seq = ?1 AND claim_token = ?2 AND ",
+            "status = ",
+            job_status!(running)
+        ))?
         .execute(params![seq_of(id), token, thread_id])?
         > 0)
 }

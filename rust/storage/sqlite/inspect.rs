@@ -8,6 +8,7 @@ use super::rows::{insert_job, job_row, next_seq, note_queue, JOB_COLUMNS};
 use crate::error::{Error, Result};
 use crate::job::{DeadLetter, ErrorRecord, JobFilter, JobRecord, JobStatus, NewJob, StoredOutcome};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 use crate::storage::rules::status_sql;
 use crate::storage::{move_unstarted, QueueCounts, CANCEL_CLAIMED_AFTER_MS};
 
@@ -130,9 +131,12 @@ pub fn counts(c: &Connection) -> Result<QueueCounts> {
         Ok((r.get(0)?, JobStatus::from_i64(r.get(1)?), r.get(2)?))
     })?;
     let counts: QueueCounts = rows.collect::<std::result::Result<_, _>>()?;
-    let mut stmt = c.prepare_cached(
-        "SELECT queue, COUNT(*) FROM jobs WHERE status = 1 AND worker_id IS NULL GROUP BY queue",
-    )?;
+    let mut stmt = c.prepare_cached(concat!(
+        "SELECT queue, COUNT(*) FROM jobs WHERE ",
+        "status = ",
+        job_status!(running),
+        " AND worker_id IS NULL GROUP BY queue"
+    ))?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let unstarted: Vec<(String, i64)> = rows.collect::<std::result::Result<_, _>>()?;
     Ok(move_unstarted(counts, unstarted))
@@ -141,10 +145,13 @@ pub fn counts(c: &Connection) -> Result<QueueCounts> {
 pub fn oldest_pending(c: &Connection, now: i64) -> Result<Vec<(String, i64)>> {
     // Ready jobs only, aged from when they became ready: a job delayed until tomorrow is
     // not a backlog.
-    let mut stmt = c.prepare_cached(
-        "SELECT queue, MIN(scheduled_at) FROM jobs WHERE status = 0 AND scheduled_at <= ?1 \
-         GROUP BY queue",
-    )?;
+    let mut stmt = c.prepare_cached(concat!(
+        "SELECT queue, MIN(scheduled_at) FROM jobs WHERE ",
+        "status = ",
+        job_status!(pending),
+        " AND scheduled_at <= ?1 \
+         GROUP BY queue"
+    ))?;
     let rows = stmt.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
@@ -172,19 +179,37 @@ pub fn job_errors(c: &Connection, id: &str) -> Result<Vec<ErrorRecord>> {
 pub fn cancel(c: &mut Connection, id: &str, now: i64) -> Result<bool> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let done: Option<i64> = tx
-        .prepare_cached(
-            "UPDATE jobs SET status = 5, completed_at = ?2, claim_token = NULL \
+        .prepare_cached(concat!(
+            "UPDATE jobs SET ",
+            "status = ",
+            job_status!(cancelled),
+            ", completed_at = ?2, claim_token = NULL \
              WHERE seq = ?3 AND id = ?1 \
-             AND (status IN (0, 6) OR (status = 1 AND worker_id IS NULL AND started_at <= ?4)) \
-             RETURNING has_dependents",
-        )?
+             AND (",
+            "status IN (",
+            job_status!(pending),
+            ", ",
+            job_status!(waiting),
+            ")",
+            " OR (",
+            "status = ",
+            job_status!(running),
+            " AND worker_id IS NULL AND started_at <= ?4)) \
+             RETURNING has_dependents"
+        ))?
         .query_row(
             params![id, now, seq_of(id), now - CANCEL_CLAIMED_AFTER_MS],
             |r| r.get(0),
         )
         .optional()?;
     if let Some(has_dependents) = done {
-        after_outcome(&tx, seq_of(id), 5, has_dependents != 0, now)?;
+        after_outcome(
+            &tx,
+            seq_of(id),
+            JobStatus::Cancelled as i64,
+            has_dependents != 0,
+            now,
+        )?;
     }
     tx.commit()?;
     Ok(done.is_some())

@@ -5,17 +5,20 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::links::{after_outcome, enqueue_linked};
 use crate::error::{Error, Result};
-use crate::job::{JobLinks, NewJob};
+use crate::job::{JobLinks, JobStatus, NewJob};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 
 /// Most expired jobs cancelled by one sweep transaction.
 const EXPIRE_BATCH: i64 = 500;
 
 /// Flags a running job for cancellation; true if it was running.
 pub fn request_cancel(c: &Connection, id: &str) -> Result<bool> {
-    Ok(c.prepare_cached(
-        "UPDATE jobs SET cancel_requested = 1 WHERE seq = ?1 AND id = ?2 AND status = 1",
-    )?
+    Ok(c.prepare_cached(concat!(
+        "UPDATE jobs SET cancel_requested = 1 WHERE seq = ?1 AND id = ?2 AND ",
+        "status = ",
+        job_status!(running)
+    ))?
     .execute(params![seq_of(id), id])?
         > 0)
 }
@@ -44,17 +47,29 @@ pub fn finish_cancelled(
 ) -> Result<bool> {
     let seq = seq_of(id);
     let done: Option<i64> = c
-        .prepare_cached(
-            "UPDATE jobs SET status = 5, error = ?3, completed_at = ?4, worker_id = ?5, \
+        .prepare_cached(concat!(
+            "UPDATE jobs SET ",
+            "status = ",
+            job_status!(cancelled),
+            ", error = ?3, completed_at = ?4, worker_id = ?5, \
              claim_token = NULL \
-             WHERE seq = ?1 AND claim_token = ?2 AND status = 1 AND cancel_requested = 1 \
-             RETURNING has_dependents",
-        )?
+             WHERE seq = ?1 AND claim_token = ?2 AND ",
+            "status = ",
+            job_status!(running),
+            " AND cancel_requested = 1 \
+             RETURNING has_dependents"
+        ))?
         .query_row(params![seq, token, error, now, thread_id], |r| r.get(0))
         .optional()?;
     match done {
         Some(has_dependents) => {
-            after_outcome(c, seq, 5, has_dependents != 0, now)?;
+            after_outcome(
+                c,
+                seq,
+                JobStatus::Cancelled as i64,
+                has_dependents != 0,
+                now,
+            )?;
             Ok(true)
         }
         None => Ok(false),
@@ -64,16 +79,33 @@ pub fn finish_cancelled(
 /// Cancels one job that expired before it started (inside the caller's transaction).
 pub fn expire(c: &Connection, seq: i64, now: i64) -> Result<bool> {
     let done: Option<i64> = c
-        .prepare_cached(
-            "UPDATE jobs SET status = 5, completed_at = ?2, owner = NULL, claim_token = NULL, \
+        .prepare_cached(concat!(
+            "UPDATE jobs SET ",
+            "status = ",
+            job_status!(cancelled),
+            ", completed_at = ?2, owner = NULL, claim_token = NULL, \
              started_at = NULL, expires_at = -abs(expires_at), \
              error = 'expired: not started before its expiry time' \
-             WHERE seq = ?1 AND status IN (0, 1, 6) RETURNING has_dependents",
-        )?
+             WHERE seq = ?1 AND ",
+            "status IN (",
+            job_status!(pending),
+            ", ",
+            job_status!(running),
+            ", ",
+            job_status!(waiting),
+            ")",
+            " RETURNING has_dependents"
+        ))?
         .query_row(params![seq, now], |r| r.get(0))
         .optional()?;
     if let Some(has_dependents) = done {
-        after_outcome(c, seq, 5, has_dependents != 0, now)?;
+        after_outcome(
+            c,
+            seq,
+            JobStatus::Cancelled as i64,
+            has_dependents != 0,
+            now,
+        )?;
     }
     Ok(done.is_some())
 }

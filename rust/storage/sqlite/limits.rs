@@ -10,6 +10,7 @@ use super::pause::claimable_queues;
 use super::rows::insert_jobs;
 use crate::error::{Error, Result};
 use crate::job::NewJob;
+use crate::storage::rules::job_status;
 
 use crate::storage::picker::{Budget, Choice, LimitMap, Picker, Ready, TaskLimit, SCAN_MAX};
 use crate::storage::TaskFilter;
@@ -78,7 +79,12 @@ fn budgets(conn: &Connection, limits: &LimitMap, now: i64) -> Result<HashMap<Str
         };
         let running: i64 = match l.max_concurrent {
             Some(_) => conn
-                .prepare_cached("SELECT count(*) FROM jobs WHERE status = 1 AND task_name = ?1")?
+                .prepare_cached(concat!(
+                    "SELECT count(*) FROM jobs WHERE ",
+                    "status = ",
+                    job_status!(running),
+                    " AND task_name = ?1"
+                ))?
                 .query_row(params![l.task_name], |r| r.get(0))?,
             None => 0,
         };
@@ -100,11 +106,14 @@ pub(super) fn choose(
 ) -> Result<Choice> {
     let queues = claimable_queues(conn, queues)?;
     let mut picker = Picker::new(limit, budgets(conn, limits, now)?, tasks);
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(concat!(
         "SELECT priority, scheduled_at, seq, task_name FROM jobs INDEXED BY jobs_ready \
-         WHERE status = 0 AND queue = ?1 AND scheduled_at <= ?2 \
-         ORDER BY priority DESC, scheduled_at, seq LIMIT ?3",
-    )?;
+         WHERE ",
+        "status = ",
+        job_status!(pending),
+        " AND queue = ?1 AND scheduled_at <= ?2 \
+         ORDER BY priority DESC, scheduled_at, seq LIMIT ?3"
+    ))?;
     for q in queues.iter() {
         picker.next_queue();
         let mut rows = stmt.query(params![q, now, SCAN_MAX])?;
@@ -142,14 +151,20 @@ pub(super) fn consume(conn: &Connection, choice: &Choice, now: i64) -> Result<()
 /// transaction, so concurrent producers cannot both pass a count taken before either
 /// inserted.
 pub(super) fn check_pending(conn: &Connection, queues: &[&str], max_pending: i64) -> Result<()> {
-    let mut ready = conn.prepare_cached(
+    let mut ready = conn.prepare_cached(concat!(
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready \
-         WHERE status = 0 AND queue = ?1 LIMIT ?2)",
-    )?;
-    let mut waiting = conn.prepare_cached(
+         WHERE ",
+        "status = ",
+        job_status!(pending),
+        " AND queue = ?1 LIMIT ?2)"
+    ))?;
+    let mut waiting = conn.prepare_cached(concat!(
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_by_status \
-         WHERE status = 6 AND queue = ?1 LIMIT ?2)",
-    )?;
+         WHERE ",
+        "status = ",
+        job_status!(waiting),
+        " AND queue = ?1 LIMIT ?2)"
+    ))?;
     for q in queues {
         let cap = max_pending.saturating_add(1);
         let mut n: i64 = ready.query_row(params![q, cap], |r| r.get(0))?;

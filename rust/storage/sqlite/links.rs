@@ -9,17 +9,18 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::limits::check_pending;
 use super::rows::{insert_job, next_seq, note_queue};
 use crate::error::{Error, Result};
-use crate::job::{Dep, JobLinks, NewJob, ParentResults, PassResult};
+use crate::job::{Dep, JobLinks, JobStatus, NewJob, ParentResults, PassResult};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 
 /// Waiting for dependencies. Users see it as `pending` (`JobStatus::from_i64`).
 pub const WAITING: i64 = 6;
-const PENDING: i64 = 0;
-const COMPLETE: i64 = 2;
-const CANCELLED: i64 = 5;
+const PENDING: i64 = JobStatus::Pending as i64;
+const COMPLETE: i64 = JobStatus::Complete as i64;
+const CANCELLED: i64 = JobStatus::Cancelled as i64;
 
 fn status_name(status: i64) -> &'static str {
-    crate::job::JobStatus::from_i64(status).as_str()
+    JobStatus::from_i64(status).as_str()
 }
 
 /// A parent of a job being inserted: `(id, seq, status)`.
@@ -129,11 +130,20 @@ pub fn parent_failed(conn: &Connection, seq: i64, now: i64) -> Result<()> {
             .prepare_cached("SELECT id, status FROM jobs WHERE seq = ?1")?
             .query_row(params![parent], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let error = format!("dependency {pid} ended {}", status_name(pstatus));
-        let mut stmt = conn.prepare_cached(
-            "UPDATE jobs SET status = 5, completed_at = ?2, error = ?3 \
+        let mut stmt = conn.prepare_cached(concat!(
+            "UPDATE jobs SET ",
+            "status = ",
+            job_status!(cancelled),
+            ", completed_at = ?2, error = ?3 \
              WHERE seq IN (SELECT job_seq FROM job_dependencies WHERE depends_on_seq = ?1) \
-             AND status IN (0, 6) RETURNING seq, has_dependents",
-        )?;
+             AND ",
+            "status IN (",
+            job_status!(pending),
+            ", ",
+            job_status!(waiting),
+            ")",
+            " RETURNING seq, has_dependents"
+        ))?;
         let rows = stmt.query_map(params![parent, now, error], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
         })?;
@@ -162,7 +172,12 @@ pub fn after_outcome(
         return Ok(());
     }
     match status {
-        3..=5 => parent_failed(conn, seq, now),
+        s if s == JobStatus::Failed as i64
+            || s == JobStatus::Dead as i64
+            || s == JobStatus::Cancelled as i64 =>
+        {
+            parent_failed(conn, seq, now)
+        }
         _ => Ok(()),
     }
 }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::job::{DeadLetter, JobFilter, JobRecord, JobStatus};
 use crate::storage::cursor::{check_limit, page, parse_cursor};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 use crate::storage::JobPage;
 
 /// Below this many rows matching the indexed filters (status, queue), a page reads them
@@ -58,7 +59,12 @@ pub fn jobs_after(
         indexed.push_str(&format!(" AND queue = ?{}", args.len()));
     }
     let mut rest = String::from(match f.status {
-        Some(JobStatus::Pending) => " AND (status <> 1 OR worker_id IS NULL)",
+        Some(JobStatus::Pending) => concat!(
+            " AND (",
+            "status <> ",
+            job_status!(running),
+            " OR worker_id IS NULL)"
+        ),
         Some(JobStatus::Running) => " AND worker_id IS NOT NULL",
         _ => "",
     });
@@ -155,10 +161,13 @@ pub fn throughput(c: &Connection, since: i64, bucket_ms: i64) -> Result<Vec<(i64
     };
     // One range of the status index per queue: (status, queue, completed_at) leads with
     // both equalities, so each read touches only the window's rows.
-    let mut stmt = c.prepare_cached(
+    let mut stmt = c.prepare_cached(concat!(
         "SELECT (completed_at - ?2) / ?3, COUNT(*) FROM jobs INDEXED BY jobs_by_status \
-         WHERE status = 2 AND queue = ?1 AND completed_at >= ?2 GROUP BY 1",
-    )?;
+         WHERE ",
+        "status = ",
+        job_status!(complete),
+        " AND queue = ?1 AND completed_at >= ?2 GROUP BY 1"
+    ))?;
     let mut buckets: std::collections::BTreeMap<i64, i64> = Default::default();
     for q in &queues {
         let rows = stmt.query_map(params![q, since, bucket_ms], |r| {

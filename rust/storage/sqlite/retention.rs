@@ -8,13 +8,23 @@ use super::rows::{job_row, JOB_COLUMNS};
 use crate::error::Result;
 use crate::job::JobRecord;
 use crate::retention::{cutoff, Retention, RetentionCounts, RetentionReport};
+use crate::storage::rules::job_status;
 
 /// The kinds of rows, their tables and the time column their window is measured on.
-const FINISHED_JOBS: &str = "FROM jobs WHERE status >= 2 AND completed_at < ?1";
+const FINISHED_JOBS: &str = concat!(
+    "FROM jobs WHERE ",
+    "status >= ",
+    job_status!(complete),
+    " AND completed_at < ?1"
+);
 /// Finished jobs the queue's window applies to: a job given its own `result_ttl` goes by
 /// that alone (`expire_results`).
-const SWEPT_JOBS: &str =
-    "FROM jobs WHERE status >= 2 AND completed_at < ?1 AND result_ttl_ms IS NULL";
+const SWEPT_JOBS: &str = concat!(
+    "FROM jobs WHERE ",
+    "status >= ",
+    job_status!(complete),
+    " AND completed_at < ?1 AND result_ttl_ms IS NULL"
+);
 const ARCHIVED_JOBS: &str = "FROM archived_jobs WHERE completed_at < ?1";
 const DEAD_LETTERS: &str = "FROM dead_letters WHERE failed_at < ?1";
 const TASK_LOGS: &str = "FROM task_logs WHERE logged_at < ?1";
@@ -57,8 +67,14 @@ fn each(
 /// Finished jobs whose own result TTL has run out by `?1`: a range scan of
 /// `jobs_result_expiry`, which holds only jobs given a TTL (`+status` keeps the planner off
 /// `jobs_by_status`, which would walk every finished job).
-const EXPIRED_RESULTS: &str = "FROM jobs WHERE result_ttl_ms IS NOT NULL \
-     AND completed_at + result_ttl_ms < ?1 AND +status BETWEEN 2 AND 5";
+const EXPIRED_RESULTS: &str = concat!(
+    "FROM jobs WHERE result_ttl_ms IS NOT NULL \
+     AND completed_at + result_ttl_ms < ?1 AND ",
+    "+status BETWEEN ",
+    job_status!(complete),
+    " AND ",
+    job_status!(cancelled)
+);
 
 /// Deletes finished jobs whose own result TTL has run out; returns how many.
 pub fn expire_results(c: &mut Connection, now: i64) -> Result<usize> {
@@ -186,39 +202,66 @@ pub fn list_archived_after(
 /// how many jobs.
 pub fn purge_completed(c: &mut Connection, before: i64) -> Result<usize> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    const DONE: &str = "SELECT id FROM jobs WHERE status = 2 AND completed_at < ?1";
+    const DONE: &str = concat!(
+        "SELECT id FROM jobs WHERE ",
+        "status = ",
+        job_status!(complete),
+        " AND completed_at < ?1"
+    );
     tx.prepare_cached(&format!("DELETE FROM job_errors WHERE job_id IN ({DONE})"))?
         .execute(params![before])?;
     tx.prepare_cached(&format!("DELETE FROM task_logs WHERE job_id IN ({DONE})"))?
         .execute(params![before])?;
     let n = tx
-        .prepare_cached("DELETE FROM jobs WHERE status = 2 AND completed_at < ?1")?
+        .prepare_cached(concat!(
+            "DELETE FROM jobs WHERE ",
+            "status = ",
+            job_status!(complete),
+            " AND completed_at < ?1"
+        ))?
         .execute(params![before])?;
     tx.commit()?;
     Ok(n)
 }
 pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "DELETE FROM job_errors WHERE job_id IN \
-         (SELECT id FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
-    )?
+         (SELECT id FROM jobs WHERE ",
+        "status >= ",
+        job_status!(complete),
+        " AND completed_at <= ?1)"
+    ))?
     .execute(params![before])?;
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "DELETE FROM task_logs WHERE job_id IN \
-         (SELECT id FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
-    )?
+         (SELECT id FROM jobs WHERE ",
+        "status >= ",
+        job_status!(complete),
+        " AND completed_at <= ?1)"
+    ))?
     .execute(params![before])?;
     // Both ends: a finished job's parents and children are finished too (a waiting child
     // of a failed parent was cancelled with it).
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "DELETE FROM job_dependencies WHERE job_seq IN \
-         (SELECT seq FROM jobs WHERE status >= 2 AND completed_at <= ?1) \
-         OR depends_on_seq IN (SELECT seq FROM jobs WHERE status >= 2 AND completed_at <= ?1)",
-    )?
+         (SELECT seq FROM jobs WHERE ",
+        "status >= ",
+        job_status!(complete),
+        " AND completed_at <= ?1) \
+         OR depends_on_seq IN (SELECT seq FROM jobs WHERE ",
+        "status >= ",
+        job_status!(complete),
+        " AND completed_at <= ?1)"
+    ))?
     .execute(params![before])?;
     let n = tx
-        .prepare_cached("DELETE FROM jobs WHERE status >= 2 AND completed_at <= ?1")?
+        .prepare_cached(concat!(
+            "DELETE FROM jobs WHERE ",
+            "status >= ",
+            job_status!(complete),
+            " AND completed_at <= ?1"
+        ))?
         .execute(params![before])?;
     tx.commit()?;
     Ok(n)

@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::Result;
 use crate::job::{JobRecord, JobStatus, NewJob};
 use crate::storage::ids;
+use crate::storage::rules::job_status;
 
 pub(super) fn new_token() -> i64 {
     // Never 0 or NULL-like: a token identifies one claim of one job.
@@ -77,13 +78,23 @@ pub(super) fn insert_job(
     let seq = *next;
     let id = format!("{}{seq:012x}", ids::prefix(now));
     let inserted = conn
-        .prepare_cached(
+        .prepare_cached(concat!(
             "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, \
              scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata, \
              result_ttl_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING",
-        )?
+             VALUES (?1, ?2, ?3, ?4, ?5, ",
+            job_status!(pending),
+            ", ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT (unique_key) WHERE unique_key > '' AND ",
+            "status IN (",
+            job_status!(pending),
+            ", ",
+            job_status!(running),
+            ", ",
+            job_status!(waiting),
+            ")",
+            " DO NOTHING"
+        ))?
         .execute(params![
             seq,
             id,
@@ -107,9 +118,16 @@ pub(super) fn insert_job(
     // The unique_key index refused the row: return the live job holding the key.
     let key = job.unique_key.as_deref().unwrap_or_default();
     Ok(conn
-        .prepare_cached(
-            "SELECT id FROM jobs WHERE unique_key = ?1 AND unique_key > '' AND status IN (0, 1, 6)",
-        )?
+        .prepare_cached(concat!(
+            "SELECT id FROM jobs WHERE unique_key = ?1 AND unique_key > '' AND ",
+            "status IN (",
+            job_status!(pending),
+            ", ",
+            job_status!(running),
+            ", ",
+            job_status!(waiting),
+            ")"
+        ))?
         .query_row(params![key], |r| r.get(0))?)
 }
 

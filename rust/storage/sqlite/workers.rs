@@ -6,8 +6,9 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use super::links::after_outcome;
 use super::rows::write_dead_letter;
 use crate::error::Result;
-use crate::job::{WorkerBeat, WorkerInfo, WorkerKey};
+use crate::job::{JobStatus, WorkerBeat, WorkerInfo, WorkerKey};
 use crate::storage::ids::seq_of;
+use crate::storage::rules::job_status;
 use crate::storage::rules::recovery_note;
 
 pub fn register_worker(c: &mut Connection, w: &WorkerInfo) -> Result<()> {
@@ -76,9 +77,14 @@ pub fn worker_beats(c: &Connection) -> Result<Vec<WorkerBeat>> {
 
 /// Running jobs whose claiming incarnation has no live registry row. Rows written before
 /// incarnations existed have incarnation 0 on both sides.
-const ORPHANS: &str = "FROM jobs WHERE status = 1 AND NOT EXISTS (SELECT 1 FROM workers w \
+const ORPHANS: &str = concat!(
+    "FROM jobs WHERE ",
+    "status = ",
+    job_status!(running),
+    " AND NOT EXISTS (SELECT 1 FROM workers w \
     WHERE w.worker_id = jobs.owner AND w.incarnation = COALESCE(jobs.incarnation, 0) \
-    AND w.status IN ('active', 'unhealthy'))";
+    AND w.status IN ('active', 'unhealthy'))"
+);
 
 pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Result<usize> {
     if dead.is_empty() {
@@ -127,19 +133,29 @@ pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Res
         )?
         .execute(params![seq, note, now])?;
         if dead {
-            tx.prepare_cached(
-                "UPDATE jobs SET status = 4, error = ?2, completed_at = ?3, claim_token = NULL \
-                 WHERE seq = ?1 AND status = 1",
-            )?
+            tx.prepare_cached(concat!(
+                "UPDATE jobs SET ",
+                "status = ",
+                job_status!(dead),
+                ", error = ?2, completed_at = ?3, claim_token = NULL \
+                 WHERE seq = ?1 AND ",
+                "status = ",
+                job_status!(running)
+            ))?
             .execute(params![seq, note, now])?;
             write_dead_letter(&tx, seq, now)?;
-            after_outcome(&tx, seq, 4, true, now)?;
+            after_outcome(&tx, seq, JobStatus::Dead as i64, true, now)?;
         } else {
-            tx.prepare_cached(
-                "UPDATE jobs SET status = 0, owner = NULL, incarnation = NULL, \
+            tx.prepare_cached(concat!(
+                "UPDATE jobs SET ",
+                "status = ",
+                job_status!(pending),
+                ", owner = NULL, incarnation = NULL, \
                  claim_token = NULL, started_at = NULL, worker_id = NULL \
-                 WHERE seq = ?1 AND status = 1",
-            )?
+                 WHERE seq = ?1 AND ",
+                "status = ",
+                job_status!(running)
+            ))?
             .execute(params![seq])?;
         }
     }
