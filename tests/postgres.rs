@@ -9,7 +9,6 @@ use std::sync::Arc;
 use _taskito::job::{now_ms, JobStatus, NewJob};
 use _taskito::storage::{PeriodicSpec, PgOptions, PgStorage, Storage, Write};
 
-#[allow(dead_code, unused_imports)]
 #[path = "storage/common.rs"]
 mod common;
 

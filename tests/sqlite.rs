@@ -5,7 +5,6 @@ use _taskito::error::Error;
 use _taskito::job::{now_ms, JobStatus, NewJob, PassResult};
 use _taskito::storage::{Durability, SqliteStorage, Storage, Write};
 
-#[allow(dead_code, unused_imports)]
 #[path = "storage/common.rs"]
 mod common;
 
