@@ -67,21 +67,17 @@ pub(crate) fn move_unstarted(
 pub(crate) fn status_sql(s: JobStatus) -> String {
     match s {
         JobStatus::Pending => concat!(
-            "(",
-            "status IN (",
+            "(status IN (",
             job_status!(pending),
             ", ",
             job_status!(waiting),
-            ")",
-            " OR (",
-            "status = ",
+            ") OR (status = ",
             job_status!(running),
             " AND worker_id IS NULL))"
         )
         .into(),
         JobStatus::Running => concat!(
-            "(",
-            "status = ",
+            "(status = ",
             job_status!(running),
             " AND worker_id IS NOT NULL)"
         )

@@ -20,12 +20,10 @@ pub fn requeue_job(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
         .client
         .execute(
             concat!(
-                "UPDATE jobs SET ",
-                "status = ",
+                "UPDATE jobs SET status = ",
                 job_status!(pending),
                 ", owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL, cancel_requested = false WHERE seq = $2 AND id = $1 AND ",
-                "status = ",
+             worker_id = NULL, cancel_requested = false WHERE seq = $2 AND id = $1 AND status = ",
                 job_status!(running)
             ),
             &[&id, &seq_of(id)],

@@ -39,13 +39,11 @@ pub fn check_pending(
         let n: i64 = tx
             .query_one(
                 concat!(
-                    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE ",
-                    "status IN (",
+                    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status IN (",
                     job_status!(pending),
                     ", ",
                     job_status!(waiting),
-                    ")",
-                    " AND queue = $1 \
+                    ") AND queue = $1 \
                  LIMIT $2) AS p"
                 ),
                 &[queue, &max_pending.saturating_add(1)],

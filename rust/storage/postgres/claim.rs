@@ -50,23 +50,23 @@ macro_rules! claim_sql {
                FROM (SELECT name FROM unnest($1::text[]) AS u(name) \
                  WHERE name NOT IN (SELECT name FROM paused_queues)) AS qn CROSS JOIN LATERAL ( \
                  SELECT seq, priority, scheduled_at, expires_at FROM jobs \
-                 WHERE ", "status = ", job_status!(pending), " AND queue = qn.name AND scheduled_at <= ",
+                 WHERE status = ", job_status!(pending), " AND queue = qn.name AND scheduled_at <= ",
             now_ms_sql!(),
             $filter,
             "   ORDER BY priority DESC, scheduled_at, seq LIMIT $2 \
                  FOR UPDATE SKIP LOCKED) AS r \
                ORDER BY r.priority DESC, r.scheduled_at, r.seq LIMIT $2), ",
             // A job picked after its expiry time is cancelled instead of handed out.
-            "expired AS (UPDATE jobs AS e SET ", "status = ", job_status!(cancelled), ", completed_at = ",
+            "expired AS (UPDATE jobs AS e SET status = ", job_status!(cancelled), ", completed_at = ",
             now_ms_sql!(),
             ", expires_at = -e.expires_at, error = 'expired: not started before its expiry time' \
-               FROM picked WHERE e.seq = picked.seq AND picked.expired AND e.", "status = ", job_status!(pending), "), \
-             claimed AS (UPDATE jobs AS j SET ", "status = ", job_status!(running), ", owner = $3, claim_token = $4, \
+               FROM picked WHERE e.seq = picked.seq AND picked.expired AND e.status = ", job_status!(pending), "), \
+             claimed AS (UPDATE jobs AS j SET status = ", job_status!(running), ", owner = $3, claim_token = $4, \
                started_at = ",
             now_ms_sql!(),
             // Started: it can no longer expire (the time is kept, negated, for replay).
             ", worker_id = NULL, incarnation = $5, expires_at = -abs(j.expires_at) FROM picked \
-               WHERE j.seq = picked.seq AND NOT picked.expired AND j.", "status = ", job_status!(pending), " \
+               WHERE j.seq = picked.seq AND NOT picked.expired AND j.status = ", job_status!(pending), " \
                RETURNING ",
             claimed_columns!(),
             ") SELECT c.*, picked.expired FROM picked LEFT JOIN claimed AS c ON c.seq = picked.seq"
@@ -195,8 +195,7 @@ pub fn claimed_by_token(
         .prepare(concat!(
             "SELECT id, task_name, queue, payload, retry_count, max_retries, retry_backoff, \
              timeout_ms, priority, scheduled_at, seq, pass_result, eager_start FROM jobs \
-             WHERE ",
-            "status = ",
+             WHERE status = ",
             job_status!(running),
             " AND claim_token = $1 AND owner = $2 AND incarnation = $3"
         ))
@@ -224,15 +223,13 @@ pub fn claim_by_id(
     let sent = std::time::Instant::now();
     let stmt = conn
         .prepare(concat!(
-            "UPDATE jobs SET ",
-            "status = ",
+            "UPDATE jobs SET status = ",
             job_status!(running),
             ", owner = $2, claim_token = $3, started_at = ",
             now_ms_sql!(),
             ", completed_at = NULL, worker_id = NULL, incarnation = $5, \
              expires_at = -abs(expires_at) \
-             WHERE seq = $4 AND id = $1 AND ",
-            "status <> ",
+             WHERE seq = $4 AND id = $1 AND status <> ",
             job_status!(running),
             " \
              RETURNING id, task_name, queue, payload, retry_count, max_retries, \
@@ -267,8 +264,7 @@ pub fn record_start(
     let err = |e| settings.error(e);
     let stmt = conn
         .prepare(concat!(
-            "UPDATE jobs SET worker_id = $3 WHERE seq = $1 AND claim_token = $2 AND ",
-            "status = ",
+            "UPDATE jobs SET worker_id = $3 WHERE seq = $1 AND claim_token = $2 AND status = ",
             job_status!(running)
         ))
         .map_err(err)?;
@@ -295,22 +291,19 @@ pub fn record(
     let started_stmt = conn
         .prepare(concat!(
             "UPDATE jobs AS j SET worker_id = u.w FROM unnest($1::bigint[], $2::bigint[], \
-             $3::text[]) AS u(s, t, w) WHERE j.seq = u.s AND j.claim_token = u.t AND j.",
-            "status = ",
+             $3::text[]) AS u(s, t, w) WHERE j.seq = u.s AND j.claim_token = u.t AND j.status = ",
             job_status!(running)
         ))
         .map_err(err)?;
     let complete_stmt = conn
         .prepare(concat!(
-            "UPDATE jobs AS j SET ",
-            "status = ",
+            "UPDATE jobs AS j SET status = ",
             job_status!(complete),
             ", result = u.r, completed_at = ",
             now_ms_sql!(),
             ", worker_id = u.w, error = NULL, claim_token = NULL \
              FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::text[]) AS u(s, t, r, w) \
-             WHERE j.seq = u.s AND j.claim_token = u.t AND j.",
-            "status = ",
+             WHERE j.seq = u.s AND j.claim_token = u.t AND j.status = ",
             job_status!(running)
         ))
         .map_err(err)?;
@@ -395,15 +388,13 @@ fn apply(
             let delay = run_at - client_now;
             let row = tx.query_opt(
                 concat!(
-                    "UPDATE jobs SET ",
-                    "status = ",
+                    "UPDATE jobs SET status = ",
                     job_status!(pending),
                     ", scheduled_at = ",
                     now_ms_sql!(),
                     " + $3, error = $4, worker_id = $5, owner = NULL, claim_token = NULL, \
                      started_at = NULL, retry_count = retry_count + 1 \
-                     WHERE seq = $1 AND claim_token = $2 AND ",
-                    "status = ",
+                     WHERE seq = $1 AND claim_token = $2 AND status = ",
                     job_status!(running),
                     " RETURNING retry_count"
                 ),
@@ -433,8 +424,7 @@ fn apply(
                     "UPDATE jobs SET status = $3, error = $4, completed_at = ",
                     now_ms_sql!(),
                     ", worker_id = $5, claim_token = NULL \
-                     WHERE seq = $1 AND claim_token = $2 AND ",
-                    "status = ",
+                     WHERE seq = $1 AND claim_token = $2 AND status = ",
                     job_status!(running),
                     " RETURNING retry_count"
                 ),
@@ -452,13 +442,11 @@ fn apply(
         Write::Requeue { id, token } => {
             tx.execute(
                 concat!(
-                    "UPDATE jobs SET ",
-                    "status = ",
+                    "UPDATE jobs SET status = ",
                     job_status!(pending),
                     ", owner = NULL, claim_token = NULL, \
                  started_at = NULL, worker_id = NULL \
-                 WHERE seq = $1 AND claim_token = $2 AND ",
-                    "status = ",
+                 WHERE seq = $1 AND claim_token = $2 AND status = ",
                     job_status!(running)
                 ),
                 &[&seq_of(id), token],

@@ -159,8 +159,7 @@ pub fn counts(c: &mut Conn, s: &PgSettings) -> Result<QueueCounts> {
         .client
         .query(
             concat!(
-                "SELECT queue, count(*) FROM jobs WHERE ",
-                "status = ",
+                "SELECT queue, count(*) FROM jobs WHERE status = ",
                 job_status!(running),
                 " AND worker_id IS NULL \
              GROUP BY queue"
@@ -181,8 +180,7 @@ pub fn oldest_pending(c: &mut Conn, s: &PgSettings, client_now: i64) -> Result<V
             concat!(
                 "SELECT queue, min(scheduled_at) - ",
                 now_ms_sql!(),
-                " + $1 FROM jobs WHERE ",
-                "status = ",
+                " + $1 FROM jobs WHERE status = ",
                 job_status!(pending),
                 " AND scheduled_at <= ",
                 now_ms_sql!(),
@@ -222,19 +220,15 @@ pub fn cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
         .client
         .execute(
             concat!(
-                "UPDATE jobs SET ",
-                "status = ",
+                "UPDATE jobs SET status = ",
                 job_status!(cancelled),
                 ", claim_token = NULL, completed_at = ",
                 now_ms_sql!(),
-                " WHERE seq = $2 AND id = $1 AND (",
-                "status IN (",
+                " WHERE seq = $2 AND id = $1 AND (status IN (",
                 job_status!(pending),
                 ", ",
                 job_status!(waiting),
-                ")",
-                " OR (",
-                "status = ",
+                ") OR (status = ",
                 job_status!(running),
                 " \
                  AND worker_id IS NULL AND started_at <= ",

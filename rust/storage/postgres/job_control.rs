@@ -23,8 +23,7 @@ pub fn request_cancel(c: &mut Conn, s: &PgSettings, id: &str) -> Result<bool> {
         .client
         .execute(
             concat!(
-                "UPDATE jobs SET cancel_requested = true WHERE seq = $1 AND id = $2 AND ",
-                "status = ",
+                "UPDATE jobs SET cancel_requested = true WHERE seq = $1 AND id = $2 AND status = ",
                 job_status!(running)
             ),
             &[&seq_of(id), &id],
@@ -57,14 +56,12 @@ pub fn finish_cancelled(
 ) -> std::result::Result<bool, postgres::Error> {
     let n = tx.execute(
         concat!(
-            "UPDATE jobs SET ",
-            "status = ",
+            "UPDATE jobs SET status = ",
             job_status!(cancelled),
             ", error = $3, completed_at = ",
             now_ms_sql!(),
             ", worker_id = $4, claim_token = NULL \
-             WHERE seq = $1 AND claim_token = $2 AND ",
-            "status = ",
+             WHERE seq = $1 AND claim_token = $2 AND status = ",
             job_status!(running),
             " AND cancel_requested"
         ),
@@ -98,23 +95,19 @@ pub fn expire_due(c: &mut Conn, s: &PgSettings) -> Result<usize> {
             concat!(
                 "WITH due AS (SELECT seq FROM jobs WHERE expires_at > 0 AND expires_at <= ",
                 now_ms_sql!(),
-                " AND ",
-                "status IN (",
+                " AND status IN (",
                 job_status!(pending),
                 ", ",
                 job_status!(waiting),
-                ")",
-                " LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 UPDATE jobs AS j SET ",
-                "status = ",
+                ") LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE jobs AS j SET status = ",
                 job_status!(cancelled),
                 ", completed_at = ",
                 now_ms_sql!(),
                 ", owner = NULL, claim_token = NULL, started_at = NULL, \
                  expires_at = -j.expires_at, \
                  error = 'expired: not started before its expiry time' \
-                 FROM due WHERE j.seq = due.seq AND j.",
-                "status IN (",
+                 FROM due WHERE j.seq = due.seq AND j.status IN (",
                 job_status!(pending),
                 ", ",
                 job_status!(waiting),

@@ -40,8 +40,7 @@ const BUDGETS: &str = concat!(
     clock_ms_sql!(),
     ", n.name, b.tokens, b.refilled_at, \
        CASE WHEN n.name = ANY($2::text[]) THEN \
-         (SELECT count(*) FROM jobs WHERE ",
-    "status = ",
+         (SELECT count(*) FROM jobs WHERE status = ",
     job_status!(running),
     " AND task_name = n.name) ELSE 0 END \
      FROM (SELECT 1) AS one LEFT JOIN (unnest($1::text[]) AS n(name) \
@@ -57,8 +56,7 @@ const LOCK: &str = "SELECT task_name FROM task_limits WHERE task_name = ANY($1::
 /// chunks until the picker has enough.
 const READY: &str = concat!(
     "SELECT priority, scheduled_at, seq, task_name FROM jobs \
-     WHERE ",
-    "status = ",
+     WHERE status = ",
     job_status!(pending),
     " AND queue = $1 AND scheduled_at <= $2 \
      ORDER BY priority DESC, scheduled_at, seq LIMIT $3"
@@ -69,19 +67,16 @@ const READY: &str = concat!(
 /// job can no longer expire: its expiry time is kept, negated, for replay.
 const CLAIM: &str = concat!(
     "WITH picked AS MATERIALIZED ( \
-       SELECT seq FROM jobs WHERE seq = ANY($1::bigint[]) AND ",
-    "status = ",
+       SELECT seq FROM jobs WHERE seq = ANY($1::bigint[]) AND status = ",
     job_status!(pending),
     " \
          AND scheduled_at <= $5 AND NOT coalesce(expires_at > 0 AND expires_at <= $5, false) \
          FOR UPDATE SKIP LOCKED) \
-     UPDATE jobs AS j SET ",
-    "status = ",
+     UPDATE jobs AS j SET status = ",
     job_status!(running),
     ", owner = $2, claim_token = $3, started_at = $5, \
        worker_id = NULL, incarnation = $4, expires_at = -abs(j.expires_at) \
-     FROM picked WHERE j.seq = picked.seq AND j.",
-    "status = ",
+     FROM picked WHERE j.seq = picked.seq AND j.status = ",
     job_status!(pending),
     " RETURNING ",
     claimed_columns!()

@@ -115,8 +115,7 @@ pub fn throughput(
         .query(
             concat!(
                 "SELECT $1 + ((completed_at - $1) / $2) * $2 AS b, count(*) FROM jobs \
-             WHERE ",
-                "status = ",
+             WHERE status = ",
                 job_status!(complete),
                 " AND completed_at >= $1 GROUP BY b ORDER BY b"
             ),

@@ -14,8 +14,7 @@ use crate::storage::rules::job_status;
 /// The kinds of rows and the time column their window is measured on; `$1` is an age.
 /// Finished jobs: a job given its own `result_ttl` goes by that alone (`expire_results`).
 const FINISHED_JOBS: &str = concat!(
-    "FROM jobs WHERE ",
-    "status >= ",
+    "FROM jobs WHERE status >= ",
     job_status!(complete),
     " AND result_ttl_ms IS NULL AND completed_at < "
 );
@@ -79,8 +78,7 @@ pub fn expire_results(c: &mut Conn, s: &PgSettings) -> Result<usize> {
                 "DELETE FROM jobs WHERE result_ttl_ms IS NOT NULL \
                  AND (completed_at + result_ttl_ms) < ",
                 now_ms_sql!(),
-                " AND ",
-                "+status BETWEEN ",
+                " AND +status BETWEEN ",
                 job_status!(complete),
                 " AND ",
                 job_status!(cancelled)
@@ -159,8 +157,7 @@ pub fn archive(c: &mut Conn, s: &PgSettings, age: i64) -> Result<usize> {
         .client
         .execute(
             concat!(
-                "WITH moved AS (DELETE FROM jobs WHERE ",
-                "status >= ",
+                "WITH moved AS (DELETE FROM jobs WHERE status >= ",
                 job_status!(complete),
                 " AND completed_at < ",
                 now_ms_sql!(),
@@ -227,8 +224,7 @@ pub fn purge_completed(c: &mut Conn, s: &PgSettings, age: i64) -> Result<usize> 
     let gone = tx
         .query(
             concat!(
-                "DELETE FROM jobs WHERE ",
-                "status = ",
+                "DELETE FROM jobs WHERE status = ",
                 job_status!(complete),
                 " AND completed_at < ",
                 now_ms_sql!(),
@@ -261,8 +257,7 @@ pub fn purge_finished(c: &mut Conn, s: &PgSettings, age_ms: i64) -> Result<usize
     let gone = tx
         .query(
             concat!(
-                "DELETE FROM jobs WHERE ",
-                "status >= ",
+                "DELETE FROM jobs WHERE status >= ",
                 job_status!(complete),
                 " AND completed_at <= ",
                 now_ms_sql!(),

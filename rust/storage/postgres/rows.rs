@@ -38,15 +38,13 @@ const ENQUEUE: &str = concat!(
     ", ",
     now_ms_sql!(),
     " + d, mr, rb, tm, uk, md, rt FROM input ORDER BY ord \
-       ON CONFLICT (unique_key) WHERE unique_key > '' AND ",
-    "status IN (",
+       ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (",
     job_status!(pending),
     ", ",
     job_status!(running),
     ", ",
     job_status!(waiting),
-    ")",
-    " DO NOTHING \
+    ") DO NOTHING \
        RETURNING seq), \
      noted AS (INSERT INTO queues (name) SELECT DISTINCT q FROM input ON CONFLICT DO NOTHING) \
      SELECT i.px || lpad(to_hex(i.s), 12, '0'), ins.seq IS NOT NULL, \
@@ -113,8 +111,7 @@ pub fn enqueue_marked(
             .query_opt(
                 concat!(
                     "SELECT id FROM jobs WHERE unique_key = $1 AND unique_key > '' \
-                 AND ",
-                    "status IN (",
+                 AND status IN (",
                     job_status!(pending),
                     ", ",
                     job_status!(running),

@@ -95,8 +95,7 @@ pub fn worker_beats(c: &mut Conn, s: &PgSettings) -> Result<Vec<WorkerBeat>> {
 macro_rules! orphans_sql {
     () => {
         concat!(
-            "FROM jobs WHERE ",
-            "status = ",
+            "FROM jobs WHERE status = ",
             job_status!(running),
             " AND NOT EXISTS (SELECT 1 FROM workers w \
          WHERE w.worker_id = jobs.owner AND w.incarnation = COALESCE(jobs.incarnation, 0) \
@@ -151,8 +150,7 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
                  eager_start = eager_start OR worker_id IS NULL \
                  WHERE seq IN (SELECT seq ",
                 orphans_sql!(),
-                ") AND ",
-                "status = ",
+                ") AND status = ",
                 job_status!(running),
                 " RETURNING id, owner, recoveries, worker_id IS NOT NULL"
             ),
@@ -175,13 +173,11 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
         if dead {
             tx.execute(
                 concat!(
-                    "UPDATE jobs SET ",
-                    "status = ",
+                    "UPDATE jobs SET status = ",
                     job_status!(dead),
                     ", error = $2, completed_at = ",
                     now_ms_sql!(),
-                    ", claim_token = NULL WHERE seq = $1 AND ",
-                    "status = ",
+                    ", claim_token = NULL WHERE seq = $1 AND status = ",
                     job_status!(running)
                 ),
                 &[&seq, &note],
@@ -191,13 +187,11 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
         } else {
             tx.execute(
                 concat!(
-                    "UPDATE jobs SET ",
-                    "status = ",
+                    "UPDATE jobs SET status = ",
                     job_status!(pending),
                     ", owner = NULL, incarnation = NULL, \
                  claim_token = NULL, started_at = NULL, worker_id = NULL \
-                 WHERE seq = $1 AND ",
-                    "status = ",
+                 WHERE seq = $1 AND status = ",
                     job_status!(running)
                 ),
                 &[&seq],

@@ -21,12 +21,10 @@ pub fn delete_dead(c: &Connection, dead_id: &str) -> Result<bool> {
 pub fn requeue_job(c: &Connection, id: &str) -> Result<bool> {
     let n = c
         .prepare_cached(concat!(
-            "UPDATE jobs SET ",
-            "status = ",
+            "UPDATE jobs SET status = ",
             job_status!(pending),
             ", owner = NULL, claim_token = NULL, started_at = NULL, \
-             worker_id = NULL, cancel_requested = 0 WHERE seq = ?2 AND id = ?1 AND ",
-            "status = ",
+             worker_id = NULL, cancel_requested = 0 WHERE seq = ?2 AND id = ?1 AND status = ",
             job_status!(running)
         ))?
         .execute(params![id, seq_of(id)])?;

@@ -32,8 +32,7 @@ pub(super) fn ready_seqs(
     // and sort the whole backlog on every claim.
     const READY: &str = concat!(
         "SELECT priority, scheduled_at, seq FROM jobs INDEXED BY jobs_ready \
-         WHERE ",
-        "status = ",
+         WHERE status = ",
         job_status!(pending),
         " AND queue = ?1 AND scheduled_at <= ?2 \
          ORDER BY priority DESC, scheduled_at, seq LIMIT ?3"
@@ -96,16 +95,14 @@ pub(super) fn next_due(
     };
     let mut next_priority = conn.prepare_cached(concat!(
         "SELECT priority FROM jobs INDEXED BY jobs_ready \
-         WHERE ",
-        "status = ",
+         WHERE status = ",
         job_status!(pending),
         " AND queue = ?1 AND priority < ?2 \
          ORDER BY priority DESC LIMIT 1"
     ))?;
     let mut first_due = conn.prepare_cached(concat!(
         "SELECT scheduled_at FROM jobs INDEXED BY jobs_ready \
-         WHERE ",
-        "status = ",
+         WHERE status = ",
         job_status!(pending),
         " AND queue = ?1 AND priority = ?2 AND scheduled_at > ?3 \
          ORDER BY scheduled_at LIMIT 1"
@@ -229,8 +226,7 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
             thread_id,
         } => {
             conn.prepare_cached(concat!(
-                "UPDATE jobs SET worker_id = ?3 WHERE seq = ?1 AND claim_token = ?2 AND ",
-                "status = ",
+                "UPDATE jobs SET worker_id = ?3 WHERE seq = ?1 AND claim_token = ?2 AND status = ",
                 job_status!(running)
             ))?
             .execute(params![seq_of(id), token, thread_id])?;
@@ -243,13 +239,11 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
             result,
         } => conn
             .prepare_cached(concat!(
-                "UPDATE jobs SET ",
-                "status = ",
+                "UPDATE jobs SET status = ",
                 job_status!(complete),
                 ", result = ?3, completed_at = ?4, worker_id = ?5, \
                  error = NULL, claim_token = NULL \
-                 WHERE seq = ?1 AND claim_token = ?2 AND ",
-                "status = ",
+                 WHERE seq = ?1 AND claim_token = ?2 AND status = ",
                 job_status!(running)
             ))?
             .execute(params![seq_of(id), token, result, now, thread_id])?,
@@ -266,13 +260,11 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
             }
             let n = conn
                 .prepare_cached(concat!(
-                    "UPDATE jobs SET ",
-                    "status = ",
+                    "UPDATE jobs SET status = ",
                     job_status!(pending),
                     ", scheduled_at = ?3, error = ?4, worker_id = ?5, \
                      owner = NULL, claim_token = NULL, started_at = NULL \
-                     WHERE seq = ?1 AND claim_token = ?2 AND ",
-                    "status = ",
+                     WHERE seq = ?1 AND claim_token = ?2 AND status = ",
                     job_status!(running)
                 ))?
                 .execute(params![seq_of(id), token, run_at, error, thread_id])?;
@@ -300,8 +292,7 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
                 .prepare_cached(concat!(
                     "UPDATE jobs SET status = ?3, error = ?4, completed_at = ?5, \
                          worker_id = ?6, claim_token = NULL \
-                         WHERE seq = ?1 AND claim_token = ?2 AND ",
-                    "status = ",
+                         WHERE seq = ?1 AND claim_token = ?2 AND status = ",
                     job_status!(running),
                     " \
                          RETURNING has_dependents"
@@ -320,13 +311,11 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
         }
         Write::Requeue { id, token } => conn
             .prepare_cached(concat!(
-                "UPDATE jobs SET ",
-                "status = ",
+                "UPDATE jobs SET status = ",
                 job_status!(pending),
                 ", owner = NULL, claim_token = NULL, \
                  started_at = NULL, worker_id = NULL \
-                 WHERE seq = ?1 AND claim_token = ?2 AND ",
-                "status = ",
+                 WHERE seq = ?1 AND claim_token = ?2 AND status = ",
                 job_status!(running)
             ))?
             .execute(params![seq_of(id), token])?,
@@ -459,8 +448,7 @@ pub(super) fn record_start(
     Ok(conn
         .prepare_cached(concat!(
             "UPDATE jobs SET worker_id = ?3 \
-             WHERE seq = ?1 AND claim_token = ?2 AND ",
-            "status = ",
+             WHERE seq = ?1 AND claim_token = ?2 AND status = ",
             job_status!(running)
         ))?
         .execute(params![seq_of(id), token, thread_id])?

@@ -132,8 +132,7 @@ pub fn counts(c: &Connection) -> Result<QueueCounts> {
     })?;
     let counts: QueueCounts = rows.collect::<std::result::Result<_, _>>()?;
     let mut stmt = c.prepare_cached(concat!(
-        "SELECT queue, COUNT(*) FROM jobs WHERE ",
-        "status = ",
+        "SELECT queue, COUNT(*) FROM jobs WHERE status = ",
         job_status!(running),
         " AND worker_id IS NULL GROUP BY queue"
     ))?;
@@ -146,8 +145,7 @@ pub fn oldest_pending(c: &Connection, now: i64) -> Result<Vec<(String, i64)>> {
     // Ready jobs only, aged from when they became ready: a job delayed until tomorrow is
     // not a backlog.
     let mut stmt = c.prepare_cached(concat!(
-        "SELECT queue, MIN(scheduled_at) FROM jobs WHERE ",
-        "status = ",
+        "SELECT queue, MIN(scheduled_at) FROM jobs WHERE status = ",
         job_status!(pending),
         " AND scheduled_at <= ?1 \
          GROUP BY queue"
@@ -180,19 +178,15 @@ pub fn cancel(c: &mut Connection, id: &str, now: i64) -> Result<bool> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let done: Option<i64> = tx
         .prepare_cached(concat!(
-            "UPDATE jobs SET ",
-            "status = ",
+            "UPDATE jobs SET status = ",
             job_status!(cancelled),
             ", completed_at = ?2, claim_token = NULL \
              WHERE seq = ?3 AND id = ?1 \
-             AND (",
-            "status IN (",
+             AND (status IN (",
             job_status!(pending),
             ", ",
             job_status!(waiting),
-            ")",
-            " OR (",
-            "status = ",
+            ") OR (status = ",
             job_status!(running),
             " AND worker_id IS NULL AND started_at <= ?4)) \
              RETURNING has_dependents"

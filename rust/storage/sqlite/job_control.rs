@@ -15,8 +15,7 @@ const EXPIRE_BATCH: i64 = 500;
 /// Flags a running job for cancellation; true if it was running.
 pub fn request_cancel(c: &Connection, id: &str) -> Result<bool> {
     Ok(c.prepare_cached(concat!(
-        "UPDATE jobs SET cancel_requested = 1 WHERE seq = ?1 AND id = ?2 AND ",
-        "status = ",
+        "UPDATE jobs SET cancel_requested = 1 WHERE seq = ?1 AND id = ?2 AND status = ",
         job_status!(running)
     ))?
     .execute(params![seq_of(id), id])?
@@ -48,13 +47,11 @@ pub fn finish_cancelled(
     let seq = seq_of(id);
     let done: Option<i64> = c
         .prepare_cached(concat!(
-            "UPDATE jobs SET ",
-            "status = ",
+            "UPDATE jobs SET status = ",
             job_status!(cancelled),
             ", error = ?3, completed_at = ?4, worker_id = ?5, \
              claim_token = NULL \
-             WHERE seq = ?1 AND claim_token = ?2 AND ",
-            "status = ",
+             WHERE seq = ?1 AND claim_token = ?2 AND status = ",
             job_status!(running),
             " AND cancel_requested = 1 \
              RETURNING has_dependents"
@@ -80,21 +77,18 @@ pub fn finish_cancelled(
 pub fn expire(c: &Connection, seq: i64, now: i64) -> Result<bool> {
     let done: Option<i64> = c
         .prepare_cached(concat!(
-            "UPDATE jobs SET ",
-            "status = ",
+            "UPDATE jobs SET status = ",
             job_status!(cancelled),
             ", completed_at = ?2, owner = NULL, claim_token = NULL, \
              started_at = NULL, expires_at = -abs(expires_at), \
              error = 'expired: not started before its expiry time' \
-             WHERE seq = ?1 AND ",
-            "status IN (",
+             WHERE seq = ?1 AND status IN (",
             job_status!(pending),
             ", ",
             job_status!(running),
             ", ",
             job_status!(waiting),
-            ")",
-            " RETURNING has_dependents"
+            ") RETURNING has_dependents"
         ))?
         .query_row(params![seq, now], |r| r.get(0))
         .optional()?;

@@ -80,8 +80,7 @@ fn budgets(conn: &Connection, limits: &LimitMap, now: i64) -> Result<HashMap<Str
         let running: i64 = match l.max_concurrent {
             Some(_) => conn
                 .prepare_cached(concat!(
-                    "SELECT count(*) FROM jobs WHERE ",
-                    "status = ",
+                    "SELECT count(*) FROM jobs WHERE status = ",
                     job_status!(running),
                     " AND task_name = ?1"
                 ))?
@@ -108,8 +107,7 @@ pub(super) fn choose(
     let mut picker = Picker::new(limit, budgets(conn, limits, now)?, tasks);
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT priority, scheduled_at, seq, task_name FROM jobs INDEXED BY jobs_ready \
-         WHERE ",
-        "status = ",
+         WHERE status = ",
         job_status!(pending),
         " AND queue = ?1 AND scheduled_at <= ?2 \
          ORDER BY priority DESC, scheduled_at, seq LIMIT ?3"
@@ -153,15 +151,13 @@ pub(super) fn consume(conn: &Connection, choice: &Choice, now: i64) -> Result<()
 pub(super) fn check_pending(conn: &Connection, queues: &[&str], max_pending: i64) -> Result<()> {
     let mut ready = conn.prepare_cached(concat!(
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ready \
-         WHERE ",
-        "status = ",
+         WHERE status = ",
         job_status!(pending),
         " AND queue = ?1 LIMIT ?2)"
     ))?;
     let mut waiting = conn.prepare_cached(concat!(
         "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_by_status \
-         WHERE ",
-        "status = ",
+         WHERE status = ",
         job_status!(waiting),
         " AND queue = ?1 LIMIT ?2)"
     ))?;

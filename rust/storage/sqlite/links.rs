@@ -131,18 +131,15 @@ pub fn parent_failed(conn: &Connection, seq: i64, now: i64) -> Result<()> {
             .query_row(params![parent], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let error = format!("dependency {pid} ended {}", status_name(pstatus));
         let mut stmt = conn.prepare_cached(concat!(
-            "UPDATE jobs SET ",
-            "status = ",
+            "UPDATE jobs SET status = ",
             job_status!(cancelled),
             ", completed_at = ?2, error = ?3 \
              WHERE seq IN (SELECT job_seq FROM job_dependencies WHERE depends_on_seq = ?1) \
-             AND ",
-            "status IN (",
+             AND status IN (",
             job_status!(pending),
             ", ",
             job_status!(waiting),
-            ")",
-            " RETURNING seq, has_dependents"
+            ") RETURNING seq, has_dependents"
         ))?;
         let rows = stmt.query_map(params![parent, now, error], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))

@@ -60,8 +60,7 @@ pub fn jobs_after(
     }
     let mut rest = String::from(match f.status {
         Some(JobStatus::Pending) => concat!(
-            " AND (",
-            "status <> ",
+            " AND (status <> ",
             job_status!(running),
             " OR worker_id IS NULL)"
         ),
@@ -163,8 +162,7 @@ pub fn throughput(c: &Connection, since: i64, bucket_ms: i64) -> Result<Vec<(i64
     // both equalities, so each read touches only the window's rows.
     let mut stmt = c.prepare_cached(concat!(
         "SELECT (completed_at - ?2) / ?3, COUNT(*) FROM jobs INDEXED BY jobs_by_status \
-         WHERE ",
-        "status = ",
+         WHERE status = ",
         job_status!(complete),
         " AND queue = ?1 AND completed_at >= ?2 GROUP BY 1"
     ))?;

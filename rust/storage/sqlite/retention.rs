@@ -12,16 +12,14 @@ use crate::storage::rules::job_status;
 
 /// The kinds of rows, their tables and the time column their window is measured on.
 const FINISHED_JOBS: &str = concat!(
-    "FROM jobs WHERE ",
-    "status >= ",
+    "FROM jobs WHERE status >= ",
     job_status!(complete),
     " AND completed_at < ?1"
 );
 /// Finished jobs the queue's window applies to: a job given its own `result_ttl` goes by
 /// that alone (`expire_results`).
 const SWEPT_JOBS: &str = concat!(
-    "FROM jobs WHERE ",
-    "status >= ",
+    "FROM jobs WHERE status >= ",
     job_status!(complete),
     " AND completed_at < ?1 AND result_ttl_ms IS NULL"
 );
@@ -69,8 +67,7 @@ fn each(
 /// `jobs_by_status`, which would walk every finished job).
 const EXPIRED_RESULTS: &str = concat!(
     "FROM jobs WHERE result_ttl_ms IS NOT NULL \
-     AND completed_at + result_ttl_ms < ?1 AND ",
-    "+status BETWEEN ",
+     AND completed_at + result_ttl_ms < ?1 AND +status BETWEEN ",
     job_status!(complete),
     " AND ",
     job_status!(cancelled)
@@ -203,8 +200,7 @@ pub fn list_archived_after(
 pub fn purge_completed(c: &mut Connection, before: i64) -> Result<usize> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     const DONE: &str = concat!(
-        "SELECT id FROM jobs WHERE ",
-        "status = ",
+        "SELECT id FROM jobs WHERE status = ",
         job_status!(complete),
         " AND completed_at < ?1"
     );
@@ -214,8 +210,7 @@ pub fn purge_completed(c: &mut Connection, before: i64) -> Result<usize> {
         .execute(params![before])?;
     let n = tx
         .prepare_cached(concat!(
-            "DELETE FROM jobs WHERE ",
-            "status = ",
+            "DELETE FROM jobs WHERE status = ",
             job_status!(complete),
             " AND completed_at < ?1"
         ))?
@@ -227,16 +222,14 @@ pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.prepare_cached(concat!(
         "DELETE FROM job_errors WHERE job_id IN \
-         (SELECT id FROM jobs WHERE ",
-        "status >= ",
+         (SELECT id FROM jobs WHERE status >= ",
         job_status!(complete),
         " AND completed_at <= ?1)"
     ))?
     .execute(params![before])?;
     tx.prepare_cached(concat!(
         "DELETE FROM task_logs WHERE job_id IN \
-         (SELECT id FROM jobs WHERE ",
-        "status >= ",
+         (SELECT id FROM jobs WHERE status >= ",
         job_status!(complete),
         " AND completed_at <= ?1)"
     ))?
@@ -245,20 +238,17 @@ pub fn purge_finished(c: &mut Connection, before: i64) -> Result<usize> {
     // of a failed parent was cancelled with it).
     tx.prepare_cached(concat!(
         "DELETE FROM job_dependencies WHERE job_seq IN \
-         (SELECT seq FROM jobs WHERE ",
-        "status >= ",
+         (SELECT seq FROM jobs WHERE status >= ",
         job_status!(complete),
         " AND completed_at <= ?1) \
-         OR depends_on_seq IN (SELECT seq FROM jobs WHERE ",
-        "status >= ",
+         OR depends_on_seq IN (SELECT seq FROM jobs WHERE status >= ",
         job_status!(complete),
         " AND completed_at <= ?1)"
     ))?
     .execute(params![before])?;
     let n = tx
         .prepare_cached(concat!(
-            "DELETE FROM jobs WHERE ",
-            "status >= ",
+            "DELETE FROM jobs WHERE status >= ",
             job_status!(complete),
             " AND completed_at <= ?1"
         ))?

@@ -85,15 +85,13 @@ pub(super) fn insert_job(
              VALUES (?1, ?2, ?3, ?4, ?5, ",
             job_status!(pending),
             ", ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (unique_key) WHERE unique_key > '' AND ",
-            "status IN (",
+             ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (",
             job_status!(pending),
             ", ",
             job_status!(running),
             ", ",
             job_status!(waiting),
-            ")",
-            " DO NOTHING"
+            ") DO NOTHING"
         ))?
         .execute(params![
             seq,
@@ -119,8 +117,7 @@ pub(super) fn insert_job(
     let key = job.unique_key.as_deref().unwrap_or_default();
     Ok(conn
         .prepare_cached(concat!(
-            "SELECT id FROM jobs WHERE unique_key = ?1 AND unique_key > '' AND ",
-            "status IN (",
+            "SELECT id FROM jobs WHERE unique_key = ?1 AND unique_key > '' AND status IN (",
             job_status!(pending),
             ", ",
             job_status!(running),

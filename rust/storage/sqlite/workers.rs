@@ -78,8 +78,7 @@ pub fn worker_beats(c: &Connection) -> Result<Vec<WorkerBeat>> {
 /// Running jobs whose claiming incarnation has no live registry row. Rows written before
 /// incarnations existed have incarnation 0 on both sides.
 const ORPHANS: &str = concat!(
-    "FROM jobs WHERE ",
-    "status = ",
+    "FROM jobs WHERE status = ",
     job_status!(running),
     " AND NOT EXISTS (SELECT 1 FROM workers w \
     WHERE w.worker_id = jobs.owner AND w.incarnation = COALESCE(jobs.incarnation, 0) \
@@ -134,12 +133,10 @@ pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Res
         .execute(params![seq, note, now])?;
         if dead {
             tx.prepare_cached(concat!(
-                "UPDATE jobs SET ",
-                "status = ",
+                "UPDATE jobs SET status = ",
                 job_status!(dead),
                 ", error = ?2, completed_at = ?3, claim_token = NULL \
-                 WHERE seq = ?1 AND ",
-                "status = ",
+                 WHERE seq = ?1 AND status = ",
                 job_status!(running)
             ))?
             .execute(params![seq, note, now])?;
@@ -147,13 +144,11 @@ pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Res
             after_outcome(&tx, seq, JobStatus::Dead as i64, true, now)?;
         } else {
             tx.prepare_cached(concat!(
-                "UPDATE jobs SET ",
-                "status = ",
+                "UPDATE jobs SET status = ",
                 job_status!(pending),
                 ", owner = NULL, incarnation = NULL, \
                  claim_token = NULL, started_at = NULL, worker_id = NULL \
-                 WHERE seq = ?1 AND ",
-                "status = ",
+                 WHERE seq = ?1 AND status = ",
                 job_status!(running)
             ))?
             .execute(params![seq])?;
