@@ -4,31 +4,17 @@
 //! Data flow: `Queue.enqueue` -> storage -> scheduler (claim) -> bounded channel -> worker
 //! threads (run) -> result channel -> result handler -> storage.
 
-pub mod async_lane;
 pub mod config;
-pub mod control;
 pub mod doorbell;
 pub mod engine;
 pub mod error;
-pub mod events;
-pub mod exact_timer;
-pub mod health;
-pub mod housekeeping;
 pub mod job;
-pub mod liveness;
-pub mod load;
-pub mod local;
 pub mod logbridge;
 #[cfg(target_os = "linux")]
 pub mod prefork;
-pub mod results;
 pub mod retention;
 pub mod schedule;
-pub mod scheduler;
 pub mod storage;
-pub mod waker;
-pub mod watchdog;
-pub mod worker;
 
 mod py;
 

@@ -13,15 +13,15 @@ use super::logs::deliver;
 use super::runner::PyRunner;
 use super::worker_wait::WorkerWait;
 use crate::config::WorkerConfig;
-use crate::control::Control;
+use crate::engine::control::Control;
+use crate::engine::local::{self, LocalRun, LocalWorker};
+use crate::engine::waker::ResultWaker;
+use crate::engine::worker::Runner;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::job::{now_ms, JobStatus, NewJob};
-use crate::local::{self, LocalRun, LocalWorker};
 use crate::retention::Retention;
 use crate::storage::{ChangeProbe, Durability, PgOptions, PgStorage, SqliteStorage, Storage};
-use crate::waker::ResultWaker;
-use crate::worker::Runner;
 
 /// How often a blocked call comes back to Python to check for signals.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::worker::WorkerPool;
+use crate::engine::worker::WorkerPool;
 
 /// How long a stopping engine waits for the watchdog thread to finish its look.
 const JOIN_WAIT: Duration = Duration::from_secs(2);

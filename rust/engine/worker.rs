@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::control::Control;
+use crate::engine::control::Control;
+use crate::engine::events::{Event, JobRef};
+use crate::engine::health::Health;
+use crate::engine::load::{InFlight, RunTimes};
+use crate::engine::watchdog::Alarm;
 use crate::error::{Error, Result};
-use crate::events::{Event, JobRef};
-use crate::health::Health;
 use crate::job::{ClaimedJob, Outcome};
-use crate::load::{InFlight, RunTimes};
 use crate::storage::Storage;
-use crate::watchdog::Alarm;
 
 /// A job taken from the channel this long after its claim was claimed ahead of busy
 /// workers (or the pool is swamped): its start is recorded before it runs, one fenced write,
