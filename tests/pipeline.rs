@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use _taskito::config::WorkerConfig;
 use _taskito::engine::control::Control;
-use _taskito::engine::worker::Runner;
+use _taskito::engine::runner::Runner;
 use _taskito::engine::Engine;
 use _taskito::job::{now_ms, ClaimedJob, JobStatus, NewJob, Outcome};
 use _taskito::storage::{Durability, SqliteStorage, Storage};

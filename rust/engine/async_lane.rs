@@ -17,7 +17,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use crate::engine::control::Control;
 use crate::engine::events::{Event, JobRef};
 use crate::engine::load::InFlight;
-use crate::engine::worker::record_start;
+use crate::engine::runner::record_start;
 use crate::error::Result;
 use crate::job::{now_ms, ClaimedJob, Outcome, WorkerKey};
 use crate::storage::{Storage, TaskFilter};
@@ -264,7 +264,7 @@ impl AsyncLane {
                 r.job.task_name
             );
             let _ = w.events_tx.send(Event::Finished {
-                outcome: crate::engine::worker::timeout_outcome(&r.job),
+                outcome: crate::engine::runner::timeout_outcome(&r.job),
                 thread_id: w.thread_id.clone(),
                 job: r.job,
             });

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::events::JobRef;
 use crate::engine::results::decide;
-use crate::engine::worker::Runner;
+use crate::engine::runner::Runner;
 use crate::error::Result;
 use crate::job::{now_ms, ClaimedJob, JobStatus, Outcome, WorkerInfo, WorkerKey};
 use crate::storage::{Storage, Write};

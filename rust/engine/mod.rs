@@ -4,14 +4,15 @@
 //! what they sent and stops last.
 //!
 //! The threads of one worker process, in the order a job meets them: the scheduler claims
-//! (`scheduler.rs`, its timer `exact_timer.rs`, its wake thread `waker.rs`), the pool runs
-//! (`worker.rs`, through a `Runner`; the async lane `async_lane.rs`), the watchdog enforces
-//! deadlines (`watchdog.rs`), the result handler
-//! records (`results.rs`, fed `events.rs`); beside them the worker's own upkeep
-//! (`housekeeping.rs`, `liveness.rs`, `health.rs`, `load.rs`) and the handle a queue object
-//! shares with its engine (`control.rs`). `local.rs` runs one job in the calling thread
-//! with the same decisions.
+//! (`scheduler.rs`, its timer `exact_timer.rs`, its wake thread `waker.rs`); the pool runs
+//! (`worker.rs`, through a `Runner` from `runner.rs`; `async def` tasks on `async_lane.rs`);
+//! the watchdog enforces deadlines (`watchdog.rs`, told of new ones through `alarm.rs`);
+//! the result handler records (`results.rs`, fed by `events.rs`). Beside them: the worker's
+//! own upkeep (`housekeeping.rs`, `liveness.rs`, `health.rs`, `load.rs`) and the handle a
+//! queue object shares with its engine (`control.rs`). `local.rs` runs one job in the
+//! calling thread with the same decisions.
 
+pub mod alarm;
 pub mod async_lane;
 pub mod control;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod liveness;
 pub mod load;
 pub mod local;
 pub mod results;
+pub mod runner;
 pub mod scheduler;
 pub mod waker;
 pub mod watchdog;
@@ -41,8 +43,9 @@ use crate::engine::events::Event;
 use crate::engine::health::Health;
 use crate::engine::liveness::{Clock, SystemClock};
 use crate::engine::load::{InFlight, RunTimes};
+use crate::engine::runner::Runner;
 use crate::engine::scheduler::{Scheduler, MAX_AHEAD};
-use crate::engine::worker::{Runner, WorkerPool};
+use crate::engine::worker::WorkerPool;
 use crate::error::{Error, Result};
 use crate::job::{now_ms, WorkerInfo, WorkerKey};
 use crate::storage::Storage;

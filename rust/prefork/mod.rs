@@ -29,7 +29,7 @@ pub use child::Spec;
 use child::{ChildProc, Pid};
 use frame::Reply;
 
-use crate::engine::worker::Runner;
+use crate::engine::runner::Runner;
 use crate::job::{ClaimedJob, Outcome};
 
 /// How long a child asked to finish (recycling, shutdown) may take before it is killed.

@@ -10,7 +10,7 @@ use pyo3::types::PyBytes;
 
 use super::runner::{failure, read_answer};
 use crate::engine::async_lane::{AsyncLane, Next};
-use crate::engine::worker::Runner;
+use crate::engine::runner::Runner;
 use crate::error::Error;
 
 /// How long `next_job` waits in Rust before it comes back to Python.

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use super::errors::TaskTimeoutError;
-use crate::engine::worker::Runner;
+use crate::engine::runner::Runner;
 use crate::job::{ClaimedJob, Outcome};
 
 pub struct PyRunner {
