@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::queue::{result_ttl_ms, secs, PyQueueCore};
+use super::queue::PyQueueCore;
+use super::units::{result_ttl_ms, secs};
 use crate::job::{now_ms, Dep, JobLinks, NewJob, PassResult};
 
 /// `(task_name, payload, queue, priority, delay, max_retries, retry_backoff, timeout,
