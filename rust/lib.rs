@@ -1,36 +1,34 @@
-//! taskito's engine: a SQLite-backed job store, a scheduler thread, a pool of worker threads
-//! and a result handler, exposed to Python as `taskito._taskito`.
+//! taskito's engine, exposed to Python as `taskito._taskito`. A job flows
+//! `Queue.enqueue` (`py/`) -> `storage/` -> the scheduler claims it -> a worker thread runs
+//! it -> the result handler records it (`engine/`) -> `storage/`.
 //!
-//! Data flow: `Queue.enqueue` -> storage -> scheduler (claim) -> bounded channel -> worker
-//! threads (run) -> result channel -> result handler -> storage.
+//! This file is the table of contents:
+//! - the shared vocabulary, imported by the engine, the bindings and storage alike:
+//!   `job.rs` (jobs, statuses, outcomes), `error.rs`, `config.rs` (a worker's settings),
+//!   `retention.rs`, `schedule.rs` (cron), and `logbridge.rs` with `doorbell.rs` (engine
+//!   records to Python's `logging`, and the bell that wakes the thread delivering them);
+//! - `storage/`: the `Storage` trait and its SQLite and PostgreSQL backends, all the SQL;
+//! - `engine/`: the threads of one worker process (scheduler, worker pool, watchdog, result
+//!   handler, housekeeping) and the wiring that starts and stops them in order;
+//! - `prefork/`: child processes that run tasks, and their pipe protocol;
+//! - `py/`: the bindings, one file per storage area; with this file, the only code that
+//!   knows about Python.
 
-pub mod async_lane;
+// The shared vocabulary.
 pub mod config;
-pub mod control;
 pub mod doorbell;
-pub mod engine;
 pub mod error;
-pub mod events;
-pub mod exact_timer;
-pub mod health;
-pub mod housekeeping;
 pub mod job;
-pub mod liveness;
-pub mod load;
-pub mod local;
 pub mod logbridge;
-#[cfg(target_os = "linux")]
-pub mod prefork;
-pub mod results;
 pub mod retention;
 pub mod schedule;
-pub mod scheduler;
-pub mod storage;
-pub mod waker;
-pub mod watchdog;
-pub mod worker;
 
+// The parts.
+pub mod engine;
+#[cfg(target_os = "linux")]
+pub mod prefork;
 mod py;
+pub mod storage;
 
 use pyo3::pymodule;
 

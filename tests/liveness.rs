@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use _taskito::engine::liveness::{Clock, Observer};
 use _taskito::job::{now_ms, JobStatus, NewJob, WorkerInfo, WorkerKey};
-use _taskito::liveness::{Clock, Observer};
 use _taskito::storage::{Durability, SqliteStorage, Storage};
 
 /// A clock the test moves by hand: monotonic time only forward, wall time anywhere.

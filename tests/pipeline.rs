@@ -7,11 +7,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use _taskito::config::WorkerConfig;
-use _taskito::control::Control;
+use _taskito::engine::control::Control;
+use _taskito::engine::runner::Runner;
 use _taskito::engine::Engine;
 use _taskito::job::{now_ms, ClaimedJob, JobStatus, NewJob, Outcome};
 use _taskito::storage::{Durability, SqliteStorage, Storage};
-use _taskito::worker::Runner;
 
 /// Runs jobs by their payload: b"ok", b"fail", b"sleep:<ms>".
 struct ScriptRunner {
@@ -212,7 +212,7 @@ fn shutdown_past_the_drain_timeout_puts_running_jobs_back() {
 /// outcomes reach the store; one that never finishes is failed after its deadline.
 #[test]
 fn async_lane_claims_apart_from_threads_and_records_outcomes() {
-    use _taskito::async_lane::{AsyncLane, Next};
+    use _taskito::engine::async_lane::{AsyncLane, Next};
 
     let (_dir, s) = setup();
     let named = |task: &str, payload: &str, timeout_ms| NewJob {

@@ -29,8 +29,8 @@ pub use child::Spec;
 use child::{ChildProc, Pid};
 use frame::Reply;
 
+use crate::engine::runner::Runner;
 use crate::job::{ClaimedJob, Outcome};
-use crate::worker::Runner;
 
 /// How long a child asked to finish (recycling, shutdown) may take before it is killed.
 const RETIRE_WAIT: Duration = Duration::from_secs(5);

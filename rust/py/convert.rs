@@ -1,9 +1,11 @@
-//! Plain records to Python dicts, with the keys the public API documents.
+//! Plain records to Python dicts (and lists of them), with the keys the public API
+//! documents; and a status named from Python to a `JobStatus`.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
-use crate::job::{DeadLetter, ErrorRecord, JobRecord, TaskLog, WorkerInfo};
+use crate::error::Error;
+use crate::job::{DeadLetter, ErrorRecord, JobRecord, JobStatus, TaskLog, WorkerInfo};
 
 pub fn job_dict<'py>(py: Python<'py>, j: &JobRecord) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
@@ -73,4 +75,32 @@ pub fn task_log_dict<'py>(py: Python<'py>, l: &TaskLog) -> PyResult<Bound<'py, P
     d.set_item("extra", &l.extra)?;
     d.set_item("logged_at", l.logged_at)?;
     Ok(d)
+}
+
+/// Each item as a dict, in a list.
+pub fn list<'py, T>(
+    py: Python<'py>,
+    items: &[T],
+    f: impl Fn(Python<'py>, &T) -> PyResult<Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for item in items {
+        out.append(f(py, item)?)?;
+    }
+    Ok(out)
+}
+
+/// A `status=` filter as a `JobStatus`, refused (naming `status`) if unknown.
+pub fn parse_status(status: Option<&str>) -> PyResult<Option<JobStatus>> {
+    match status {
+        None => Ok(None),
+        Some(s) => Ok(Some(JobStatus::parse(s).ok_or_else(|| {
+            Error::invalid(
+                "status",
+                format!(
+                    "{s:?} (expected one of pending, running, complete, failed, dead, cancelled)"
+                ),
+            )
+        })?)),
+    }
 }

@@ -7,5 +7,5 @@ use pyo3::prelude::*;
 /// interpreter teardown could hang on it.
 #[pyfunction]
 pub fn written_off_threads() -> usize {
-    crate::worker::written_off_alive()
+    crate::engine::worker::written_off_alive()
 }

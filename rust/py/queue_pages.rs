@@ -1,53 +1,15 @@
-//! `QueueCore` job listings (by offset and keyset pages), throughput and argument bytes:
-//! the reads behind `Queue.list_jobs*`, `Queue.dead_letters_after` and the dashboard.
+//! `QueueCore` keyset pages of jobs and dead letters, throughput and argument bytes: the
+//! reads behind `Queue.list_jobs_after`, `Queue.dead_letters_after` and the dashboard.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use super::convert::{dead_dict, job_dict};
-use super::queue::{list, PyQueueCore};
-use crate::error::Error;
-use crate::job::{JobFilter, JobStatus};
+use super::convert::{dead_dict, job_dict, list, parse_status};
+use super::queue::PyQueueCore;
+use crate::job::JobFilter;
 
 #[pymethods]
 impl PyQueueCore {
-    /// Jobs matching the filters, oldest first, by offset.
-    #[pyo3(signature = (status=None, queue=None, task_name=None, worker_id=None, limit=100, offset=0, metadata_like=None, error_like=None, created_after=None, created_before=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn list_jobs<'py>(
-        &self,
-        py: Python<'py>,
-        status: Option<&str>,
-        queue: Option<String>,
-        task_name: Option<String>,
-        worker_id: Option<String>,
-        limit: i64,
-        offset: i64,
-        metadata_like: Option<String>,
-        error_like: Option<String>,
-        created_after: Option<i64>,
-        created_before: Option<i64>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        if limit < 0 || offset < 0 {
-            return Err(Error::invalid("limit", "limit and offset must not be negative").into());
-        }
-        let filter = JobFilter {
-            status: parse_status(status)?,
-            queue,
-            task_name,
-            worker_id,
-            metadata_like,
-            error_like,
-            created_after,
-            created_before,
-            limit,
-            offset,
-        };
-        let storage = self.storage.clone();
-        let jobs = py.detach(move || storage.list_jobs(&filter))?;
-        list(py, &jobs, job_dict)
-    }
-
     /// `(jobs, next_cursor)`: up to `limit` jobs, newest first, after the cursor `after`.
     #[pyo3(signature = (status=None, queue=None, task_name=None, limit=50, after=None, metadata_like=None, error_like=None, created_after=None, created_before=None))]
     #[allow(clippy::too_many_arguments)]
@@ -112,20 +74,5 @@ impl PyQueueCore {
         let storage = self.storage.clone();
         let found = py.detach(move || storage.job_payload(&id))?;
         Ok(found.map(|p| PyBytes::new(py, &p)))
-    }
-}
-
-/// A `status=` filter as a `JobStatus`, refused (naming `status`) if unknown.
-fn parse_status(status: Option<&str>) -> PyResult<Option<JobStatus>> {
-    match status {
-        None => Ok(None),
-        Some(s) => Ok(Some(JobStatus::parse(s).ok_or_else(|| {
-            Error::invalid(
-                "status",
-                format!(
-                    "{s:?} (expected one of pending, running, complete, failed, dead, cancelled)"
-                ),
-            )
-        })?)),
     }
 }

@@ -1,5 +1,5 @@
-//! Bindings of periodic schedules and task flow control: registration by a starting worker,
-//! the management calls, and the cron helpers the decorator validates with.
+//! Bindings of periodic schedules: registration by a starting worker, the management calls,
+//! and the cron helpers the decorator validates with.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -7,7 +7,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use super::queue::PyQueueCore;
 use crate::job::now_ms;
 use crate::schedule::Schedule;
-use crate::storage::{PeriodicSpec, TaskLimit};
+use crate::storage::PeriodicSpec;
 
 /// `(name, task_name, cron, timezone, queue, payload, priority, max_retries, retry_backoff,
 /// timeout_seconds)` as the Python side registers a schedule.
@@ -23,9 +23,6 @@ type SpecTuple = (
     f64,
     f64,
 );
-
-/// `(task_name, rate_count, rate_period_ms, max_concurrent)`.
-type LimitTuple = (String, Option<i64>, Option<i64>, Option<i64>);
 
 #[pymethods]
 impl PyQueueCore {
@@ -94,27 +91,5 @@ impl PyQueueCore {
     fn delete_periodic(&self, py: Python<'_>, name: String) -> PyResult<()> {
         let storage = self.storage.clone();
         Ok(py.detach(move || storage.delete_periodic(&name))?)
-    }
-
-    /// Stores a starting worker's task limits: `(task_name, rate_count, rate_period_ms,
-    /// max_concurrent)`; `unlimited` names its tasks without limits.
-    fn register_task_limits(
-        &self,
-        py: Python<'_>,
-        limits: Vec<LimitTuple>,
-        unlimited: Vec<String>,
-    ) -> PyResult<()> {
-        let limits: Vec<TaskLimit> = limits
-            .into_iter()
-            .map(|(task_name, count, period, max_concurrent)| TaskLimit {
-                task_name,
-                rate: count.zip(period),
-                max_concurrent,
-            })
-            .collect();
-        let storage = self.storage.clone();
-        py.detach(move || storage.register_task_limits(&limits, &unlimited))?;
-        self.control.wake.notify_one();
-        Ok(())
     }
 }

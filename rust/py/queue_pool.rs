@@ -9,9 +9,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::runner::{failure, read_answer};
-use crate::async_lane::{AsyncLane, Next};
+use crate::engine::async_lane::{AsyncLane, Next};
+use crate::engine::runner::Runner;
 use crate::error::Error;
-use crate::worker::Runner;
 
 /// How long `next_job` waits in Rust before it comes back to Python.
 const WAIT_SLICE: Duration = Duration::from_millis(200);

@@ -5,11 +5,52 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::convert::job_dict;
-use super::queue::{retention_windows, PyQueueCore, RetentionArg};
+use super::queue::PyQueueCore;
 use crate::error::Error;
 use crate::job::{now_ms, JobRecord};
 use crate::retention::{cutoff, Retention, RetentionCounts};
 use crate::storage::seq_of;
+
+/// Retention windows in seconds as Python passes them: `(archived_jobs, dead_letter,
+/// task_logs, task_metrics, job_errors, defaulted)`.
+pub(super) type RetentionArg = (
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    bool,
+);
+
+/// A window in seconds as milliseconds, saturating past any clock.
+fn window_ms(option: &'static str, v: Option<f64>) -> Result<Option<i64>, Error> {
+    v.map(|s| {
+        if !s.is_finite() && s != f64::INFINITY || s < 0.0 {
+            return Err(Error::invalid(
+                option,
+                format!("{s} (must be a non-negative number of seconds)"),
+            ));
+        }
+        Ok(if s * 1000.0 >= i64::MAX as f64 {
+            i64::MAX
+        } else {
+            (s * 1000.0) as i64
+        })
+    })
+    .transpose()
+}
+
+/// Retention windows as Python passes them, in the engine's milliseconds.
+pub(super) fn retention_windows(r: RetentionArg) -> Result<Retention, Error> {
+    Ok(Retention {
+        archived_jobs: window_ms("archived_jobs", r.0)?,
+        dead_letter: window_ms("dead_letter", r.1)?,
+        task_logs: window_ms("task_logs", r.2)?,
+        task_metrics: window_ms("task_metrics", r.3)?,
+        job_errors: window_ms("job_errors", r.4)?,
+        defaulted: r.5,
+    })
+}
 
 /// `(archived_jobs, dead_letter, task_logs, task_metrics, job_errors)`.
 type Counts = (i64, i64, i64, i64, i64);

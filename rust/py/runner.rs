@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use super::errors::TaskTimeoutError;
+use crate::engine::runner::Runner;
 use crate::job::{ClaimedJob, Outcome};
-use crate::worker::Runner;
 
 pub struct PyRunner {
     dispatch: Py<PyAny>,

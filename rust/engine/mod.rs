@@ -2,6 +2,32 @@
 //! scheduler thread; then waits, stops and joins them in order. Shutdown cascades: the
 //! scheduler drains and drops the job sender, idle workers exit, the result handler flushes
 //! what they sent and stops last.
+//!
+//! The threads of one worker process, in the order a job meets them: the scheduler claims
+//! (`scheduler.rs`, its timer `exact_timer.rs`, its wake thread `waker.rs`); the pool runs
+//! (`worker.rs`, through a `Runner` from `runner.rs`; `async def` tasks on `async_lane.rs`);
+//! the watchdog enforces deadlines (`watchdog.rs`, told of new ones through `alarm.rs`);
+//! the result handler records (`results.rs`, fed by `events.rs`). Beside them: the worker's
+//! own upkeep (`housekeeping.rs`, `liveness.rs`, `health.rs`, `load.rs`) and the handle a
+//! queue object shares with its engine (`control.rs`). `local.rs` runs one job in the
+//! calling thread with the same decisions.
+
+pub mod alarm;
+pub mod async_lane;
+pub mod control;
+pub mod events;
+pub mod exact_timer;
+pub mod health;
+pub mod housekeeping;
+pub mod liveness;
+pub mod load;
+pub mod local;
+pub mod results;
+pub mod runner;
+pub mod scheduler;
+pub mod waker;
+pub mod watchdog;
+pub mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -10,19 +36,19 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded};
 
-use crate::async_lane::AsyncLane;
 use crate::config::WorkerConfig;
-use crate::control::Control;
+use crate::engine::async_lane::AsyncLane;
+use crate::engine::control::Control;
+use crate::engine::events::Event;
+use crate::engine::health::Health;
+use crate::engine::liveness::{Clock, SystemClock};
+use crate::engine::load::{InFlight, RunTimes};
+use crate::engine::runner::Runner;
+use crate::engine::scheduler::{Scheduler, MAX_AHEAD};
+use crate::engine::worker::WorkerPool;
 use crate::error::{Error, Result};
-use crate::events::Event;
-use crate::health::Health;
 use crate::job::{now_ms, WorkerInfo, WorkerKey};
-use crate::liveness::{Clock, SystemClock};
-use crate::load::{InFlight, RunTimes};
-use crate::results;
-use crate::scheduler::{Scheduler, MAX_AHEAD};
 use crate::storage::Storage;
-use crate::worker::{Runner, WorkerPool};
 
 /// A running engine. `join` must be called to stop it cleanly.
 pub struct Engine {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::control::Control;
+use crate::engine::control::Control;
 use crate::storage::WakeSource;
 
 /// How long one wait on the source lasts before the thread looks at its stop flag.

@@ -1,12 +1,13 @@
 //! Bindings of the features that link jobs: enqueue with dependencies, notes or expiry
-//! (canvas, `depends_on`), a job's links, cooperative cancel of a running job, replay.
+//! (canvas, `depends_on`), and a job's links.
 
 use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::queue::{result_ttl_ms, secs, PyQueueCore};
+use super::queue::PyQueueCore;
+use super::units::{result_ttl_ms, secs};
 use crate::job::{now_ms, Dep, JobLinks, NewJob, PassResult};
 
 /// `(task_name, payload, queue, priority, delay, max_retries, retry_backoff, timeout,
@@ -103,31 +104,5 @@ impl PyQueueCore {
     fn job_links(&self, py: Python<'_>, id: String) -> PyResult<(Vec<String>, Vec<String>)> {
         let storage = self.storage.clone();
         Ok(py.detach(move || storage.job_links(&id))?)
-    }
-
-    /// Flags a running job for cancellation; True if it was running.
-    fn cancel_running_job(&self, py: Python<'_>, id: String) -> PyResult<bool> {
-        let storage = self.storage.clone();
-        Ok(py.detach(move || storage.request_cancel(&id))?)
-    }
-
-    /// Whether the job was flagged by `cancel_running_job`.
-    fn cancel_requested(&self, py: Python<'_>, id: String) -> PyResult<bool> {
-        let storage = self.storage.clone();
-        Ok(py.detach(move || storage.cancel_requested(&id))?)
-    }
-
-    /// Cancels pending jobs past their expiry time now; returns how many.
-    fn expire_due(&self, py: Python<'_>) -> PyResult<usize> {
-        let storage = self.storage.clone();
-        Ok(py.detach(move || storage.expire_due(now_ms()))?)
-    }
-
-    /// Enqueues a copy of a job; returns the new id. `JobNotFoundError` if there is none.
-    fn replay(&self, py: Python<'_>, id: String) -> PyResult<String> {
-        let storage = self.storage.clone();
-        let new_id = py.detach(move || storage.replay(&id, now_ms()))?;
-        self.control.wake.notify_one();
-        Ok(new_id)
     }
 }

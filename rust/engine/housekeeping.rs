@@ -13,10 +13,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::config::WorkerConfig;
-use crate::control::Control;
-use crate::health::Health;
+use crate::engine::control::Control;
+use crate::engine::health::Health;
+use crate::engine::liveness::{Clock, Observer};
 use crate::job::{now_ms, WorkerKey};
-use crate::liveness::{Clock, Observer};
 use crate::storage::Storage;
 
 /// How often, at most, the retention sweep runs (a short window sweeps more often, but not

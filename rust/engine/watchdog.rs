@@ -7,76 +7,17 @@
 //! It sleeps until the earliest moment a running job needs looking at (its deadline, or the
 //! end of the grace after an interrupt), and without a running job it sleeps until one
 //! starts: an idle worker pays nothing for it. A job starting is told to the watchdog (the
-//! `Alarm`) only when it ends before the moment the watchdog already wakes at, so a busy
-//! worker pays no wake-up per job either.
+//! `Alarm` of `alarm.rs`) only when it ends before the moment the watchdog already wakes
+//! at, so a busy worker pays no wake-up per job either.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::Thread;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::worker::WorkerPool;
+use crate::engine::worker::WorkerPool;
 
 /// How long a stopping engine waits for the watchdog thread to finish its look.
 const JOIN_WAIT: Duration = Duration::from_secs(2);
-
-/// When the watchdog next wakes, and how to wake it sooner. `None`: only when told.
-#[derive(Default)]
-pub struct Alarm {
-    at: Mutex<Option<Instant>>,
-    thread: OnceLock<Thread>,
-}
-
-impl Alarm {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.at.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A job that must be looked at by `deadline` started: wakes the watchdog unless it
-    /// wakes by then anyway.
-    pub fn needed_by(&self, deadline: Instant) {
-        let mut at = self.lock();
-        if at.is_some_and(|a| a <= deadline) {
-            return;
-        }
-        *at = Some(deadline);
-        drop(at);
-        if let Some(t) = self.thread.get() {
-            t.unpark();
-        }
-    }
-
-    /// Called by the watchdog before it looks at the running jobs: from now until it
-    /// sleeps, every job start wakes it (the look may have missed that job).
-    fn looking(&self) {
-        *self.lock() = None;
-    }
-
-    /// Sleeps until `next` (as the look found it) or until a job started since the look
-    /// needs an earlier one.
-    fn sleep(&self, next: Option<Instant>) {
-        let wake_at = {
-            let mut at = self.lock();
-            // A job that started during the look set `at`; the earlier of the two wins.
-            let wake_at = match (*at, next) {
-                (Some(a), Some(n)) => Some(a.min(n)),
-                (a, n) => a.or(n),
-            };
-            *at = Some(wake_at.unwrap_or_else(far_future));
-            wake_at
-        };
-        match wake_at {
-            Some(t) => std::thread::park_timeout(t.saturating_duration_since(Instant::now())),
-            None => std::thread::park(),
-        }
-    }
-}
-
-/// A moment no job deadline reaches: with it stored, every job start wakes the watchdog.
-fn far_future() -> Instant {
-    // Far enough for any deadline, near enough never to overflow `Instant`.
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}
 
 pub struct Watchdog {
     stop: Arc<AtomicBool>,
@@ -100,7 +41,7 @@ impl Watchdog {
             });
         let thread = match spawned {
             Ok(t) => {
-                let _ = alarm_of_thread.thread.set(t.thread().clone());
+                alarm_of_thread.set_thread(t.thread().clone());
                 // A job may have started before the thread was known to the alarm.
                 t.thread().unpark();
                 Some(t)

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::engine::events::JobRef;
+use crate::engine::results::decide;
+use crate::engine::runner::Runner;
 use crate::error::Result;
-use crate::events::JobRef;
 use crate::job::{now_ms, ClaimedJob, JobStatus, Outcome, WorkerInfo, WorkerKey};
-use crate::results::decide;
 use crate::storage::{Storage, Write};
-use crate::worker::Runner;
 
 /// Who runs the job, for the registry and the job's `worker_id`.
 #[derive(Debug, Clone)]

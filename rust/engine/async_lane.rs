@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
-use crate::control::Control;
+use crate::engine::control::Control;
+use crate::engine::events::{Event, JobRef};
+use crate::engine::load::InFlight;
+use crate::engine::runner::record_start;
 use crate::error::Result;
-use crate::events::{Event, JobRef};
 use crate::job::{now_ms, ClaimedJob, Outcome, WorkerKey};
-use crate::load::InFlight;
 use crate::storage::{Storage, TaskFilter};
-use crate::worker::record_start;
 
 /// How often a waiting `next_job` looks for jobs past their deadline and for a close.
 const TICK: Duration = Duration::from_millis(100);
@@ -264,7 +264,7 @@ impl AsyncLane {
                 r.job.task_name
             );
             let _ = w.events_tx.send(Event::Finished {
-                outcome: crate::worker::timeout_outcome(&r.job),
+                outcome: crate::engine::runner::timeout_outcome(&r.job),
                 thread_id: w.thread_id.clone(),
                 job: r.job,
             });

@@ -11,12 +11,12 @@ use std::collections::{HashSet, VecDeque};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::control::Control;
+use crate::engine::control::Control;
+use crate::engine::events::{Event, JobRef};
+use crate::engine::health::Health;
+use crate::engine::load::InFlight;
 use crate::error::{Error, Result};
-use crate::events::{Event, JobRef};
-use crate::health::Health;
 use crate::job::{now_ms, JobStatus, Outcome};
-use crate::load::InFlight;
 use crate::storage::{Storage, Write};
 
 /// How long a "started" mark waits before it is written (see `plan`).

@@ -14,20 +14,20 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use tokio::time::{sleep, Instant};
 
-use crate::async_lane::AsyncLane;
 use crate::config::WorkerConfig;
-use crate::control::Control;
-use crate::events::{Event, JobRef};
-use crate::exact_timer::ExactTimer;
-use crate::health::Health;
-use crate::housekeeping::Housekeeping;
+use crate::engine::async_lane::AsyncLane;
+use crate::engine::control::Control;
+use crate::engine::events::{Event, JobRef};
+use crate::engine::exact_timer::ExactTimer;
+use crate::engine::health::Health;
+use crate::engine::housekeeping::Housekeeping;
+use crate::engine::liveness::Clock;
+use crate::engine::load::{InFlight, RunTimes};
+use crate::engine::waker::{IdleGate, WakeThread};
+use crate::engine::watchdog::Watchdog;
+use crate::engine::worker::WorkerPool;
 use crate::job::{now_ms, ClaimedJob, WorkerKey};
-use crate::liveness::Clock;
-use crate::load::{InFlight, RunTimes};
 use crate::storage::{ChangeProbe, Storage, TaskFilter};
-use crate::waker::{IdleGate, WakeThread};
-use crate::watchdog::Watchdog;
-use crate::worker::WorkerPool;
 
 /// Claim-ahead is bounded so that a job waiting in the channel waits about this long at
 /// most (judged by how long jobs typically run here).

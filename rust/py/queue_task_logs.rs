@@ -1,4 +1,4 @@
-//! Bindings for operator actions on single jobs and dead letters, and for task logs.
+//! Bindings for task logs: the lines a task logs about its job, and the queries over them.
 
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -10,22 +10,6 @@ use crate::job::{now_ms, TaskLog};
 
 #[pymethods]
 impl PyQueueCore {
-    /// Deletes a dead letter; False if there is none with that id.
-    fn delete_dead(&self, py: Python<'_>, dead_id: String) -> PyResult<bool> {
-        let storage = self.storage();
-        Ok(py.detach(move || storage.delete_dead(&dead_id))?)
-    }
-
-    /// Puts a running job back to pending (its current run's result will be ignored).
-    fn requeue_job(&self, py: Python<'_>, job_id: String) -> PyResult<bool> {
-        let storage = self.storage();
-        let moved = py.detach(move || storage.requeue_job(&job_id))?;
-        if moved {
-            self.wake();
-        }
-        Ok(moved)
-    }
-
     /// Stores a line a task logged about its job.
     #[pyo3(signature = (job_id, task_name, level, message, extra=None))]
     fn write_task_log(
