@@ -1,5 +1,5 @@
-"""The read side of ``Queue``: jobs, counts, errors, dead letters and workers. Mixed into
-``Queue``; every call reads the database afresh through the engine."""
+"""The read side of ``Queue``: jobs, counts, errors, dead letters and workers. Every call
+reads the database afresh through the engine."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from taskito._settings import check_int, check_seconds
 from taskito.events import EventType
+from taskito.facets.base import QueueState
 from taskito.result import JobResult
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
@@ -40,12 +41,8 @@ def text_filters(
     return out
 
 
-class Inspection:
+class Inspection(QueueState):
     """Inspection and clean-up calls of ``Queue`` (``self._inner`` is the engine)."""
-
-    _inner: Any
-    _dispatcher: Any
-    _emit: Any
 
     def get_job(self, job_id: str) -> JobResult | None:
         """The job with this id, or None."""

@@ -1,15 +1,11 @@
-"""Operator calls of ``Queue`` beyond inspection: dead-letter removal, requeueing a running
-job, progress from outside a task, task logs, and the ``a``-prefixed asyncio twins of every
-call that reads or changes stored jobs. Mixed into ``Queue``."""
+"""Operator calls on single jobs beyond inspection: dead-letter removal, requeueing a
+running job, progress from outside a task."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import json
-from typing import Any, Callable
+from typing import Any
 
-from taskito.context import LogLevel, log_level
+from taskito.facets.base import QueueState
 
 
 def _check_progress(progress: Any) -> int:
@@ -21,15 +17,8 @@ def _check_progress(progress: Any) -> int:
     return value
 
 
-def _log_row(row: dict[str, Any]) -> dict[str, Any]:
-    extra = row.get("extra")
-    return {**row, "extra": json.loads(extra) if extra else None}
-
-
-class Operations:
-    """Single-job operations and task logs (``self._inner`` is the engine)."""
-
-    _inner: Any
+class JobControl(QueueState):
+    """Single-job operations of ``Queue``."""
 
     def delete_dead(self, dead_id: str) -> bool:
         """Drops a dead letter for good; False if there is none with that id."""
@@ -44,75 +33,3 @@ class Operations:
     def update_progress(self, job_id: str, progress: int) -> None:
         """Sets a job's progress (0-100), as ``current_job.update_progress`` does inside it."""
         self._inner.update_progress(job_id, _check_progress(progress))
-
-    def task_logs(self, job_id: str) -> list[dict[str, Any]]:
-        """The lines a job logged with ``current_job.log``, oldest first: dicts with
-        ``job_id, task_name, level, message, extra, logged_at`` (epoch ms)."""
-        return [_log_row(r) for r in self._inner.task_logs(job_id)]
-
-    def query_logs(
-        self,
-        task_name: str | None = None,
-        level: LogLevel | str | None = None,
-        since: float = 3600,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
-        """Lines logged in the last ``since`` seconds, newest first, optionally of one task
-        and one level."""
-        name = None if level is None else log_level(level)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
-        if isinstance(since, bool) or not isinstance(since, (int, float)):
-            raise ValueError(f"since must be a number of seconds, got {since!r}")
-        return [_log_row(r) for r in self._inner.query_logs(task_name, name, float(since), limit)]
-
-
-def _twin(name: str) -> Callable[..., Any]:
-    async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        method = getattr(self, name)
-        return await asyncio.to_thread(functools.partial(method, *args, **kwargs))
-
-    call.__name__ = f"a{name}"
-    call.__qualname__ = f"AsyncOperations.a{name}"
-    call.__doc__ = f"``{name}`` for asyncio: runs in a thread, off the event loop."
-    return call
-
-
-# Every call that reads or changes stored jobs, as ``a<name>``.
-_TWINS = (
-    "stats",
-    "stats_all_queues",
-    "info",
-    "get_job",
-    "list_jobs",
-    "list_jobs_filtered",
-    "job_errors",
-    "cancel_job",
-    "dead_letters",
-    "delete_dead",
-    "retry_dead",
-    "purge_dead",
-    "purge_finished",
-    "requeue_job",
-    "update_progress",
-    "workers",
-    "task_logs",
-    "query_logs",
-    "enqueue",
-    "enqueue_many",
-    "publish",
-    "purge_completed",
-    "archive",
-    "list_archived",
-    "list_archived_after",
-    "dry_run_retention",
-    "effective_retention",
-)
-
-
-class AsyncOperations:
-    """``astats``, ``aget_job``, ... : awaitable forms of the blocking calls."""
-
-
-for _name in _TWINS:
-    setattr(AsyncOperations, f"a{_name}", _twin(_name))
