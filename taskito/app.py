@@ -110,9 +110,9 @@ class Queue(
             log.setLevel(level)
         path = os.fspath(db_path) if db_path is not None else None
         store = _backend.resolve(path, backend, db_url, schema, pool_size, notify)
-        self.backend: str = store.backend
+        self.backend = store.backend
         #: The SQLite file, or for PostgreSQL the URL without its password.
-        self.db_path: str = store.shown
+        self.db_path = store.shown
         self.db_url: str | None = store.shown if store.db_url is not None else None
         self.schema: str = store.schema
         self._workers = settings.check_int(
@@ -166,14 +166,14 @@ class Queue(
             pool_size=store.pool_size,
             notify=store.notify,
         )
-        self._tasks: dict[str, TaskWrapper] = {}
-        self._default_options: dict[str, dict[str, Any]] = {}
-        self._hooks: dict[str, list[Callable[..., Any]]] = {k: [] for k in HOOK_KINDS}
+        self._tasks = {}
+        self._default_options = {}
+        self._hooks = {k: [] for k in HOOK_KINDS}
         self._running = threading.Lock()
-        self._metrics: Any = None  # taskito.metrics.Metrics once enabled
+        self._metrics = None
         self._max_pending = check_max_pending(max_pending)
         self._periodic = {}
-        self._subscriptions: dict[str, list[str]] = {}
+        self._subscriptions = {}
         self._init_events()
 
     def __repr__(self) -> str:

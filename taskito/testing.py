@@ -18,7 +18,7 @@ from typing import Any
 
 from taskito.context import _JobContext, log_level
 from taskito.exceptions import MaxRetriesExceededError, TaskCancelledError, TaskFailedError
-from taskito.facets.base import RUN_OPTIONS, JobOptions, job_options
+from taskito.facets.base import JobOptions, job_options, run_options
 
 __all__ = ["TestResult", "TestResults"]
 
@@ -134,7 +134,7 @@ def _run_options(
     chain = queue._enqueue_chain(task_name)
     if chain:
         given = queue._on_enqueue(chain, task_name, args, kwargs, given)
-    return queue._resolve_options(task_name, *(given[k] for k in RUN_OPTIONS))  # type: ignore[no-any-return]
+    return queue._resolve_options(task_name, **run_options(given))  # type: ignore[no-any-return]
 
 
 def _run_to_end(queue: Any, task: Any, result: TestResult, queue_name: str, max_retries: int) -> None:

@@ -14,13 +14,13 @@ from taskito import _settings as settings
 from taskito._taskito import QueueCore
 from taskito.events import EventType
 from taskito.middleware import TaskMiddleware, call_each
+from taskito.result import JobResult
 
 if TYPE_CHECKING:
     from taskito.events import EventCallback, _Dispatcher
     from taskito.facets.links import JobSpec
     from taskito.payload.plan import Payloads, Plan
     from taskito.periodic import _Schedule
-    from taskito.result import JobResult
     from taskito.retention import Retention
     from taskito.task import TaskWrapper
     from taskito.testing import TestResult, TestResults
@@ -45,6 +45,11 @@ RUN_OPTIONS = ("priority", "delay", "queue", "max_retries", "timeout")
 
 #: Each shared option's default in every public signature that takes it.
 JOB_OPTION_DEFAULTS: JobOptions = dict.fromkeys(JobOptions.__annotations__)  # type: ignore[assignment]
+
+
+def run_options(options: JobOptions) -> dict[str, Any]:
+    """The ``RUN_OPTIONS`` of ``options``, as keyword arguments."""
+    return {k: options[k] for k in RUN_OPTIONS}  # type: ignore[literal-required]
 
 
 def job_options(
@@ -140,19 +145,15 @@ class QueueState:
 
     if TYPE_CHECKING:
         # Defined by one group, called by others.
-        def task(self, fn: Any = None, **options: Any) -> Any: ...
-        def _job_spec(
-            self, task_name: str, args: tuple = (), kwargs: dict | None = None, **options: Any
-        ) -> JobSpec: ...
-        def _enqueue_specs(self, specs: list[JobSpec]) -> list[JobResult]: ...
-        def _run_inline(
-            self, task_name: str, args: tuple, kwargs: dict, options: dict[str, Any] | None = None
-        ) -> TestResult: ...
-        def _flush_events(self, timeout: float = 5.0) -> bool: ...
-        def _register_periodic(self) -> None: ...
-        def _worker_hooks(self, kind: str) -> None: ...
-        def _load_result(self, job_id: str, data: bytes | None) -> Any: ...
-        def workers(self) -> list[dict[str, Any]]: ...
+        task: Callable[..., Any]
+        _job_spec: Callable[..., JobSpec]
+        _enqueue_specs: Callable[[list[JobSpec]], list[JobResult]]
+        _run_inline: Callable[..., TestResult]
+        _flush_events: Callable[..., bool]
+        _register_periodic: Callable[[], None]
+        _worker_hooks: Callable[[str], None]
+        _load_result: Callable[[str, bytes | None], Any]
+        workers: Callable[[], list[dict[str, Any]]]
 
     # -- primitives -------------------------------------------------------------------------
 
@@ -165,6 +166,10 @@ class QueueState:
 
     def _emit_enqueued(self, job_id: str, task_name: str, queue: str) -> None:
         self._emit(EventType.JOB_ENQUEUED, {"job_id": job_id, "task_name": task_name, "queue": queue})
+
+    def _job(self, job_id: str) -> JobResult:
+        """The handle of a stored job; ``self`` is always the whole ``Queue``."""
+        return JobResult(self, job_id)  # type: ignore[arg-type]
 
     def _plan_for(self, task_name: str) -> Plan:
         task = self._tasks.get(task_name)
@@ -229,6 +234,6 @@ class QueueState:
     ) -> JobOptions:
         """Runs each middleware's ``on_enqueue`` over a copy of the job's options; returns
         them as edited (checked again like any option when the job is stored)."""
-        edited: JobOptions = {**options}  # type: ignore[typeddict-item]
+        edited = options.copy()
         call_each(chain, "on_enqueue", task_name, tuple(args), kwargs, edited)
         return edited

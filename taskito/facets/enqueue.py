@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskito.facets.base import RUN_OPTIONS, JobOptions, QueueState, job_options, metadata_text, result_ttls
+from taskito.facets.base import JobOptions, QueueState, job_options, metadata_text, result_ttls, run_options
 from taskito.flow_control import check_unique_keys, idempotency_key, is_idempotent, unique_keys_for
 from taskito.middleware import TaskMiddleware
 from taskito.result import JobResult
@@ -81,7 +81,7 @@ class Enqueue(QueueState):
         )
         if self._dispatcher is not None:
             self._emit_enqueued(job_id, task_name, opts["queue"])
-        return JobResult(self, job_id)
+        return JobResult(self, job_id)  # type: ignore[arg-type]
 
     def enqueue_many(
         self,
@@ -128,8 +128,7 @@ class Enqueue(QueueState):
             unique_keys = check_unique_keys(unique_keys, len(args_list))
         task = self._tasks.get(task_name)
         if notes is not None or notes_list is not None or expires is not None or (task and task.expires):
-            given = job_options(priority, delay, queue, max_retries, timeout)
-            run = {k: given[k] for k in RUN_OPTIONS}  # type: ignore[literal-required]
+            run = run_options(job_options(priority, delay, queue, max_retries, timeout))
             specs = [
                 self._job_spec(
                     task_name, a, kwargs_list[i] if kwargs_list else {}, metadata=metadata,
@@ -168,7 +167,7 @@ class Enqueue(QueueState):
         if self._dispatcher is not None:
             for i in ids:
                 self._emit_enqueued(i, task_name, opts["queue"])
-        return [JobResult(self, i) for i in ids]
+        return [JobResult(self, i) for i in ids]  # type: ignore[arg-type]
 
     def _enqueue_many_through(
         self,
@@ -223,7 +222,7 @@ class Enqueue(QueueState):
                 **opts,
             )
             for i, job_id in zip(indexes, ids):
-                out[i] = JobResult(self, job_id)
+                out[i] = JobResult(self, job_id)  # type: ignore[arg-type]
                 if self._dispatcher is not None:
                     self._emit_enqueued(job_id, task_name, opts["queue"])
         return [j for j in out if j is not None]

@@ -46,7 +46,7 @@ class Inspection(QueueState):
 
     def get_job(self, job_id: str) -> JobResult | None:
         """The job with this id, or None."""
-        return JobResult(self, job_id) if self._inner.get_job(job_id) is not None else None
+        return self._job(job_id) if self._inner.get_job(job_id) is not None else None
 
     def list_jobs(
         self,
@@ -109,7 +109,9 @@ class Inspection(QueueState):
         counts plus ``oldest_pending_age``: how long, in seconds, the longest-waiting ready
         job has been ready (delayed jobs count from their scheduled time), or None) and
         ``workers`` (the registry rows of live workers)."""
-        queues = {q: {**s, "oldest_pending_age": None} for q, s in self.stats_all_queues().items()}
+        queues: dict[str, dict[str, Any]] = {
+            q: {**s, "oldest_pending_age": None} for q, s in self.stats_all_queues().items()
+        }
         now = time.time() * 1000
         for q, ready_since in self._inner.oldest_pending():
             queues.setdefault(q, {**dict.fromkeys(_STATUSES, 0), "oldest_pending_age": None})

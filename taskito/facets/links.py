@@ -104,7 +104,7 @@ class Links(QueueState):
         """Stores a linked batch in one transaction; a queue bounded by ``max_pending`` that
         it would overfill refuses the whole batch with ``QueueFullError``."""
         ids = self._inner.enqueue_linked(specs, self._max_pending or None)
-        results = [JobResult(self, i) for i in ids]  # type: ignore[arg-type]
+        results = [self._job(i) for i in ids]
         if self._dispatcher is not None:
             for spec, job in zip(specs, results):
                 self._emit_enqueued(job.id, spec[0][0], spec[0][2])
@@ -118,7 +118,7 @@ class Links(QueueState):
             row = self._inner.get_job(new_id)
             if row is not None:
                 self._emit_enqueued(new_id, row["task_name"], row["queue"])
-        return JobResult(self, new_id)  # type: ignore[arg-type]
+        return self._job(new_id)
 
     def cancel_running_job(self, job_id: str) -> bool:
         """Asks a running job to stop: True if it was running and is now flagged. The task

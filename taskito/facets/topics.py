@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskito.facets.base import RUN_OPTIONS, QueueState, job_options
+from taskito.facets.base import QueueState, job_options, run_options
 from taskito.result import JobResult
 
 
@@ -76,7 +76,7 @@ class Topics(QueueState):
         to all of them, and ``on_enqueue`` middleware runs once per job."""
         names = self._subscriptions.get(_topic(topic), [])
         if self._test_results is not None:
-            return [self._run_inline(name, args, kwargs or {}) for name in names]
+            return [self._run_inline(name, args, kwargs or {}) for name in names]  # type: ignore[misc]
         specs = []
         given = job_options(priority, delay, metadata=metadata)
         for name in names:
@@ -86,7 +86,7 @@ class Topics(QueueState):
                 options = self._on_enqueue(chain, name, args, kwargs or {}, given)
                 if options["unique_key"] is not None:
                     raise ValueError("on_enqueue may not set unique_key in publish")
-            run = {k: options[k] for k in RUN_OPTIONS}  # type: ignore[literal-required]
+            run = run_options(options)
             specs.append(
                 self._job_spec(
                     name, args, kwargs, metadata=options["metadata"], notes=notes, expires=expires,

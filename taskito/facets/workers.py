@@ -247,7 +247,7 @@ class Workers(QueueState):
         )
         if ran is None:
             raise TaskitoError(f"job {job_id} is running on another worker")
-        return JobResult(self, job_id)
+        return self._job(job_id)
 
 
 @contextlib.contextmanager

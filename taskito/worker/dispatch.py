@@ -108,7 +108,8 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
         worker_id: str,
         parents: tuple[int, list[bytes | None]] | None = None,
     ) -> Generator[Any, Any, tuple]:
-        task = queue._tasks.get(task_name) or builtin_task(queue, task_name)
+        # builtin_task reads the queue's registry and payloads only (canvas types it as Queue).
+        task = queue._tasks.get(task_name) or builtin_task(queue, task_name)  # type: ignore[arg-type]
         if task is None:
             known = ", ".join(sorted(queue._tasks)) or "none"
             return (
