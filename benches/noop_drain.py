@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from taskito import Queue  # noqa: E402
-from taskito._dispatch import make_dispatch  # noqa: E402
+from taskito.worker.dispatch import make_dispatch  # noqa: E402
 
 
 def build(path: str, args: argparse.Namespace) -> tuple[Queue, object]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from taskito._links import PASS_ALL, PASS_FIRST, PASS_NONE, JobSpec
+from taskito.facets.links import PASS_ALL, PASS_FIRST, PASS_NONE, JobSpec
 
 if TYPE_CHECKING:
     from taskito.app import Queue

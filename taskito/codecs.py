@@ -16,10 +16,11 @@ import hashlib
 import hmac
 import os
 import zlib
-from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from taskito.exceptions import CryptoError, SerializationError
+from taskito.payload.checks import check_codec as check_codec  # still importable from here
+from taskito.payload.checks import check_key, check_serializer, codec_list, optional_module
 
 __all__ = ["PayloadCodec", "GzipCodec", "HmacCodec", "AesGcmCodec", "CodecSerializer"]
 
@@ -36,36 +37,6 @@ class PayloadCodec(Protocol):
     def encode(self, data: bytes) -> bytes: ...
 
     def decode(self, data: bytes) -> bytes: ...
-
-
-def check_key(option: str, key: Any) -> bytes:
-    """Key material as bytes, or a ValueError naming the option."""
-    if isinstance(key, (bytearray, memoryview)):
-        key = bytes(key)
-    if not isinstance(key, bytes):
-        raise ValueError(f"{option} must be bytes, got {type(key).__name__}")
-    if not key:
-        raise ValueError(f"{option} must not be empty")
-    return key
-
-
-def check_codec(option: str, codec: Any) -> Any:
-    if isinstance(codec, type):
-        raise ValueError(f"{option} must be a codec instance, got the class {codec.__name__}")
-    if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
-        raise ValueError(f"{option} must have encode(bytes) and decode(bytes), got {codec!r}")
-    return codec
-
-
-def codec_list(option: str, value: Any) -> list[Any]:
-    """One codec, or an iterable of them, as a checked list (None gives [])."""
-    if value is None:
-        return []
-    if callable(getattr(value, "encode", None)) and not isinstance(value, (str, bytes)):
-        return [check_codec(option, value)]
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValueError(f"{option} must be a codec or a list of codecs, got {value!r}")
-    return [check_codec(option, c) for c in value]
 
 
 class GzipCodec:
@@ -136,8 +107,6 @@ class AesGcmCodec:
         key = check_key("key", key)
         if len(key) not in (16, 24, 32):
             raise ValueError(f"key must be 16, 24 or 32 bytes for AES-GCM, got {len(key)}")
-        from taskito.serializers import optional_module
-
         aead = optional_module("cryptography.hazmat.primitives.ciphers.aead", "crypto")
         self._aead = aead.AESGCM(key)
         self._invalid_tag = optional_module("cryptography.exceptions", "crypto").InvalidTag
@@ -166,8 +135,6 @@ class CodecSerializer:
     ``loads`` decodes in reverse before ``delegate.loads`` sees the bytes."""
 
     def __init__(self, delegate: Any, codecs: Any) -> None:
-        from taskito.serializers import check_serializer
-
         self.delegate = check_serializer("delegate", delegate)
         self.codecs = tuple(codec_list("codecs", codecs))
         self._decoders = tuple(reversed(self.codecs))

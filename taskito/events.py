@@ -14,7 +14,7 @@ import queue as _queue
 import threading
 from typing import Any, Callable
 
-__all__ = ["EventType", "EventsMixin"]
+__all__ = ["EventType"]
 
 log = logging.getLogger("taskito.events")
 
@@ -75,48 +75,6 @@ class _Dispatcher:
 
 # A private marker event: its one "callback" sets the flush flag.
 _FLUSH = "__flush__"
-
-
-class EventsMixin:
-    """``on_event`` and the internal ``_emit`` of ``Queue``."""
-
-    _listeners: dict[Any, list[EventCallback]]
-    _dispatcher: _Dispatcher | None
-    _events_lock: threading.Lock
-
-    def _init_events(self) -> None:
-        self._listeners = {_FLUSH: [_set_done]}
-        self._dispatcher = None
-        self._events_lock = threading.Lock()
-
-    def on_event(self, event_type: EventType, callback: EventCallback | None = None) -> Any:
-        """Registers ``callback(event_type, payload)`` for one event type; usable as
-        ``queue.on_event(EventType.X, fn)`` or as a decorator ``@queue.on_event(EventType.X)``."""
-        if not isinstance(event_type, EventType):
-            raise ValueError(f"event_type must be a taskito.EventType, got {event_type!r}")
-
-        def register(fn: EventCallback) -> EventCallback:
-            if not callable(fn):
-                raise ValueError(f"callback must be callable, got {fn!r}")
-            with self._events_lock:
-                self._listeners.setdefault(event_type, []).append(fn)
-                if self._dispatcher is None:
-                    self._dispatcher = _Dispatcher(self._listeners)
-            return fn
-
-        return register(callback) if callback is not None else register
-
-    def _emit(self, event_type: EventType, payload: dict[str, Any]) -> None:
-        """Queues an event for its callbacks; a no-op unless one is registered for it.
-        Safe from any thread; never blocks and never raises."""
-        dispatcher = self._dispatcher
-        if dispatcher is not None and event_type in self._listeners:
-            dispatcher.put(event_type, payload)
-
-    def _flush_events(self, timeout: float = 5.0) -> bool:
-        """Waits until queued events were delivered (tests, shutdown)."""
-        dispatcher = self._dispatcher
-        return True if dispatcher is None else dispatcher.flush(timeout)
 
 
 def _set_done(_event_type: Any, payload: dict[str, Any]) -> None:

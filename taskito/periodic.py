@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
 
-from taskito import _settings as settings
 from taskito._taskito import QueueCore
-from taskito.task import TaskWrapper
 
 
 @dataclass(frozen=True)
@@ -50,88 +47,3 @@ def next_run_time(cron: str, after: float | None = None, timezone: str | None = 
     after_ms = int((time.time() if after is None else after) * 1000)
     nxt = QueueCore.next_cron_time(cron, timezone, after_ms)
     return None if nxt is None else nxt / 1000.0
-
-
-class PeriodicMixin:
-    """The periodic half of ``Queue``."""
-
-    _inner: QueueCore
-    _periodic: dict[str, _Schedule]
-    task: Callable[..., Any]
-
-    def periodic(
-        self,
-        cron: str,
-        name: str | None = None,
-        args: tuple = (),
-        kwargs: dict | None = None,
-        queue: str = "default",
-        timezone: str | None = None,
-    ) -> Callable[[Callable[..., Any]], TaskWrapper]:
-        """Registers a function as a task and runs it on the ``cron`` schedule (6 fields,
-        seconds first; 5 fields mean second 0) in the IANA zone ``timezone`` (default UTC).
-        ``name`` (default: the task's name) identifies the schedule."""
-        if not isinstance(cron, str):
-            raise ValueError(f"cron must be a string, got {cron!r}")
-        if timezone is not None and not isinstance(timezone, str):
-            raise ValueError(f"timezone must be an IANA name string, got {timezone!r}")
-        zone = QueueCore.check_cron(cron, timezone)
-        settings.check_queue_name("queue", queue)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
-        call_args = tuple(args)
-        call_kwargs = dict(kwargs or {})
-
-        def register(fn: Callable[..., Any]) -> TaskWrapper:
-            wrapper = fn if isinstance(fn, TaskWrapper) else self.task(queue=queue)(fn)
-            sched_name = name or wrapper.name
-            # Fails now, not when a worker starts, if the arguments cannot be stored.
-            self._plan_for(wrapper.name).dump_call(wrapper.name, call_args, call_kwargs)  # type: ignore[attr-defined]
-            self._periodic[sched_name] = _Schedule(
-                sched_name, wrapper.name, cron, zone, call_args, call_kwargs, queue
-            )
-            return wrapper
-
-        return register
-
-    def _register_periodic(self) -> None:
-        """Stores this process's schedules (called as a worker starts)."""
-        if not self._periodic:
-            return
-        rows = []
-        for s in self._periodic.values():
-            opts = self._options(s.task_name, None, None, s.queue, None, None)  # type: ignore[attr-defined]
-            rows.append(
-                (
-                    s.name,
-                    s.task_name,
-                    s.cron,
-                    s.timezone,
-                    opts["queue"],
-                    self._plan_for(s.task_name).dump_call(s.task_name, s.args, s.kwargs),  # type: ignore[attr-defined]
-                    opts["priority"],
-                    opts["max_retries"],
-                    opts["retry_backoff"],
-                    opts["timeout"],
-                )
-            )
-        self._inner.register_periodic(rows)
-
-    def list_periodic(self) -> list[PeriodicTask]:
-        """Every schedule stored in the database, by name."""
-        return [PeriodicTask(**row) for row in self._inner.list_periodic()]
-
-    def pause_periodic(self, name: str) -> None:
-        """Stops firing the schedule ``name`` until resumed (``JobNotFoundError`` if unknown)."""
-        self._inner.set_periodic_enabled(name, False)
-
-    def resume_periodic(self, name: str) -> None:
-        """Fires ``name`` again from its next due time; times missed while paused are not
-        caught up."""
-        self._inner.set_periodic_enabled(name, True)
-
-    def delete_periodic(self, name: str) -> None:
-        """Removes the schedule ``name`` from the database (a worker that starts with the
-        decorator stores it again)."""
-        self._inner.delete_periodic(name)
-        self._periodic.pop(name, None)

@@ -17,7 +17,6 @@ The default's first byte says how the rest is encoded:
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 import sys
@@ -25,6 +24,7 @@ from types import FunctionType
 from typing import Any, Protocol, runtime_checkable
 
 from taskito.exceptions import SerializationError
+from taskito.payload.checks import check_serializer, optional_module
 
 __all__ = [
     "Serializer",
@@ -59,17 +59,6 @@ class Serializer(Protocol):
     def dumps(self, obj: Any) -> bytes: ...
 
     def loads(self, data: bytes) -> Any: ...
-
-
-def optional_module(name: str, extra: str) -> Any:
-    """Imports an optional dependency, or says which extra installs it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        package = name.split(".")[0]
-        raise ImportError(
-            f"this needs the {package!r} package: pip install 'taskito[{extra}]' (or pip install {package})"
-        ) from None
 
 
 def _cloudpickle() -> Any:
@@ -244,17 +233,6 @@ class CborSerializer:
 
     def __repr__(self) -> str:
         return "CborSerializer()"
-
-
-def check_serializer(option: str, value: Any) -> Any:
-    """A serializer or None; anything else is a ValueError naming the option."""
-    if value is None:
-        return None
-    if isinstance(value, type):
-        raise ValueError(f"{option} must be a serializer instance, got the class {value.__name__}")
-    if not (callable(getattr(value, "dumps", None)) and callable(getattr(value, "loads", None))):
-        raise ValueError(f"{option} must have dumps(obj) -> bytes and loads(data), got {value!r}")
-    return value
 
 
 class SignedSerializer:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable
 
-from taskito.serializer import Plan
+from taskito.payload.plan import Plan
 
 if TYPE_CHECKING:
     from taskito.app import Queue

@@ -13,21 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import itertools
-import threading
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 from taskito.context import _JobContext, log_level
 from taskito.exceptions import MaxRetriesExceededError, TaskCancelledError, TaskFailedError
+from taskito.facets.base import JobOptions, job_options, run_options
 
-__all__ = ["TestResult", "TestResults", "TestModeMixin"]
+__all__ = ["TestResult", "TestResults"]
 
-# The enqueue options an inline run honours (the others only matter to a stored job).
-_RUN_OPTIONS = ("priority", "delay", "queue", "max_retries", "timeout")
 
 
 class TestResult:
@@ -132,76 +126,20 @@ class _TestCore:
         self._result.logs.append({"level": log_level(level), "message": message, "extra": extra})
 
 
-_ids = itertools.count(1)
-
-
-class TestModeMixin:
-    """``test_mode`` for ``Queue``."""
-
-    _tasks: dict[str, Any]
-    _test_results: TestResults | None = None
-    _test_propagate = False
-    _test_lock = threading.Lock()
-
-    @contextmanager
-    def test_mode(self, propagate_errors: bool = False) -> Iterator[TestResults]:
-        """Runs tasks inline at enqueue for the duration of the block and yields the list
-        of their results. With ``propagate_errors=True`` the exception of a job that ends
-        failed or dead propagates from the call that enqueued it."""
-        previous = (self._test_results, self._test_propagate)
-        results = TestResults()
-        self._test_results, self._test_propagate = results, bool(propagate_errors)
-        try:
-            yield results
-        finally:
-            self._test_results, self._test_propagate = previous
-
-    def _run_inline(
-        self, task_name: str, args: tuple, kwargs: dict, options: dict[str, Any] | None = None
-    ) -> TestResult:
-        """Runs one enqueued call to its end; ``options`` are the enqueue's options."""
-        from taskito.canvas import builtin_task
-
-        queue: Any = self
-        results = self._test_results
-        assert results is not None
-        args, kwargs = tuple(args), dict(kwargs)
-        opts = _run_options(queue, task_name, args, kwargs, options or {})
-        result = TestResult(f"test-{next(_ids)}-{uuid.uuid4().hex[:12]}", task_name, args, kwargs)
-        results.append(result)
-        queue._emit_enqueued(result.id, task_name, opts["queue"])
-        task = self._tasks.get(task_name) or builtin_task(queue, task_name)
-        try:
-            if task is None:
-                # As on a worker: a failure no retry can fix, before anything runs.
-                result.error = LookupError(f"task {task_name!r} is not registered")
-                result.status = "failed"
-            else:
-                _run_to_end(queue, task, result, opts["queue"], opts["max_retries"])
-        finally:
-            queue._flush_events()
-        if self._test_propagate and result.status in ("failed", "dead"):
-            raise result.error  # type: ignore[misc]
-        return result
-
-
 def _run_options(
     queue: Any, task_name: str, args: tuple, kwargs: dict, options: dict[str, Any]
 ) -> dict[str, Any]:
     """The job's options after ``on_enqueue``, checked as an enqueue checks them."""
-    run = {k: options.get(k) for k in _RUN_OPTIONS}
+    given = job_options(**{k: options.get(k) for k in JobOptions.__annotations__})
     chain = queue._enqueue_chain(task_name)
     if chain:
-        edited = queue._on_enqueue(
-            chain, task_name, args, kwargs, *run.values(), options.get("unique_key"), options.get("metadata")
-        )
-        run = {k: edited[k] for k in _RUN_OPTIONS}
-    return queue._resolve_options(task_name, *run.values())  # type: ignore[no-any-return]
+        given = queue._on_enqueue(chain, task_name, args, kwargs, given)
+    return queue._resolve_options(task_name, **run_options(given))  # type: ignore[no-any-return]
 
 
 def _run_to_end(queue: Any, task: Any, result: TestResult, queue_name: str, max_retries: int) -> None:
     """Runs the task as a worker would, retrying at once while it has retries left."""
-    from taskito._dispatch import completed, drive, run_steps
+    from taskito.worker.dispatch import completed, drive, run_steps
 
     core = _TestCore(result)
     while True:

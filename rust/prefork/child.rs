@@ -16,7 +16,7 @@ use super::frame::{self, Reply};
 /// How a child is started.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    /// The command, e.g. `[python, -m, taskito._prefork_child, --app, m:q]`; `--fds R,W`
+    /// The command, e.g. `[python, -m, taskito.worker.prefork_child, --app, m:q]`; `--fds R,W`
     /// is appended.
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,

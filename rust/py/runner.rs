@@ -1,5 +1,5 @@
 //! `PyRunner`: the `Runner` that enters Python. A worker thread attaches once per job to
-//! call the dispatch function (`taskito/_dispatch.py`), turns whatever happens into an
+//! call the dispatch function (`taskito/worker/dispatch.py`), turns whatever happens into an
 //! `Outcome` before detaching, and never lets a task's exception escape.
 
 use std::os::raw::c_long;
@@ -14,7 +14,7 @@ use crate::job::{ClaimedJob, Outcome};
 pub struct PyRunner {
     dispatch: Py<PyAny>,
     timeout_error: Py<PyAny>,
-    /// `taskito._dispatch.thread_exit`: closes the thread's event loop.
+    /// `taskito.worker.dispatch.thread_exit`: closes the thread's event loop.
     thread_exit: Py<PyAny>,
 }
 
@@ -24,7 +24,7 @@ impl PyRunner {
             dispatch,
             timeout_error: py.get_type::<TaskTimeoutError>().into_any().unbind(),
             thread_exit: py
-                .import("taskito._dispatch")?
+                .import("taskito.worker.dispatch")?
                 .getattr("thread_exit")?
                 .unbind(),
         })

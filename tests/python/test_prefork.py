@@ -181,7 +181,7 @@ def children_of_this_process() -> set[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[1]) == os.getpid() and stat[0] != "Z" and b"taskito._prefork_child" in cmdline:
+        if int(stat[1]) == os.getpid() and stat[0] != "Z" and b"taskito.worker.prefork_child" in cmdline:
             found.add(int(entry.name))
     return found
 

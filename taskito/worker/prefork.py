@@ -1,5 +1,5 @@
 """The parent's half of the prefork pool: where children find the app, and the command
-that starts them (``taskito/_prefork_child.py`` is the child). A child imports the app the
+that starts them (``taskito/worker/prefork_child.py`` is the child). A child imports the app the
 way ``taskito worker --app`` names it, or, for a worker started from a script, the module
 that holds this ``Queue`` (a script run as ``__main__`` is run again in the child under
 another name, as ``multiprocessing`` does, so its ``if __name__ == "__main__":`` block
@@ -12,12 +12,12 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
-from taskito._dispatch import emit_failure_events
 from taskito.events import EventType
 from taskito.exceptions import TaskitoError
+from taskito.worker.dispatch import emit_failure_events
 
 if TYPE_CHECKING:
-    from taskito.app import Queue
+    from taskito.worker.host import EventSink
 
 # True while a child imports the app: a `run_worker` call then is an unguarded script.
 CHILD_LOADING = False
@@ -25,7 +25,7 @@ CHILD_LOADING = False
 _MAIN_NAMES = ("__main__", "__mp_main__")
 
 
-def _holders(queue: Queue) -> list[tuple[str, str]]:
+def _holders(queue: object) -> list[tuple[str, str]]:
     found = []
     for name, module in list(sys.modules.items()):
         try:
@@ -38,7 +38,7 @@ def _holders(queue: Queue) -> list[tuple[str, str]]:
     return found
 
 
-def locate_app(queue: Queue) -> list[str]:
+def locate_app(queue: object) -> list[str]:
     """Child arguments that load this queue: ``--app m:a``, ``--main-module m --attr a``
     or ``--main-path file --attr a``."""
     holders = _holders(queue)
@@ -60,7 +60,7 @@ def locate_app(queue: Queue) -> list[str]:
     )
 
 
-def event_relay(queue: Queue) -> Callable[..., None]:
+def event_relay(queue: EventSink) -> Callable[..., None]:
     """The callable the engine gives the events of prefork jobs, on the worker thread that
     ran the job: the events a child raised (JSON texts ``[name, payload]``), or, for a job
     whose child died or whose outcome the engine replaced (a timeout), the failure the
@@ -91,7 +91,7 @@ def event_relay(queue: Queue) -> Callable[..., None]:
 
 
 def child_spec(
-    queue: Queue, app: str | None, max_tasks_per_child: int | None, observe: Callable[..., None] | None
+    queue: EventSink, app: str | None, max_tasks_per_child: int | None, observe: Callable[..., None] | None
 ) -> tuple[Any, ...]:
     """``(argv, env, max_tasks_per_child, observe, relay)`` as the engine's
     ``run_worker(prefork=...)`` takes it; ``observe`` is told each job's outcome in this
@@ -106,5 +106,5 @@ def child_spec(
     logger = logging.getLogger("taskito")
     if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
         env["TASKITO_PREFORK_LOG_LEVEL"] = str(logger.getEffectiveLevel())
-    argv = [sys.executable, "-m", "taskito._prefork_child", *where]
+    argv = [sys.executable, "-m", "taskito.worker.prefork_child", *where]
     return (argv, list(env.items()), max_tasks_per_child, observe, event_relay(queue))

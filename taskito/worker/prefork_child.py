@@ -1,4 +1,4 @@
-"""A prefork pool's child process: ``python -m taskito._prefork_child --app m:q --fds R,W``.
+"""A prefork pool's child process: ``python -m taskito.worker.prefork_child --app m:q --fds R,W``.
 It imports the app, says it is ready, then runs one job per frame read from fd R with the
 same dispatch function as a worker thread (hooks, ``current_job``, progress written to the
 database from here) and writes each answer to fd W. Job events are not fired here: they go
@@ -141,7 +141,7 @@ def _main_alias(queue: Any, module: types.ModuleType, loaded_as: str) -> None:
 
 def _load(args: argparse.Namespace) -> Any:
     from taskito.app import Queue
-    from taskito.cli import load_app
+    from taskito.cli.common import load_app
 
     if args.app:
         return load_app(args.app)
@@ -188,7 +188,7 @@ def _configure_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="taskito._prefork_child")
+    parser = argparse.ArgumentParser(prog="taskito.worker.prefork_child")
     parser.add_argument("--app")
     parser.add_argument("--main-module")
     parser.add_argument("--main-path")
@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.path[:] = json.loads(path)
     _configure_logging()
 
-    from taskito import _prefork
-    from taskito._dispatch import make_dispatch
+    from taskito.worker import prefork as _prefork
+    from taskito.worker.dispatch import make_dispatch
 
     _prefork.CHILD_LOADING = True
     try:

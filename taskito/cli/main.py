@@ -1,5 +1,6 @@
-"""The ``taskito`` command: ``worker`` here; ``info``, ``jobs``, ``dead``, ``cancel`` and
-``execute`` in ``_cli_ops``.
+"""The ``taskito`` command: its parser, its entry point and ``worker``; ``info``, ``jobs``,
+``dead``, ``cancel`` and ``execute`` are in ``ops``, ``pause``, ``resume`` and ``dashboard``
+in ``admin``, what they share in ``common``.
 
 Output meant for people goes to stdout, log records to stderr. Exit codes: 0 success, 1 the
 operation failed (a job failed, an id is unknown, nothing to cancel), 2 bad usage or
@@ -10,51 +11,17 @@ signal.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from taskito import _settings as settings
 from taskito._taskito import flush_logs, written_off_threads
-from taskito.app import Queue
+from taskito.cli import admin as _cli_admin
+from taskito.cli import ops as _cli_ops
+from taskito.cli.common import AppError, CommandError, env_help, load_app
 from taskito.exceptions import TaskitoError
-
-
-class AppError(Exception):
-    """A bad ``--app`` value."""
-
-
-class CommandError(Exception):
-    """An operation that cannot be done (unknown id, job failed); exits with status 1."""
-
-
-def load_app(spec: str) -> Queue:
-    """Imports ``module:attribute`` and checks that it is a Queue."""
-    if ":" not in spec:
-        raise AppError(f"--app must be module:attribute (e.g. myapp.tasks:queue), got {spec!r}")
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise AppError(f"--app must be module:attribute (e.g. myapp.tasks:queue), got {spec!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except settings.EnvError:
-        raise  # the Queue read a malformed TASKITO_* variable: report that, not the import
-    except Exception as exc:
-        raise AppError(f"could not import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    try:
-        obj: Any = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise AppError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not isinstance(obj, Queue):
-        raise AppError(f"{spec} is not a Queue instance (got {type(obj).__name__})")
-    return obj
 
 
 def _configure_logging(level: int | None) -> None:
@@ -108,17 +75,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env_help() -> str:
-    return "\n".join(f"  {k:<26} {v}" for k, v in settings.ENV_VARS.items())
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from taskito import _cli_admin, _cli_ops
-
     parser = argparse.ArgumentParser(
         prog="taskito",
         description="taskito: run workers and inspect a taskito queue.",
-        epilog="environment variables:\n" + _env_help(),
+        epilog="environment variables:\n" + env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -129,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a worker until SIGINT/SIGTERM (or until done, with --run-once or --max-jobs).",
         epilog=(
             "environment variables (an argument in the code or a flag wins over its variable):\n"
-            + _env_help()
+            + env_help()
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

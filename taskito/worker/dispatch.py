@@ -25,7 +25,7 @@ from taskito.exceptions import CryptoError, TaskCancelledError, TaskTimeoutError
 from taskito.middleware import TaskMiddleware, call_each
 
 if TYPE_CHECKING:
-    from taskito.app import Queue
+    from taskito.worker.host import EventSink, JobHost
 
 log = logging.getLogger("taskito")
 # Per-job lines (start, success, retry, failure) on a child logger, so they can be tuned
@@ -94,7 +94,7 @@ class LoopTimeout(TaskTimeoutError):
     awaited, so it could not be cancelled); reported as the job's ``TaskTimeoutError``."""
 
 
-def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
+def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
     """The steps of one job, as a generator: it yields the awaitable a task returned and
     takes its value (or its exception, thrown in) back; it returns the answer."""
 
@@ -108,7 +108,8 @@ def _job_steps(queue: Queue) -> Callable[..., Generator[Any, Any, tuple]]:
         worker_id: str,
         parents: tuple[int, list[bytes | None]] | None = None,
     ) -> Generator[Any, Any, tuple]:
-        task = queue._tasks.get(task_name) or builtin_task(queue, task_name)
+        # builtin_task reads the queue's registry and payloads only (canvas types it as Queue).
+        task = queue._tasks.get(task_name) or builtin_task(queue, task_name)  # type: ignore[arg-type]
         if task is None:
             known = ", ".join(sorted(queue._tasks)) or "none"
             return (
@@ -169,7 +170,7 @@ def _event(context: _JobContext) -> dict[str, Any]:
 
 
 def run_steps(
-    queue: Queue, task: Any, args: tuple, kwargs: dict, context: _JobContext, max_retries: int
+    queue: JobHost, task: Any, args: tuple, kwargs: dict, context: _JobContext, max_retries: int
 ) -> Generator[Any, Any, tuple]:
     """One run of a task whose arguments are read, as a worker runs it and test mode too:
     the start event, middleware ``before``, the hooks, the task (yielding the awaitable it
@@ -225,7 +226,7 @@ def run_steps(
     return (True, value)
 
 
-def completed(queue: Queue, context: _JobContext) -> None:
+def completed(queue: EventSink, context: _JobContext) -> None:
     """The log line and event of a run that completed."""
     if worker_log.isEnabledFor(logging.INFO):
         worker_log.info("job %s (%s) complete", context.id, context.task_name)
@@ -233,7 +234,7 @@ def completed(queue: Queue, context: _JobContext) -> None:
         queue._emit(EventType.JOB_COMPLETED, _event(context))
 
 
-def make_dispatch(queue: Queue) -> Callable[..., tuple]:
+def make_dispatch(queue: JobHost) -> Callable[..., tuple]:
     """Builds the dispatch function for one queue's task registry and hooks."""
     steps = _job_steps(queue)
 
@@ -308,7 +309,7 @@ async def _within(
         timer.cancel()
 
 
-def make_async_dispatch(queue: Queue, track: Callable[[Any, str], Any]) -> Callable[..., Any]:
+def make_async_dispatch(queue: JobHost, track: Callable[[Any, str], Any]) -> Callable[..., Any]:
     """The dispatch coroutine of the async pool: the same steps as ``make_dispatch``, with
     the task awaited on the running loop and cancelled at ``timeout`` seconds. ``track``
     wraps the task's coroutine so the pool knows when it holds the loop. Run in the job's
@@ -348,7 +349,7 @@ def make_async_dispatch(queue: Queue, track: Callable[[Any, str], Any]) -> Calla
 
 
 def _emit_failure(
-    queue: Queue,
+    queue: EventSink,
     info: dict[str, Any],
     exc: BaseException,
     retryable: bool,
@@ -361,7 +362,7 @@ def _emit_failure(
 
 
 def emit_failure_events(
-    queue: Queue,
+    queue: EventSink,
     info: dict[str, Any],
     error: str,
     cancelled: bool,

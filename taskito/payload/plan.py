@@ -13,12 +13,12 @@ import pickle
 from typing import Any, Callable
 
 from taskito._settings import MIN_SECRET_KEY_BYTES
-from taskito.codecs import HmacCodec, check_codec, check_key, codec_list
-from taskito.exceptions import CryptoError, SerializationError
+from taskito.codecs import HmacCodec
+from taskito.exceptions import SerializationError
+from taskito.payload.checks import check_codec, check_key, check_serializer, codec_list
 from taskito.serializers import (
     TAG_PICKLE,
     SmartSerializer,
-    check_serializer,
     pickle_dumps,
     smart_loads,
 )
@@ -141,39 +141,6 @@ class Payloads:
                 known = ", ".join(sorted(self.named)) or "none (pass Queue(codecs={name: codec}))"
                 raise ValueError(f"codecs: unknown codec name {n!r} (known: {known})")
         return names
-
-
-class PayloadMixin:
-    """The part of ``Queue`` that picks a job's plan (``self._payloads`` is its
-    :class:`Payloads`, ``self._tasks`` its registry)."""
-
-    _payloads: Payloads
-    _tasks: dict[str, Any]
-    _inner: Any
-
-    def _plan_for(self, task_name: str) -> Plan:
-        task = self._tasks.get(task_name)
-        return task._plan if task is not None else self._payloads.queue_plan
-
-    def _load_result(self, job_id: str, data: bytes | None) -> Any:
-        """A finished job's stored result; CryptoError if it does not verify or decrypt."""
-        if data is None:
-            return None
-        plan = self._payloads.queue_plan
-        if self._payloads.per_task_serializer:
-            job = self._inner.get_job(job_id)
-            if job is not None:
-                plan = self._plan_for(job["task_name"])
-        try:
-            return plan.load_result(data)
-        except CryptoError as exc:
-            raise CryptoError(f"the result of job {job_id} was not read: {exc}") from None
-        except SerializationError:
-            raise
-        except Exception as exc:
-            raise SerializationError(
-                f"cannot read the result of job {job_id}: {type(exc).__name__}: {exc}"
-            ) from exc
 
 
 # Module-level calls with the default plan (SmartSerializer, no codec), for code that has no

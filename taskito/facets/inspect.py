@@ -1,5 +1,5 @@
-"""The read side of ``Queue``: jobs, counts, errors, dead letters and workers. Mixed into
-``Queue``; every call reads the database afresh through the engine."""
+"""The read side of ``Queue``: jobs, counts, errors, dead letters and workers. Every call
+reads the database afresh through the engine."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from taskito._settings import check_int, check_seconds
 from taskito.events import EventType
+from taskito.facets.base import QueueState
 from taskito.result import JobResult
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
@@ -40,16 +41,12 @@ def text_filters(
     return out
 
 
-class Inspection:
+class Inspection(QueueState):
     """Inspection and clean-up calls of ``Queue`` (``self._inner`` is the engine)."""
-
-    _inner: Any
-    _dispatcher: Any
-    _emit: Any
 
     def get_job(self, job_id: str) -> JobResult | None:
         """The job with this id, or None."""
-        return JobResult(self, job_id) if self._inner.get_job(job_id) is not None else None
+        return self._job(job_id) if self._inner.get_job(job_id) is not None else None
 
     def list_jobs(
         self,
@@ -112,7 +109,9 @@ class Inspection:
         counts plus ``oldest_pending_age``: how long, in seconds, the longest-waiting ready
         job has been ready (delayed jobs count from their scheduled time), or None) and
         ``workers`` (the registry rows of live workers)."""
-        queues = {q: {**s, "oldest_pending_age": None} for q, s in self.stats_all_queues().items()}
+        queues: dict[str, dict[str, Any]] = {
+            q: {**s, "oldest_pending_age": None} for q, s in self.stats_all_queues().items()
+        }
         now = time.time() * 1000
         for q, ready_since in self._inner.oldest_pending():
             queues.setdefault(q, {**dict.fromkeys(_STATUSES, 0), "oldest_pending_age": None})

@@ -1,4 +1,4 @@
-"""Topics: ``publish`` one call to every task subscribed to a topic. Mixed into ``Queue``.
+"""Topics: ``publish`` one call to every task subscribed to a topic.
 
 Subscriptions live in the process, like task registrations: the process that publishes must
 have run the ``subscribe`` calls (usually at import, next to the tasks). A publish stores one
@@ -7,8 +7,9 @@ job per subscribed task, each with that task's own options, in one transaction.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
+from taskito.facets.base import QueueState, job_options, run_options
 from taskito.result import JobResult
 
 
@@ -25,17 +26,8 @@ def _task_name(task: Any) -> str:
     return name
 
 
-class TopicsMixin:
+class Topics(QueueState):
     """``subscribe``, ``unsubscribe``, ``subscribers`` and ``publish`` for ``Queue``."""
-
-    _subscriptions: dict[str, list[str]]
-    _test_results: Any
-    _tasks: dict[str, Any]
-    _job_spec: Callable[..., Any]
-    _enqueue_specs: Callable[..., list[JobResult]]
-    _enqueue_chain: Callable[..., Any]
-    _on_enqueue: Callable[..., dict[str, Any]]
-    _run_inline: Callable[..., Any]
 
     def subscribe(self, topic: str, task: Any = None) -> Any:
         """Subscribes a task (a ``TaskWrapper`` or a task name) to ``topic``: each
@@ -84,22 +76,21 @@ class TopicsMixin:
         to all of them, and ``on_enqueue`` middleware runs once per job."""
         names = self._subscriptions.get(_topic(topic), [])
         if self._test_results is not None:
-            return [self._run_inline(name, args, kwargs or {}) for name in names]
+            return [self._run_inline(name, args, kwargs or {}) for name in names]  # type: ignore[misc]
         specs = []
+        given = job_options(priority, delay, metadata=metadata)
         for name in names:
-            options = dict(priority=priority, delay=delay, queue=None, max_retries=None, timeout=None)
-            job_metadata = metadata
+            options = given
             chain = self._enqueue_chain(name)
             if chain:
-                edited = self._on_enqueue(chain, name, args, kwargs or {}, *options.values(), None, metadata)
-                if edited.pop("unique_key") is not None:
+                options = self._on_enqueue(chain, name, args, kwargs or {}, given)
+                if options["unique_key"] is not None:
                     raise ValueError("on_enqueue may not set unique_key in publish")
-                job_metadata = edited.pop("metadata")
-                options = edited
+            run = run_options(options)
             specs.append(
                 self._job_spec(
-                    name, args, kwargs, metadata=job_metadata, notes=notes, expires=expires,
-                    result_ttl=result_ttl, **options,
+                    name, args, kwargs, metadata=options["metadata"], notes=notes, expires=expires,
+                    result_ttl=result_ttl, **run,
                 )
             )  # fmt: skip
         return self._enqueue_specs(specs) if specs else []

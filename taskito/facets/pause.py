@@ -4,17 +4,13 @@ theirs starts until ``resume``. Jobs already running finish normally."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 from taskito import _settings as settings
 from taskito.events import EventType
+from taskito.facets.base import QueueState
 
 
-class Pause:
+class Pause(QueueState):
     """``pause``, ``resume`` and ``paused_queues`` of ``Queue``."""
-
-    _inner: Any
-    _emit: Callable[[EventType, dict[str, Any]], None]  # taskito.events
 
     def pause(self, name: str) -> bool:
         """Stops every worker from starting jobs of queue ``name``; True if it was not

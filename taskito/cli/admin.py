@@ -1,5 +1,5 @@
 """The ``taskito`` subcommands that change how a queue runs or serve a UI: ``pause``,
-``resume`` and ``dashboard``. Same conventions as ``_cli_ops``: a table or sentence for
+``resume`` and ``dashboard``. Same conventions as ``taskito.cli.ops``: a table or sentence for
 people, ``--json`` for scripts."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import argparse
 import os
 from typing import Any
 
-from taskito._cli_ops import _common, _emit_json, _load
+from taskito.cli.common import CommandError, app_flags, emit_json, load
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    queue = _load(args)
+    queue = load(args)
     changed = queue.pause(args.queue)
     if args.json:
-        _emit_json({"queue": args.queue, "paused": True, "changed": changed})
+        emit_json({"queue": args.queue, "paused": True, "changed": changed})
     elif changed:
         print(f"Paused queue {args.queue}: workers start none of its jobs until it is resumed.")
     else:
@@ -24,10 +24,10 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    queue = _load(args)
+    queue = load(args)
     changed = queue.resume(args.queue)
     if args.json:
-        _emit_json({"queue": args.queue, "paused": False, "changed": changed})
+        emit_json({"queue": args.queue, "paused": False, "changed": changed})
     elif changed:
         print(f"Resumed queue {args.queue}.")
     else:
@@ -39,10 +39,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     try:
         from taskito.dashboard import serve
     except ImportError as exc:
-        from taskito.cli import CommandError
-
         raise CommandError(f"{exc} (install it with: pip install 'taskito[dashboard]')") from None
-    queue = _load(args)
+    queue = load(args)
     password = os.environ.get("TASKITO_DASHBOARD_PASSWORD") or None
     serve(queue, host=args.host, port=args.port, read_only=args.read_only, password=password)
     return 0
@@ -63,12 +61,12 @@ def add_commands(sub: Any) -> None:
         description="Pause QUEUE: no worker (of any process) starts its jobs until it is resumed; "
         "running jobs finish.",
     )
-    _common(p)
+    app_flags(p)
     p.add_argument("queue", metavar="QUEUE")
     p.set_defaults(func=cmd_pause)
 
     r = sub.add_parser("resume", help="resume a paused queue", description="Resume the paused QUEUE.")
-    _common(r)
+    app_flags(r)
     r.add_argument("queue", metavar="QUEUE")
     r.set_defaults(func=cmd_resume)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskito.worker.host import Stoppable
 
 log = logging.getLogger("taskito")
 
@@ -15,7 +18,7 @@ class _signals_drain:
     KeyboardInterrupt (the engine then puts running jobs back and returns at once). The
     previous handlers are restored on exit. Elsewhere: does nothing."""
 
-    def __init__(self, queue: Any) -> None:
+    def __init__(self, queue: Stoppable) -> None:
         self.queue = queue
         self.previous: dict[int, Any] = {}
         self.received = 0
@@ -24,7 +27,7 @@ class _signals_drain:
         self.received += 1
         if self.received == 1:
             log.warning("received %s: finishing running jobs, then stopping", signal.Signals(signum).name)
-            self.queue._inner.request_shutdown()
+            self.queue.shutdown()
             return
         log.warning("received %s again: stopping now", signal.Signals(signum).name)
         raise KeyboardInterrupt

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from taskito._inspect import job_of, text_filters
+from taskito.facets.base import QueueState
+from taskito.facets.inspect import job_of, text_filters
 from taskito.pagination import Page
 from taskito.result import JobResult
 
@@ -31,10 +32,8 @@ def _check_cursor(after: str | None) -> str | None:
     return after
 
 
-class Pagination:
+class Pages(QueueState):
     """Keyset listings of ``Queue`` (``self._inner`` is the engine)."""
-
-    _inner: Any
 
     def list_jobs_after(
         self,

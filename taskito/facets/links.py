@@ -1,13 +1,13 @@
 """Enqueue with links: dependencies, notes and expiry (and the canvas built on them), plus
-replay and cooperative cancel of a running job. Mixed into ``Queue``. Jobs that use none of
+replay and cooperative cancel of a running job. Jobs that use none of
 these take ``Queue.enqueue``'s plain path and never come here."""
 
 from __future__ import annotations
 
-import json
-from typing import Any, Callable
+from typing import Any
 
 from taskito import _settings as settings
+from taskito.facets.base import QueueState, check_result_ttl, metadata_text
 from taskito.flow_control import idempotency_key, is_idempotent
 from taskito.notes import encode_notes
 from taskito.result import JobResult
@@ -42,43 +42,8 @@ def check_expires(expires: Any) -> float | None:
     return settings.check_seconds("expires", expires, positive=True)
 
 
-def check_result_ttl(result_ttl: Any) -> float | None:
-    """A per-job ``result_ttl``: seconds a finished job is kept (None: the queue decides)."""
-    if result_ttl is None:
-        return None
-    return settings.check_seconds("result_ttl", result_ttl)
-
-
-def result_ttls(result_ttl: Any, result_ttl_list: Any, count: int) -> list[float | None] | None:
-    """One checked ``result_ttl`` per job of a batch (``result_ttl_list`` wins), or None when
-    no job has one."""
-    if result_ttl_list is not None:
-        ttls = list(result_ttl_list)
-        if len(ttls) != count:
-            raise ValueError("result_ttl_list must be as long as args_list")
-        return [check_result_ttl(t) for t in ttls]
-    if result_ttl is None:
-        return None
-    return [check_result_ttl(result_ttl)] * count
-
-
-def metadata_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
-
-
-class LinksMixin:
+class Links(QueueState):
     """Linked enqueue, replay and cancel of running jobs for ``Queue``."""
-
-    _inner: Any
-    _tasks: dict[str, Any]
-    _max_pending: dict[str, int]
-
-    _options: Callable[..., dict[str, Any]]  # Queue's option resolution
 
     def _job_spec(
         self,
@@ -139,22 +104,21 @@ class LinksMixin:
         """Stores a linked batch in one transaction; a queue bounded by ``max_pending`` that
         it would overfill refuses the whole batch with ``QueueFullError``."""
         ids = self._inner.enqueue_linked(specs, self._max_pending or None)
-        results = [JobResult(self, i) for i in ids]  # type: ignore[arg-type]
-        emit = getattr(self, "_emit_enqueued", None)
-        if emit is not None and getattr(self, "_dispatcher", None) is not None:
+        results = [self._job(i) for i in ids]
+        if self._dispatcher is not None:
             for spec, job in zip(specs, results):
-                emit(job.id, spec[0][0], spec[0][2])
+                self._emit_enqueued(job.id, spec[0][0], spec[0][2])
         return results
 
     def replay(self, job_id: str) -> JobResult:
         """Enqueues the job again as a new job: same task, arguments, options, metadata and
         notes. Raises ``JobNotFoundError`` for an unknown id."""
         new_id = self._inner.replay(job_id)
-        emit = getattr(self, "_emit_enqueued", None)
-        if emit is not None and getattr(self, "_dispatcher", None) is not None:
+        if self._dispatcher is not None:
             row = self._inner.get_job(new_id)
-            emit(new_id, row["task_name"], row["queue"])
-        return JobResult(self, new_id)  # type: ignore[arg-type]
+            if row is not None:
+                self._emit_enqueued(new_id, row["task_name"], row["queue"])
+        return self._job(new_id)
 
     def cancel_running_job(self, job_id: str) -> bool:
         """Asks a running job to stop: True if it was running and is now flagged. The task

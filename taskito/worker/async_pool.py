@@ -20,11 +20,11 @@ import types
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from taskito._dispatch import LoopTimeout, make_async_dispatch
 from taskito._taskito import AsyncLane
+from taskito.worker.dispatch import LoopTimeout, make_async_dispatch
 
 if TYPE_CHECKING:
-    from taskito.app import Queue
+    from taskito.worker.host import JobHost
 
 log = logging.getLogger("taskito")
 
@@ -39,7 +39,7 @@ _LATE = 0.2
 _WATCH_EVERY = 0.1
 
 
-def async_task_names(queue: Queue) -> list[str]:
+def async_task_names(queue: JobHost) -> list[str]:
     """The names of the queue's ``async def`` tasks."""
     return sorted(name for name, task in queue._tasks.items() if inspect.iscoroutinefunction(task.fn))
 
@@ -47,7 +47,7 @@ def async_task_names(queue: Queue) -> list[str]:
 class AsyncPool:
     """The loop and feeder threads of one worker run."""
 
-    def __init__(self, queue: Queue, names: list[str], concurrency: int) -> None:
+    def __init__(self, queue: JobHost, names: list[str], concurrency: int) -> None:
         self.lane = AsyncLane(names, concurrency, _GRACE)
         self._queue = queue
         self._dispatch = make_async_dispatch(queue, self._track)
