@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import inspect
 import itertools
 import json
 import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Coroutine, Iterator
+from typing import Any, Callable, TypeVar, overload
 
 from taskito import _backend, _prefork
 from taskito import _settings as settings
@@ -44,7 +45,7 @@ from taskito.periodic import PeriodicMixin
 from taskito.result import JobResult
 from taskito.retention import Retention, RetentionCalls, resolve
 from taskito.serializer import PayloadMixin, Payloads
-from taskito.task import TaskWrapper
+from taskito.task import AsyncTaskWrapper, P, TaskDecorator, TaskWrapper
 from taskito.testing import TestModeMixin
 
 log = logging.getLogger("taskito")
@@ -94,6 +95,9 @@ def _metadata(value: Any) -> str | None:
         return json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata must be a string or JSON-serializable: {exc}") from None
+
+
+_R = TypeVar("_R")
 
 
 class Queue(
@@ -240,6 +244,31 @@ class Queue(
 
     # -- tasks ---------------------------------------------------------------------------
 
+    # For type checkers: a decorated function keeps its signature (``TaskWrapper[P, R]``;
+    # an ``async def`` gives ``AsyncTaskWrapper[P, R]`` with ``R`` what it returns).
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, _R]], /) -> AsyncTaskWrapper[P, _R]: ...
+    @overload
+    def task(self, fn: Callable[P, _R], /) -> TaskWrapper[P, _R]: ...
+    @overload
+    def task(
+        self,
+        fn: str | None = None,
+        *,
+        name: str | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float = 1.0,
+        timeout: float | None = None,
+        priority: int | None = None,
+        queue: str = "default",
+        middleware: list[TaskMiddleware] | None = None,
+        rate_limit: str | None = None,
+        max_concurrent: int | None = None,
+        idempotent: bool = False,
+        expires: float | None = None,
+        serializer: Any = None,
+        codecs: list[str] | None = None,
+    ) -> TaskDecorator: ...
     def task(
         self,
         fn: Callable[..., Any] | str | None = None,
@@ -293,7 +322,8 @@ class Queue(
                     f"a different function is already registered as task {task_name!r}; "
                     "pass name= to tell them apart"
                 )
-            wrapper = TaskWrapper(
+            kind = AsyncTaskWrapper if inspect.iscoroutinefunction(f) else TaskWrapper
+            wrapper = kind(
                 self,
                 f,
                 task_name,
