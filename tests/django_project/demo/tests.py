@@ -54,6 +54,9 @@ class Base(TransactionTestCase):
 
 
 class BackendTests(Base):
+    def test_store_is_the_one_asked_for(self):
+        self.assertEqual(get_queue().backend, os.environ["DEMO_STORE"])
+
     def test_flags_tell_the_truth(self):
         backend = task_backends["default"]
         self.assertIsInstance(backend, TaskitoBackend)
