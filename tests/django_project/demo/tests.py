@@ -223,6 +223,15 @@ class CommandTests(Base):
         self.assertIn("queue", done.stderr.lower())
 
 
+class ExampleTests(Base):
+    def test_docs_example_runs(self):
+        example = os.path.join(HERE, "..", "..", "examples", "integrations", "django_tasks.py")
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        done = subprocess.run([sys.executable, example], capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("SUCCESSFUL welcome mail sent to ann@example.org attempts: 1", done.stdout)
+
+
 class AdminTests(Base):
     def setUp(self):
         super().setUp()
