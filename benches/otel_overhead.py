@@ -61,7 +61,9 @@ def one_run(mode: str, jobs: int, workers: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
@@ -74,7 +76,8 @@ def main() -> None:
     for _ in range(args.repeat):
         for mode in MODES:  # interleaved, so a noisy moment hits every mode alike
             out = subprocess.run(
-                [sys.executable, __file__, "--mode", mode, "--jobs", str(args.jobs), "--workers", str(args.workers)],
+                [sys.executable, __file__, "--mode", mode, "--jobs", str(args.jobs),
+                 "--workers", str(args.workers)],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             figures = json.loads(out.stdout.strip().splitlines()[-1])
@@ -84,7 +87,8 @@ def main() -> None:
     print(f"{'mode':<12} {'enqueue/s':>10} {'ratio':>6} {'drain/s':>10} {'ratio':>6}")
     for mode in MODES:
         e, d = best[mode]["enqueue"], best[mode]["drain"]
-        print(f"{mode:<12} {e:>10.0f} {e / best['off']['enqueue']:>6.2f} {d:>10.0f} {d / best['off']['drain']:>6.2f}")
+        e_ratio, d_ratio = e / best["off"]["enqueue"], d / best["off"]["drain"]
+        print(f"{mode:<12} {e:>10.0f} {e_ratio:>6.2f} {d:>10.0f} {d_ratio:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -124,8 +124,18 @@ class TaskitoRouter(APIRouter):
             except TimeoutError:
                 return {"id": job_id, "status": handle.status, "result": None, "error": None}
             except (TaskitoError, TaskCancelledError) as exc:
-                return {"id": job_id, "status": handle.status, "result": None, "error": handle.error or str(exc)}
-            return {"id": job_id, "status": "complete", "result": self.result_serializer(value), "error": None}
+                return {
+                    "id": job_id,
+                    "status": handle.status,
+                    "result": None,
+                    "error": handle.error or str(exc),
+                }
+            return {
+                "id": job_id,
+                "status": "complete",
+                "result": self.result_serializer(value),
+                "error": None,
+            }
 
         async def job_progress(job_id: str, include_results: bool = False) -> StreamingResponse:
             await asyncio.to_thread(self._job, job_id)
@@ -139,7 +149,9 @@ class TaskitoRouter(APIRouter):
             await asyncio.to_thread(self._job, job_id)
             return {"cancelled": await asyncio.to_thread(queue.cancel_job, job_id)}
 
-        async def dead_letters(limit: int | None = Query(default=None, ge=1), offset: int = Query(default=0, ge=0)) -> Any:
+        async def dead_letters(
+            limit: int | None = Query(default=None, ge=1), offset: int = Query(default=0, ge=0)
+        ) -> Any:
             size = min(limit or self.default_page_size, self.max_page_size)
             return await asyncio.to_thread(queue.dead_letters, size, offset)
 
@@ -147,7 +159,9 @@ class TaskitoRouter(APIRouter):
             try:
                 new_id = await asyncio.to_thread(queue.retry_dead, dead_id)
             except (JobNotFoundError, KeyError, ValueError) as exc:
-                raise HTTPException(status_code=404, detail=f"dead letter {dead_id} not found: {exc}") from None
+                raise HTTPException(
+                    status_code=404, detail=f"dead letter {dead_id} not found: {exc}"
+                ) from None
             return {"new_job_id": new_id}
 
         async def health() -> dict[str, str]:

@@ -154,7 +154,9 @@ class OpenTelemetryMiddleware(FilteredMiddleware):
                 log.exception("span_name_fn raised for job %s; using %s", ctx.id, name)
         # A retry is a run of its own: linked to the producer span besides being its child.
         links = [Link(producer, {f"{p}.link": "retry"})] if producer is not None and ctx.retry_count else None
-        span = tracer.start_span(name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links)
+        span = tracer.start_span(
+            name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
+        )
         token = otel_context.attach(trace.set_span_in_context(span))
         self._runs[ctx.id] = (span, token, producer)
 

@@ -50,7 +50,9 @@ def _metrics(namespace: str) -> dict[str, Any]:
                 "depth": Gauge(f"{namespace}_queue_depth", "Pending jobs per queue", ["queue"]),
                 "dlq": Gauge(f"{namespace}_dlq_size", "Dead letters"),
                 "utilization": Gauge(
-                    f"{namespace}_worker_utilization", "Running jobs per live worker process serving the queue", ["queue"]
+                    f"{namespace}_worker_utilization",
+                    "Running jobs per live worker process serving the queue",
+                    ["queue"],
                 ),
             }
             _by_namespace[namespace] = found

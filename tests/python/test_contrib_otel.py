@@ -10,17 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("opentelemetry.sdk")
-
+from conftest import ROOT, RunningWorker
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from conftest import ROOT, RunningWorker
 from taskito import Queue
 from taskito.contrib.otel import TRACE_METADATA_KEY, OpenTelemetryMiddleware
+from taskito.exceptions import TaskitoError
 
 HERE = Path(__file__).resolve().parent
 
@@ -110,8 +108,9 @@ def test_prefork_children_continue_the_trace(tmp_path, exporter):
 
 def test_threads_and_async_lane_in_process(tmp_path, exporter):
     memory, provider = exporter
+    tracing = OpenTelemetryMiddleware(tracer_provider=provider)
     queue = Queue(db_path=str(tmp_path / "q.db"), workers=2, scheduler_poll_interval_ms=10,
-                  middleware=[OpenTelemetryMiddleware(tracer_provider=provider)], default_retry=0)  # fmt: skip
+                  middleware=[tracing], default_retry=0)  # fmt: skip
 
     @queue.task()
     def child_span(x: int) -> int:
@@ -132,7 +131,7 @@ def test_threads_and_async_lane_in_process(tmp_path, exporter):
     w = RunningWorker(queue).start()
     for j in jobs[:2]:
         j.result(timeout=30)
-    with pytest.raises(Exception):
+    with pytest.raises(TaskitoError):
         jobs[2].result(timeout=30)
     w.stop()
     spans = memory.get_finished_spans()
@@ -159,7 +158,9 @@ def test_no_provider_stores_nothing_and_makes_no_span(tmp_path):
 
 def test_metadata_kept_and_joined(tmp_path, exporter):
     memory, provider = exporter
-    queue = Queue(db_path=str(tmp_path / "q.db"), middleware=[OpenTelemetryMiddleware(tracer_provider=provider)])
+    queue = Queue(
+        db_path=str(tmp_path / "q.db"), middleware=[OpenTelemetryMiddleware(tracer_provider=provider)]
+    )
     as_dict = json.loads(queue.enqueue("x", metadata={"tenant": "a"}).metadata)
     assert as_dict["tenant"] == "a" and "traceparent" in as_dict[TRACE_METADATA_KEY]
     as_text = json.loads(queue.enqueue("x", metadata='{"tenant": "b"}').metadata)
@@ -190,8 +191,9 @@ def test_tampered_trace_context_is_ignored(tmp_path, exporter, stored):
 
     job = queue.enqueue(ok.name)  # through the middleware: a valid context
     # Written as another process could: the tampered text straight into the job's metadata.
-    raw = queue._inner.enqueue(ok.name, [ok._plan.dump_call(ok.name, (), {})], queue="default", priority=0,
-                               delay=0.0, max_retries=0, retry_backoff=1.0, timeout=30.0, metadata=stored)  # fmt: skip
+    payload = ok._plan.dump_call(ok.name, (), {})
+    raw = queue._inner.enqueue(ok.name, [payload], queue="default", priority=0, delay=0.0, max_retries=0,
+                               retry_backoff=1.0, timeout=30.0, metadata=stored)  # fmt: skip
     w = RunningWorker(queue).start()
     assert queue.get_job(raw[0]).result(timeout=30) == 1
     job.result(timeout=30)

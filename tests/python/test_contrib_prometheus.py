@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 import urllib.request
 
+import prometheus_client
 import pytest
-
-prometheus_client = pytest.importorskip("prometheus_client")
-
 from conftest import RunningWorker
+
 from taskito import Queue
 from taskito.contrib.prometheus import PrometheusMiddleware, PrometheusStatsCollector, start_metrics_server
 

@@ -8,12 +8,10 @@ import time
 from typing import Any
 
 import pytest
-
-sentry_sdk = pytest.importorskip("sentry_sdk")
-
+import sentry_sdk
+from conftest import RunningWorker
 from sentry_sdk.transport import Transport
 
-from conftest import RunningWorker
 from taskito import Queue
 from taskito.contrib.sentry import SentryMiddleware, TaskitoIntegration, monitor_config
 from taskito.exceptions import TaskitoError

@@ -154,14 +154,22 @@ def result_from_row(backend: Any, row: dict[str, Any]) -> TaskResult | None:
         # Failed before or outside the function (timeout, cancel, unreadable arguments).
         text = row.get("error") or row["status"]
         errors.append(TaskError(exception_class_path="taskito.exceptions.TaskitoError", traceback=str(text)))
-    run_after = _when(row.get("scheduled_at")) if row.get("scheduled_at", 0) > row.get("created_at", 0) + 1 else None
+    run_after = (
+        _when(row.get("scheduled_at")) if row.get("scheduled_at", 0) > row.get("created_at", 0) + 1 else None
+    )
     try:
-        task = task.using(
-            priority=row.get("priority"), queue_name=row.get("queue"), run_after=run_after
-        ) if run_after is not None else task.using(priority=row.get("priority"), queue_name=row.get("queue"))
+        task = (
+            task.using(priority=row.get("priority"), queue_name=row.get("queue"), run_after=run_after)
+            if run_after is not None
+            else task.using(priority=row.get("priority"), queue_name=row.get("queue"))
+        )
     except Exception:
         pass  # the stored options no longer validate: report the task as declared
-    finished = _when(row.get("completed_at")) if status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED) else None
+    finished = (
+        _when(row.get("completed_at"))
+        if status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
+        else None
+    )
     result = TaskResult(
         task=task,
         id=row.get("django_result_id") or job_id,

@@ -41,8 +41,13 @@ class _Views:
 
     def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
         context = dict(self.site.each_context(request))
-        context.update(title=title, taskito_title=setting("TASKITO_ADMIN_TITLE"),
-                       taskito_header=setting("TASKITO_ADMIN_HEADER"), site_ns=self.site.name, **extra)  # fmt: skip
+        context.update(
+            title=title,
+            taskito_title=setting("TASKITO_ADMIN_TITLE"),
+            taskito_header=setting("TASKITO_ADMIN_HEADER"),
+            site_ns=self.site.name,
+            **extra,
+        )
         return context
 
     def _need(self, request: HttpRequest, perm: str) -> None:

@@ -110,7 +110,7 @@ class TaskitoBackend(BaseTaskBackend):
                 )
         if not unknown:
             try:
-                self.queue
+                _ = self.queue
             except (ValueError, TypeError) as exc:
                 errors.append(
                     checks.Error(
@@ -186,4 +186,3 @@ class TaskitoBackend(BaseTaskBackend):
         if found is None:
             raise TaskResultDoesNotExist(result_id)
         return found
-

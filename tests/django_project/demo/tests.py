@@ -45,7 +45,9 @@ def signals():
 
 class Base(TransactionTestCase):
     def setUp(self):
-        os.environ["DEMO_SIGNAL_LOG"] = os.path.join(os.environ["DEMO_DIR"], f"signals-{self._testMethodName}")
+        os.environ["DEMO_SIGNAL_LOG"] = os.path.join(
+            os.environ["DEMO_DIR"], f"signals-{self._testMethodName}"
+        )
         queue = get_queue()
         queue.purge_finished(0)
         for job in queue.list_jobs(status="pending", limit=1000):
@@ -88,7 +90,9 @@ class BackendTests(Base):
         self.assertEqual(result.status, TaskResultStatus.SUCCESSFUL)
         self.assertEqual(result.return_value, 5)
         # The signals: enqueued here, started and finished in the worker process.
-        seen = [(s["signal"], s["status"], s["pid"] == os.getpid()) for s in signals() if s["id"] == result.id]
+        seen = [
+            (s["signal"], s["status"], s["pid"] == os.getpid()) for s in signals() if s["id"] == result.id
+        ]
         self.assertEqual(
             seen,
             [("enqueued", "READY", True), ("started", "RUNNING", False), ("finished", "SUCCESSFUL", False)],
@@ -106,7 +110,7 @@ class BackendTests(Base):
         self.assertIn("ValueError: boom", found.errors[0].traceback)
         self.assertIn("raise ValueError(message)", found.errors[0].traceback)
         with self.assertRaises(ValueError):
-            found.return_value
+            _ = found.return_value
         finished = [s for s in signals() if s["signal"] == "finished"]
         self.assertEqual(finished[-1]["status"], "FAILED")
 
@@ -150,8 +154,8 @@ class BackendTests(Base):
     def test_tampered_task_name_imports_nothing(self):
         # A row whose metadata claims to be a Django task but names a plain function.
         queue = get_queue()
-        forged = queue.enqueue("os.system", args=("true",),
-                               metadata={"django": {"backend": "default", "args": ["true"], "kwargs": {}}})  # fmt: skip
+        claim = {"django": {"backend": "default", "args": ["true"], "kwargs": {}}}
+        forged = queue.enqueue("os.system", args=("true",), metadata=claim)
         with self.assertRaises(TaskResultDoesNotExist):
             task_backends["default"].get_result(forged.id)
 
@@ -217,8 +221,8 @@ class CommandTests(Base):
         self.assertRegex(text, r"default\s+1\s+0")
 
     def test_worker_rejects_bad_queues(self):
-        done = subprocess.run([sys.executable, os.path.join(HERE, "manage.py"), "taskito_worker", "--queues", " ,"],
-                              capture_output=True, text=True, env=os.environ.copy(), cwd=HERE)  # fmt: skip
+        command = [sys.executable, os.path.join(HERE, "manage.py"), "taskito_worker", "--queues", " ,"]
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), cwd=HERE)
         self.assertNotEqual(done.returncode, 0)
         self.assertIn("queue", done.stderr.lower())
 

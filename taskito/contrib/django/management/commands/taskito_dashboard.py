@@ -34,5 +34,7 @@ class Command(BaseCommand):
         auth = options["auth"] if options["auth"] is not None else setting("TASKITO_DASHBOARD_AUTH")
         password = os.environ.get("TASKITO_DASHBOARD_PASSWORD") if auth else None
         if auth and not password:
-            raise CommandError("--auth needs the password in the TASKITO_DASHBOARD_PASSWORD environment variable")
+            raise CommandError(
+                "--auth needs the password in the TASKITO_DASHBOARD_PASSWORD environment variable"
+            )
         serve(get_queue(), host=host, port=port, password=password)

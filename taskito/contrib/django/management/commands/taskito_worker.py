@@ -17,7 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--queues", help="comma-separated queues to serve (default: all)")
         parser.add_argument("--workers", type=int, help="worker threads, 0 = CPU count")
-        parser.add_argument("--drain-timeout", type=float, help="seconds to wait for running jobs on shutdown")
+        parser.add_argument(
+            "--drain-timeout", type=float, help="seconds to wait for running jobs on shutdown"
+        )
         parser.add_argument("--worker-id", help="this worker's id (default <hostname>-<pid>)")
         parser.add_argument("--run-once", action="store_true", help="process what is ready now, then exit")
         parser.add_argument("--max-jobs", type=int, help="exit after processing this many jobs")
