@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
@@ -150,7 +150,8 @@ class TaskitoRouter(APIRouter):
             return {"cancelled": await asyncio.to_thread(queue.cancel_job, job_id)}
 
         async def dead_letters(
-            limit: int | None = Query(default=None, ge=1), offset: int = Query(default=0, ge=0)
+            # Optional[...]: FastAPI evaluates these annotations at run time (Python 3.9 too).
+            limit: Optional[int] = Query(default=None, ge=1), offset: int = Query(default=0, ge=0)
         ) -> Any:
             size = min(limit or self.default_page_size, self.max_page_size)
             return await asyncio.to_thread(queue.dead_letters, size, offset)
