@@ -116,7 +116,8 @@ def test_admin_pages_paging_and_dead_letter_retry(admin_client):
     dead = queue.dead_letters()
     page = admin_client.get(reverse("admin:taskito_dead_letters"))
     assert dead[0]["id"] in page.content.decode()
-    done = admin_client.post(reverse("admin:taskito_dead_letters"), {"action": "retry", "dead_id": dead[0]["id"]})
+    retry = {"action": "retry", "dead_id": dead[0]["id"]}
+    done = admin_client.post(reverse("admin:taskito_dead_letters"), retry)
     assert done.status_code == 302
     assert queue.dead_letters() == []
     anonymous = Client().get(reverse("admin:taskito_jobs"))
