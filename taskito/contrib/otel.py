@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any, Callable
 
 from opentelemetry import context as otel_context
@@ -36,6 +37,7 @@ TRACE_METADATA_KEY = "otel"
 # traceparent plus a generous tracestate is ignored.
 _MAX_CARRIER_BYTES = 1024
 _MAX_METADATA_BYTES = 64 * 1024
+_UNKNOWN = object()
 
 
 class OpenTelemetryMiddleware(FilteredMiddleware):
@@ -73,6 +75,7 @@ class OpenTelemetryMiddleware(FilteredMiddleware):
         self.extra_attributes_fn = extra_attributes_fn
         self.propagate = bool(propagate)
         self._provider = tracer_provider
+        self._provider_from_env = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
         self._tracer: tuple[Any, trace.Tracer] | None = None
         # Job id -> (span, context token or None, producer span context or None).
         self._runs: dict[str, tuple[trace.Span, Any, Any]] = {}
@@ -81,7 +84,16 @@ class OpenTelemetryMiddleware(FilteredMiddleware):
 
     def _active_tracer(self) -> trace.Tracer | None:
         """The tracer to use, or None when no tracer provider is configured."""
-        provider = self._provider if self._provider is not None else trace.get_tracer_provider()
+        provider = self._provider
+        if provider is None:
+            # Called twice per job: the API's own getter looks up an environment variable
+            # each time (microseconds), so while no provider is set, and none is named by
+            # that variable, the module's global says so at the cost of one attribute read.
+            provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+            if provider is None and not self._provider_from_env:
+                return None
+            if provider is None or provider is _UNKNOWN:
+                provider = trace.get_tracer_provider()
         if isinstance(provider, (ProxyTracerProvider, NoOpTracerProvider)):
             return None
         cached = self._tracer
@@ -161,6 +173,8 @@ class OpenTelemetryMiddleware(FilteredMiddleware):
         self._runs[ctx.id] = (span, token, producer)
 
     def after(self, ctx: Any, result: Any, error: BaseException | None) -> None:
+        if not self._runs:
+            return
         run = self._runs.get(ctx.id)
         if run is None:
             return
