@@ -73,11 +73,3 @@ def get_queue() -> Queue:
                 _queue = Queue(**queue_options())
     return _queue
 
-
-def _reset_queue() -> None:
-    """Forgets the queue (for tests that change the settings)."""
-    global _queue
-    with _lock:
-        if _queue is not None:
-            _queue.close()
-        _queue = None
