@@ -92,6 +92,23 @@ def test_fastapi_router_routes(tmp_path):
     queue.close()
 
 
+def test_fastapi_router_dependencies_guard_every_route(tmp_path):
+    from fastapi import Depends, Header, HTTPException
+
+    def token(x_token: str = Header(default="")) -> None:
+        if x_token != "secret":
+            raise HTTPException(status_code=401, detail="bad token")
+
+    queue = Queue(db_path=str(tmp_path / "q.db"))
+    app = FastAPI()
+    app.include_router(TaskitoRouter(queue, dependencies=[Depends(token)]))
+    client = TestClient(app)
+    assert client.get("/stats").status_code == 401
+    assert client.post("/jobs/x/cancel").status_code == 401
+    assert client.get("/stats", headers={"x-token": "secret"}).status_code == 200
+    queue.close()
+
+
 def test_fastapi_route_selection_and_bad_options(tmp_path):
     queue = Queue(db_path=str(tmp_path / "q.db"))
     router = TaskitoRouter(queue, include_routes=["health", "jobs"])

@@ -99,6 +99,22 @@ class BackendTests(Base):
         )
         self.assertTrue(all(s["sender"] == "TaskitoBackend" for s in signals()))
 
+    def test_two_worker_processes_run_each_task_once(self):
+        results = [tasks.add.enqueue(i, 1) for i in range(20)]
+        command = [sys.executable, os.path.join(HERE, "manage.py"), "taskito_worker", "--run-once"]
+        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=os.environ.copy(), cwd=HERE) for _ in range(2)]  # fmt: skip
+        outputs = [p.communicate(timeout=120) for p in procs]
+        self.assertEqual([p.returncode for p in procs], [0, 0], outputs)
+        processed = sum(int(out.split("Processed ")[1].split(" ")[0]) for out, _ in outputs)
+        self.assertEqual(processed, 20)
+        for i, result in enumerate(results):
+            found = tasks.add.get_result(result.id)
+            seen = (found.status, found.return_value, found.attempts)
+            self.assertEqual(seen, (TaskResultStatus.SUCCESSFUL, i + 1, 1))
+        started = [s for s in signals() if s["signal"] == "started"]
+        self.assertEqual(sorted(s["id"] for s in started), sorted(r.id for r in results))
+
     def test_failure_keeps_exception_path_and_traceback(self):
         result = tasks.explode.enqueue("boom")
         run_worker()
