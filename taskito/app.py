@@ -6,10 +6,12 @@ meets them."""
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Coroutine
+from typing import Any, Callable, TypeVar, overload
 
 from taskito import _backend
 from taskito import _settings as settings
@@ -34,7 +36,7 @@ from taskito.flow_control import check_max_concurrent, check_max_pending, parse_
 from taskito.middleware import TaskMiddleware, check_middleware
 from taskito.payload.plan import Payloads
 from taskito.retention import Retention, resolve
-from taskito.task import TaskWrapper
+from taskito.task import AsyncTaskWrapper, P, TaskDecorator, TaskWrapper
 
 log = logging.getLogger("taskito")
 # A library leaves output to the application: without a handler configured anywhere, records
@@ -42,6 +44,9 @@ log = logging.getLogger("taskito")
 log.addHandler(logging.NullHandler())
 # Engine records still queued when the interpreter exits reach logging before it shuts down.
 atexit.register(flush_logs)
+
+
+_R = TypeVar("_R")
 
 
 class Queue(
@@ -192,6 +197,31 @@ class Queue(
 
     # -- tasks ---------------------------------------------------------------------------
 
+    # For type checkers: a decorated function keeps its signature (``TaskWrapper[P, R]``;
+    # an ``async def`` gives ``AsyncTaskWrapper[P, R]`` with ``R`` what it returns).
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, _R]], /) -> AsyncTaskWrapper[P, _R]: ...
+    @overload
+    def task(self, fn: Callable[P, _R], /) -> TaskWrapper[P, _R]: ...
+    @overload
+    def task(
+        self,
+        fn: str | None = None,
+        *,
+        name: str | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float = 1.0,
+        timeout: float | None = None,
+        priority: int | None = None,
+        queue: str = "default",
+        middleware: list[TaskMiddleware] | None = None,
+        rate_limit: str | None = None,
+        max_concurrent: int | None = None,
+        idempotent: bool = False,
+        expires: float | None = None,
+        serializer: Any = None,
+        codecs: list[str] | None = None,
+    ) -> TaskDecorator: ...
     def task(
         self,
         fn: Callable[..., Any] | str | None = None,
@@ -245,7 +275,8 @@ class Queue(
                     f"a different function is already registered as task {task_name!r}; "
                     "pass name= to tell them apart"
                 )
-            wrapper = TaskWrapper(
+            kind = AsyncTaskWrapper if inspect.iscoroutinefunction(f) else TaskWrapper
+            wrapper = kind(
                 self,
                 f,
                 task_name,

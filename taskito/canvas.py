@@ -12,7 +12,7 @@ cancelled, and so is everything after it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskito.facets.links import PASS_ALL, PASS_FIRST, PASS_NONE, JobSpec
 
@@ -23,16 +23,19 @@ if TYPE_CHECKING:
 
 __all__ = ["Signature", "chain", "group", "chord", "starmap", "chunks", "CHUNK_TASK"]
 
+R = TypeVar("R")
+
 CHUNK_TASK = "taskito.chunks"
 """The built-in task that runs one chunk of ``chunks()`` (every worker knows it)."""
 
 
-class Signature:
-    """A task call not yet enqueued: task, arguments and ``apply_async`` options."""
+class Signature(Generic[R]):
+    """A task call not yet enqueued: task, arguments and ``apply_async`` options
+    (``Signature[R]`` to type checkers: ``R`` is the task's result type)."""
 
     def __init__(
         self,
-        task: TaskWrapper,
+        task: TaskWrapper[..., R],
         args: tuple = (),
         kwargs: dict | None = None,
         options: dict[str, Any] | None = None,
@@ -44,12 +47,12 @@ class Signature:
         self.options = dict(options or {})
         self.immutable = immutable
 
-    def set(self, **options: Any) -> Signature:
+    def set(self, **options: Any) -> Signature[R]:
         """Adds ``apply_async`` options (priority, delay, queue, ...); returns self."""
         self.options.update(options)
         return self
 
-    def apply(self) -> JobResult:
+    def apply(self) -> JobResult[R]:
         """Enqueues this call alone."""
         queue = self.task._queue
         if queue._test_results is not None:

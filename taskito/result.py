@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskito._settings import check_seconds
 from taskito.exceptions import (
@@ -18,6 +18,7 @@ from taskito.notes import decode_notes
 if TYPE_CHECKING:
     from taskito.app import Queue
 
+R = TypeVar("R")
 
 def _error_details(queue: Queue, job_id: str, raw: str | None) -> dict[str, Any]:
     """What the exception of a failed job carries: its id, the error's class name (the
@@ -35,8 +36,9 @@ def _error_details(queue: Queue, job_id: str, raw: str | None) -> dict[str, Any]
     return {"job_id": job_id, "errtype": errtype, "traceback": lines, "raw_error": raw}
 
 
-class JobResult:
-    """A job's id plus live views of its state and a way to wait for its result."""
+class JobResult(Generic[R]):
+    """A job's id plus live views of its state and a way to wait for its result
+    (``JobResult[R]`` to type checkers: ``result()`` returns the task's ``R``)."""
 
     __slots__ = ("id", "_queue", "_snapshot")
 
@@ -52,7 +54,7 @@ class JobResult:
         self._snapshot = data
         return data
 
-    def refresh(self) -> JobResult:
+    def refresh(self) -> JobResult[R]:
         """Re-reads the job; returns self."""
         self._load()
         return self
@@ -108,7 +110,7 @@ class JobResult:
 
     def result(
         self, timeout: float | None = 30.0, poll_interval: float = 0.05, max_poll_interval: float = 0.5
-    ) -> Any:
+    ) -> R:
         """Waits up to ``timeout`` seconds (None: no limit) and returns the task's return
         value. The store is checked every ``poll_interval`` seconds, capped at
         ``max_poll_interval``.
@@ -121,11 +123,11 @@ class JobResult:
         wait, poll = _wait_options(timeout, poll_interval)
         poll = min(poll, check_seconds("max_poll_interval", max_poll_interval, positive=True))
         status = self._queue._inner.wait(self.id, wait, poll)
-        return self._finish(status, timeout)
+        return self._finish(status, timeout)  # type: ignore[no-any-return]
 
     async def aresult(
         self, timeout: float | None = 30.0, poll_interval: float = 0.05, max_poll_interval: float = 0.5
-    ) -> Any:
+    ) -> R:
         """``result()`` for asyncio: waits without blocking the event loop. The wait runs in
         a thread in slices of at most ``max_poll_interval`` seconds, so a cancelled await
         returns within one slice."""
@@ -136,7 +138,7 @@ class JobResult:
             left = max(0.0, deadline - time.monotonic())
             status = await asyncio.to_thread(self._queue._inner.wait, self.id, min(left, piece), poll)
             if status != "pending" and status != "running" or left <= 0:
-                return self._finish(status, timeout)
+                return self._finish(status, timeout)  # type: ignore[no-any-return]
 
     def _finish(self, status: str | None, timeout: float) -> Any:
         if status is None:

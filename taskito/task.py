@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable
+import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar, overload
 
 from taskito.payload.plan import Plan
+
+if sys.version_info >= (3, 10):
+    from typing import ParamSpec
+else:  # pragma: no cover - Python 3.9
+    from typing_extensions import ParamSpec
 
 if TYPE_CHECKING:
     from taskito.app import Queue
@@ -14,9 +21,16 @@ if TYPE_CHECKING:
     from taskito.middleware import TaskMiddleware
     from taskito.result import JobResult
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-class TaskWrapper:
-    """A registered task. ``wrapper(*a, **kw)`` calls the function in this thread."""
+
+class TaskWrapper(Generic[P, R]):
+    """A registered task. ``wrapper(*a, **kw)`` calls the function in this thread.
+
+    For type checkers it is ``TaskWrapper[P, R]``: ``P`` the function's parameters, ``R``
+    its return type, so ``delay`` is checked against the signature and returns
+    ``JobResult[R]``."""
 
     # How its arguments and result become bytes; set by ``Queue.task()``.
     _plan: Plan
@@ -24,7 +38,7 @@ class TaskWrapper:
     def __init__(
         self,
         queue: Queue,
-        fn: Callable[..., Any],
+        fn: Callable[P, Any],
         name: str,
         max_retries: int | None,
         retry_backoff: float,
@@ -55,17 +69,17 @@ class TaskWrapper:
         """The queue's middleware, then the task's own (empty for most tasks)."""
         return self._queue._middleware + self.middleware
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
 
-    def delay(self, *args: Any, **kwargs: Any) -> JobResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobResult[R]:
         """Enqueues a call with the task's defaults."""
         return self.apply_async(args=args, kwargs=kwargs)
 
     def apply_async(
         self,
-        args: tuple = (),
-        kwargs: dict | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
         priority: int | None = None,
         delay: float | None = None,
         queue: str | None = None,
@@ -78,11 +92,11 @@ class TaskWrapper:
         expires: float | None = None,
         notes: dict[str, Any] | None = None,
         result_ttl: float | None = None,
-    ) -> JobResult:
+    ) -> JobResult[R]:
         """Enqueues a call; each option overrides the task's own for this job.
         ``depends_on``: job id(s) (or ``JobResult``s) that must complete first;
         ``result_ttl``: seconds the finished job is kept (see ``Queue.enqueue``)."""
-        return self._queue.enqueue(
+        return self._queue.enqueue(  # type: ignore[return-value]
             self.name,
             args=args,
             kwargs=kwargs,
@@ -100,22 +114,41 @@ class TaskWrapper:
             result_ttl=result_ttl,
         )
 
-    def s(self, *args: Any, **kwargs: Any) -> Signature:
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
         """A signature of this call for the canvas; in a chain it receives the previous
         step's result as its first argument."""
         from taskito.canvas import Signature
 
         return Signature(self, args, kwargs)
 
-    def si(self, *args: Any, **kwargs: Any) -> Signature:
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
         """An immutable signature: in a chain it receives no result from the step before."""
         from taskito.canvas import Signature
 
         return Signature(self, args, kwargs, immutable=True)
 
-    def map(self, args_list: Any) -> list[JobResult]:
+    def map(self, args_list: Any) -> list[JobResult[R]]:
         """Enqueues one job per argument tuple in one transaction."""
         return self._queue.enqueue_many(self.name, [tuple(a) for a in args_list])
 
     def __repr__(self) -> str:
         return f"<task {self.name} queue={self.queue_name!r}>"
+
+
+class AsyncTaskWrapper(TaskWrapper[P, R]):
+    """The task of an ``async def`` function: the same as ``TaskWrapper`` at run time, but
+    calling it gives the coroutine, while its jobs' results are what the coroutine returns
+    (``R``)."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:  # type: ignore[override]
+        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+class TaskDecorator(Protocol):
+    """What ``@queue.task(...)`` with options returns, to type checkers: applied to a
+    function it gives that function's typed task."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTaskWrapper[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> TaskWrapper[P, R]: ...
