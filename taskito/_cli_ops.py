@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskito.exceptions import JobNotFoundError
+from taskito.task_errors import readable
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
 _JOB_STATUSES = ("pending", "running", "complete", "completed", "failed", "dead", "cancelled")
@@ -125,7 +126,7 @@ def _job_row(job: dict[str, Any]) -> list[str]:
         f"{job['retry_count']}/{job['max_retries']}",
         job["worker_id"] or "-",
         _when(job["created_at"]),
-        _short(job["error"], 50),
+        _short(readable(job["error"]), 50),
     ]
 
 
@@ -190,7 +191,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
                     d["queue"],
                     str(d["retry_count"]),
                     _when(d["failed_at"]),
-                    _short(d["error"], 50),
+                    _short(readable(d["error"]), 50),
                 ]
                 for d in dead
             ],
@@ -242,7 +243,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     else:
         errors = queue.job_errors(job.id)
         last = errors[-1] if errors else {}
-        out["error"] = last.get("error") or data["error"]
+        out["error"] = readable(last.get("error") or data["error"])
         out["traceback"] = last.get("traceback") or None
     if args.json:
         _emit_json(out)

@@ -26,6 +26,7 @@ from taskito._paging import Pagination
 from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore, flush_logs
 from taskito._topics import TopicsMixin
+from taskito.batching import BatchAccumulator, BatchConfig, flush_all, per_item_checked
 from taskito.events import EventsMixin, EventType
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.flow_control import (
@@ -41,6 +42,7 @@ from taskito.flow_control import (
 from taskito.middleware import TaskMiddleware, call_each, check_middleware
 from taskito.pause import Pause
 from taskito.periodic import PeriodicMixin
+from taskito.predicates.gate import PredicatesMixin, make_gate
 from taskito.result import JobResult
 from taskito.retention import Retention, RetentionCalls, resolve
 from taskito.serializer import PayloadMixin, Payloads
@@ -109,6 +111,7 @@ class Queue(
     TestModeMixin,
     PayloadMixin,
     TopicsMixin,
+    PredicatesMixin,
 ):
     """A task queue stored in one SQLite file.
 
@@ -229,7 +232,9 @@ class Queue(
 
     def close(self) -> None:
         """Releases every database connection this queue holds; safe to call twice (a
-        queue used again after it reconnects on demand)."""
+        queue used again after it reconnects on demand). Buffered batches
+        (``@queue.task(batch=...)``) are flushed first."""
+        flush_all(self)
         self._inner.close()
 
     def __enter__(self) -> Queue:
@@ -257,13 +262,24 @@ class Queue(
         expires: float | None = None,
         serializer: Any = None,
         codecs: list[str] | None = None,
+        batch: Any = None,
+        predicate: Any = None,
+        on_false: str = "defer",
+        predicate_extras: dict[str, Any] | None = None,
+        default_defer_seconds: float = 60.0,
     ) -> Any:
         """Registers a function as a task; use as ``@queue.task()``, ``@queue.task`` or
         ``@queue.task("name")``.
         ``expires``: seconds after enqueue past which a job not yet started is cancelled.
         ``serializer`` (None: the queue's) encodes its arguments and result; ``codecs`` names
-        codecs of ``Queue(codecs=...)`` applied to its arguments."""
+        codecs of ``Queue(codecs=...)`` applied to its arguments. ``predicate`` (with
+        ``on_false``, ``predicate_extras``, ``default_defer_seconds``): see
+        ``taskito.predicates``; ``batch``: see ``taskito.batching``."""
         task_middleware = check_middleware("middleware", middleware)
+        gate = make_gate(predicate, on_false, predicate_extras, default_defer_seconds)
+        batch_config = BatchConfig.normalize(batch)
+        if batch_config is not None and idempotent:
+            raise ValueError("batch= cannot be combined with idempotent=True: a batch is one job of many")
         if rate_limit is not None:
             parse_rate_limit(rate_limit)
         check_max_concurrent(max_concurrent)
@@ -286,8 +302,8 @@ class Queue(
             existing = self._tasks.get(task_name)
             if (
                 existing is not None
-                and existing.fn is not f
-                and (getattr(existing.fn, "__code__", None) is not getattr(f, "__code__", None))
+                and existing.__wrapped__ is not f
+                and (getattr(existing.__wrapped__, "__code__", None) is not getattr(f, "__code__", None))
             ):
                 raise ValueError(
                     f"a different function is already registered as task {task_name!r}; "
@@ -309,6 +325,11 @@ class Queue(
             )
             wrapper.expires = expires
             wrapper._plan = plan
+            wrapper._gate = gate
+            if batch_config is not None:
+                wrapper._batch = BatchAccumulator(self, wrapper, batch_config)
+                if batch_config.per_item_results:
+                    wrapper.fn = per_item_checked(f)
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
             return wrapper
@@ -403,6 +424,9 @@ class Queue(
         (``taskito.notes``); ``result_ttl``: seconds the job is kept once finished, then
         deleted by a worker's maintenance sweep, whatever the queue's retention says."""
         if self._test_results is not None:
+            gated = self._tasks.get(task_name)
+            if gated is not None and gated._gate is not None:
+                delay = gated._gate.at_enqueue(self, gated, args, kwargs, priority, delay, queue)
             options = dict(
                 priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout,
                 unique_key=unique_key, metadata=metadata,
@@ -439,6 +463,8 @@ class Queue(
                 ]
             )  # fmt: skip
             return job
+        if task is not None and task._gate is not None:
+            delay = task._gate.at_enqueue(self, task, args, kwargs, priority, delay, queue)
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
@@ -521,7 +547,7 @@ class Queue(
             ]  # fmt: skip
             return self._enqueue_specs(specs) if specs else []
         chain = self._enqueue_chain(task_name)
-        if chain and args_list:
+        if (chain or (task is not None and task._gate is not None)) and args_list:
             return self._enqueue_many_through(
                 chain,
                 task_name,
@@ -613,11 +639,18 @@ class Queue(
         """``enqueue_many`` with ``on_enqueue`` middleware: called once per job; jobs whose
         edited options agree are stored together, in one transaction per distinct set."""
         groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        task = self._tasks.get(task_name)
+        gate = task._gate if task is not None else None
         for i, a in enumerate(args_list):
             kw = kwargs_list[i] if kwargs_list else {}
             options = self._on_enqueue(
                 chain, task_name, a, kw, priority, delay, queue, max_retries, timeout, None, metadata
             )
+            if gate is not None:
+                # Asked for every job before any is stored: one Cancel stores none of them.
+                options["delay"] = gate.at_enqueue(
+                    self, task, a, kw, options["priority"], options["delay"], options["queue"]
+                )
             if options.pop("unique_key") is not None:
                 raise ValueError("on_enqueue may not set unique_key in enqueue_many")
             key = repr(sorted(options.items()))

@@ -113,7 +113,7 @@ def _env_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taskito import _cli_admin, _cli_ops
+    from taskito import _cli_admin, _cli_ops, _cli_scale
 
     parser = argparse.ArgumentParser(
         prog="taskito",
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _cli_ops.add_commands(sub)
     _cli_admin.add_commands(sub)
+    _cli_scale.add_commands(sub)
     return parser
 
 

@@ -35,6 +35,9 @@ class EventType(str, enum.Enum):
     WORKER_STOPPED = "worker.stopped"
     QUEUE_PAUSED = "queue.paused"
     QUEUE_RESUMED = "queue.resumed"
+    PREDICATE_DEFERRED = "predicate.deferred"
+    PREDICATE_CANCELLED = "predicate.cancelled"
+    PREDICATE_REJECTED = "predicate.rejected"
 
 
 class _Dispatcher:
