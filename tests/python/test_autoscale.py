@@ -374,3 +374,15 @@ def test_docs_example_runs() -> None:
     assert (
         textwrap.dedent(example.read_text()).strip() in (ROOT / "docs/operations/autoscaling.md").read_text()
     )
+
+
+def test_dashboard_serves_the_scaler_response(queue: Queue) -> None:
+    pytest.importorskip("starlette")
+    from dashboard_support import LiveServer
+
+    from taskito.dashboard import create_app
+
+    queue.enqueue("t.a", queue="emails")
+    with LiveServer(create_app(queue)) as server:
+        code, body = _get(f"{server.url}/api/scaler?queue=emails")
+    assert code == 200 and body == build_scaler_response(queue, "emails")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -607,3 +608,82 @@ def test_docs_example_runs() -> None:
     assert done.returncode == 0, done.stderr
     assert "rejected: tenant suspended" in done.stdout and "invoice sent to acme" in done.stdout
     assert example.read_text().strip() in (root / "docs/guides/predicates.md").read_text()
+
+
+GATED_APP = """
+import os
+from taskito import Queue
+from taskito.predicates import Cancel, Defer
+
+queue = Queue(db_path=os.environ["GATED_DB"], scheduler_poll_interval_ms=20, workers=2)
+
+def at_dispatch(ctx):
+    if ctx.job_id is None:
+        return True
+    n = ctx.args[0]
+    if n % 3 == 1:
+        return Cancel(f"odd one {n}")
+    # A deferred copy is due after it was created: that one runs.
+    if n % 3 == 2 and ctx.scheduled_at <= ctx.created_at:
+        return Defer(0.2)
+    return True
+
+@queue.task(name="gated", predicate=at_dispatch)
+def gated(n):
+    with open(os.environ["GATED_LOG"], "a") as f:
+        f.write(f"{n} {os.getpid()}\\n")
+    return n
+"""
+
+
+def test_dispatch_gate_across_worker_processes(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "gatedapp.py").write_text(GATED_APP)
+    log = tmp_path / "ran.txt"
+    env = {
+        **os.environ,
+        "GATED_DB": str(tmp_path / "q.db"),
+        "GATED_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
+    q = Queue(db_path=str(tmp_path / "q.db"))
+    jobs = [q.enqueue("gated", (n,)) for n in range(30)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "taskito", "worker", "--app", "gatedapp:queue"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        wait_for(lambda: all(j.status in ("complete", "cancelled") for j in jobs), 60, what="every original")
+        wait_for(lambda: len(_ran(log)) == 20, 30, what="the allowed jobs and the deferred copies")
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(30)
+    ran = sorted(n for n, _ in _ran(log))
+    # Each allowed job and each deferred job's copy ran exactly once; no cancelled one ran.
+    assert ran == sorted(n for n in range(30) if n % 3 != 1)
+    for n, j in enumerate(jobs):
+        if n % 3 == 1:
+            assert j.status == "cancelled" and f"odd one {n}" in (j.error or "")
+        elif n % 3 == 2:
+            assert j.status == "cancelled" and "re-enqueued as job" in (j.error or "")
+        else:
+            assert j.status == "complete"
+    assert q.stats()["pending"] == 0 and q.stats()["completed"] == 20
+
+
+def _ran(log: Any) -> list[tuple[int, int]]:
+    if not log.exists():
+        return []
+    return [(int(a), int(b)) for a, b in (line.split() for line in log.read_text().splitlines())]
