@@ -38,6 +38,8 @@ class EventType(str, enum.Enum):
     PREDICATE_DEFERRED = "predicate.deferred"
     PREDICATE_CANCELLED = "predicate.cancelled"
     PREDICATE_REJECTED = "predicate.rejected"
+    # In 0.22's set of events; taskito never emits it either.
+    PREDICATE_SKIPPED = "predicate.skipped"
 
 
 class _Dispatcher:

@@ -268,4 +268,4 @@ def middleware_allows(m: Any, hook: str, args: tuple) -> bool:
             return True
     if predicate is not None:
         return evaluate_predicate(predicate, ctx) is True
-    return bool(task_filter(ctx.task_name))
+    return task_filter is None or bool(task_filter(ctx.task_name))
