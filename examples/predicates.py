@@ -1,5 +1,5 @@
-"""Predicates: a task that only runs for tenants that are switched on, and only during
-business hours.
+"""Predicates: a task that refuses suspended tenants, and a report gated by a switch, the
+day of the week and a custom op.
 
 Run it: python examples/predicates.py
 """
@@ -8,7 +8,7 @@ import os
 import tempfile
 
 from taskito import PredicateRejectedError, Queue
-from taskito.predicates import Cancel, PredicateContext, env_var_truthy, format_predicate, parse
+from taskito.predicates import Cancel, Predicate, PredicateContext, env_var_truthy, format_predicate, parse
 
 
 def main() -> None:
@@ -30,17 +30,33 @@ def main() -> None:
         except PredicateRejectedError as exc:
             print(f"rejected: {exc.reason}")
 
+        # A custom op: usable in the serialized and text forms once registered.
+        @queue.register_predicate("tenant_is")
+        class TenantIs(Predicate):
+            def __init__(self, tenant: str) -> None:
+                self.tenant = tenant
+
+            def evaluate(self, ctx: PredicateContext) -> bool:
+                return ctx.kwargs.get("tenant") == self.tenant
+
+            def to_dict(self) -> dict:
+                return {"op": self.OP, "tenant": self.tenant}
+
+            @classmethod
+            def _from_kwargs(cls, kwargs: dict) -> Predicate:
+                return cls(**kwargs)
+
         # The text form: read from configuration, checked at startup.
-        rule = parse("env_var_truthy(name='REPORTS_ON') & !is_weekend()")
+        rule = parse("env_var_truthy(name='REPORTS_ON') & !is_weekend() & tenant_is(tenant='acme')")
         print("rule:", format_predicate(rule))
 
         @queue.task(predicate=rule, on_false="cancel")
-        def nightly_report() -> str:
-            return "report built"
+        def nightly_report(tenant: str) -> str:
+            return f"report built for {tenant}"
 
         os.environ["REPORTS_ON"] = "0"
         try:
-            nightly_report.delay()
+            nightly_report.delay(tenant="acme")
         except PredicateRejectedError:
             print("reports are switched off")
         print("listed:", sorted(queue.list_predicates()) == sorted([send_invoice.name, nightly_report.name]))
