@@ -140,3 +140,42 @@ def test_cli_and_dashboard_show_the_summary(queue: Queue, tmp_path: object) -> N
             listing = r.read().decode()
     assert "KeyError: &#39;k&#39;" in page and "errtype" not in page
     assert "errtype" not in listing
+
+
+@pytest.mark.sqlite_only
+def test_a_tampered_error_is_read_as_untrusted_text(queue: Queue) -> None:
+    import sqlite3
+
+    @queue.task(max_retries=0)
+    def fails() -> None:
+        raise ValueError("real")
+
+    job = fails.delay()
+    queue.run_worker(run_once=True)
+    forged = [
+        '{"errtype": {"nested": 1}, "message": "x", "traceback": []}',
+        '{"errtype": "<script>alert(1)</script>", "message": "<b>hi</b>", "traceback": []}',
+        '{"errtype": "E", "message": "m", "traceback": [' + ",".join(['"line"'] * 10_000) + "]}",
+    ]
+    for text in forged:
+        # Written by another process straight into the database.
+        with sqlite3.connect(queue.db_path) as con:
+            con.execute("UPDATE jobs SET error = ?", (text,))
+        with pytest.raises(MaxRetriesExceededError) as info:
+            job.result(timeout=1)
+        decoded = decode_task_error(text)
+        if decoded is None:
+            assert info.value.errtype is None and info.value.raw_error == text
+        else:
+            assert info.value.errtype == decoded.errtype and str(info.value).endswith(decoded.summary())
+    pytest.importorskip("starlette")
+    from dashboard_support import LiveServer
+
+    from taskito.dashboard import create_app
+
+    with LiveServer(create_app(queue)) as server:
+        with sqlite3.connect(queue.db_path) as con:
+            con.execute("UPDATE jobs SET error = ?", (forged[1],))
+        with urllib.request.urlopen(f"{server.url}/jobs", timeout=10) as r:
+            listing = r.read().decode()
+    assert "<script>" not in listing and "&lt;script&gt;alert(1)&lt;/script&gt;: &lt;b&gt;hi" in listing
