@@ -39,16 +39,16 @@ class PredicateRegistry:
             raise PredicateValidationError(
                 f"register_predicate({op!r}) needs a Predicate subclass, got {cls!r}"
             )
-        if cls.__dict__.get("OP") is None:
-            # Its own OP: one inherited from a registered parent would name the parent.
-            cls.OP = op
-        elif cls.OP != op:
-            raise PredicateValidationError(f"{cls.__name__}.OP is {cls.OP!r}, not {op!r}")
+        own = cls.__dict__.get("OP")
+        if own is not None and own != op:
+            raise PredicateValidationError(f"{cls.__name__}.OP is {own!r}, not {op!r}")
         with self._lock:
             if op in self._ops and self._ops[op] is not cls and not replace:
                 raise PredicateValidationError(
                     f"predicate op {op!r} is already registered (pass replace=True to replace it)"
                 )
+            # Its own OP: one inherited from a registered parent would name the parent.
+            cls.OP = op
             self._ops[op] = cls
         return cls
 
