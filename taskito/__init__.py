@@ -14,6 +14,7 @@ queue.run_worker()         # or: taskito worker --app myapp:queue
 from taskito import log_config
 from taskito._taskito import __version__
 from taskito.app import Queue
+from taskito.batching import BatchItemResult, BatchPartialFailureError, BatchResultTypeError
 from taskito.canvas import Signature, chain, chord, chunks, group, starmap
 from taskito.codecs import AesGcmCodec, CodecSerializer, GzipCodec, HmacCodec, PayloadCodec
 from taskito.context import LogLevel, current_job
@@ -24,6 +25,7 @@ from taskito.exceptions import (
     JobNotFoundError,
     MaxRetriesExceededError,
     NotesValidationError,
+    PredicateRejectedError,
     QueueFullError,
     SerializationError,
     TaskCancelledError,
@@ -35,6 +37,8 @@ from taskito.log_config import configure as configure_logging
 from taskito.middleware import TaskMiddleware
 from taskito.notes import MAX_NOTE_FIELDS
 from taskito.pagination import Page
+from taskito.periodic import PeriodicInfo
+from taskito.predicates import PredicateAction
 from taskito.result import JobResult
 from taskito.retention import EffectiveRetention, Retention, RetentionPreview
 from taskito.serializers import (
@@ -74,7 +78,13 @@ __all__ = [
     "JobNotFoundError",
     "QueueFullError",
     "NotesValidationError",
+    "PredicateRejectedError",
     "MAX_NOTE_FIELDS",
+    "PeriodicInfo",
+    "PredicateAction",
+    "BatchItemResult",
+    "BatchPartialFailureError",
+    "BatchResultTypeError",
     "EventType",
     "Signature",
     "chain",

@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar, overload
 from taskito import _backend
 from taskito import _settings as settings
 from taskito._taskito import QueueCore, flush_logs
+from taskito.batching import BatchAccumulator, BatchConfig, flush_all, per_item_checked
 from taskito.facets.async_twins import AsyncTwins
 from taskito.facets.enqueue import Enqueue
 from taskito.facets.events import Events
@@ -35,6 +36,7 @@ from taskito.facets.workers import Workers
 from taskito.flow_control import check_max_concurrent, check_max_pending, parse_rate_limit
 from taskito.middleware import TaskMiddleware, check_middleware
 from taskito.payload.plan import Payloads
+from taskito.predicates.gate import PredicatesMixin, make_gate
 from taskito.retention import Retention, resolve
 from taskito.task import AsyncTaskWrapper, P, TaskDecorator, TaskWrapper
 
@@ -66,6 +68,7 @@ class Queue(
     TestMode,
     Results,
     AsyncTwins,
+    PredicatesMixin,
 ):
     """A task queue stored in one SQLite file.
 
@@ -186,7 +189,9 @@ class Queue(
 
     def close(self) -> None:
         """Releases every database connection this queue holds; safe to call twice (a
-        queue used again after it reconnects on demand)."""
+        queue used again after it reconnects on demand). Buffered batches
+        (``@queue.task(batch=...)``) are flushed first."""
+        flush_all(self)
         self._inner.close()
 
     def __enter__(self) -> Queue:
@@ -221,6 +226,11 @@ class Queue(
         expires: float | None = None,
         serializer: Any = None,
         codecs: list[str] | None = None,
+        batch: Any = None,
+        predicate: Any = None,
+        on_false: str = "defer",
+        predicate_extras: dict[str, Any] | None = None,
+        default_defer_seconds: float = 60.0,
     ) -> TaskDecorator: ...
     def task(
         self,
@@ -239,6 +249,11 @@ class Queue(
         expires: float | None = None,
         serializer: Any = None,
         codecs: list[str] | None = None,
+        batch: Any = None,
+        predicate: Any = None,
+        on_false: str = "defer",
+        predicate_extras: dict[str, Any] | None = None,
+        default_defer_seconds: float = 60.0,
     ) -> Any:
         """Registers a function as a task; use as ``@queue.task()``, ``@queue.task`` or
         ``@queue.task("name")``.
@@ -246,6 +261,10 @@ class Queue(
         ``serializer`` (None: the queue's) encodes its arguments and result; ``codecs`` names
         codecs of ``Queue(codecs=...)`` applied to its arguments."""
         task_middleware = check_middleware("middleware", middleware)
+        gate = make_gate(predicate, on_false, predicate_extras, default_defer_seconds)
+        batch_config = BatchConfig.normalize(batch)
+        if batch_config is not None and idempotent:
+            raise ValueError("batch= cannot be combined with idempotent=True: a batch is one job of many")
         if rate_limit is not None:
             parse_rate_limit(rate_limit)
         check_max_concurrent(max_concurrent)
@@ -268,8 +287,8 @@ class Queue(
             existing = self._tasks.get(task_name)
             if (
                 existing is not None
-                and existing.fn is not f
-                and (getattr(existing.fn, "__code__", None) is not getattr(f, "__code__", None))
+                and existing.__wrapped__ is not f
+                and (getattr(existing.__wrapped__, "__code__", None) is not getattr(f, "__code__", None))
             ):
                 raise ValueError(
                     f"a different function is already registered as task {task_name!r}; "
@@ -292,6 +311,11 @@ class Queue(
             )
             wrapper.expires = expires
             wrapper._plan = plan
+            wrapper._gate = gate
+            if batch_config is not None:
+                wrapper._batch = BatchAccumulator(self, wrapper, batch_config)
+                if batch_config.per_item_results:
+                    wrapper.fn = per_item_checked(f)
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
             return wrapper

@@ -224,6 +224,7 @@ class _ChunkRunner:
     """The built-in chunk task as dispatch sees it (``.fn``)."""
 
     queue_name = "default"
+    _gate = None
 
     def __init__(self, queue: Queue) -> None:
         self._queue = queue

@@ -35,6 +35,11 @@ class EventType(str, enum.Enum):
     WORKER_STOPPED = "worker.stopped"
     QUEUE_PAUSED = "queue.paused"
     QUEUE_RESUMED = "queue.resumed"
+    PREDICATE_DEFERRED = "predicate.deferred"
+    PREDICATE_CANCELLED = "predicate.cancelled"
+    PREDICATE_REJECTED = "predicate.rejected"
+    # In 0.22's set of events; taskito never emits it either.
+    PREDICATE_SKIPPED = "predicate.skipped"
 
 
 class _Dispatcher:

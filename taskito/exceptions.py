@@ -15,6 +15,7 @@ __all__ = [
     "JobNotFoundError",
     "QueueFullError",
     "NotesValidationError",
+    "PredicateRejectedError",
 ]
 
 
@@ -88,3 +89,17 @@ class QueueFullError(TaskitoError):
 
 class NotesValidationError(TaskitoError, ValueError):
     """Job notes that break a limit of ``taskito.notes`` (the message names which)."""
+
+
+class PredicateRejectedError(TaskitoError):
+    """An enqueue refused by the task's predicate (a ``Cancel``, or False with
+    ``on_false="cancel"``); nothing was stored. ``task_name`` and ``reason`` say which and why."""
+
+    def __init__(self, task_name: str, reason: str = "") -> None:
+        detail = f": {reason}" if reason else ""
+        super().__init__(f"task {task_name!r} was rejected by its predicate{detail}")
+        self.task_name = task_name
+        self.reason = reason
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.task_name, self.reason))

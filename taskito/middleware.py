@@ -25,7 +25,20 @@ log = logging.getLogger("taskito")
 
 
 class TaskMiddleware:
-    """Base class of middleware; every hook does nothing unless overridden."""
+    """Base class of middleware; every hook does nothing unless overridden.
+
+    ``predicate`` (a ``taskito.predicates.Predicate`` or a callable of a
+    ``PredicateContext``) limits it to the jobs it allows: for any other job each hook of
+    this middleware is skipped, ``on_enqueue`` included. A subclass may instead define
+    ``task_filter(task_name) -> bool``; when both are given the predicate decides."""
+
+    predicate: Any = None
+
+    def __init__(self, *, predicate: Any = None) -> None:
+        if predicate is not None:
+            from taskito.predicates import coerce_predicate
+
+            self.predicate = coerce_predicate(predicate)
 
     def on_enqueue(self, task_name: str, args: tuple, kwargs: dict, options: dict[str, Any]) -> None:
         """Before a job is stored. ``options`` (``priority delay queue max_retries timeout
@@ -66,6 +79,9 @@ def call_each(chain: Sequence[TaskMiddleware], hook: str, *args: Any) -> list[Ta
     """Calls ``hook`` on each middleware in order; returns those whose call did not raise."""
     ok = []
     for m in chain:
+        filtered = m.predicate is not None or getattr(m, "task_filter", None) is not None
+        if filtered and not _allows(m, hook, args):
+            continue
         try:
             getattr(m, hook)(*args)
         except Exception:
@@ -73,3 +89,13 @@ def call_each(chain: Sequence[TaskMiddleware], hook: str, *args: Any) -> list[Ta
         else:
             ok.append(m)
     return ok
+
+
+def _allows(m: TaskMiddleware, hook: str, args: tuple) -> bool:
+    from taskito.predicates.gate import middleware_allows
+
+    try:
+        return middleware_allows(m, hook, args)
+    except Exception:
+        log.exception("the predicate of middleware %r raised; it is skipped for this call", m)
+        return False

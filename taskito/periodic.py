@@ -15,7 +15,7 @@ from taskito._taskito import QueueCore
 
 
 @dataclass(frozen=True)
-class PeriodicTask:
+class PeriodicInfo:
     """A stored schedule. ``last_run`` and ``next_run`` are epoch milliseconds (UTC), like
     every other time taskito reports; ``last_run`` is None until its first fire."""
 
@@ -26,7 +26,11 @@ class PeriodicTask:
     enabled: bool
     last_run: int | None
     next_run: int
-    timezone: str
+    timezone: str | None
+
+
+# The name this class had before it took 0.22's.
+PeriodicTask = PeriodicInfo
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from taskito.exceptions import (
     TaskFailedError,
 )
 from taskito.notes import decode_notes
+from taskito.task_errors import decode_task_error, readable
 
 if TYPE_CHECKING:
     from taskito.app import Queue
@@ -23,7 +24,16 @@ R = TypeVar("R")
 def _error_details(queue: Queue, job_id: str, raw: str | None) -> dict[str, Any]:
     """What the exception of a failed job carries: its id, the error's class name (the
     stored text reads ``Type: message``), the last attempt's traceback lines and the raw
-    stored text."""
+    stored text. A task's exception is stored as JSON (``taskito.task_errors``); a system
+    error as plain text."""
+    decoded = decode_task_error(raw)
+    if decoded is not None:
+        return {
+            "job_id": job_id,
+            "errtype": decoded.errtype,
+            "traceback": decoded.traceback,
+            "raw_error": raw,
+        }
     errtype = None
     if raw:
         head = raw.split(":", 1)[0].strip()
@@ -66,7 +76,8 @@ class JobResult(Generic[R]):
 
     @property
     def error(self) -> str | None:
-        """The last error of the job, if any."""
+        """The last error of the job, if any: for an exception of the task, the JSON that
+        ``taskito.task_errors.decode_task_error`` reads; for a system error, plain text."""
         return self._load()["error"]
 
     @property
@@ -103,9 +114,11 @@ class JobResult(Generic[R]):
         return self._queue._inner.job_links(self.id)[1]
 
     def to_dict(self) -> dict[str, Any]:
-        """The stored job (times are epoch milliseconds; ``notes`` a dict or None)."""
+        """The stored job (times are epoch milliseconds; ``notes`` a dict or None;
+        ``error`` the readable summary of ``job.error``)."""
         data = dict(self._load())
         data["notes"] = decode_notes(data.get("notes"))
+        data["error"] = readable(data.get("error"))
         return data
 
     def result(
@@ -150,7 +163,7 @@ class JobResult(Generic[R]):
             raise TimeoutError(f"job {self.id} did not finish within {timeout}s (status {status})")
         found = self._queue._inner.get_outcome(self.id)
         raw = found[2] if found else None
-        text = raw or "no error recorded"
+        text = readable(raw) or "no error recorded"
         if status == "cancelled":
             raise TaskCancelledError(f"job {self.id} was cancelled")
         details = _error_details(self._queue, self.id, raw)

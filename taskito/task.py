@@ -34,6 +34,11 @@ class TaskWrapper(Generic[P, R]):
 
     # How its arguments and result become bytes; set by ``Queue.task()``.
     _plan: Plan
+    # Its predicate (``taskito.predicates.gate.TaskGate``) and its producer-side batch
+    # (``taskito.batching.BatchAccumulator``), if it has them: one attribute check when not.
+    _gate: Any = None
+    _batch: Any = None
+    __wrapped__: Callable[..., Any]
 
     def __init__(
         self,
@@ -70,10 +75,14 @@ class TaskWrapper(Generic[P, R]):
         return self._queue._middleware + self.middleware
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.fn(*args, **kwargs)  # type: ignore[no-any-return]
+        # The function as written (``fn`` may wrap it for the worker, as batching does).
+        return self.__wrapped__(*args, **kwargs)  # type: ignore[no-any-return]
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobResult[R]:
-        """Enqueues a call with the task's defaults."""
+        """Enqueues a call with the task's defaults (for a batch task: adds one item to
+        the batch and returns a ``taskito.batching.BatchedJobResult``)."""
+        if self._batch is not None:
+            return self._batch.add(args, kwargs)  # type: ignore[no-any-return]
         return self.apply_async(args=args, kwargs=kwargs)
 
     def apply_async(

@@ -20,6 +20,7 @@ from taskito import _settings as settings
 from taskito._taskito import flush_logs, written_off_threads
 from taskito.cli import admin as _cli_admin
 from taskito.cli import ops as _cli_ops
+from taskito.cli import scale as _cli_scale
 from taskito.cli.common import AppError, CommandError, env_help, load_app
 from taskito.exceptions import TaskitoError
 
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _cli_ops.add_commands(sub)
     _cli_admin.add_commands(sub)
+    _cli_scale.add_commands(sub)
     return parser
 
 

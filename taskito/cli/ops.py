@@ -22,6 +22,7 @@ from taskito.cli.common import (
     when,
 )
 from taskito.exceptions import JobNotFoundError
+from taskito.task_errors import readable
 
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
 _JOB_STATUSES = ("pending", "running", "complete", "completed", "failed", "dead", "cancelled")
@@ -79,7 +80,7 @@ def _job_row(job: dict[str, Any]) -> list[str]:
         f"{job['retry_count']}/{job['max_retries']}",
         job["worker_id"] or "-",
         when(job["created_at"]),
-        short(job["error"], 50),
+        short(readable(job["error"]), 50),
     ]
 
 
@@ -144,7 +145,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
                     d["queue"],
                     str(d["retry_count"]),
                     when(d["failed_at"]),
-                    short(d["error"], 50),
+                    short(readable(d["error"]), 50),
                 ]
                 for d in dead
             ],
@@ -192,7 +193,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     else:
         errors = queue.job_errors(job.id)
         last = errors[-1] if errors else {}
-        out["error"] = last.get("error") or data["error"]
+        out["error"] = readable(last.get("error") or data["error"])
         out["traceback"] = last.get("traceback") or None
     if args.json:
         emit_json(out)

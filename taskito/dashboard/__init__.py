@@ -8,5 +8,6 @@ public ``Queue`` methods only, so it works on any store a ``Queue`` works on.
 from __future__ import annotations
 
 from taskito.dashboard.app import create_app, serve
+from taskito.scaler import build_scaler_response
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "build_scaler_response"]

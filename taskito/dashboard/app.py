@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from taskito.dashboard import views
 from taskito.dashboard.routes import routes
+from taskito.task_errors import readable
 
 if TYPE_CHECKING:
     from taskito.app import Queue
@@ -51,6 +52,7 @@ def _templates() -> Jinja2Templates:
     )
     env.filters["when"] = views.when
     env.filters["ago"] = views.ago
+    env.filters["error_summary"] = readable
     env.globals["urlquote"] = lambda s: quote(str(s), safe="")
     return Jinja2Templates(env=env)
 

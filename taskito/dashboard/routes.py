@@ -80,6 +80,15 @@ async def api_overview(request: Request) -> Response:
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
 
+async def api_scaler(request: Request) -> Response:
+    """``taskito.scaler.build_scaler_response`` behind the dashboard's own login."""
+    from taskito.scaler import build_scaler_response
+
+    name = request.query_params.get("queue") or None
+    data = await run_in_threadpool(build_scaler_response, request.app.state.queue, name)
+    return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+
 def _filters(request: Request) -> dict[str, str | None]:
     q = request.query_params
     status = q.get("status") or None
@@ -239,6 +248,7 @@ def routes() -> list[Route]:
     return [
         Route("/", overview),
         Route("/api/overview", api_overview),
+        Route("/api/scaler", api_scaler),
         Route("/jobs", jobs),
         Route("/jobs/{job_id}", job),
         Route("/dead", dead),

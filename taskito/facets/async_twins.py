@@ -48,6 +48,10 @@ _TWINS = (
     "list_archived_after",
     "dry_run_retention",
     "effective_retention",
+    "list_periodic",
+    "pause_periodic",
+    "resume_periodic",
+    "delete_periodic",
 )
 
 

@@ -42,6 +42,9 @@ class Enqueue(QueueState):
         (``taskito.notes``); ``result_ttl``: seconds the job is kept once finished, then
         deleted by a worker's maintenance sweep, whatever the queue's retention says."""
         if self._test_results is not None:
+            gated = self._tasks.get(task_name)
+            if gated is not None and gated._gate is not None:
+                delay = gated._gate.at_enqueue(self, gated, args, kwargs, priority, delay, queue)
             options = job_options(priority, delay, queue, max_retries, timeout, unique_key, metadata)
             return self._run_inline(task_name, args, kwargs or {}, dict(options))  # type: ignore[return-value]
         chain = self._enqueue_chain(task_name)
@@ -64,6 +67,8 @@ class Enqueue(QueueState):
                 ]
             )  # fmt: skip
             return job
+        if task is not None and task._gate is not None:
+            delay = task._gate.at_enqueue(self, task, args, kwargs, priority, delay, queue)
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
@@ -141,7 +146,7 @@ class Enqueue(QueueState):
             ]  # fmt: skip
             return self._enqueue_specs(specs) if specs else []
         chain = self._enqueue_chain(task_name)
-        if chain and args_list:
+        if (chain or (task is not None and task._gate is not None)) and args_list:
             options = job_options(priority, delay, queue, max_retries, timeout, None, metadata)
             return self._enqueue_many_through(
                 chain, task_name, args_list, kwargs_list, options, unique_keys, idempotent, ttls
@@ -183,9 +188,16 @@ class Enqueue(QueueState):
         """``enqueue_many`` with ``on_enqueue`` middleware: called once per job; jobs whose
         edited options agree are stored together, in one transaction per distinct set."""
         groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        task = self._tasks.get(task_name)
+        gate = task._gate if task is not None else None
         for i, a in enumerate(args_list):
             kw = kwargs_list[i] if kwargs_list else {}
             options: dict[str, Any] = dict(self._on_enqueue(chain, task_name, a, kw, given))
+            if gate is not None:
+                # Asked for every job before any is stored: one Cancel stores none of them.
+                options["delay"] = gate.at_enqueue(
+                    self, task, a, kw, options["priority"], options["delay"], options["queue"]
+                )
             if options.pop("unique_key") is not None:
                 raise ValueError("on_enqueue may not set unique_key in enqueue_many")
             key = repr(sorted(options.items()))

@@ -69,6 +69,9 @@ class Links(QueueState):
         """One job of a linked batch; ``after`` are indexes of earlier jobs of the batch. An
         idempotent call (``idempotent``, else the task's option) without a ``unique_key``
         gets one derived from the task and its arguments, as on the plain path."""
+        gated = self._tasks.get(task_name)
+        if gated is not None and gated._gate is not None:
+            delay = gated._gate.at_enqueue(self, gated, args, kwargs, priority, delay, queue)
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")

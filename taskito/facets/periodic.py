@@ -7,8 +7,9 @@ from typing import Any, Callable
 
 from taskito import _settings as settings
 from taskito._taskito import QueueCore
+from taskito.exceptions import JobNotFoundError
 from taskito.facets.base import QueueState
-from taskito.periodic import PeriodicTask, _Schedule
+from taskito.periodic import PeriodicInfo, _Schedule
 from taskito.task import TaskWrapper
 
 
@@ -73,21 +74,31 @@ class PeriodicSchedules(QueueState):
             )
         self._inner.register_periodic(rows)
 
-    def list_periodic(self) -> list[PeriodicTask]:
+    def list_periodic(self) -> list[PeriodicInfo]:
         """Every schedule stored in the database, by name."""
-        return [PeriodicTask(**row) for row in self._inner.list_periodic()]
+        return [PeriodicInfo(**row) for row in self._inner.list_periodic()]
 
-    def pause_periodic(self, name: str) -> None:
-        """Stops firing the schedule ``name`` until resumed (``JobNotFoundError`` if unknown)."""
-        self._inner.set_periodic_enabled(name, False)
+    def pause_periodic(self, name: str) -> bool:
+        """Stops firing the schedule ``name`` until resumed; False if there is no such
+        schedule."""
+        return _found(self._inner.set_periodic_enabled, name, False)
 
-    def resume_periodic(self, name: str) -> None:
-        """Fires ``name`` again from its next due time; times missed while paused are not
-        caught up."""
-        self._inner.set_periodic_enabled(name, True)
+    def resume_periodic(self, name: str) -> bool:
+        """Fires ``name`` again from its next due time (times missed while paused are not
+        caught up); False if there is no such schedule."""
+        return _found(self._inner.set_periodic_enabled, name, True)
 
-    def delete_periodic(self, name: str) -> None:
+    def delete_periodic(self, name: str) -> bool:
         """Removes the schedule ``name`` from the database (a worker that starts with the
-        decorator stores it again)."""
-        self._inner.delete_periodic(name)
+        decorator stores it again); False if there was no such schedule."""
         self._periodic.pop(name, None)
+        return _found(self._inner.delete_periodic, name)
+
+
+def _found(call: Callable[..., Any], *args: Any) -> bool:
+    """True if ``call`` found the schedule it names: the engine raises for an unknown one."""
+    try:
+        call(*args)
+    except JobNotFoundError:
+        return False
+    return True

@@ -23,6 +23,7 @@ from taskito.context import _enter, _JobContext, _leave, current_job
 from taskito.events import EventType
 from taskito.exceptions import CryptoError, TaskCancelledError, TaskTimeoutError
 from taskito.middleware import TaskMiddleware, call_each
+from taskito.task_errors import stored_error
 
 if TYPE_CHECKING:
     from taskito.worker.host import EventSink, JobHost
@@ -142,10 +143,15 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
             results_plan = queue._payloads.queue_plan
             values = [results_plan.load_result(r) for r in results]
             args = ((values[0] if values else None) if mode == 1 else values, *args)
+        if task._gate is not None:
+            gate = task._gate
+            stopped = gate.at_dispatch(queue, task, payload, args, kwargs, job_id, queue_name, retry_count)
+            if stopped is not None:
+                return stopped
         context = _JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner)
         ran = yield from run_steps(queue, task, args, kwargs, context, max_retries)
         if not ran[0]:
-            return (False, _describe(ran[1]), ran[2], ran[3])
+            return (False, stored_error(ran[1], ran[2]), ran[2], ran[3])
         value = ran[1]
         try:
             data = plan.dump_result(value)

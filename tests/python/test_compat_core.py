@@ -23,6 +23,7 @@ from taskito import (
     TaskitoError,
     current_job,
 )
+from taskito.task_errors import decode_task_error
 
 
 def test_error_classes_and_their_attributes(queue: Queue) -> None:
@@ -47,7 +48,8 @@ def test_error_classes_and_their_attributes(queue: Queue) -> None:
         dead.result(timeout=5)
     err = dead_info.value
     assert err.job_id == dead.id and err.errtype == "ValueError"
-    assert err.raw_error == "ValueError: bad input 7"
+    assert err.raw_error == dead.error  # 0.22's stored form: JSON
+    assert decode_task_error(err.raw_error).summary() == "ValueError: bad input 7"  # type: ignore[union-attr]
     assert isinstance(err.traceback, list) and any("bad input 7" in line for line in err.traceback)
     assert any("dies" in line for line in err.traceback)
     # A job that ran out of retries is dead; max_retries=0 also ends dead (no retry to try).
@@ -74,7 +76,8 @@ def test_job_errors_rows_count_attempts_from_zero(queue: Queue) -> None:
     for r in rows:
         assert {"id", "job_id", "attempt", "error", "failed_at"} <= set(r)
         assert r["job_id"] == job.id and r["failed_at"] > 1_600_000_000_000
-    assert [r["error"] for r in rows] == [f"RuntimeError: run {i}" for i in range(4)]
+    summaries = [decode_task_error(r["error"]).summary() for r in rows]  # type: ignore[union-attr]
+    assert summaries == [f"RuntimeError: run {i}" for i in range(4)]
     assert len({r["id"] for r in rows}) == 4
     assert job.errors == rows
 

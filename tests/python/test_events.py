@@ -15,6 +15,7 @@ import pytest
 
 from taskito import EventType, Queue, current_job
 from taskito.exceptions import MaxRetriesExceededError
+from taskito.task_errors import readable
 
 
 def collect(queue: Queue, *types: EventType) -> list[tuple[EventType, dict[str, Any], str]]:
@@ -233,7 +234,7 @@ def test_prefork_job_events_fire_once_in_the_parent(db_path: str, tmp_path: Path
         name: [p["error"] for e, p, _ in seen if e is D and p["job_id"] == job.id]
         for name, job in jobs.items()
     }
-    assert error["fails"] == ["KeyError: 'x'"] == [jobs["fails"].error]
+    assert error["fails"] == ["KeyError: 'x'"] == [readable(jobs["fails"].error)]
     assert "WorkerCrashedError" in error["crashes"][0] and "exit code 3" in error["crashes"][0]
     assert error["times_out"] == [jobs["times_out"].error] and "TaskTimeoutError" in error["times_out"][0]
     # A callback the app registers at import runs in this process only, once per start.

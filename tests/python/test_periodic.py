@@ -3,6 +3,7 @@ catch-up run after downtime, managed by name, and validated at decoration."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -15,8 +16,8 @@ from conftest import RunningWorker
 from faultkit import wait_for
 from procs_support import WorkerProcesses
 
-from taskito import JobNotFoundError, Queue
-from taskito.periodic import PeriodicTask, next_run_time
+from taskito import PeriodicInfo, Queue
+from taskito.periodic import next_run_time
 
 
 def _fires(queue: Queue, task_name: str) -> list[dict]:
@@ -66,7 +67,7 @@ def test_decorator_registers_the_task(queue: Queue) -> None:
     assert queue.list_periodic() == []
     queue.run_worker(run_once=True)
     (p,) = queue.list_periodic()
-    assert isinstance(p, PeriodicTask)
+    assert isinstance(p, PeriodicInfo)
     assert (p.name, p.task_name, p.cron_expr, p.queue, p.enabled, p.timezone) == (
         "every-5",
         add.name,
@@ -182,25 +183,28 @@ def test_pause_resume_delete(db_path: str) -> None:
     w = RunningWorker(queue).start()
     try:
         wait_for(lambda: len(_fires(queue, tick.name)) >= 1, 10, what="a fire")
-        queue.pause_periodic("tick")
+        assert queue.pause_periodic("tick") is True
         assert queue.list_periodic()[0].enabled is False
         paused_at = time.time() * 1000
         time.sleep(2.5)
         assert [f for f in _fires(queue, tick.name) if f["due"] > paused_at] == []
-        queue.resume_periodic("tick")
+        assert queue.resume_periodic("tick") is True
         (p,) = queue.list_periodic()
         assert p.enabled and p.next_run > paused_at + 2000
         wait_for(lambda: [f for f in _fires(queue, tick.name) if f["due"] > paused_at], 5, what="a fire")
-        queue.delete_periodic("tick")
+        assert queue.delete_periodic("tick") is True
         assert queue.list_periodic() == []
         gone_at = time.time() * 1000
         time.sleep(2)
         assert [f for f in _fires(queue, tick.name) if f["due"] > gone_at] == []
     finally:
         w.stop()
+    # 0.22's contract: an unknown name is no error, the call says it found nothing.
+    assert queue.delete_periodic("tick") is False
     for call in (queue.pause_periodic, queue.resume_periodic, queue.delete_periodic):
-        with pytest.raises(JobNotFoundError, match="nope"):
-            call("nope")
+        assert call("nope") is False
+    assert asyncio.run(queue.apause_periodic("nope")) is False
+    assert asyncio.run(queue.alist_periodic()) == []
 
 
 def test_existing_database_upgrades(tmp_path: Path) -> None:
@@ -211,7 +215,7 @@ def test_existing_database_upgrades(tmp_path: Path) -> None:
         Path(__file__)
         .resolve()
         .parents[2]
-        .joinpath("rust/storage/schema.rs")
+        .joinpath("rust/storage/sqlite/schema.rs")
         .read_text()
         .split('r#"')[1]
         .split('"#')[0]

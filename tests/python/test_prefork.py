@@ -20,6 +20,7 @@ from conftest import ROOT, RunningWorker, run_py
 
 from taskito import Queue, TaskitoError
 from taskito.exceptions import MaxRetriesExceededError
+from taskito.task_errors import readable
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the prefork pool needs Linux")
 
@@ -149,7 +150,7 @@ def test_jobs_run_in_children_and_results_round_trip(app: ModuleType, tmp_path: 
     assert echoed["value"] == [1, "two", {"3": None}]
     assert echoed["pid"] != os.getpid()
     assert failed.status == "dead"
-    assert failed.error == "KeyError: 'nope'"
+    assert readable(failed.error) == "KeyError: 'nope'"
     assert "raise KeyError(message)" in failed.errors[0]["traceback"]
     # Hooks ran in the children, where the jobs ran.
     hook_pids = {int(line.split()[0]) for line in (tmp_path / "hooks.txt").read_text().splitlines()}
