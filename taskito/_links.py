@@ -8,7 +8,7 @@ import json
 from typing import Any, Callable
 
 from taskito import _settings as settings
-from taskito.flow_control import idempotency_key, is_idempotent
+from taskito.flow_control import is_idempotent
 from taskito.notes import encode_notes
 from taskito.result import JobResult
 
@@ -76,6 +76,7 @@ class LinksMixin:
 
     _inner: Any
     _tasks: dict[str, Any]
+    _payloads: Any
     _max_pending: dict[str, int]
 
     _options: Callable[..., dict[str, Any]]  # Queue's option resolution
@@ -110,9 +111,10 @@ class LinksMixin:
         if expires is None:
             task = self._tasks.get(task_name)
             expires = getattr(task, "expires", None)
-        payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
+        plan = self._plan_for(task_name)
+        payload = plan.dump_call(task_name, args, kwargs or {})
         if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
-            unique_key = idempotency_key(task_name, payload)
+            unique_key = plan.idempotency_key(task_name, payload)
         job = (
             task_name,
             payload,
@@ -123,7 +125,7 @@ class LinksMixin:
             opts["retry_backoff"],
             opts["timeout"],
             unique_key,
-            metadata_text(metadata),
+            self._payloads.metadata(metadata_text(metadata)),
         )
         links = (
             encode_notes(notes),

@@ -32,7 +32,6 @@ from taskito.flow_control import (
     check_max_concurrent,
     check_max_pending,
     check_unique_keys,
-    idempotency_key,
     is_idempotent,
     parse_rate_limit,
     register_limits,
@@ -150,8 +149,10 @@ class Queue(
         serializer: Any = None,
         codec: Any = None,
         codecs: dict[str, Any] | None = None,
-        secret_key: str | bytes | None = None,
+        secret_key: str | bytes | list[str | bytes] | None = None,
         file_mode: int | None = None,
+        max_payload_bytes: int | None = None,
+        max_metadata_bytes: int | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
@@ -201,7 +202,12 @@ class Queue(
             else settings.check_int("max_tasks_per_child", max_tasks_per_child, minimum=1)
         )
         self._payloads = Payloads(
-            serializer, codec, codecs, settings.first(secret_key, settings.env_secret_key(), default=None)
+            serializer,
+            codec,
+            codecs,
+            settings.first(secret_key, settings.env_secret_key(), default=None),
+            max_payload_bytes,
+            max_metadata_bytes,
         )
         mode = settings.check_file_mode("file_mode", settings.first(file_mode, default=0o600))
         self._inner = QueueCore(
@@ -440,16 +446,17 @@ class Queue(
             )  # fmt: skip
             return job
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
-        payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
+        plan = self._plan_for(task_name)
+        payload = plan.dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
         if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
-            unique_key = idempotency_key(task_name, payload)
+            unique_key = plan.idempotency_key(task_name, payload)
         (job_id,) = self._inner.enqueue(
             task_name,
             [payload],
             unique_key=unique_key,
-            metadata=_metadata(metadata),
+            metadata=self._payloads.metadata(_metadata(metadata)),
             max_pending=self._max_pending.get(opts["queue"]),
             result_ttls=result_ttls(result_ttl, None, 1),
             **opts,
@@ -545,11 +552,11 @@ class Queue(
         ]
         if not payloads:
             return []
-        keys = unique_keys_for(self._tasks.get(task_name), task_name, payloads, unique_keys, idempotent)
+        keys = unique_keys_for(self._tasks.get(task_name), task_name, payloads, unique_keys, idempotent, plan)
         ids = self._inner.enqueue(
             task_name,
             payloads,
-            metadata=_metadata(metadata),
+            metadata=self._payloads.metadata(_metadata(metadata)),
             unique_keys=keys,
             max_pending=self._max_pending.get(opts["queue"]),
             result_ttls=ttls,
@@ -643,11 +650,12 @@ class Queue(
                 payloads,
                 [unique_keys[i] for i in indexes] if unique_keys is not None else None,
                 idempotent,
+                plan,
             )
             ids = self._inner.enqueue(
                 task_name,
                 payloads,
-                metadata=_metadata(options["metadata"]),
+                metadata=self._payloads.metadata(_metadata(options["metadata"])),
                 unique_keys=keys,
                 max_pending=self._max_pending.get(opts["queue"]),
                 result_ttls=[ttls[i] for i in indexes] if ttls is not None else None,
