@@ -125,6 +125,15 @@ impl SqliteStorage {
                 self.hints.skip(&l);
                 Box::new(l) as Box<dyn WakeSource>
             })),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                // A wake folder that is not private: said once per process, then polling.
+                static SAID: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    log::warn!("no wake-ups for {}, polling only: {e}", self.path());
+                }
+                Ok(None)
+            }
             Err(e) => {
                 log::debug!("no wake-ups for {}, polling only: {e}", self.path());
                 Ok(None)
