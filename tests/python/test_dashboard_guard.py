@@ -3,9 +3,11 @@ HTTP (httpx against the app, a real uvicorn server for the Host check) and throu
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +40,27 @@ class _Plant:
         return (os.mkdir, (self.where,))
 
 
-def client(app: Any, base: str = "http://127.0.0.1") -> Any:
-    return httpx.Client(transport=httpx.ASGITransport(app=app), base_url=base)
+class client:  # noqa: N801 - used like httpx.Client
+    """A synchronous httpx client that calls the ASGI app in this process (one event loop
+    for its life, so cookies and the app's state carry over between requests)."""
+
+    def __init__(self, app: Any, base: str = "http://127.0.0.1") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base)
+        self.cookies = self._client.cookies
+
+    def __enter__(self) -> client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.run_until_complete(self._client.aclose())
+        self._loop.close()
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self._loop.run_until_complete(self._client.get(url, **kw))
+
+    def post(self, url: str, **kw: Any) -> Any:
+        return self._loop.run_until_complete(self._client.post(url, **kw))
 
 
 def csrf_of(page: str) -> str:
@@ -98,10 +119,12 @@ def test_a_huge_value_is_cut_before_it_is_formatted(tmp_path: Path) -> None:
     def big(values: list) -> None:
         return None
 
-    job = big.delay(list(range(200_000)))
+    job = big.delay(list(range(100_000)))
+    huge = big.delay(list(range(300_000)))  # past 1 MiB: not decoded at all
     with client(create_app(q)) as c:
         page = c.get(f"/jobs/{job.id}")
-    assert page.status_code == 200 and len(page.text) < 40_000 and "..." in page.text
+        assert page.status_code == 200 and len(page.text) < 10_000 and "..." in page.text
+        assert "too large to preview" in c.get(f"/jobs/{huge.id}").text
 
 
 # -- 5. never open by accident ---------------------------------------------------------------------------
@@ -123,16 +146,22 @@ def _dashboard(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -
 
 
 def test_a_network_address_without_a_password_is_refused(tmp_path: Path) -> None:
-    refused = _dashboard(tmp_path, "--host", "0.0.0.0", "--port", "1")
-    assert refused.returncode != 0
-    assert "TASKITO_DASHBOARD_PASSWORD" in refused.stderr and "--insecure-no-password" in refused.stderr
-    # Past the check (the port cannot be bound, so it stops at once without serving).
-    allowed = _dashboard(tmp_path, "--host", "0.0.0.0", "--port", "1", "--insecure-no-password")
-    assert "TASKITO_DASHBOARD_PASSWORD" not in allowed.stderr
-    with_password = _dashboard(
-        tmp_path, "--host", "0.0.0.0", "--port", "1", env={"TASKITO_DASHBOARD_PASSWORD": "pw-long-enough"}
-    )
-    assert "TASKITO_DASHBOARD_PASSWORD" not in with_password.stderr
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    port = str(taken.getsockname()[1])
+    try:
+        refused = _dashboard(tmp_path, "--host", "0.0.0.0", "--port", port)
+        assert refused.returncode != 0
+        assert "TASKITO_DASHBOARD_PASSWORD" in refused.stderr and "--insecure-no-password" in refused.stderr
+        # Past the check: the port is taken, so the server stops at once without serving.
+        allowed = _dashboard(tmp_path, "--host", "0.0.0.0", "--port", port, "--insecure-no-password")
+        assert "[taskito] Dashboard" in allowed.stdout and "refusing" not in allowed.stderr
+        password = {"TASKITO_DASHBOARD_PASSWORD": "pw-long-enough"}
+        with_password = _dashboard(tmp_path, "--host", "0.0.0.0", "--port", port, env=password)
+        assert "[taskito] Dashboard" in with_password.stdout and "refusing" not in with_password.stderr
+    finally:
+        taken.close()
 
 
 def test_only_loopback_host_names_are_answered_unless_allowed(tmp_path: Path, monkeypatch: Any) -> None:

@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +17,14 @@ from typing import Any
 
 import pg
 import pytest
+from conftest import RunningWorker
 from dbtools import get_blob, set_blob
 
 from taskito import AesGcmCodec, CryptoError, Queue, TaskMiddleware, chain, chunks
 
 KEY = b"k" * 32
 OLD_KEY = b"o" * 32
+COPY_RESULT = "UPDATE jobs SET result = (SELECT result FROM jobs WHERE id = ?) WHERE id = ?"
 
 _SQLITE_EXEC = r"""
 import sqlite3, sys
@@ -92,7 +95,7 @@ def test_a_relabelled_job_or_a_moved_result_fails_verification(db_path: str, tmp
     a, b = greet.delay("alice"), greet.delay("carol")
     q.run_worker(run_once=True)
     assert a.result(timeout=10) == "hello alice" and b.result(timeout=10) == "hello carol"
-    tamper(db_path, "UPDATE jobs SET result = (SELECT result FROM jobs WHERE id = ?) WHERE id = ?", a.id, b.id)
+    tamper(db_path, COPY_RESULT, a.id, b.id)
     with pytest.raises(CryptoError, match="moved from another job"):
         b.result(timeout=5)
     assert a.result(timeout=5) == "hello alice"
@@ -128,7 +131,7 @@ def test_a_tampered_parent_result_fails_its_step_once(db_path: str, tmp_path: Pa
     q.run_worker(queues=["a"], run_once=True)
     parent_id = step.dependencies[0]
     assert q.get_job(parent_id).result(timeout=5) == 2 and other.result(timeout=5) == 101
-    tamper(db_path, "UPDATE jobs SET result = (SELECT result FROM jobs WHERE id = ?) WHERE id = ?", other.id, parent_id)
+    tamper(db_path, COPY_RESULT, other.id, parent_id)
     q.run_worker(queues=["b"], run_once=True)
     assert step.status == "failed"  # not retried to dead: the bytes will not get better
     assert len(step.errors) == 1 and "CryptoError" in (step.error or "")
@@ -137,7 +140,9 @@ def test_a_tampered_parent_result_fails_its_step_once(db_path: str, tmp_path: Pa
 # -- 2. key rotation ---------------------------------------------------------------------------------
 
 
-def test_rotating_the_key_never_fails_pending_jobs(db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rotating_the_key_never_fails_pending_jobs(
+    db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ran = tmp_path / "ran.txt"
     old = new_queue(db_path, secret_key=OLD_KEY)
     greet, _ = register(old, ran)
@@ -197,19 +202,21 @@ def test_chunks_are_calls_of_the_task_with_its_codecs_and_limits(db_path: str) -
 
 @pytest.mark.sqlite_only
 def test_the_wake_folder_and_its_sockets_are_private_whatever_the_umask(db_path: str) -> None:
+    folder = db_path + "-wake"
     with umask(0):
         q = new_queue(db_path)
-        from taskito._taskito import QueueCore  # noqa: F401 - the engine binds the socket
-
-        waiter = q.enqueue("nothing")
-        # A result waiter binds a socket in the wake folder while it waits.
-        with pytest.raises(Exception):
-            waiter.result(timeout=0.3)
-    folder = db_path + "-wake"
-    assert os.stat(folder).st_mode & 0o777 == 0o700
-    socks = [f for f in os.listdir(folder) if f.endswith(".sock")]
-    for name in socks:
-        assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o600
+        running = RunningWorker(q).start()  # a worker binds its socket in the wake folder
+        try:
+            deadline = time.monotonic() + 20
+            while not (os.path.isdir(folder) and any(f.endswith(".sock") for f in os.listdir(folder))):
+                assert time.monotonic() < deadline, "no wake socket was bound"
+                time.sleep(0.02)
+            assert os.stat(folder).st_mode & 0o777 == 0o700
+            socks = [f for f in os.listdir(folder) if f.endswith(".sock")]
+            for name in socks:
+                assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == 0o600
+        finally:
+            running.stop()
 
 
 @pytest.mark.sqlite_only
@@ -309,7 +316,8 @@ def test_idempotent_calls_deduplicate_under_aes_gcm(db_path: str) -> None:
     key = q.get_job(a.id).to_dict()["unique_key"]
     assert "acct-1" not in key
     # Keyed with the secret: another key derives another key for the same call.
-    other = new_queue(db_path + "-other" if not db_path.startswith("postgres") else db_path, secret_key=b"z" * 32)
+    other_db = db_path if db_path.startswith("postgres") else db_path + "-other"
+    other = new_queue(other_db, secret_key=b"z" * 32)
 
     @other.task(name="charge", idempotent=True)
     def charge2(account: str, cents: int) -> int:
