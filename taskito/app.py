@@ -118,9 +118,12 @@ class Queue(
     ``serializer`` (default ``SmartSerializer()``), ``codec`` (a codec or a list: the chain
     around every payload and result) and ``codecs`` (named codecs tasks pick with
     ``@queue.task(codecs=[...])``) say how payloads are stored; ``secret_key`` (or
-    ``TASKITO_SECRET_KEY``) signs them, so workers refuse bytes written by anyone without the
-    key. A database file created here gets the permission bits ``file_mode`` (default
-    ``0o600``: the owner only).
+    ``TASKITO_SECRET_KEY``) signs them, bound to their task (arguments) or job (results), so
+    workers refuse bytes written or moved by anyone without the key; a list of keys signs
+    with the first and verifies with any. A database file created here gets the permission
+    bits ``file_mode`` (default ``0o600``: the owner only). ``max_payload_bytes`` and
+    ``max_metadata_bytes`` refuse (``ValueError``) an enqueue whose encoded arguments or
+    metadata are larger. See ``docs/guides/trust.md``.
     """
 
     def __init__(

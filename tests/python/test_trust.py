@@ -15,7 +15,7 @@ import pytest
 from cli_support import run_cli, write_app
 from dbtools import args_context, flip, get_blob, result_context, set_blob, signed
 
-from taskito import CryptoError, HmacCodec, Queue, SerializationError, TaskFailedError
+from taskito import CryptoError, DatabaseError, HmacCodec, Queue, SerializationError, TaskFailedError
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32
@@ -64,12 +64,16 @@ def test_file_mode_sets_the_bits_whatever_the_umask(tmp_path: Path) -> None:
     assert modes(path) == {"db": 0o660, "-wal": 0o660, "-shm": 0o660}
 
 
-def test_an_existing_files_mode_is_left_alone(tmp_path: Path) -> None:
+def test_an_existing_files_mode_is_left_alone_or_refused_when_wider(tmp_path: Path) -> None:
     path = str(tmp_path / "q.db")
     new_queue(path).enqueue("t")
     os.chmod(path, 0o640)
-    for kw in ({}, {"file_mode": 0o600}, {"file_mode": 0o666}):
+    for kw in ({"file_mode": 0o640}, {"file_mode": 0o666}):
         new_queue(path, **kw).enqueue("t")
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    for kw in ({}, {"file_mode": 0o600}):
+        with pytest.raises(DatabaseError, match="wider than file_mode"):
+            new_queue(path, **kw)
         assert os.stat(path).st_mode & 0o777 == 0o640
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pg
 import pytest
+from cli_support import run_cli, write_app
 from conftest import RunningWorker
 from dbtools import get_blob, set_blob
 
@@ -354,3 +355,32 @@ def test_a_postgres_password_with_url_characters_never_shows(password: str) -> N
 
     assert password not in redact(url) and "127.0.0.1:1/app" in redact(url)
     assert json.dumps(redact(url))  # a plain string
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("pool", ["prefork", "async"])
+def test_a_relabelled_job_is_refused_in_prefork_children_and_the_async_lane(
+    db_path: str, tmp_path: Path, pool: str
+) -> None:
+    if pool == "prefork" and not sys.platform.startswith("linux"):
+        pytest.skip("the prefork pool needs Linux")
+    marker = tmp_path / "ran.txt"
+    body = f"""
+    @queue.task(name="greet")
+    async def greet(name):
+        return "hello " + name
+
+    @queue.task(name="wipe")
+    {"async " if pool == "async" else ""}def wipe(name):
+        open({str(marker)!r}, "a").write(name)
+        return "wiped " + name
+    """
+    app = write_app(tmp_path, db_path, body, queue_args=f"db_path={db_path!r}, workers=1, secret_key={KEY!r}")
+    q = new_queue(db_path, secret_key=KEY)
+    job = q.enqueue("touch", args=(str(marker), "bob"))
+    tamper(db_path, "UPDATE jobs SET task_name = 'wipe' WHERE id = ?", job.id)
+    flags = ["--pool", "prefork"] if pool == "prefork" else []
+    proc = run_cli("worker", "--app", app, "--run-once", *flags, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert job.status == "failed" and "CryptoError" in (job.error or "")
+    assert not marker.exists()
