@@ -4,6 +4,7 @@ catch-up run after downtime, managed by name, and validated at decoration."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -224,6 +225,7 @@ def test_existing_database_upgrades(tmp_path: Path) -> None:
     )
     con.commit()
     con.close()
+    os.chmod(path, 0o600)  # as taskito makes its files: one wider than file_mode is refused
     queue = Queue(db_path=str(path))
     assert queue.stats()["pending"] == 1
     assert queue.list_periodic() == []
