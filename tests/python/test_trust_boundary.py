@@ -21,7 +21,7 @@ from cli_support import run_cli, write_app
 from conftest import RunningWorker
 from dbtools import get_blob, set_blob
 
-from taskito import AesGcmCodec, CryptoError, Queue, TaskMiddleware, chain, chunks
+from taskito import AesGcmCodec, CryptoError, DatabaseError, Queue, TaskMiddleware, chain, chunks
 
 KEY = b"k" * 32
 OLD_KEY = b"o" * 32
@@ -384,3 +384,17 @@ def test_a_relabelled_job_is_refused_in_prefork_children_and_the_async_lane(
     assert proc.returncode == 0, proc.stderr
     assert job.status == "failed" and "CryptoError" in (job.error or "")
     assert not marker.exists()
+
+
+def test_scrubbing_a_short_password_never_masks_other_text() -> None:
+    """With the password "p", masking every "p" of the server's answer would garble it and
+    tell the reader the password; only the password standing alone is masked."""
+    url = pg.server_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server: set TASKITO_TEST_PG_URL (see tests/pg_server.sh)")
+    user = url.split("://", 1)[1].split(":", 1)[0]
+    wrong = url.replace(url.split("://", 1)[1].split("@", 1)[0], f"{user}:p", 1)
+    with pytest.raises(DatabaseError) as info:
+        Queue(db_path=wrong)
+    assert f'password authentication failed for user "{user}"' in str(info.value)
+    assert "***" not in str(info.value)
