@@ -357,6 +357,9 @@ def test_a_postgres_password_with_url_characters_never_shows(password: str) -> N
     assert json.dumps(redact(url))  # a plain string
 
 
+# -- 1 and 9, continued: every worker pool; the driver's messages -------------------------------------
+
+
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize("pool", ["prefork", "async"])
 def test_a_relabelled_job_is_refused_in_prefork_children_and_the_async_lane(
