@@ -28,12 +28,9 @@ def redact(url: str) -> str:
     scheme_end = url.find("://")
     if scheme_end >= 0:
         rest = url[scheme_end + 3 :]
-        auth_end = len(rest)
-        for sep in "/?":
-            pos = rest.find(sep)
-            if 0 <= pos < auth_end:
-                auth_end = pos
-        at = rest.rfind("@", 0, auth_end)
+        # The last "@" ends the user info: a password may hold "/", "?" or "@" unescaped.
+        # (An "@" later in the query hides more than the password, never less.)
+        at = rest.rfind("@")
         colon = rest.find(":", 0, at) if at >= 0 else -1
         if colon >= 0:
             url = url[: scheme_end + 3 + colon + 1] + "***" + url[scheme_end + 3 + at :]
@@ -101,7 +98,7 @@ def resolve(
         raise ValueError(
             "backend='postgres' needs db_url='postgresql://user:password@host:5432/db' or TASKITO_DB_URL"
         )
-    if not isinstance(schema, str) or not _SCHEMA.match(schema) or schema.startswith("pg_"):
+    if not isinstance(schema, str) or not _SCHEMA.fullmatch(schema) or schema.startswith("pg_"):
         raise ValueError(f"schema must be an identifier (letters, digits, _), got {schema!r}")
     if pool_size is not None:
         settings.check_int("pool_size", pool_size, minimum=1)

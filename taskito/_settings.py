@@ -125,20 +125,24 @@ def env_log_level() -> int | None:
     return _env("TASKITO_LOG_LEVEL", _level)
 
 
-MIN_SECRET_KEY_BYTES = 16
+MIN_SECRET_KEY_BYTES = 32
 
 
-def env_secret_key() -> str | None:
-    # The variable's exact text is the key. Its value never appears in an error message.
+def env_secret_key() -> list[str] | None:
+    # The variable's text is the key, or a comma-separated list of keys (the first signs,
+    # any verifies). Its value never appears in an error message.
     raw = os.environ.get("TASKITO_SECRET_KEY")
     if not raw:
         return None
-    if len(raw.encode()) < MIN_SECRET_KEY_BYTES:
-        raise EnvError(
-            f"environment variable TASKITO_SECRET_KEY is invalid: expected at least "
-            f"{MIN_SECRET_KEY_BYTES} bytes, got {len(raw.encode())}"
-        )
-    return raw
+    keys = [k.strip() for k in raw.split(",")] if "," in raw else [raw]
+    for i, key in enumerate(keys):
+        if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+            where = "" if len(keys) == 1 else f" (key {i + 1} of {len(keys)})"
+            raise EnvError(
+                f"environment variable TASKITO_SECRET_KEY is invalid{where}: expected at least "
+                f"{MIN_SECRET_KEY_BYTES} bytes, got {len(key.encode())}"
+            )
+    return keys
 
 
 def check_env() -> None:

@@ -79,9 +79,12 @@ class Queue(
     ``serializer`` (default ``SmartSerializer()``), ``codec`` (a codec or a list: the chain
     around every payload and result) and ``codecs`` (named codecs tasks pick with
     ``@queue.task(codecs=[...])``) say how payloads are stored; ``secret_key`` (or
-    ``TASKITO_SECRET_KEY``) signs them, so workers refuse bytes written by anyone without the
-    key. A database file created here gets the permission bits ``file_mode`` (default
-    ``0o600``: the owner only).
+    ``TASKITO_SECRET_KEY``) signs them, bound to their task (arguments) or job (results), so
+    workers refuse bytes written or moved by anyone without the key; a list of keys signs
+    with the first and verifies with any. A database file created here gets the permission
+    bits ``file_mode`` (default ``0o600``: the owner only). ``max_payload_bytes`` and
+    ``max_metadata_bytes`` refuse (``ValueError``) an enqueue whose encoded arguments or
+    metadata are larger. See ``docs/guides/trust.md``.
     """
 
     def __init__(
@@ -110,8 +113,10 @@ class Queue(
         serializer: Any = None,
         codec: Any = None,
         codecs: dict[str, Any] | None = None,
-        secret_key: str | bytes | None = None,
+        secret_key: str | bytes | list[str | bytes] | None = None,
         file_mode: int | None = None,
+        max_payload_bytes: int | None = None,
+        max_metadata_bytes: int | None = None,
     ) -> None:
         level = settings.env_log_level()
         if level is not None:
@@ -161,7 +166,12 @@ class Queue(
             else settings.check_int("max_tasks_per_child", max_tasks_per_child, minimum=1)
         )
         self._payloads = Payloads(
-            serializer, codec, codecs, settings.first(secret_key, settings.env_secret_key(), default=None)
+            serializer,
+            codec,
+            codecs,
+            settings.first(secret_key, settings.env_secret_key(), default=None),
+            max_payload_bytes,
+            max_metadata_bytes,
         )
         mode = settings.check_file_mode("file_mode", settings.first(file_mode, default=0o600))
         self._inner = QueueCore(

@@ -21,12 +21,9 @@ if TYPE_CHECKING:
     from taskito.result import JobResult
     from taskito.task import TaskWrapper
 
-__all__ = ["Signature", "chain", "group", "chord", "starmap", "chunks", "CHUNK_TASK"]
+__all__ = ["Signature", "chain", "group", "chord", "starmap", "chunks"]
 
 R = TypeVar("R")
-
-CHUNK_TASK = "taskito.chunks"
-"""The built-in task that runs one chunk of ``chunks()`` (every worker knows it)."""
 
 
 class Signature(Generic[R]):
@@ -182,68 +179,16 @@ def starmap(task: TaskWrapper, args_list: Iterable[Iterable[Any]]) -> group:
     return group(*[task.s(*args) for args in args_list])
 
 
-def chunks(task: TaskWrapper, items: Iterable[Iterable[Any]], n: int) -> group:
-    """Splits ``items`` (argument tuples) into chunks of ``n``; each chunk is one job that
-    runs ``task(*item)`` for every item of its chunk and returns the list of results."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"chunks: n must be an integer >= 1, got {n!r}")
-    items = [tuple(i) for i in items]
+def chunks(task: TaskWrapper, items: Iterable[Any], chunk_size: int) -> group:
+    """Splits ``items`` into lists of ``chunk_size``; each list is one call of ``task`` with
+    the list as its one positional argument (``task.s(chunk)``), so the task's own
+    serializer, codecs, rate limit, concurrency cap, timeout and middleware all apply."""
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0:
+        raise ValueError(f"chunks: chunk_size must be an integer > 0, got {chunk_size!r}")
+    items = list(items)
     if not items:
         raise ValueError("chunks: no items to split")
-    return group(
-        *[
-            Signature(_ChunkTask(task), (task.name, items[i : i + n]), options=_chunk_options(task))
-            for i in range(0, len(items), n)
-        ]
-    )
-
-
-class _ChunkTask:
-    """Stands in for the task in a chunk's signature: enqueues the built-in chunk runner."""
-
-    def __init__(self, task: TaskWrapper) -> None:
-        self._queue = task._queue
-        self.name = CHUNK_TASK
-        self.target = task
-
-    def apply_async(self, args: tuple, kwargs: dict, **options: Any) -> JobResult:
-        return self._queue.enqueue(CHUNK_TASK, args, kwargs, **options)
-
-
-def _chunk_options(task: TaskWrapper) -> dict[str, Any]:
-    # The chunk job runs with the task's own queue, priority, retries and timeout.
-    return {
-        "queue": task.queue_name,
-        "priority": task.priority,
-        "max_retries": task.max_retries,
-        "timeout": task.timeout,
-    }
-
-
-class _ChunkRunner:
-    """The built-in chunk task as dispatch sees it (``.fn``)."""
-
-    queue_name = "default"
-    _gate = None
-
-    def __init__(self, queue: Queue) -> None:
-        self._queue = queue
-        # Encoded like any job of a task this queue does not register: the queue's plan.
-        self._plan = queue._payloads.queue_plan
-
-    def _middleware_chain(self) -> tuple[Any, ...]:
-        return tuple(getattr(self._queue, "_middleware", ()))
-
-    def fn(self, task_name: str, items: list[tuple]) -> list[Any]:
-        task = self._queue._tasks.get(task_name)
-        if task is None:
-            raise LookupError(f"task {task_name!r} is not registered in this worker")
-        return [task.fn(*item) for item in items]
-
-
-def builtin_task(queue: Queue, task_name: str) -> Any:
-    """A task every worker knows without registering it, or None."""
-    return _ChunkRunner(queue) if task_name == CHUNK_TASK else None
+    return group(*[task.s(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)])
 
 
 def _flat(nodes: Iterable[Signature | group]) -> list[Signature]:

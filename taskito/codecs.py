@@ -25,6 +25,9 @@ from taskito.payload.checks import check_key, check_serializer, codec_list, opti
 __all__ = ["PayloadCodec", "GzipCodec", "HmacCodec", "AesGcmCodec", "CodecSerializer"]
 
 MAC_BYTES = 32
+# The first byte of a signed payload: the format whose MAC covers a context and the body.
+HMAC_FORMAT = b"\xa2"
+HMAC_DOMAIN = b"taskito.hmac.v2\x00"
 NONCE_BYTES = 12
 TAG_BYTES = 16
 DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
@@ -74,28 +77,65 @@ class GzipCodec:
 
 
 class HmacCodec:
-    """``[32-byte HMAC-SHA256 of the body][body]``; decoding checks the MAC in constant time
-    and raises :class:`~taskito.exceptions.CryptoError` when it does not verify."""
+    """``[format byte][32-byte HMAC-SHA256][body]``. The MAC covers a context (what the bytes
+    are and where they belong: a task's arguments, a job's result) and the body, so bytes
+    moved to another row do not verify. Decoding checks it in constant time and raises
+    :class:`~taskito.exceptions.CryptoError` when it does not verify. ``key`` may be a list:
+    the first key signs, any of them verifies (key rotation)."""
 
-    def __init__(self, key: bytes) -> None:
-        self._key = check_key("key", key)
+    def __init__(self, key: Any) -> None:
+        from taskito._signing import key_list
+
+        if isinstance(key, (list, tuple)):
+            self._keys = tuple(key_list("key", key))
+        else:
+            self._keys = (check_key("key", key),)
+
+    def _mac(self, key: bytes, context: bytes, body: bytes) -> bytes:
+        mac = hmac.new(key, HMAC_DOMAIN, hashlib.sha256)
+        mac.update(len(context).to_bytes(4, "big"))
+        mac.update(context)
+        mac.update(body)
+        return mac.digest()
 
     def encode(self, data: bytes) -> bytes:
-        return hmac.digest(self._key, data, hashlib.sha256) + data
+        return self.encode_bound(data, b"")
 
     def decode(self, data: bytes) -> bytes:
-        if len(data) < MAC_BYTES:
+        return self.decode_bound(data, b"")
+
+    def encode_bound(self, data: bytes, context: bytes) -> bytes:
+        return HMAC_FORMAT + self._mac(self._keys[0], context, data) + data
+
+    def decode_bound(self, data: bytes, context: bytes) -> bytes:
+        if len(data) < 1 + MAC_BYTES:
             raise CryptoError("the signature did not verify: the payload is too short to be signed")
-        body = data[MAC_BYTES:]
-        if not hmac.compare_digest(data[:MAC_BYTES], hmac.digest(self._key, body, hashlib.sha256)):
+        body = data[1 + MAC_BYTES :]
+        if data[:1] == HMAC_FORMAT:
+            mac = data[1 : 1 + MAC_BYTES]
+            for key in self._keys:
+                if hmac.compare_digest(mac, self._mac(key, context, body)):
+                    return body
+        if self._is_unbound(data):
             raise CryptoError(
-                "the signature did not verify: the payload was altered, not signed, "
-                "or signed with another key"
+                "the signature did not verify: the payload was signed in the older format "
+                "that does not say which task or job it belongs to, and is refused "
+                "(enqueue the job again)"
             )
-        return body
+        raise CryptoError(
+            "the signature did not verify: the payload was altered, moved from another job "
+            "or task, not signed, or signed with another key"
+        )
+
+    def _is_unbound(self, data: bytes) -> bool:
+        # The format before context binding: [MAC of the body][body], no format byte.
+        body = data[MAC_BYTES:]
+        return any(
+            hmac.compare_digest(data[:MAC_BYTES], hmac.digest(k, body, hashlib.sha256)) for k in self._keys
+        )
 
     def __repr__(self) -> str:
-        return "HmacCodec(key=<hidden>)"
+        return f"HmacCodec(keys=<{len(self._keys)} hidden>)"
 
 
 class AesGcmCodec:
@@ -113,18 +153,38 @@ class AesGcmCodec:
         self.key_bits = len(key) * 8
 
     def encode(self, data: bytes) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, data, None)
+        return self.encode_bound(data, b"")
 
     def decode(self, data: bytes) -> bytes:
+        return self.decode_bound(data, b"")
+
+    def encode_bound(self, data: bytes, context: bytes) -> bytes:
+        """Encrypts with ``context`` as associated data: the tag covers where the bytes belong."""
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, context or None)
+
+    def decode_bound(self, data: bytes, context: bytes) -> bytes:
         if len(data) < NONCE_BYTES + TAG_BYTES:
             raise CryptoError("the payload did not decrypt: too short to be AES-GCM")
         try:
-            return self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None)
+            return self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], context or None)
         except self._invalid_tag:
-            raise CryptoError(
-                "the payload did not decrypt: it was altered or encrypted with another key"
-            ) from None
+            pass
+        if context:
+            try:
+                self._aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None)
+            except self._invalid_tag:
+                pass
+            else:
+                raise CryptoError(
+                    "the payload did not decrypt: it was encrypted in the older format that "
+                    "does not say which task or job it belongs to, and is refused "
+                    "(enqueue the job again)"
+                )
+        raise CryptoError(
+            "the payload did not decrypt: it was altered, moved from another job or task, "
+            "or encrypted with another key"
+        )
 
     def __repr__(self) -> str:
         return f"AesGcmCodec(AES-{self.key_bits})"

@@ -80,13 +80,15 @@ def unique_keys_for(
     payloads: list[bytes],
     unique_keys: list[str | None] | None,
     idempotent: bool | None,
+    plan: Any = None,
 ) -> list[str | None] | None:
     """The key of each item of a batch: the given one, else (for an idempotent call) the
-    derived one, else None."""
+    derived one (by ``plan``, from the arguments before its codecs), else None."""
     if not is_idempotent(task, idempotent):
         return unique_keys
     given = unique_keys or [None] * len(payloads)
-    return [k if k is not None else idempotency_key(task_name, p) for k, p in zip(given, payloads)]
+    derive = plan.idempotency_key if plan is not None else idempotency_key
+    return [k if k is not None else derive(task_name, p) for k, p in zip(given, payloads)]
 
 
 def register_limits(core: QueueCore, tasks: dict[str, TaskWrapper]) -> None:

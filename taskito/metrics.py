@@ -13,8 +13,10 @@ The last two are counted in the worker process, and only when metrics are enable
 queue (``taskito worker --metrics-port``, or ``serve``/``Metrics.attach`` in code): a worker
 without metrics runs the unwrapped dispatch function. With ``--pool prefork`` the children
 run the jobs and tell the parent each outcome and run time over their pipe: the parent
-counts them, once, with the same labels. Labels are task and queue names,
-never job ids, so the number of series stays bounded.
+counts them, once, with the same labels. Labels are task and queue names, never job ids,
+and only names this process knows (its registered tasks, their queues and ``default``):
+any other task or queue counts under ``OTHER``, so whoever can enqueue cannot grow the
+number of series without limit.
 """
 
 from __future__ import annotations
@@ -36,6 +38,24 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OUTCOMES = ("complete", "retry", "failed", "dead", "cancelled")
 _STATUSES = ("pending", "running", "completed", "failed", "dead", "cancelled")
+# The label value of every task and queue this process does not know.
+OTHER = "_other"
+
+
+def known_queues(queue: Queue) -> set[str]:
+    """The queue names that get a label of their own."""
+    names = {"default"}
+    names.update(t.queue_name for t in queue._tasks.values())
+    names.update(getattr(queue, "_max_pending", None) or ())
+    return names
+
+
+def task_label(queue: Queue, task_name: str) -> str:
+    return task_name if task_name in queue._tasks else OTHER
+
+
+def queue_label(queue: Queue, queue_name: str) -> str:
+    return queue_name if queue_name in known_queues(queue) else OTHER
 
 
 class DatabaseCollector(Collector):
@@ -48,7 +68,13 @@ class DatabaseCollector(Collector):
         jobs = GaugeMetricFamily(
             "taskito_queue_jobs", "Jobs in the database by queue and status", labels=["queue", "status"]
         )
-        for name, counts in sorted(self._queue.stats_all_queues().items()):
+        known = known_queues(self._queue)
+        merged: dict[str, dict[str, int]] = {}
+        for name, counts in self._queue.stats_all_queues().items():
+            into = merged.setdefault(name if name in known else OTHER, dict.fromkeys(_STATUSES, 0))
+            for status in _STATUSES:
+                into[status] += counts[status]
+        for name, counts in sorted(merged.items()):
             for status in _STATUSES:
                 jobs.add_metric([name, status], counts[status])
         yield jobs
@@ -97,8 +123,9 @@ class Metrics:
     def count(self, queue_name: str, task_name: str, outcome: str, seconds: float) -> None:
         """Counts one run; never raises (metrics never fail a job)."""
         try:
-            self.processed.labels(queue_name, task_name, outcome).inc()
-            self.duration.labels(queue_name, task_name).observe(seconds)
+            q, t = queue_label(self.queue, queue_name), task_label(self.queue, task_name)
+            self.processed.labels(q, t, outcome).inc()
+            self.duration.labels(q, t).observe(seconds)
         except Exception:
             pass
 

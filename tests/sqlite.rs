@@ -49,6 +49,12 @@ fn old_store(dir: &tempfile::TempDir) -> SqliteStorage {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(dump).unwrap();
     drop(conn);
+    // As taskito makes its files: one wider than `file_mode` is refused.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     SqliteStorage::open(path.to_str().unwrap(), Durability::Normal).unwrap()
 }
 
@@ -219,7 +225,7 @@ fn another_applications_database_is_refused_untouched() {
 }
 
 #[test]
-fn a_new_database_file_is_private_and_an_existing_ones_mode_is_kept() {
+fn a_new_database_file_is_private_and_an_existing_ones_mode_is_kept_or_refused() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -237,7 +243,14 @@ fn a_new_database_file_is_private_and_an_existing_ones_mode_is_kept() {
     );
     assert_eq!(mode(&shared), 0o660);
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
-    drop(SqliteStorage::open(shared.to_str().unwrap(), Durability::Normal).unwrap());
+    // Wider than the default 0600: refused, and left as it is.
+    let err = SqliteStorage::open(shared.to_str().unwrap(), Durability::Normal)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("wider than file_mode"), "{err}");
+    drop(
+        SqliteStorage::open_with_mode(shared.to_str().unwrap(), Durability::Normal, 0o644).unwrap(),
+    );
     assert_eq!(mode(&shared), 0o644);
     for bad in [0o400, 0o1600, 0o200] {
         let err = SqliteStorage::open_with_mode(

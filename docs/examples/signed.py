@@ -2,7 +2,7 @@ import os
 
 from taskito import Queue
 
-queue = Queue(db_path="signed.db", secret_key=os.environ.get("APP_KEY", "a long random secret, 32+ chars"))
+queue = Queue(db_path="signed.db", secret_key=os.environ.get("APP_KEY", "a long random secret of 32+ chars"))
 
 
 @queue.task()

@@ -37,9 +37,42 @@ pub fn backoff_ms(retry_backoff: f64, k: i64) -> i64 {
     (fastrand::f64() * cap * 1000.0) as i64
 }
 
+/// Longest error message stored for a failed run, in bytes (the rest is cut with a note).
+pub const MAX_ERROR_BYTES: usize = 4096;
+/// Longest traceback stored for a failed run, in bytes.
+pub const MAX_TRACEBACK_BYTES: usize = 64 * 1024;
+
+/// `text` cut to at most `limit` bytes at a character boundary, with a note of how much
+/// was cut: a task cannot fill the error table with one exception's message.
+pub fn cut_text(mut text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let total = text.len();
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("… ({} more bytes cut)", total - end));
+    text
+}
+
 /// Turns one finished run into the write that records it.
 pub fn decide(job: &JobRef, thread_id: &str, outcome: Outcome, now: i64) -> Write {
     let (id, token, thread_id) = (job.id.clone(), job.token, thread_id.to_string());
+    let outcome = match outcome {
+        Outcome::Failed {
+            error,
+            traceback,
+            retryable,
+        } => Outcome::Failed {
+            error: cut_text(error, MAX_ERROR_BYTES),
+            traceback: cut_text(traceback, MAX_TRACEBACK_BYTES),
+            retryable,
+        },
+        complete => complete,
+    };
     match outcome {
         Outcome::Complete(result) => Write::Complete {
             id,

@@ -90,8 +90,13 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
             "frame too large",
         ));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
+    // The buffer grows with the bytes that arrive: a child that declares a gigabyte and
+    // sends nothing costs nothing.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    let got = r.take(len as u64).read_to_end(&mut body)?;
+    if got < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(Some(body))
 }
 
@@ -173,6 +178,34 @@ pub fn parse_reply(body: &[u8]) -> io::Result<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pipe that holds a few bytes and fails any read into a buffer past 1 MiB.
+    struct Stingy(Vec<u8>);
+
+    impl Read for Stingy {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            assert!(
+                buf.len() <= 1 << 20,
+                "asked to fill {} bytes at once",
+                buf.len()
+            );
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_declared_length_is_not_allocated_up_front() {
+        let mut data = (MAX_FRAME as u32).to_be_bytes().to_vec();
+        data.extend_from_slice(b"only this");
+        let err = read_frame(&mut Stingy(data)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let mut whole = 5u32.to_be_bytes().to_vec();
+        whole.extend_from_slice(b"hello");
+        assert_eq!(read_frame(&mut Stingy(whole)).unwrap().unwrap(), b"hello");
+    }
 
     #[test]
     fn replies_round_trip() {

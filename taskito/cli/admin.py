@@ -40,9 +40,34 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         from taskito.dashboard import serve
     except ImportError as exc:
         raise CommandError(f"{exc} (install it with: pip install 'taskito[dashboard]')") from None
-    queue = load(args)
+    from taskito.dashboard.guard import allowed_hosts_from, is_loopback
+
     password = os.environ.get("TASKITO_DASHBOARD_PASSWORD") or None
-    serve(queue, host=args.host, port=args.port, read_only=args.read_only, password=password)
+    if not password and not is_loopback(args.host) and not args.insecure_no_password:
+        # Refused before the app is even loaded: a dashboard on the network with no password
+        # lets anyone read every job and act on the queue.
+        raise CommandError(
+            f"refusing to serve the dashboard on {args.host}, which is reachable from other "
+            "machines, without a password: set TASKITO_DASHBOARD_PASSWORD, or pass "
+            "--insecure-no-password if something in front of it already checks who connects"
+        )
+    if (args.certfile is None) != (args.keyfile is None):
+        raise CommandError("--certfile and --keyfile go together")
+    hosts = allowed_hosts_from(args.allowed_hosts) if args.allowed_hosts else None
+    decode_env = os.environ.get("TASKITO_DASHBOARD_DECODE_PICKLES", "").lower()
+    decode = args.decode_pickles or decode_env in ("1", "true", "yes")
+    queue = load(args)
+    serve(
+        queue,
+        host=args.host,
+        port=args.port,
+        read_only=args.read_only,
+        password=password,
+        allowed_hosts=hosts,
+        decode_pickles=decode,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+    )
     return 0
 
 
@@ -80,4 +105,22 @@ def add_commands(sub: Any) -> None:
     d.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     d.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     d.add_argument("--read-only", action="store_true", help="show everything, change nothing")
+    d.add_argument(
+        "--allowed-hosts",
+        metavar="A,B",
+        help="Host names to answer (default TASKITO_DASHBOARD_ALLOWED_HOSTS, else loopback and --host)",
+    )
+    d.add_argument(
+        "--insecure-no-password",
+        action="store_true",
+        help="serve a non-loopback address without TASKITO_DASHBOARD_PASSWORD",
+    )
+    d.add_argument(
+        "--decode-pickles",
+        action="store_true",
+        help="show pickled arguments and results without a secret_key (runs code from the database; "
+        "also TASKITO_DASHBOARD_DECODE_PICKLES=1)",
+    )
+    d.add_argument("--certfile", help="serve HTTPS with this certificate (PEM)")
+    d.add_argument("--keyfile", help="the private key of --certfile (PEM)")
     d.set_defaults(func=cmd_dashboard)

@@ -31,7 +31,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"the taskito dashboard needs {exc.name}: pip install 'taskito[dashboard]'") from exc
 
-from taskito.dashboard import views
+from taskito.dashboard import guard, views
 from taskito.dashboard.routes import routes
 from taskito.task_errors import readable
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 # Paths a visitor reaches without being logged in.
 _OPEN_PATHS = ("/login", "/static/")
-_LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+SESSION_MAX_AGE = 12 * 3600
 
 
 def _templates() -> Jinja2Templates:
@@ -74,9 +74,13 @@ class PasswordGate:
     (for scrapers and scripts). Otherwise: a redirect to the login form for pages, 401 for
     the rest."""
 
-    def __init__(self, app: ASGIApp, password: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, password: str | None, sessions: guard.Sessions, throttle: guard.LoginThrottle
+    ) -> None:
         self.app = app
         self.password = password
+        self.sessions = sessions
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.password:
@@ -86,14 +90,27 @@ class PasswordGate:
         if path == "/login" or path.startswith(_OPEN_PATHS[1]):
             await self.app(scope, receive, send)
             return
-        if scope["session"].get("auth") is True:
-            await self.app(scope, receive, send)
-            return
-        given = _basic_password(scope)
-        if given is not None and secrets.compare_digest(given.encode(), self.password.encode()):
+        if self.sessions.is_logged_in(scope["session"]):
             await self.app(scope, receive, send)
             return
         response: Response
+        given = _basic_password(scope)
+        if given is not None:
+            client = guard.client_of(scope)
+            wait = self.throttle.retry_after(client)
+            if wait > 0:
+                response = PlainTextResponse(
+                    "too many failed logins: try again later",
+                    status_code=429,
+                    headers={"Retry-After": str(int(wait) + 1)},
+                )
+                await response(scope, receive, send)
+                return
+            if secrets.compare_digest(given.encode(), self.password.encode()):
+                self.throttle.succeeded(client)
+                await self.app(scope, receive, send)
+                return
+            self.throttle.failed(client)
         if scope["method"] == "GET" and not path.startswith(("/api/", "/metrics")):
             query = scope.get("query_string", b"").decode("latin-1")
             target = path + ("?" + query if query else "")
@@ -112,31 +129,44 @@ def create_app(
     password: str | None = None,
     secret_key: str | None = None,
     allowed_hosts: list[str] | None = None,
+    unsafe_decode_pickles: bool = False,
 ) -> Starlette:
     """The dashboard for ``queue`` as an ASGI application.
 
-    ``password``: require it (login form or HTTP Basic) for everything. ``secret_key``
-    signs the session cookie (default: ``TASKITO_DASHBOARD_SECRET``, else random per
-    process, so restarting the dashboard logs everyone out). ``allowed_hosts``: the only
-    ``Host`` headers answered (default: any)."""
-    key = secret_key or os.environ.get("TASKITO_DASHBOARD_SECRET") or secrets.token_urlsafe(32)
+    ``password``: require it (login form or HTTP Basic) for everything; failed logins
+    are throttled, and a session ends at logout or when the password changes.
+    ``secret_key`` signs the session cookie (default: ``TASKITO_DASHBOARD_SECRET``, at
+    least 32 random bytes; else random per process, so restarting the dashboard logs
+    everyone out). ``allowed_hosts``: the only ``Host`` names answered (default:
+    ``TASKITO_DASHBOARD_ALLOWED_HOSTS``, else the loopback names).
+    ``unsafe_decode_pickles``: without a queue
+    ``secret_key`` the dashboard never unpickles stored arguments or results; this
+    decodes them anyway, which runs code written by whoever can write the database."""
+    key = guard.session_secret(secret_key)
+    sessions = guard.Sessions(key, password or None)
+    throttle = guard.LoginThrottle()
     app = Starlette(
         routes=[*routes(), Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")],
         middleware=[
-            Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"]),
+            Middleware(TrustedHostMiddleware, allowed_hosts=guard.allowed_hosts_from(allowed_hosts)),
+            Middleware(guard.ResponseHeaders),
             Middleware(
                 SessionMiddleware,
                 secret_key=key,
                 session_cookie="taskito_dashboard",
                 same_site="strict",
-                max_age=12 * 3600,
+                max_age=SESSION_MAX_AGE,
             ),
-            Middleware(PasswordGate, password=password or None),
+            Middleware(PasswordGate, password=password or None, sessions=sessions, throttle=throttle),
         ],
     )
     app.state.queue = queue
     app.state.read_only = read_only
     app.state.password = password or None
+    app.state.sessions = sessions
+    app.state.throttle = throttle
+    app.state.session_max_age = SESSION_MAX_AGE
+    app.state.decode_pickles = bool(unsafe_decode_pickles)
     app.state.templates = _templates()
     app.state.metrics = _metrics(queue)
     # Counting a big table takes a while: polls share one count per interval, and the job
@@ -160,14 +190,31 @@ def serve(
     port: int = 8080,
     read_only: bool = False,
     password: str | None = None,
+    *,
+    allowed_hosts: list[str] | None = None,
+    decode_pickles: bool = False,
+    certfile: str | None = None,
+    keyfile: str | None = None,
 ) -> None:
-    """Serves the dashboard with uvicorn until interrupted."""
+    """Serves the dashboard with uvicorn until interrupted (over TLS with ``certfile`` and
+    ``keyfile``). Without ``allowed_hosts`` it answers the loopback names and the address
+    it binds, if that is not a wildcard."""
     import uvicorn
 
-    # On a loopback address, answer only requests addressed to it: a web page elsewhere
-    # cannot then reach the dashboard through a rebound DNS name.
-    hosts = _LOOPBACK_NAMES + [host] if host in _LOOPBACK_NAMES else None
-    app = create_app(queue, read_only=read_only, password=password, allowed_hosts=hosts)
+    if allowed_hosts is None and not os.environ.get("TASKITO_DASHBOARD_ALLOWED_HOSTS"):
+        allowed_hosts = list(guard.LOOPBACK_HOSTS)
+        if host not in ("0.0.0.0", "::", "") and host not in allowed_hosts:
+            allowed_hosts.append(host if ":" not in host else f"[{host}]")
+    app = create_app(
+        queue,
+        read_only=read_only,
+        password=password,
+        allowed_hosts=allowed_hosts,
+        unsafe_decode_pickles=decode_pickles,
+    )
     mode = " (read-only)" if read_only else ""
-    print(f"[taskito] Dashboard{mode} on http://{host}:{port}/ (database {queue.db_path})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    scheme = "https" if certfile else "http"
+    print(f"[taskito] Dashboard{mode} on {scheme}://{host}:{port}/ (database {queue.db_path})", flush=True)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", ssl_certfile=certfile, ssl_keyfile=keyfile
+    )

@@ -62,7 +62,7 @@ def _render(request: Request, template: str, status_code: int = 200, **context: 
         read_only=state.read_only,
         csrf_token=csrf_token(request),
         flash=flash,
-        logged_in=bool(state.password) and request.session.get("auth") is True,
+        logged_in=bool(state.password) and state.sessions.is_logged_in(request.session),
         db_path=state.queue.db_path,
     )
     response = state.templates.TemplateResponse(request, template, context, status_code=status_code)
@@ -125,7 +125,8 @@ async def jobs(request: Request) -> Response:
 
 async def job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
-    detail = await run_in_threadpool(views.job_detail, request.app.state.queue, job_id)
+    state = request.app.state
+    detail = await run_in_threadpool(views.job_detail, state.queue, job_id, state.decode_pickles)
     if detail is None:
         return _render(request, "missing.html", status_code=404, what=f"job {job_id}")
     return _render(request, "job.html", **detail)
@@ -231,16 +232,29 @@ async def login(request: Request) -> Response:
     form = await _checked_form(request)
     given = str(form.get("password", ""))
     nxt = _safe_next(str(form.get("next", "/")))
+    throttle = request.app.state.throttle
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(client)
+    if wait > 0:
+        # Refused without checking the password, so guessing goes no faster.
+        response = _render(
+            request, "login.html", status_code=429, next=nxt, error="Too many failed logins: try again later."
+        )
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
     if secrets.compare_digest(given.encode(), password.encode()):
-        request.session["auth"] = True
+        throttle.succeeded(client)
+        request.app.state.sessions.log_in(request.session)
         request.session["csrf"] = secrets.token_urlsafe(32)  # a fresh token once logged in
         return RedirectResponse(nxt, status_code=303)
+    throttle.failed(client)
     return _render(request, "login.html", status_code=401, next=nxt, error="Wrong password.")
 
 
 async def logout(request: Request) -> Response:
     await _checked_form(request)
-    request.session.clear()
+    state = request.app.state
+    state.sessions.log_out(request.session, state.session_max_age)
     return RedirectResponse("/login", status_code=303)
 
 

@@ -9,6 +9,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from taskito.dashboard import preview
+
 if TYPE_CHECKING:
     from taskito.app import Queue
 
@@ -17,8 +19,6 @@ JOB_STATUSES = ("pending", "running", "complete", "failed", "dead", "cancelled")
 # Throughput chart: completed jobs per BUCKET seconds over the last WINDOW seconds.
 BUCKET = 10
 WINDOW = 300
-# Longest repr shown for arguments and results; the rest is cut with a note.
-REPR_LIMIT = 2000
 
 
 class Recent:
@@ -57,17 +57,6 @@ def ago(ms: int | None) -> str:
     if s < 3600:
         return f"{int(s // 60)}m{int(s % 60):02d}s ago"
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m ago"
-
-
-def short_repr(value: Any, limit: int = REPR_LIMIT) -> str:
-    """``repr(value)`` cut at ``limit`` characters."""
-    try:
-        text = repr(value)
-    except Exception as exc:
-        return f"<repr failed: {type(exc).__name__}: {exc}>"
-    if len(text) > limit:
-        return f"{text[:limit]}… ({len(text) - limit} more characters)"
-    return text
 
 
 def throughput(queue: Queue, now_ms: int) -> list[list[int]]:
@@ -115,14 +104,7 @@ def overview(queue: Queue) -> dict[str, Any]:
     }
 
 
-def _decode(load: Any, data: bytes | None) -> str:
-    try:
-        return short_repr(load(data))
-    except Exception as exc:
-        return f"<cannot decode: {type(exc).__name__}: {exc}>"
-
-
-def job_detail(queue: Queue, job_id: str) -> dict[str, Any] | None:
+def job_detail(queue: Queue, job_id: str, decode_pickles: bool = False) -> dict[str, Any] | None:
     """A job's stored fields plus decoded arguments and result, errors, notes."""
     job = queue.get_job(job_id)
     if job is None:
@@ -130,23 +112,25 @@ def job_detail(queue: Queue, job_id: str) -> dict[str, Any] | None:
     data = job.to_dict()
     payload = queue._inner.job_payload(job_id)
     args = kwargs = None
+    # Nothing stored is unpickled unless it verifies against the secret key, or the
+    # operator opted in (preview.py).
+    shown = preview.Previewer(queue, decode_pickles)
     if payload is not None:
-        try:
-            # The task's own serializer and codecs; a signature is checked before decoding.
-            a, k = queue._plan_for(data["task_name"]).load_call(payload)
-            args, kwargs = short_repr(a), short_repr(k)
-        except Exception as exc:
-            args = f"<cannot decode: {type(exc).__name__}: {exc}>"
+        args, kwargs = shown.call(data["task_name"], payload)
     result = None
     if data["status"] == "complete":
         found = queue._inner.get_outcome(job_id)
-        result = _decode(lambda d: queue._load_result(job_id, d), found[1] if found else None)
+        result = shown.result(job_id, found[1] if found else None)
+    if data.get("error"):
+        data["error"] = preview.cut(data["error"], preview.ERROR_CHARS)
     metadata = data.get("metadata")
-    if metadata:
+    if metadata and len(metadata) <= preview.PREVIEW_CHARS:
         try:
             metadata = json.dumps(json.loads(metadata), indent=2, sort_keys=True)
         except ValueError:
             pass
+    elif metadata:
+        metadata = preview.cut(metadata, preview.PREVIEW_CHARS)
     notes = data.get("notes")
     if notes is not None and not isinstance(notes, str):
         notes = json.dumps(notes, indent=2, sort_keys=True, default=str)
@@ -157,5 +141,12 @@ def job_detail(queue: Queue, job_id: str) -> dict[str, Any] | None:
         "result": result,
         "metadata": metadata,
         "notes": notes,
-        "errors": queue.job_errors(job_id),
+        "errors": [
+            {
+                **e,
+                "error": preview.cut(e.get("error") or "", preview.ERROR_CHARS),
+                "traceback": preview.cut(e["traceback"], preview.ERROR_CHARS) if e.get("traceback") else None,
+            }
+            for e in queue.job_errors(job_id)
+        ],
     }

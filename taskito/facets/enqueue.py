@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskito.facets.base import JobOptions, QueueState, job_options, metadata_text, result_ttls, run_options
-from taskito.flow_control import check_unique_keys, idempotency_key, is_idempotent, unique_keys_for
+from taskito.flow_control import check_unique_keys, is_idempotent, unique_keys_for
 from taskito.middleware import TaskMiddleware
 from taskito.result import JobResult
 
@@ -70,16 +70,17 @@ class Enqueue(QueueState):
         if task is not None and task._gate is not None:
             delay = task._gate.at_enqueue(self, task, args, kwargs, priority, delay, queue)
         opts = self._options(task_name, priority, delay, queue, max_retries, timeout)
-        payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
+        plan = self._plan_for(task_name)
+        payload = plan.dump_call(task_name, args, kwargs or {})
         if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
         if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
-            unique_key = idempotency_key(task_name, payload)
+            unique_key = plan.idempotency_key(task_name, payload)
         (job_id,) = self._inner.enqueue(
             task_name,
             [payload],
             unique_key=unique_key,
-            metadata=metadata_text(metadata),
+            metadata=self._payloads.metadata(metadata_text(metadata)),
             max_pending=self._max_pending.get(opts["queue"]),
             result_ttls=result_ttls(result_ttl, None, 1),
             **opts,
@@ -159,11 +160,11 @@ class Enqueue(QueueState):
         ]
         if not payloads:
             return []
-        keys = unique_keys_for(self._tasks.get(task_name), task_name, payloads, unique_keys, idempotent)
+        keys = unique_keys_for(self._tasks.get(task_name), task_name, payloads, unique_keys, idempotent, plan)
         ids = self._inner.enqueue(
             task_name,
             payloads,
-            metadata=metadata_text(metadata),
+            metadata=self._payloads.metadata(metadata_text(metadata)),
             unique_keys=keys,
             max_pending=self._max_pending.get(opts["queue"]),
             result_ttls=ttls,
@@ -223,11 +224,12 @@ class Enqueue(QueueState):
                 payloads,
                 [unique_keys[i] for i in indexes] if unique_keys is not None else None,
                 idempotent,
+                plan,
             )
             ids = self._inner.enqueue(
                 task_name,
                 payloads,
-                metadata=metadata_text(options["metadata"]),
+                metadata=self._payloads.metadata(metadata_text(options["metadata"])),
                 unique_keys=keys,
                 max_pending=self._max_pending.get(opts["queue"]),
                 result_ttls=[ttls[i] for i in indexes] if ttls is not None else None,

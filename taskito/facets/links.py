@@ -8,7 +8,7 @@ from typing import Any
 
 from taskito import _settings as settings
 from taskito.facets.base import QueueState, check_result_ttl, metadata_text
-from taskito.flow_control import idempotency_key, is_idempotent
+from taskito.flow_control import is_idempotent
 from taskito.notes import encode_notes
 from taskito.result import JobResult
 
@@ -78,9 +78,10 @@ class Links(QueueState):
         if expires is None:
             task = self._tasks.get(task_name)
             expires = getattr(task, "expires", None)
-        payload = self._plan_for(task_name).dump_call(task_name, args, kwargs or {})
+        plan = self._plan_for(task_name)
+        payload = plan.dump_call(task_name, args, kwargs or {})
         if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
-            unique_key = idempotency_key(task_name, payload)
+            unique_key = plan.idempotency_key(task_name, payload)
         job = (
             task_name,
             payload,
@@ -91,7 +92,7 @@ class Links(QueueState):
             opts["retry_backoff"],
             opts["timeout"],
             unique_key,
-            metadata_text(metadata),
+            self._payloads.metadata(metadata_text(metadata)),
         )
         links = (
             encode_notes(notes),

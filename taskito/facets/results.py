@@ -21,7 +21,7 @@ class Results(QueueState):
             if job is not None:
                 plan = self._plan_for(job["task_name"])
         try:
-            return plan.load_result(data)
+            return plan.load_result(data, job_id)
         except CryptoError as exc:
             raise CryptoError(f"the result of job {job_id} was not read: {exc}") from None
         except SerializationError:

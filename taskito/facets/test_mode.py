@@ -34,8 +34,6 @@ class TestMode(QueueState):
         self, task_name: str, args: tuple, kwargs: dict, options: dict[str, Any] | None = None
     ) -> TestResult:
         """Runs one enqueued call to its end; ``options`` are the enqueue's options."""
-        from taskito.canvas import builtin_task
-
         queue: Any = self
         results = self._test_results
         assert results is not None
@@ -44,7 +42,7 @@ class TestMode(QueueState):
         result = TestResult(f"test-{next(_ids)}-{uuid.uuid4().hex[:12]}", task_name, args, kwargs)
         results.append(result)
         queue._emit_enqueued(result.id, task_name, opts["queue"])
-        task = self._tasks.get(task_name) or builtin_task(queue, task_name)
+        task = self._tasks.get(task_name)
         try:
             if task is None:
                 # As on a worker: a failure no retry can fix, before anything runs.

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
 
-from taskito.canvas import builtin_task
+from taskito._signing import parent_values
 from taskito.context import _enter, _JobContext, _leave, current_job
 from taskito.events import EventType
 from taskito.exceptions import CryptoError, TaskCancelledError, TaskTimeoutError
@@ -109,8 +109,7 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
         worker_id: str,
         parents: tuple[int, list[bytes | None]] | None = None,
     ) -> Generator[Any, Any, tuple]:
-        # builtin_task reads the queue's registry and payloads only (canvas types it as Queue).
-        task = queue._tasks.get(task_name) or builtin_task(queue, task_name)  # type: ignore[arg-type]
+        task = queue._tasks.get(task_name)
         if task is None:
             known = ", ".join(sorted(queue._tasks)) or "none"
             return (
@@ -122,7 +121,7 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
             )
         plan = task._plan
         try:
-            args, kwargs = plan.load_call(payload)
+            args, kwargs = plan.load_call(payload, task_name)
         except CryptoError as exc:
             # Refused before any deserializer saw the bytes; running it again cannot help.
             error = f"CryptoError: the arguments of job {job_id} ({task_name}) were refused unread: {exc}"
@@ -140,8 +139,13 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
             # A canvas step: the previous step's result (chain) or the list of a group's
             # results (chord) comes first.
             mode, results = parents
-            results_plan = queue._payloads.queue_plan
-            values = [results_plan.load_result(r) for r in results]
+            try:
+                values = parent_values(queue, job_id, results)
+            except CryptoError as exc:
+                # A parent's stored result was altered or moved: this step fails once.
+                error = f"CryptoError: a parent result of job {job_id} ({task_name}) was refused: {exc}"
+                worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
+                return (False, error, "", False)
             args = ((values[0] if values else None) if mode == 1 else values, *args)
         if task._gate is not None:
             gate = task._gate
@@ -154,7 +158,7 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
             return (False, stored_error(ran[1], ran[2]), ran[2], ran[3])
         value = ran[1]
         try:
-            data = plan.dump_result(value)
+            data = plan.dump_result(value, job_id)
         except Exception as exc:
             error = (
                 f"SerializationError: the result of job {job_id} ({task_name}) cannot be "

@@ -5,6 +5,8 @@ locks.)"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -66,3 +68,18 @@ def flip(data: bytes, at: int) -> bytes:
     b = bytearray(data)
     b[at] ^= 0x01
     return bytes(b)
+
+
+def signed(key: bytes, context: bytes, body: bytes) -> bytes:
+    """A payload as a holder of ``key`` signs it for ``context``: the format byte, the
+    HMAC-SHA256 of the context (length-prefixed) and body, then the body."""
+    covered = b"taskito.hmac.v2\x00" + len(context).to_bytes(4, "big") + context + body
+    return b"\xa2" + hmac.digest(key, covered, hashlib.sha256) + body
+
+
+def args_context(task_name: str) -> bytes:
+    return b"taskito.args\x00" + task_name.encode()
+
+
+def result_context(job_id: str) -> bytes:
+    return b"taskito.result\x00" + job_id.encode()

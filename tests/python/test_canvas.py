@@ -88,12 +88,13 @@ def test_chord_callback_gets_the_group_results_in_order(queue: Queue, worker: ob
 
 
 def test_starmap_and_chunks(queue: Queue, worker: object) -> None:
-    add, _, _ = make_tasks(queue)
+    add, total, _ = make_tasks(queue)
     jobs = starmap(add, [(1, 2), (3, 4)]).apply()
     assert [j.result(timeout=10) for j in jobs] == [3, 7]
-    parts = chunks(add, [(i, i) for i in range(5)], 2).apply()
+    parts = chunks(total, list(range(5)), 2).apply()
     assert len(parts) == 3
-    assert [p.result(timeout=10) for p in parts] == [[0, 2], [4, 6], [8]]
+    # Each chunk is one call of the task with the chunk list as its argument.
+    assert [p.result(timeout=10) for p in parts] == [1, 5, 4]
 
 
 def test_chunks_rejects_no_items_and_bad_sizes(queue: Queue) -> None:
@@ -101,7 +102,7 @@ def test_chunks_rejects_no_items_and_bad_sizes(queue: Queue) -> None:
     with pytest.raises(ValueError, match="no items"):
         chunks(add, [], 2)
     for n in (0, -1, 1.5):
-        with pytest.raises(ValueError, match="n must be"):
+        with pytest.raises(ValueError, match="chunk_size must be"):
             chunks(add, [(1, 2)], n)  # type: ignore[arg-type]
     assert sum(queue.stats().values()) == 0
 
@@ -190,10 +191,10 @@ def test_canvas_in_test_mode_runs_inline(queue: Queue) -> None:
     with queue.test_mode() as results:
         last = chain(add.s(1, 2), add.s(3)).apply()
         cb = chord(group(add.s(1, 1), add.s(2, 2)), total.s()).apply()
-        parts = chunks(add, [(1, 1), (2, 2), (3, 3)], 2).apply()
+        parts = chunks(total, [1, 2, 3], 2).apply()
     assert last.return_value == 6
     assert cb.return_value == 6
-    assert [p.return_value for p in parts] == [[2, 4], [6]]
+    assert [p.return_value for p in parts] == [3, 3]
     assert len(results) == 2 + 3 + 2
     assert sum(queue.stats().values()) == 0
 

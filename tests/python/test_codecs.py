@@ -5,15 +5,13 @@ only), and what a worker does with bytes that do not verify or decrypt."""
 from __future__ import annotations
 
 import gzip
-import hashlib
-import hmac
 import pickle
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from dbtools import flip, get_blob, raw_bytes, set_blob
+from dbtools import args_context, flip, get_blob, raw_bytes, result_context, set_blob, signed
 
 from taskito import (
     AesGcmCodec,
@@ -101,9 +99,9 @@ def test_the_gzip_cap_holds_on_a_worker(tmp_path: Path) -> None:
 def test_hmac_codec_layout_and_verification() -> None:
     codec = HmacCodec(KEY)
     packed = codec.encode(b"body")
-    assert packed == hmac.digest(KEY, b"body", hashlib.sha256) + b"body"
+    assert packed == signed(KEY, b"", b"body")
     assert codec.decode(packed) == b"body"
-    for bad in (flip(packed, 0), flip(packed, -1), packed[:31], b""):
+    for bad in (flip(packed, 0), flip(packed, 1), flip(packed, -1), packed[:32], b""):
         with pytest.raises(CryptoError, match="signature did not verify"):
             codec.decode(bad)
     with pytest.raises(CryptoError):
@@ -171,11 +169,12 @@ def test_the_global_chain_covers_arguments_and_results(tmp_path: Path) -> None:
     q.run_worker(run_once=True)
     assert job.result(timeout=10) == "HI!"
 
-    def unwrap(stored: bytes) -> Any:
-        return pickle.loads(gzip.decompress(AESGCM(KEY).decrypt(stored[:12], stored[12:], None)))
+    def unwrap(stored: bytes, context: bytes) -> Any:
+        # The tag covers where the bytes belong: the task's arguments, the job's result.
+        return pickle.loads(gzip.decompress(AESGCM(KEY).decrypt(stored[:12], stored[12:], context)))
 
-    assert unwrap(get_blob(path, job.id)) == (("hi",), {})
-    assert unwrap(get_blob(path, job.id, "result")) == "HI!"
+    assert unwrap(get_blob(path, job.id), args_context("shout")) == (("hi",), {})
+    assert unwrap(get_blob(path, job.id, "result"), result_context(job.id)) == "HI!"
 
 
 @pytest.mark.parametrize("encrypted", [True, False])
@@ -217,8 +216,8 @@ def test_named_codecs_sit_inside_the_global_chain(tmp_path: Path) -> None:
     q = new_queue(path, codecs={"zip": GzipCodec()}, secret_key=KEY)
     job = register(q, ran, codecs="zip").delay("inside")
     stored = get_blob(path, job.id)
-    mac, body = stored[:32], stored[32:]
-    assert hmac.compare_digest(mac, hmac.digest(KEY, body, hashlib.sha256))
+    body = stored[33:]
+    assert stored == signed(KEY, args_context("shout"), body)
     assert pickle.loads(gzip.decompress(body)) == (("inside",), {})
     q.run_worker(run_once=True)
     assert job.result(timeout=10) == "INSIDE!"

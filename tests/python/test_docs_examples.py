@@ -45,7 +45,7 @@ EXPECTED: dict[str, list[str]] = {
     "dedup.py": ["one job per key"],
     "flow_control.py": ["emails", "max_pending"],
     "dependencies.py": ["pending True", "report daily dead cancelled"],
-    "canvas.py": ["10 6", "[[0, 2], [4, 6], [8]] [3, 7] [2, 4]"],
+    "canvas.py": ["10 6", "[1, 5, 4] [3, 7] [2, 4]"],
     "cancel_running.py": ["True", "cancelled"],
     "context_notes.py": ["__main__.resize default 0", '100 {"source": "upload"}', "{'customer': 'acme'"],
     "topics.py": ["['welcome 42', 'crm 42']"],

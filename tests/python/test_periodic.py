@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -228,6 +229,7 @@ def test_existing_database_upgrades(tmp_path: Path) -> None:
     )
     con.commit()
     con.close()
+    os.chmod(path, 0o600)  # as taskito makes its files: one wider than file_mode is refused
     queue = Queue(db_path=str(path))
     assert queue.stats()["pending"] == 1
     assert queue.list_periodic() == []

@@ -194,7 +194,7 @@ def test_every_serializer_is_a_serializer() -> None:
 def test_signed_serializer_signs_and_refuses_altered_bytes() -> None:
     signed = SignedSerializer(JsonSerializer(), KEY32)
     data = signed.dumps({"a": 1})
-    assert data[32:] == JsonSerializer().dumps({"a": 1})
+    assert data[:1] == b"\xa2" and data[33:] == JsonSerializer().dumps({"a": 1})
     assert signed.loads(data) == {"a": 1}
     for bad in (flip(data, 0), flip(data, -1), data[:20]):
         with pytest.raises(CryptoError) as info:

@@ -4,8 +4,6 @@ result is signed, so bytes written by anyone else are refused before anything re
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import pickle
 from collections.abc import Iterator
@@ -15,9 +13,9 @@ from typing import Any
 
 import pytest
 from cli_support import run_cli, write_app
-from dbtools import flip, get_blob, set_blob
+from dbtools import args_context, flip, get_blob, result_context, set_blob, signed
 
-from taskito import CryptoError, HmacCodec, Queue, SerializationError, TaskFailedError
+from taskito import CryptoError, DatabaseError, HmacCodec, Queue, SerializationError, TaskFailedError
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32
@@ -66,12 +64,16 @@ def test_file_mode_sets_the_bits_whatever_the_umask(tmp_path: Path) -> None:
     assert modes(path) == {"db": 0o660, "-wal": 0o660, "-shm": 0o660}
 
 
-def test_an_existing_files_mode_is_left_alone(tmp_path: Path) -> None:
+def test_an_existing_files_mode_is_left_alone_or_refused_when_wider(tmp_path: Path) -> None:
     path = str(tmp_path / "q.db")
     new_queue(path).enqueue("t")
     os.chmod(path, 0o640)
-    for kw in ({}, {"file_mode": 0o600}, {"file_mode": 0o666}):
+    for kw in ({"file_mode": 0o640}, {"file_mode": 0o666}):
         new_queue(path, **kw).enqueue("t")
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    for kw in ({}, {"file_mode": 0o600}):
+        with pytest.raises(DatabaseError, match="wider than file_mode"):
+            new_queue(path, **kw)
         assert os.stat(path).st_mode & 0o777 == 0o640
 
 
@@ -135,7 +137,7 @@ def test_a_forged_payload_is_never_unpickled(tmp_path: Path, signed_by: bytes | 
     planted = tmp_path / "planted"
     forged = pickle.dumps(((_Plant(planted),), {}), protocol=5)
     if signed_by is not None:
-        forged = hmac.digest(signed_by, forged, hashlib.sha256) + forged
+        forged = signed(signed_by, args_context("record"), forged)
     set_blob(path, job.id, forged)
     q.run_worker(run_once=True)
     assert job.status == "failed" and "signature did not verify" in job.error
@@ -174,8 +176,8 @@ def test_results_are_signed_and_an_altered_result_raises_crypto_error(tmp_path: 
     job = register(q, tmp_path / "ran.txt").delay("abc")
     q.run_worker(run_once=True)
     stored = get_blob(path, job.id, "result")
-    mac, body = stored[:32], stored[32:]
-    assert hmac.compare_digest(mac, hmac.digest(KEY, body, hashlib.sha256))
+    body = stored[33:]
+    assert stored == signed(KEY, result_context(job.id), body)
     assert pickle.loads(body) == "ABC"
     assert job.result(timeout=5) == "ABC"
     set_blob(path, job.id, flip(stored, -2), column="result")
@@ -203,16 +205,16 @@ def test_secret_key_is_an_hmac_codec_at_the_end_of_the_chain(tmp_path: Path) -> 
 
 def test_secret_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = str(tmp_path / "q.db")
-    monkeypatch.setenv("TASKITO_SECRET_KEY", "an environment secret, 32+ chars")
+    monkeypatch.setenv("TASKITO_SECRET_KEY", "an environment secret of 32+ chars")
     q = new_queue(path)
     job = q.enqueue("t", args=(1,))
     stored = get_blob(path, job.id)
-    key = b"an environment secret, 32+ chars"
-    assert hmac.compare_digest(stored[:32], hmac.digest(key, stored[32:], hashlib.sha256))
+    key = b"an environment secret of 32+ chars"
+    assert stored == signed(key, args_context("t"), stored[33:])
     # An explicit key wins over the variable.
     explicit = new_queue(path, secret_key=KEY).enqueue("t", args=(1,))
     stored = get_blob(path, explicit.id)
-    assert hmac.compare_digest(stored[:32], hmac.digest(KEY, stored[32:], hashlib.sha256))
+    assert stored == signed(KEY, args_context("t"), stored[33:])
 
 
 def test_a_short_key_in_the_environment_is_refused_without_showing_it(

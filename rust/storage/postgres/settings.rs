@@ -110,17 +110,36 @@ impl PgSettings {
 }
 
 fn scrub_with(password: Option<&str>, s: &str) -> String {
-    match password {
-        Some(p) if !p.is_empty() => s.replace(p, "***"),
-        _ => s.to_string(),
+    let Some(p) = password.filter(|p| !p.is_empty()) else {
+        return s.to_string();
+    };
+    // Only where the password stands on its own: masking it inside other words ("o***tion"
+    // for the password "p") would both garble the message and tell the reader the password.
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find(p) {
+        out.push_str(&rest[..pos]);
+        let before = out.chars().last();
+        let after = rest[pos + p.len()..].chars().next();
+        if is_word(before) || is_word(after) {
+            let first = p.chars().next().map_or(1, char::len_utf8);
+            out.push_str(&rest[pos..pos + first]);
+            rest = &rest[pos + first..];
+        } else {
+            out.push_str("***");
+            rest = &rest[pos + p.len()..];
+        }
     }
+    out.push_str(rest);
+    out
 }
 
-/// The `password` of `user:password@` as written in the URL (undecoded), if any.
+/// The `password` of `user:password@` as written in the URL (undecoded), if any. The last
+/// `@` ends the user info, so a password may hold `/`, `?` or `@`.
 fn url_password(url: &str) -> Option<String> {
     let rest = &url[url.find("://")? + 3..];
-    let auth = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let userinfo = &auth[..auth.rfind('@')?];
+    let userinfo = &rest[..rest.rfind('@')?];
     Some(userinfo[userinfo.find(':')? + 1..].to_string())
 }
 
@@ -170,8 +189,8 @@ pub fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = out.find("://") {
         let rest = &out[scheme_end + 3..];
-        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..auth_end].rfind('@') {
+        // The last `@` ends the user info: a password may hold `/`, `?` or `@` unescaped.
+        if let Some(at) = rest.rfind('@') {
             if let Some(colon) = rest[..at].find(':') {
                 let start = scheme_end + 3 + colon + 1;
                 let end = scheme_end + 3 + at;
@@ -214,6 +233,28 @@ mod tests {
         assert_eq!(
             redact_url("postgresql://bob:p@ss@db/app"),
             "postgresql://bob:***@db/app"
+        );
+        assert_eq!(
+            redact_url("postgresql://bob:a/b?c@d@db:5432/app"),
+            "postgresql://bob:***@db:5432/app"
+        );
+        assert_eq!(
+            url_password("postgresql://bob:x?y/z@db/app").as_deref(),
+            Some("x?y/z")
+        );
+    }
+
+    #[test]
+    fn scrubbing_masks_the_password_only_where_it_stands_alone() {
+        let msg = "invalid value for option \"p\": p";
+        assert_eq!(
+            scrub_with(Some("p"), msg),
+            "invalid value for option \"***\": ***"
+        );
+        assert_eq!(scrub_with(Some("p"), "option"), "option");
+        assert_eq!(
+            scrub_with(Some("hunter2"), "auth hunter2 failed"),
+            "auth *** failed"
         );
     }
 

@@ -341,10 +341,19 @@ pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
     }
     // A file another store of this process holds was checked when that store opened it,
     // and must not be opened outside SQLite now (see `HELD`).
-    if !is_held(&settings.path) {
+    let checked = !is_held(&settings.path);
+    if checked {
         check_path(&settings.path)?;
         if !Path::new(&settings.path).exists() {
             create_with_mode(&settings.path, settings.file_mode)?;
+        }
+        // A dangling link "does not exist" yet SQLite would create its target with the
+        // umask's bits: refused before SQLite sees it.
+        if fs::symlink_metadata(&settings.path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(open_error(
+                &settings.path,
+                "it is a symbolic link; give the path of the file itself",
+            ));
         }
         check_not_foreign(&settings.path)?;
     }
@@ -374,7 +383,44 @@ pub fn open_and_migrate(settings: &Settings) -> Result<Connection> {
             })
             .map_err(|e| open_error(path, format!("the database is damaged: {e}")))?;
     }
+    if checked {
+        check_private(path, settings.file_mode)?;
+    }
     Ok(conn)
+}
+
+/// Refuses a database file of another user, or one whose mode gives more than
+/// `file_mode`: whoever else can write it can make the workers run code.
+fn check_private(path: &str, file_mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::symlink_metadata(path).map_err(|e| open_error(path, e))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(open_error(
+                path,
+                format!(
+                    "the file belongs to user {} and this process runs as user {me}",
+                    meta.uid()
+                ),
+            ));
+        }
+        let got = meta.mode() & 0o777;
+        if got & !file_mode != 0 {
+            return Err(open_error(
+                path,
+                format!(
+                    "the file's mode is {got:o}, wider than file_mode {file_mode:o}: \
+                     chmod it, or pass file_mode={got:#o} to share it on purpose"
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, file_mode);
+    Ok(())
 }
 
 /// Why SQLite could not open or create `path`: SQLite only says "unable to open database

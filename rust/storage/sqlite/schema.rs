@@ -308,6 +308,12 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// As taskito makes its files: one wider than `file_mode` is refused.
+    fn private(path: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     /// A database written by the first schema (before dependencies, notes and expiry)
     /// opens, upgrades and keeps its jobs.
     #[test]
@@ -330,6 +336,7 @@ mod tests {
             conn.execute("INSERT INTO queues (name) VALUES ('default')", [])
                 .unwrap();
         }
+        private(path);
         let storage = crate::storage::SqliteStorage::open(path, crate::storage::Durability::Normal)
             .expect("an old database opens");
         use crate::storage::Storage;
@@ -374,6 +381,7 @@ mod tests {
                 .unwrap();
             }
         }
+        private(path);
         crate::storage::SqliteStorage::open(path, crate::storage::Durability::Normal)
             .expect("the database upgrades");
         let conn = Connection::open(path).unwrap();

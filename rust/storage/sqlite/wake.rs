@@ -68,6 +68,55 @@ pub fn folder_for(db_path: &str) -> PathBuf {
     PathBuf::from(format!("{db_path}-wake"))
 }
 
+/// The modes of the wake folder and of its sockets: the database file's own bits (it
+/// follows `file_mode`), the folder with search permission wherever it has read.
+fn private_modes(db_path: &str) -> (u32, u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let file = fs::metadata(db_path)
+        .map(|m| m.permissions().mode() & 0o666)
+        .unwrap_or(0o600);
+    (file | ((file & 0o444) >> 2), file)
+}
+
+/// Creates the wake folder with `mode` exactly, or checks the one that is there: a
+/// symbolic link, a folder of another user or one wider than `mode` is refused
+/// (`PermissionDenied`, saying why), since whoever controls it could read or fake hints.
+fn prepare_folder(folder: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(mode).create(folder) {
+        // The umask narrowed the bits given to mkdir: set them exactly.
+        Ok(()) => fs::set_permissions(folder, fs::Permissions::from_mode(mode))?,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!("the wake folder {} {why}", folder.display()),
+        ))
+    };
+    let meta = fs::symlink_metadata(folder)?;
+    if meta.file_type().is_symlink() {
+        return refuse("is a symbolic link".into());
+    }
+    if !meta.is_dir() {
+        return refuse("is not a folder".into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return refuse(format!(
+            "belongs to user {} (this process runs as user {me})",
+            meta.uid()
+        ));
+    }
+    let got = meta.mode() & 0o777;
+    if got & !mode != 0 {
+        return refuse(format!("has mode {got:o}, wider than {mode:o}"));
+    }
+    Ok(())
+}
+
 /// A path for a socket in `folder` that fits a `sockaddr_un`: the plain path when it is
 /// short enough, else the same file reached through this process's descriptor of the
 /// folder (`/proc/self/fd/N/name`).
@@ -115,7 +164,8 @@ impl Listener {
             return Ok(None);
         }
         let folder = folder_for(db_path);
-        fs::create_dir_all(&folder)?;
+        let (folder_mode, socket_mode) = private_modes(db_path);
+        prepare_folder(&folder, folder_mode)?;
         let handle = FolderHandle::open(&folder);
         let name = format!(
             "{}{}-{}-{:x}.sock",
@@ -127,6 +177,11 @@ impl Listener {
         let path = socket_path(&folder, handle.fd(), &name)
             .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "socket path too long"))?;
         let sock = UnixDatagram::bind(&path)?;
+        {
+            // Bound with the umask's bits: set the database's own, whatever the umask.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(socket_mode))?;
+        }
         Ok(Some(Listener {
             sock,
             file: folder.join(name),
@@ -343,6 +398,14 @@ pub(super) fn listen(
             hints.skip(&l);
             Box::new(l) as Box<dyn WakeSource>
         }),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // A wake folder that is not private: said once per process, then polling.
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                log::warn!("no wake-ups for {path}, polling only: {e}");
+            }
+            None
+        }
         Err(e) => {
             log::debug!("no wake-ups for {path}, polling only: {e}");
             None
