@@ -24,6 +24,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from taskito.exceptions import JobNotFoundError, TaskCancelledError, TaskitoError
+from taskito.task_errors import readable
 
 __all__ = ["TaskitoRouter", "worker_lifespan", "ROUTE_NAMES"]
 
@@ -112,7 +113,9 @@ class TaskitoRouter(APIRouter):
 
         async def job_errors(job_id: str) -> list[dict[str, Any]]:
             await asyncio.to_thread(self._job, job_id)
-            return await asyncio.to_thread(queue.job_errors, job_id)  # type: ignore[no-any-return]
+            rows = await asyncio.to_thread(queue.job_errors, job_id)
+            # A task's error is stored as JSON (0.22's form): an HTTP reader gets its summary.
+            return [{**row, "error": readable(row["error"])} for row in rows]
 
         async def job_result(
             job_id: str, timeout: float = Query(default=self.result_timeout, ge=0, le=300)
