@@ -23,6 +23,7 @@ pub mod logbridge;
 pub mod prefork;
 pub mod results;
 pub mod retention;
+pub mod retry_rule;
 pub mod schedule;
 pub mod scheduler;
 pub mod storage;

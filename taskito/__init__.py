@@ -19,13 +19,17 @@ from taskito.codecs import AesGcmCodec, CodecSerializer, GzipCodec, HmacCodec, P
 from taskito.context import LogLevel, current_job
 from taskito.events import EventType
 from taskito.exceptions import (
+    CircuitBreakerOpenError,
     CryptoError,
     DatabaseError,
     JobNotFoundError,
     MaxRetriesExceededError,
     NotesValidationError,
+    QueueError,
     QueueFullError,
+    RateLimitExceededError,
     SerializationError,
+    SoftTimeoutError,
     TaskCancelledError,
     TaskFailedError,
     TaskitoError,
@@ -74,6 +78,10 @@ __all__ = [
     "JobNotFoundError",
     "QueueFullError",
     "NotesValidationError",
+    "SoftTimeoutError",
+    "CircuitBreakerOpenError",
+    "RateLimitExceededError",
+    "QueueError",
     "MAX_NOTE_FIELDS",
     "EventType",
     "Signature",

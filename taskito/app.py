@@ -24,6 +24,7 @@ from taskito.facets.links import Links
 from taskito.facets.pages import Pages
 from taskito.facets.pause import Pause
 from taskito.facets.periodic import PeriodicSchedules
+from taskito.facets.resilience import Resilience
 from taskito.facets.results import Results
 from taskito.facets.retention import RetentionCalls
 from taskito.facets.task_logs import TaskLogs
@@ -33,6 +34,8 @@ from taskito.facets.workers import Workers
 from taskito.flow_control import check_max_concurrent, check_max_pending, parse_rate_limit
 from taskito.middleware import TaskMiddleware, check_middleware
 from taskito.payload.plan import Payloads
+from taskito.resilience.breaker import CircuitBreaker
+from taskito.resilience.retry_rules import RetryRules
 from taskito.retention import Retention, resolve
 from taskito.task import TaskWrapper
 
@@ -57,6 +60,7 @@ class Queue(
     RetentionCalls,
     Hooks,
     Events,
+    Resilience,
     Workers,
     TestMode,
     Results,
@@ -209,12 +213,22 @@ class Queue(
         expires: float | None = None,
         serializer: Any = None,
         codecs: list[str] | None = None,
+        circuit_breaker: dict[str, Any] | None = None,
+        retry_on: Any = None,
+        dont_retry_on: Any = None,
+        soft_timeout: float | None = None,
+        retry_delays: list[float] | None = None,
+        max_retry_delay: float | None = None,
+        retry_budget: str | None = None,
     ) -> Any:
         """Registers a function as a task; use as ``@queue.task()``, ``@queue.task`` or
         ``@queue.task("name")``.
         ``expires``: seconds after enqueue past which a job not yet started is cancelled.
         ``serializer`` (None: the queue's) encodes its arguments and result; ``codecs`` names
-        codecs of ``Queue(codecs=...)`` applied to its arguments."""
+        codecs of ``Queue(codecs=...)`` applied to its arguments.
+        ``retry_on``/``dont_retry_on`` (exception classes), ``retry_delays``,
+        ``max_retry_delay``, ``retry_budget``, ``circuit_breaker`` and ``soft_timeout``:
+        see ``taskito.resilience`` and ``current_job.check_timeout()``."""
         task_middleware = check_middleware("middleware", middleware)
         if rate_limit is not None:
             parse_rate_limit(rate_limit)
@@ -232,6 +246,12 @@ class Queue(
         if expires is not None:
             settings.check_seconds("expires", expires, positive=True)
         plan = self._payloads.for_task(serializer, codecs)
+        if soft_timeout is not None:
+            settings.check_seconds("soft_timeout", soft_timeout, positive=True)
+        rule_options = (retry_on, dont_retry_on, retry_delays, max_retry_delay, retry_budget)
+        RetryRules.build("", *rule_options)  # checked now, built per name below
+        if circuit_breaker is not None:
+            CircuitBreaker("", circuit_breaker)
 
         def register(f: Callable[..., Any]) -> TaskWrapper:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
@@ -261,6 +281,15 @@ class Queue(
             )
             wrapper.expires = expires
             wrapper._plan = plan
+            # Left unset (the class's None) for a task without them: dispatch reads one
+            # attribute per run and nothing more.
+            if soft_timeout is not None:
+                wrapper.soft_timeout = soft_timeout
+            rules = RetryRules.build(task_name, *rule_options)
+            if rules is not None:
+                wrapper._retry_rules = rules
+            if circuit_breaker is not None:
+                wrapper._breaker = CircuitBreaker(task_name, circuit_breaker)
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
             return wrapper

@@ -221,6 +221,9 @@ class _ChunkRunner:
     """The built-in chunk task as dispatch sees it (``.fn``)."""
 
     queue_name = "default"
+    soft_timeout = None
+    _retry_rules = None
+    _breaker = None
 
     def __init__(self, queue: Queue) -> None:
         self._queue = queue

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from taskito.app import Queue
     from taskito.canvas import Signature
     from taskito.middleware import TaskMiddleware
+    from taskito.resilience.breaker import CircuitBreaker
+    from taskito.resilience.retry_rules import RetryRules
     from taskito.result import JobResult
 
 
@@ -20,6 +22,10 @@ class TaskWrapper:
 
     # How its arguments and result become bytes; set by ``Queue.task()``.
     _plan: Plan
+    # Set by ``Queue.task()`` only for a task that has them (``taskito.resilience``).
+    soft_timeout: float | None = None
+    _retry_rules: RetryRules | None = None
+    _breaker: CircuitBreaker | None = None
 
     def __init__(
         self,

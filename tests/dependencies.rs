@@ -98,6 +98,7 @@ fn failed_parent_cancels_dependents_transitively() {
         error: "boom".into(),
         traceback: String::new(),
         status: JobStatus::Dead,
+        dead_metadata: None,
     };
     s.record(&[write], now_ms()).unwrap();
     assert_eq!(s.status(&ids[1]).unwrap(), Some(JobStatus::Cancelled));

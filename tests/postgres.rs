@@ -113,6 +113,7 @@ fn a_caller_whose_clock_runs_ahead_never_runs_a_job_early() {
             error: "boom".into(),
             traceback: String::new(),
             run_at: now - hour,
+            counted: true,
         }],
         now - hour,
     )
@@ -637,6 +638,7 @@ fn a_failure_cancels_a_long_chain_at_once() {
         error: "boom".into(),
         traceback: String::new(),
         status: JobStatus::Failed,
+        dead_metadata: None,
     };
     assert_eq!(s.record(&[fail], now_ms()).unwrap(), 1);
     for i in 1..n {

@@ -223,6 +223,7 @@ fn retry_then_fail_writes_history_and_a_dead_letter() {
             error: "E: one".into(),
             traceback: "tb".into(),
             run_at: now + 1000,
+            counted: true,
         }],
         now,
     )
@@ -240,6 +241,7 @@ fn retry_then_fail_writes_history_and_a_dead_letter() {
             error: "E: two".into(),
             traceback: String::new(),
             status: JobStatus::Dead,
+            dead_metadata: None,
         }],
         now,
     )

@@ -12,5 +12,6 @@ mod queue_pause;
 mod queue_periodic;
 pub mod queue_pool;
 mod queue_retention;
+mod queue_settings;
 pub mod runner;
 mod worker_wait;

@@ -15,6 +15,7 @@ mod periodic;
 pub mod postgres;
 mod retention;
 mod schema;
+pub(crate) mod settings_kv;
 mod sqlite;
 mod sqlite_change;
 mod sqlite_limits;
@@ -63,6 +64,9 @@ pub enum Write {
         error: String,
         traceback: String,
         run_at: i64,
+        /// False for a run put off before it started (an open circuit breaker): no retry
+        /// is used and no error is recorded in the history.
+        counted: bool,
     },
     /// Finished for good (`failed` or `dead`), with a dead-letter row.
     Fail {
@@ -72,6 +76,8 @@ pub enum Write {
         error: String,
         traceback: String,
         status: JobStatus,
+        /// Replaces the dead letter's metadata (a retry rule's reason), when set.
+        dead_metadata: Option<String>,
     },
     /// Claimed but not run (shutdown, write-off of a stuck thread): back to `pending` as it
     /// was, no attempt counted.
@@ -270,6 +276,14 @@ pub trait Storage: Send + Sync + 'static {
     fn resume_queue(&self, queue: &str) -> Result<bool>;
     /// Names of the paused queues, sorted.
     fn paused_queues(&self) -> Result<Vec<String>>;
+    /// The shared settings store (`settings_kv`): `(value, version)` of `key`.
+    fn setting_get(&self, key: &str) -> Result<Option<(String, i64)>>;
+    /// Stores `value` under `key`, compare-and-set on `expected` (see `settings_kv::put`).
+    fn setting_put(&self, key: &str, value: &str, expected: Option<i64>) -> Result<Option<i64>>;
+    /// Removes `key`; true if it was there.
+    fn setting_delete(&self, key: &str) -> Result<bool>;
+    /// `(key, value, version)` of the keys starting with `prefix`, by key.
+    fn settings_list(&self, prefix: &str) -> Result<Vec<(String, String, i64)>>;
     /// Up to `limit` jobs matching `filter` (its limit and offset are ignored), newest
     /// first, strictly after the opaque cursor `after`. Indexed: no offset scan.
     fn list_jobs_after(

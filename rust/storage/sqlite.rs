@@ -16,8 +16,8 @@ use super::sqlite_limits;
 use super::sqlite_wake::{Kind, Listener, Notifier};
 use super::wal_index::WalIndex;
 use super::{
-    admin, inspect, job_control, pages, pause, retention, task_logs, ChangeProbe, JobPage,
-    QueueCounts, Storage, TaskFilter, WakeSource, Write,
+    admin, inspect, job_control, pages, pause, retention, settings_kv, task_logs, ChangeProbe,
+    JobPage, QueueCounts, Storage, TaskFilter, WakeSource, Write,
 };
 use crate::error::{Error, Result};
 use crate::job::{
@@ -462,6 +462,7 @@ fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
             error,
             traceback,
             run_at,
+            counted,
         } => {
             if job_control::finish_cancelled(conn, id, *token, error, thread_id, now)? {
                 return Ok(true);
@@ -473,7 +474,7 @@ fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
                      WHERE seq = ?1 AND claim_token = ?2 AND status = 1",
                 )?
                 .execute(params![seq_of(id), token, run_at, error, thread_id])?;
-            if n > 0 {
+            if n > 0 && *counted {
                 insert_error(conn, seq_of(id), error, traceback, now)?;
                 conn.prepare_cached(
                     "UPDATE jobs SET retry_count = retry_count + 1 WHERE seq = ?1",
@@ -489,6 +490,7 @@ fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
             error,
             traceback,
             status,
+            dead_metadata,
         } => {
             if job_control::finish_cancelled(conn, id, *token, error, thread_id, now)? {
                 return Ok(true);
@@ -508,6 +510,12 @@ fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> {
             if let Some(has_dependents) = done {
                 insert_error(conn, seq_of(id), error, traceback, now)?;
                 write_dead_letter(conn, seq_of(id), now)?;
+                if let Some(metadata) = dead_metadata {
+                    conn.prepare_cached(
+                        "UPDATE dead_letters SET metadata = ?2 WHERE original_job_id = ?1",
+                    )?
+                    .execute(params![id, metadata])?;
+                }
                 after_outcome(conn, seq_of(id), *status as i64, has_dependents != 0, now)?;
             }
             usize::from(done.is_some())
@@ -899,6 +907,18 @@ impl Storage for SqliteStorage {
     }
     fn paused_queues(&self) -> Result<Vec<String>> {
         self.read(|c| pause::paused_names(c))
+    }
+    fn setting_get(&self, key: &str) -> Result<Option<(String, i64)>> {
+        self.read(|c| settings_kv::get(c, key))
+    }
+    fn setting_put(&self, key: &str, value: &str, expected: Option<i64>) -> Result<Option<i64>> {
+        self.write(|c| settings_kv::put(c, key, value, expected))
+    }
+    fn setting_delete(&self, key: &str) -> Result<bool> {
+        self.write(|c| settings_kv::delete(c, key))
+    }
+    fn settings_list(&self, prefix: &str) -> Result<Vec<(String, String, i64)>> {
+        self.read(|c| settings_kv::list(c, prefix))
     }
     fn list_jobs_after(
         &self,

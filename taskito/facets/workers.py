@@ -97,6 +97,7 @@ class Workers(QueueState):
         host = socket.gethostname()
         if pool not in ("thread", "prefork"):
             raise ValueError(f'pool must be "thread" or "prefork", got {pool!r}')
+        self._check_retry_rules()
         if _prefork.CHILD_LOADING:
             raise TaskitoError(
                 "run_worker was called while a prefork child imported the app: "

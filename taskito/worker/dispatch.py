@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
@@ -23,6 +24,8 @@ from taskito.context import _enter, _JobContext, _leave, current_job
 from taskito.events import EventType
 from taskito.exceptions import CryptoError, TaskCancelledError, TaskTimeoutError
 from taskito.middleware import TaskMiddleware, call_each
+from taskito.resilience.breaker import POSTPONE_MS
+from taskito.resilience.retry_rules import POSTPONE, RETRY_AFTER
 
 if TYPE_CHECKING:
     from taskito.worker.host import EventSink, JobHost
@@ -119,6 +122,16 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
                 "",
                 False,
             )
+        breaker = task._breaker
+        if breaker is not None and not breaker.admit(queue._inner):
+            # Put off, not failed: no retry is used and the job is never dropped.
+            return (
+                False,
+                f"CircuitBreakerOpenError: the circuit breaker of task {task_name!r} is open",
+                "",
+                True,
+                (POSTPONE, POSTPONE_MS, None),
+            )
         plan = task._plan
         try:
             args, kwargs = plan.load_call(payload)
@@ -144,7 +157,11 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
             args = ((values[0] if values else None) if mode == 1 else values, *args)
         context = _JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner)
         ran = yield from run_steps(queue, task, args, kwargs, context, max_retries)
+        if breaker is not None:
+            breaker.record(queue._inner, ran[0])
         if not ran[0]:
+            if len(ran) > 4:
+                return (False, _describe(ran[1]), ran[2], ran[3], ran[4])
             return (False, _describe(ran[1]), ran[2], ran[3])
         value = ran[1]
         try:
@@ -187,6 +204,8 @@ def run_steps(
     events = queue._dispatcher
     if events is not None:
         queue._emit(EventType.JOB_STARTED, _event(context))
+    if task.soft_timeout is not None:
+        context.soft_deadline = time.monotonic() + task.soft_timeout
     token = _enter(context)
     try:
         entered = call_each(chain, "before", current_job) if chain else chain
@@ -206,14 +225,24 @@ def run_steps(
             # A cancel asked for by cancel_running_job is not retried: the store ends
             # the job cancelled.
             retryable = not isinstance(exc, TaskCancelledError)
-            retrying = retryable and retry_count < max_retries
+            rules = task._retry_rules
+            rule = None
+            if rules is not None and retryable:
+                rule = rules.decide(context.core, exc, retry_count, max_retries, task.retry_backoff)
+                retrying = rule[0] == RETRY_AFTER
+            else:
+                retrying = retryable and retry_count < max_retries
             if entered:
                 call_each(entered, "after", current_job, None, exc)
             if chain:
                 _ended(chain, exc, retrying, retry_count)
             _log_failure(job_id, task_name, exc, retrying)
             if events is not None:
-                _emit_failure(queue, _event(context), exc, retryable, retry_count, max_retries)
+                # A rule that dead-letters early reads to the events as no retries left.
+                limit = max_retries if retrying or rule is None else retry_count
+                _emit_failure(queue, _event(context), exc, retryable, retry_count, limit)
+            if rule is not None:
+                return (False, exc, tb, retryable, rule)
             return (False, exc, tb, retryable)
         if hooks["on_success"]:
             _run_hooks(hooks["on_success"], "on_success", task_name, args, kwargs, value)

@@ -534,6 +534,7 @@ fn apply(
             error,
             traceback,
             run_at,
+            counted,
         } => {
             if finish_cancelled(tx, id, *token, error, thread_id)? {
                 return Ok(true);
@@ -544,14 +545,23 @@ fn apply(
                     "UPDATE jobs SET status = 0, scheduled_at = ",
                     now_ms_sql!(),
                     " + $3, error = $4, worker_id = $5, owner = NULL, claim_token = NULL, \
-                     started_at = NULL, retry_count = retry_count + 1 \
+                     started_at = NULL, retry_count = retry_count + $6 \
                      WHERE seq = $1 AND claim_token = $2 AND status = 1 RETURNING retry_count"
                 ),
-                &[&seq_of(id), token, &delay, error, thread_id],
+                &[
+                    &seq_of(id),
+                    token,
+                    &delay,
+                    error,
+                    thread_id,
+                    &i64::from(*counted),
+                ],
             )?;
             if let Some(row) = row {
                 let attempt: i64 = row.get(0);
-                insert_error(tx, id, attempt, error, traceback)?;
+                if *counted {
+                    insert_error(tx, id, attempt, error, traceback)?;
+                }
                 true
             } else {
                 false
@@ -564,6 +574,7 @@ fn apply(
             error,
             traceback,
             status,
+            dead_metadata,
         } => {
             if finish_cancelled(tx, id, *token, error, thread_id)? {
                 return Ok(true);
@@ -581,6 +592,12 @@ fn apply(
                 let retries: i64 = row.get(0);
                 insert_error(tx, id, retries + 1, error, traceback)?;
                 write_dead_letter(tx, id)?;
+                if let Some(metadata) = dead_metadata {
+                    tx.execute(
+                        "UPDATE dead_letters SET metadata = $2 WHERE original_job_id = $1",
+                        &[id, metadata],
+                    )?;
+                }
                 true
             } else {
                 false
