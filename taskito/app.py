@@ -30,6 +30,7 @@ from taskito.facets.retention import RetentionCalls
 from taskito.facets.task_logs import TaskLogs
 from taskito.facets.test_mode import TestMode
 from taskito.facets.topics import Topics
+from taskito.facets.webhooks import Webhooks
 from taskito.facets.workers import Workers
 from taskito.flow_control import check_max_concurrent, check_max_pending, parse_rate_limit
 from taskito.middleware import TaskMiddleware, check_middleware
@@ -61,6 +62,7 @@ class Queue(
     Hooks,
     Events,
     Resilience,
+    Webhooks,
     Workers,
     TestMode,
     Results,

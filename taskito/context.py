@@ -35,6 +35,7 @@ class _JobContext:
     # A plain slotted class: built once per job on the hot path, so no dataclass machinery.
     # `soft_deadline` (monotonic seconds) is set only for a task with a `soft_timeout`.
     __slots__ = ("id", "task_name", "queue_name", "retry_count", "worker_id", "core", "soft_deadline")
+    soft_deadline: float
 
     def __init__(
         self, id: str, task_name: str, queue_name: str, retry_count: int, worker_id: str, core: Any

@@ -151,6 +151,8 @@ class QueueState:
         _run_inline: Callable[..., TestResult]
         _flush_events: Callable[..., bool]
         _check_retry_rules: Callable[[], None]
+        _webhooks: Any
+        _webhook_manager: Any
         _register_periodic: Callable[[], None]
         _worker_hooks: Callable[[str], None]
         _load_result: Callable[[str, bytes | None], Any]
