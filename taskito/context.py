@@ -33,9 +33,13 @@ def log_level(level: LogLevel | str) -> str:
 
 class _JobContext:
     # A plain slotted class: built once per job on the hot path, so no dataclass machinery.
-    # `soft_deadline` (monotonic seconds) is set only for a task with a `soft_timeout`.
-    __slots__ = ("id", "task_name", "queue_name", "retry_count", "worker_id", "core", "soft_deadline")
+    # `soft_deadline` (monotonic seconds) is set only for a task with a `soft_timeout`;
+    # `event_started` (perf_counter seconds) is set only while events are on.
+    __slots__ = (
+        "id", "task_name", "queue_name", "retry_count", "worker_id", "core", "soft_deadline", "event_started"
+    )  # fmt: skip
     soft_deadline: float
+    event_started: float
 
     def __init__(
         self, id: str, task_name: str, queue_name: str, retry_count: int, worker_id: str, core: Any

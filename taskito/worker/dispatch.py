@@ -174,7 +174,7 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
             _run_hooks(queue._hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
             worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
             if queue._dispatcher is not None:
-                _emit_failure(queue, _event(context), exc, False, retry_count, max_retries)
+                _emit_failure(queue, _timed_event(context), exc, False, retry_count, max_retries)
             return (False, error, traceback.format_exc(), False)
         completed(queue, context)
         return (True, data)
@@ -184,6 +184,14 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
 
 def _event(context: _JobContext) -> dict[str, Any]:
     return {"job_id": context.id, "task_name": context.task_name, "queue": context.queue_name}
+
+
+def _timed_event(context: _JobContext) -> dict[str, Any]:
+    """``_event`` plus ``duration_ms``: how long the run took (None if events were turned on
+    while it ran). Built only when events are on."""
+    started = getattr(context, "event_started", None)
+    duration = None if started is None else round((time.perf_counter() - started) * 1000, 3)
+    return {**_event(context), "duration_ms": duration}
 
 
 def run_steps(
@@ -203,6 +211,7 @@ def run_steps(
         worker_log.info("job %s (%s) started on %s", job_id, task_name, context.worker_id)
     events = queue._dispatcher
     if events is not None:
+        context.event_started = time.perf_counter()
         queue._emit(EventType.JOB_STARTED, _event(context))
     if task.soft_timeout is not None:
         context.soft_deadline = time.monotonic() + task.soft_timeout
@@ -240,7 +249,7 @@ def run_steps(
             if events is not None:
                 # A rule that dead-letters early reads to the events as no retries left.
                 limit = max_retries if retrying or rule is None else retry_count
-                _emit_failure(queue, _event(context), exc, retryable, retry_count, limit)
+                _emit_failure(queue, _timed_event(context), exc, retryable, retry_count, limit)
             if rule is not None:
                 return (False, exc, tb, retryable, rule)
             return (False, exc, tb, retryable)
@@ -260,7 +269,7 @@ def completed(queue: EventSink, context: _JobContext) -> None:
     if worker_log.isEnabledFor(logging.INFO):
         worker_log.info("job %s (%s) complete", context.id, context.task_name)
     if queue._dispatcher is not None:
-        queue._emit(EventType.JOB_COMPLETED, _event(context))
+        queue._emit(EventType.JOB_COMPLETED, _timed_event(context))
 
 
 def make_dispatch(queue: JobHost) -> Callable[..., tuple]:

@@ -135,6 +135,7 @@ def test_signed_delivery_of_a_completed_job(queue: Queue, worker: RunningWorker,
     assert payload["event"] == "job.completed" and payload["job_id"] == job.id
     assert payload["task_name"] == add.name and payload["queue"] == "default"
     assert body == json.dumps(payload, default=str).encode()  # Python's default separators
+    assert isinstance(payload["duration_ms"], float) and payload["duration_ms"] >= 0
     expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert request["headers"]["X-Taskito-Signature"] == expected
     assert request["headers"]["X-Team"] == "billing"
