@@ -156,3 +156,43 @@ def test_retry_budget_holds_across_two_worker_processes(tmp_path: Path, db_path:
         jobs += queue.enqueue_many("featapp.shared", [(i,) for i in range(3, 6)], queue="b", max_retries=4)
         wait_for(lambda: all(j.refresh().status == "dead" for j in jobs), 60, what="all dead")
     assert sum(_runs(queue, j.id) - 1 for j in jobs) == 4
+
+
+PREFORK_APP = """
+from taskito import Queue
+
+queue = Queue(db_path={db!r}, scheduler_poll_interval_ms=20)
+
+class Permanent(Exception):
+    pass
+
+@queue.task(max_retries=3, retry_delays=[0, 0, 0], dont_retry_on=[Permanent])
+def ruled(permanent):
+    raise Permanent("no") if permanent else RuntimeError("again")
+
+@queue.task(max_retries=3, retry_delays=[0, 0, 0], retry_budget="1/h")
+def budgeted():
+    raise RuntimeError("spent")
+"""
+
+
+def test_rules_hold_in_prefork_children(tmp_path: Path, db_path: str) -> None:
+    from cli_support import start_cli
+
+    (tmp_path / "preforkapp.py").write_text(PREFORK_APP.format(db=db_path))
+    queue = Queue(db_path=db_path)
+    proc = start_cli("worker", "--app", "preforkapp:queue", "--workers", "2", "--pool", "prefork", cwd=tmp_path)
+    try:
+        permanent = queue.enqueue("preforkapp.ruled", (True,), max_retries=3)
+        transient = queue.enqueue("preforkapp.ruled", (False,), max_retries=3)
+        budget = [queue.enqueue("preforkapp.budgeted", (), max_retries=3) for _ in range(2)]
+        jobs = [permanent, transient, *budget]
+        wait_for(lambda: all(j.refresh().status == "dead" for j in jobs), 60, what="all dead")
+        assert _runs(queue, permanent.id) == 1
+        assert _runs(queue, transient.id) == 4
+        assert sum(_runs(queue, j.id) - 1 for j in budget) == 1
+        reasons = sorted(str(_dead_for(queue, j.id)["metadata"]) for j in budget)  # type: ignore[index]
+        assert reasons == ["retry_budget_exhausted", "retry_budget_exhausted"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
