@@ -181,7 +181,8 @@ def test_rules_hold_in_prefork_children(tmp_path: Path, db_path: str) -> None:
 
     (tmp_path / "preforkapp.py").write_text(PREFORK_APP.format(db=db_path))
     queue = Queue(db_path=db_path)
-    proc = start_cli("worker", "--app", "preforkapp:queue", "--workers", "2", "--pool", "prefork", cwd=tmp_path)
+    args = ("worker", "--app", "preforkapp:queue", "--workers", "2", "--pool", "prefork")
+    proc = start_cli(*args, cwd=tmp_path)
     try:
         permanent = queue.enqueue("preforkapp.ruled", (True,), max_retries=3)
         transient = queue.enqueue("preforkapp.ruled", (False,), max_retries=3)
