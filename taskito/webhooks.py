@@ -170,6 +170,16 @@ class WebhookManager:
             subs = [s for s in self._subs if s.wants(event, task_name)]
         return [self._pool.submit(self._deliver, s, event, dict(payload)) for s in subs]
 
+    def send_test(self, subscription_id: str) -> str:
+        """Sends the event ``test.ping`` to one subscription now, whatever events it
+        subscribes to; returns the final status. KeyError if there is no such subscription."""
+        sub = self._store.get(subscription_id) if self._store is not None else None
+        if sub is None:
+            sub = next((s for s in self._subs if s.id == subscription_id), None)
+        if sub is None:
+            raise KeyError(f"no webhook {subscription_id!r}")
+        return self._deliver(sub, TEST_EVENT, {"subscription_id": sub.id})
+
     def deliver_now(self, sub: WebhookSubscription, event: str, payload: dict[str, Any]) -> str:
         """Delivers one event to one subscription in this thread; returns the final status."""
         return self._deliver(sub, event, payload)

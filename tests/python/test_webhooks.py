@@ -321,3 +321,11 @@ def test_every_worker_process_delivers_its_events(tmp_path: Path, db_path: str, 
     records = DeliveryStore(queue).list(sub.id)
     assert sorted(r["status"] for r in records) == ["delivered", "delivered"]
     assert len({j.refresh().worker_id.rsplit("-", 1)[0] for j in jobs}) == 2  # type: ignore[union-attr]
+
+
+def test_the_test_action_sends_test_ping(queue: Queue, receiver: Receiver) -> None:
+    sub = queue.add_webhook(receiver.url, events=[EventType.JOB_DEAD], secret="p")
+    assert queue._webhook_manager.send_test(sub.id) == "delivered"
+    assert receiver.events() == [{"event": "test.ping", "subscription_id": sub.id}]
+    with pytest.raises(KeyError):
+        queue._webhook_manager.send_test("missing")
