@@ -225,6 +225,9 @@ class _ChunkRunner:
 
     queue_name = "default"
     _gate = None
+    soft_timeout = None
+    _retry_rules = None
+    _breaker = None
 
     def __init__(self, queue: Queue) -> None:
         self._queue = queue
