@@ -3,8 +3,9 @@
 //! other methods, one file per storage area (inspect, pages, workers, retention, periodic,
 //! limits, links, job_control, admin, task_logs, pause, settings). `queue_pool.rs` is the
 //! async lane and the prefork pool's runner, `runner.rs` runs a job through Python,
-//! `worker_wait.rs` is how the thread in `run_worker` waits; `convert.rs` (records to dicts), `units.rs`
-//! (seconds checked and saturated), `errors.rs` and `logs.rs` serve them all.
+//! `worker_wait.rs` is how the thread in `run_worker` waits; `convert.rs` (records to
+//! dicts), `units.rs` (seconds checked and saturated), `errors.rs` and `logs.rs` serve them
+//! all.
 
 mod convert;
 pub mod errors;
