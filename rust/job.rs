@@ -214,6 +214,8 @@ pub enum Outcome {
         error: String,
         traceback: String,
         retryable: bool,
+        /// Set only for a task with retry rules (`crate::retry_rule`).
+        rule: Option<crate::retry_rule::RetryRule>,
     },
 }
 

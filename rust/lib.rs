@@ -21,6 +21,7 @@ pub mod error;
 pub mod job;
 pub mod logbridge;
 pub mod retention;
+pub mod retry_rule;
 pub mod schedule;
 
 // The parts.

@@ -27,16 +27,20 @@ from taskito.facets.links import Links
 from taskito.facets.pages import Pages
 from taskito.facets.pause import Pause
 from taskito.facets.periodic import PeriodicSchedules
+from taskito.facets.resilience import Resilience
 from taskito.facets.results import Results
 from taskito.facets.retention import RetentionCalls
 from taskito.facets.task_logs import TaskLogs
 from taskito.facets.test_mode import TestMode
 from taskito.facets.topics import Topics
+from taskito.facets.webhooks import Webhooks
 from taskito.facets.workers import Workers
 from taskito.flow_control import check_max_concurrent, check_max_pending, parse_rate_limit
 from taskito.middleware import TaskMiddleware, check_middleware
 from taskito.payload.plan import Payloads
 from taskito.predicates.gate import PredicatesMixin, make_gate
+from taskito.resilience.breaker import CircuitBreaker
+from taskito.resilience.retry_rules import RetryRules
 from taskito.retention import Retention, resolve
 from taskito.task import AsyncTaskWrapper, P, TaskDecorator, TaskWrapper
 
@@ -64,6 +68,8 @@ class Queue(
     RetentionCalls,
     Hooks,
     Events,
+    Resilience,
+    Webhooks,
     Workers,
     TestMode,
     Results,
@@ -241,6 +247,13 @@ class Queue(
         on_false: str = "defer",
         predicate_extras: dict[str, Any] | None = None,
         default_defer_seconds: float = 60.0,
+        circuit_breaker: dict[str, Any] | None = None,
+        retry_on: Any = None,
+        dont_retry_on: Any = None,
+        soft_timeout: float | None = None,
+        retry_delays: list[float] | None = None,
+        max_retry_delay: float | None = None,
+        retry_budget: str | None = None,
     ) -> TaskDecorator: ...
     def task(
         self,
@@ -264,12 +277,22 @@ class Queue(
         on_false: str = "defer",
         predicate_extras: dict[str, Any] | None = None,
         default_defer_seconds: float = 60.0,
+        circuit_breaker: dict[str, Any] | None = None,
+        retry_on: Any = None,
+        dont_retry_on: Any = None,
+        soft_timeout: float | None = None,
+        retry_delays: list[float] | None = None,
+        max_retry_delay: float | None = None,
+        retry_budget: str | None = None,
     ) -> Any:
         """Registers a function as a task; use as ``@queue.task()``, ``@queue.task`` or
         ``@queue.task("name")``.
         ``expires``: seconds after enqueue past which a job not yet started is cancelled.
         ``serializer`` (None: the queue's) encodes its arguments and result; ``codecs`` names
-        codecs of ``Queue(codecs=...)`` applied to its arguments."""
+        codecs of ``Queue(codecs=...)`` applied to its arguments.
+        ``retry_on``/``dont_retry_on`` (exception classes), ``retry_delays``,
+        ``max_retry_delay``, ``retry_budget``, ``circuit_breaker`` and ``soft_timeout``:
+        see ``taskito.resilience`` and ``current_job.check_timeout()``."""
         task_middleware = check_middleware("middleware", middleware)
         gate = make_gate(predicate, on_false, predicate_extras, default_defer_seconds)
         batch_config = BatchConfig.normalize(batch)
@@ -291,6 +314,12 @@ class Queue(
         if expires is not None:
             settings.check_seconds("expires", expires, positive=True)
         plan = self._payloads.for_task(serializer, codecs)
+        if soft_timeout is not None:
+            settings.check_seconds("soft_timeout", soft_timeout, positive=True)
+        rule_options = (retry_on, dont_retry_on, retry_delays, max_retry_delay, retry_budget)
+        RetryRules.build("", *rule_options)  # checked now, built per name below
+        if circuit_breaker is not None:
+            CircuitBreaker("", circuit_breaker)
 
         def register(f: Callable[..., Any]) -> TaskWrapper:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
@@ -326,6 +355,15 @@ class Queue(
                 wrapper._batch = BatchAccumulator(self, wrapper, batch_config)
                 if batch_config.per_item_results:
                     wrapper.fn = per_item_checked(f)
+            # Left unset (the class's None) for a task without them: dispatch reads one
+            # attribute per run and nothing more.
+            if soft_timeout is not None:
+                wrapper.soft_timeout = soft_timeout
+            rules = RetryRules.build(task_name, *rule_options)
+            if rules is not None:
+                wrapper._retry_rules = rules
+            if circuit_breaker is not None:
+                wrapper._breaker = CircuitBreaker(task_name, circuit_breaker)
             self._tasks[task_name] = wrapper
             self._default_options.pop(task_name, None)
             return wrapper

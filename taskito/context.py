@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import enum
 import json
+import time
 from typing import Any
 
 __all__ = ["current_job", "LogLevel"]
@@ -32,7 +33,13 @@ def log_level(level: LogLevel | str) -> str:
 
 class _JobContext:
     # A plain slotted class: built once per job on the hot path, so no dataclass machinery.
-    __slots__ = ("id", "task_name", "queue_name", "retry_count", "worker_id", "core")
+    # `soft_deadline` (monotonic seconds) is set only for a task with a `soft_timeout`;
+    # `event_started` (perf_counter seconds) is set only while events are on.
+    __slots__ = (
+        "id", "task_name", "queue_name", "retry_count", "worker_id", "core", "soft_deadline", "event_started"
+    )  # fmt: skip
+    soft_deadline: float
+    event_started: float
 
     def __init__(
         self, id: str, task_name: str, queue_name: str, retry_count: int, worker_id: str, core: Any
@@ -95,6 +102,17 @@ class _CurrentJob:
             from taskito.exceptions import TaskCancelledError
 
             raise TaskCancelledError(f"job {ctx.id} was cancelled while running")
+
+    def check_timeout(self) -> None:
+        """Raises ``SoftTimeoutError`` once this attempt has run longer than its task's
+        ``soft_timeout``; does nothing otherwise (or for a task without one). Cooperative:
+        it fires only where the task calls it."""
+        ctx = self._ctx()
+        deadline = getattr(ctx, "soft_deadline", None)
+        if deadline is not None and time.monotonic() > deadline:
+            from taskito.exceptions import SoftTimeoutError
+
+            raise SoftTimeoutError(f"job {ctx.id} ({ctx.task_name}) ran past its soft timeout")
 
     def update_progress(self, percent: int | float) -> None:
         """Stores the job's progress (0-100), visible as ``JobResult.progress``."""

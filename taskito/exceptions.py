@@ -9,6 +9,10 @@ __all__ = [
     "MaxRetriesExceededError",
     "TaskCancelledError",
     "TaskTimeoutError",
+    "SoftTimeoutError",
+    "CircuitBreakerOpenError",
+    "RateLimitExceededError",
+    "QueueError",
     "SerializationError",
     "CryptoError",
     "DatabaseError",
@@ -62,6 +66,19 @@ class TaskTimeoutError(TaskitoError, TimeoutError):
     """Raised inside a task that ran past its ``timeout``."""
 
 
+class SoftTimeoutError(TaskitoError):
+    """Raised by ``current_job.check_timeout()`` once the running attempt has run longer
+    than its task's ``soft_timeout``."""
+
+
+class CircuitBreakerOpenError(TaskitoError):
+    """A task's circuit breaker is open: its jobs wait instead of running."""
+
+
+class RateLimitExceededError(TaskitoError):
+    """A task's rate limit has no token left for this run."""
+
+
 class SerializationError(TaskitoError, TypeError):
     """Arguments or a result that cannot be serialized, or bytes that cannot be read back."""
 
@@ -83,7 +100,11 @@ class JobNotFoundError(TaskitoError, KeyError):
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
-class QueueFullError(TaskitoError):
+class QueueError(TaskitoError):
+    """A queue refused an operation."""
+
+
+class QueueFullError(QueueError):
     """An enqueue would take a queue past its ``max_pending``; nothing was stored."""
 
 

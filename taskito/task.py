@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from taskito.app import Queue
     from taskito.canvas import Signature
     from taskito.middleware import TaskMiddleware
+    from taskito.resilience.breaker import CircuitBreaker
+    from taskito.resilience.retry_rules import RetryRules
     from taskito.result import JobResult
 
 P = ParamSpec("P")
@@ -39,6 +41,10 @@ class TaskWrapper(Generic[P, R]):
     _gate: Any = None
     _batch: Any = None
     __wrapped__: Callable[..., Any]
+    # Set by ``Queue.task()`` only for a task that has them (``taskito.resilience``).
+    soft_timeout: float | None = None
+    _retry_rules: RetryRules | None = None
+    _breaker: CircuitBreaker | None = None
 
     def __init__(
         self,

@@ -150,7 +150,7 @@ def _run_to_end(queue: Any, task: Any, result: TestResult, queue_name: str, max_
             result.error = result.traceback = None
             completed(queue, context)
             return
-        error, tb, retryable = ran[1:]
+        error, tb, retryable = ran[1:4]
         result.failures.append(error)
         result.error, result.traceback = error, tb
         if retryable and result.retry_count < max_retries:

@@ -32,6 +32,7 @@ impl Runner for ScriptRunner {
                 error: "RuntimeError: scripted".into(),
                 traceback: String::new(),
                 retryable: true,
+                rule: None,
             },
         }
     }

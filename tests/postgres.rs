@@ -79,6 +79,7 @@ fn a_caller_whose_clock_runs_ahead_never_runs_a_job_early() {
             error: "boom".into(),
             traceback: String::new(),
             run_at: now - hour,
+            counted: true,
         }],
         now - hour,
     )

@@ -342,6 +342,7 @@ mod callers_clock {
                     error: "E: one".into(),
                     traceback: "tb".into(),
                     run_at: now + 1000,
+                    counted: true,
                 }],
                 now,
             )
@@ -359,6 +360,7 @@ mod callers_clock {
                     error: "E: two".into(),
                     traceback: String::new(),
                     status: JobStatus::Dead,
+                    dead_metadata: None,
                 }],
                 now,
             )

@@ -17,6 +17,7 @@ use crate::engine::health::Health;
 use crate::engine::load::InFlight;
 use crate::error::{Error, Result};
 use crate::job::{now_ms, JobStatus, Outcome};
+use crate::retry_rule::RetryRule;
 use crate::storage::{Storage, Write};
 
 /// How long a "started" mark waits before it is written (see `plan`).
@@ -84,6 +85,49 @@ pub fn decide(job: &JobRef, thread_id: &str, outcome: Outcome, now: i64) -> Writ
             error,
             traceback,
             retryable: true,
+            rule: Some(RetryRule::After(delay_ms)),
+        } if job.retry_count < job.max_retries => Write::Retry {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            run_at: now.saturating_add(delay_ms),
+            counted: true,
+        },
+        Outcome::Failed {
+            error,
+            traceback,
+            rule: Some(RetryRule::Postpone(delay_ms)),
+            ..
+        } => Write::Retry {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            run_at: now.saturating_add(delay_ms),
+            counted: false,
+        },
+        Outcome::Failed {
+            error,
+            traceback,
+            retryable: true,
+            rule: Some(RetryRule::DeadLetter { metadata }),
+        } => Write::Fail {
+            id,
+            token,
+            thread_id,
+            error,
+            traceback,
+            status: JobStatus::Dead,
+            dead_metadata: metadata,
+        },
+        Outcome::Failed {
+            error,
+            traceback,
+            retryable: true,
+            rule: None,
         } if job.retry_count < job.max_retries => Write::Retry {
             id,
             token,
@@ -91,11 +135,13 @@ pub fn decide(job: &JobRef, thread_id: &str, outcome: Outcome, now: i64) -> Writ
             error,
             traceback,
             run_at: now + backoff_ms(job.retry_backoff, job.retry_count + 1),
+            counted: true,
         },
         Outcome::Failed {
             error,
             traceback,
             retryable,
+            ..
         } => Write::Fail {
             id,
             token,
@@ -107,6 +153,7 @@ pub fn decide(job: &JobRef, thread_id: &str, outcome: Outcome, now: i64) -> Writ
             } else {
                 JobStatus::Failed
             },
+            dead_metadata: None,
         },
     }
 }
@@ -210,6 +257,7 @@ fn unrecordable(write: &Write, cause: &Error) -> Option<Write> {
         error: format!("could not record the result: {cause}"),
         traceback: String::new(),
         status: JobStatus::Failed,
+        dead_metadata: None,
     })
 }
 

@@ -70,5 +70,6 @@ pub(crate) fn timeout_outcome(job: &JobRef) -> Outcome {
         ),
         traceback: String::new(),
         retryable: true,
+        rule: None,
     }
 }

@@ -17,6 +17,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use crate::job::{ClaimedJob, Outcome};
+use crate::retry_rule::RetryRule;
 
 /// The largest frame accepted from a child (a result larger than this is a protocol error).
 const MAX_FRAME: usize = 1 << 30;
@@ -162,10 +163,24 @@ pub fn parse_reply(body: &[u8]) -> io::Result<Reply> {
             Ok(Reply::Done(outcome, took, c.events()?))
         }
         b'F' => {
+            let (error, traceback) = (c.text()?, c.text()?);
+            let flag = c.byte()?;
+            // Flag 2: retryable, with the task's retry rule: its kind byte, the delay in ms
+            // and the dead letter's metadata as texts (see `RetryRule::from_parts`).
+            let rule = match flag {
+                2 => {
+                    let kind = i64::from(c.byte()?);
+                    let delay = c.text()?.parse::<i64>().unwrap_or(0);
+                    let metadata = c.text()?;
+                    RetryRule::from_parts(kind, delay, (!metadata.is_empty()).then_some(metadata))
+                }
+                _ => None,
+            };
             let outcome = Outcome::Failed {
-                error: c.text()?,
-                traceback: c.text()?,
-                retryable: c.byte()? != 0,
+                error,
+                traceback,
+                retryable: flag != 0,
+                rule,
             };
             let took = c.seconds()?;
             Ok(Reply::Done(outcome, took, c.events()?))
@@ -222,10 +237,12 @@ mod tests {
                     error,
                     traceback,
                     retryable,
+                    rule,
                 },
                 took,
                 events,
             ) => {
+                assert_eq!(rule, None);
                 assert_eq!(error, "ValueError: x");
                 assert_eq!(traceback, "tb");
                 assert!(retryable);
@@ -260,5 +277,23 @@ mod tests {
         let mut r = &framed[..];
         assert_eq!(read_frame(&mut r).unwrap().unwrap(), b"abc");
         assert!(read_frame(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failure_carries_its_retry_rule() {
+        let mut body = vec![b'F'];
+        put_bytes(&mut body, b"CircuitBreakerOpenError: open");
+        put_bytes(&mut body, b"");
+        body.extend_from_slice(&[2, 2]);
+        put_bytes(&mut body, b"5000");
+        put_bytes(&mut body, b"");
+        body.extend_from_slice(&0.0f64.to_be_bytes());
+        body.extend_from_slice(&0u32.to_be_bytes());
+        match parse_reply(&body).unwrap() {
+            Reply::Done(Outcome::Failed { rule, .. }, _, _) => {
+                assert_eq!(rule, Some(RetryRule::Postpone(5000)))
+            }
+            _ => panic!("not a failure"),
+        }
     }
 }

@@ -216,6 +216,7 @@ fn crashed(job: &ClaimedJob, pid: i32, how: &str) -> Outcome {
         ),
         traceback: String::new(),
         retryable: true,
+        rule: None,
     }
 }
 
@@ -242,6 +243,7 @@ impl PreforkRunner {
                 error: "WorkerCrashedError: this worker thread has no child process".into(),
                 traceback: String::new(),
                 retryable: true,
+                rule: None,
             };
             return (failed, Duration::ZERO);
         };
@@ -262,6 +264,7 @@ impl PreforkRunner {
                         error: format!("WorkerCrashedError: cannot start a child process: {e}"),
                         traceback: String::new(),
                         retryable: true,
+                        rule: None,
                     };
                     return (failed, Duration::ZERO);
                 }

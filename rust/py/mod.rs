@@ -1,10 +1,11 @@
 //! The Python bindings: the only code that knows about Python. `queue.rs` is the
 //! `QueueCore` class (its constructor and the enqueue hot path); `queue_<area>.rs` hold its
 //! other methods, one file per storage area (inspect, pages, workers, retention, periodic,
-//! limits, links, job_control, admin, task_logs, pause). `queue_pool.rs` is the async lane
-//! and the prefork pool's runner, `runner.rs` runs a job through Python, `worker_wait.rs`
-//! is how the thread in `run_worker` waits; `convert.rs` (records to dicts), `units.rs`
-//! (seconds checked and saturated), `errors.rs` and `logs.rs` serve them all.
+//! limits, links, job_control, admin, task_logs, pause, settings). `queue_pool.rs` is the
+//! async lane and the prefork pool's runner, `runner.rs` runs a job through Python,
+//! `worker_wait.rs` is how the thread in `run_worker` waits; `convert.rs` (records to
+//! dicts), `units.rs` (seconds checked and saturated), `errors.rs` and `logs.rs` serve them
+//! all.
 
 mod convert;
 pub mod errors;
@@ -21,6 +22,7 @@ mod queue_pause;
 mod queue_periodic;
 pub mod queue_pool;
 mod queue_retention;
+mod queue_settings;
 mod queue_task_logs;
 mod queue_workers;
 pub mod runner;

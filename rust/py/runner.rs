@@ -58,6 +58,7 @@ pub(super) fn failure(py: Python<'_>, err: PyErr) -> Outcome {
         ),
         traceback,
         retryable: true,
+        rule: None,
     }
 }
 
@@ -70,10 +71,21 @@ pub(super) fn read_answer(answer: &Bound<'_, PyAny>) -> PyResult<Outcome> {
         let bytes = item.cast::<PyBytes>()?;
         return Ok(Outcome::Complete(bytes.as_bytes().to_vec()));
     }
+    // A fifth item is the task's retry rule: `(kind, delay_ms, metadata)` as
+    // `RetryRule::from_parts` reads it.
+    let rule = match tuple.len() > 4 {
+        true => {
+            let (kind, delay, metadata): (i64, i64, Option<String>) =
+                tuple.get_item(4)?.extract()?;
+            crate::retry_rule::RetryRule::from_parts(kind, delay, metadata)
+        }
+        false => None,
+    };
     Ok(Outcome::Failed {
         error: tuple.get_item(1)?.extract()?,
         traceback: tuple.get_item(2)?.extract()?,
         retryable: tuple.get_item(3)?.is_truthy()?,
+        rule,
     })
 }
 

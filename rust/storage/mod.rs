@@ -226,6 +226,22 @@ pub trait Storage: Send + Sync + 'static {
     /// Names of the paused queues, sorted.
     fn paused_queues(&self) -> Result<Vec<String>>;
 
+    // -- settings_kv.rs: the shared settings store (small versioned rows every process
+    // reads: webhook subscriptions, circuit-breaker and retry-budget state)
+    /// `(value, version)` stored under `key`.
+    fn setting_get(&self, key: &str) -> Result<Option<(String, i64)>>;
+
+    /// Stores `value` under `key`. `expected`: None writes unconditionally, `Some(0)` only
+    /// if the key is absent, `Some(v)` only if the stored version is `v`. Returns the new
+    /// version, or None when `expected` did not hold (nothing written).
+    fn setting_put(&self, key: &str, value: &str, expected: Option<i64>) -> Result<Option<i64>>;
+
+    /// Removes `key`; true if it was there.
+    fn setting_delete(&self, key: &str) -> Result<bool>;
+
+    /// `(key, value, version)` of the keys starting with `prefix`, by key.
+    fn settings_list(&self, prefix: &str) -> Result<Vec<(String, String, i64)>>;
+
     // -- pages.rs: keyset pages and dashboard reads
     /// Up to `limit` jobs matching `filter` (its limit and offset are ignored), newest
     /// first, strictly after the opaque cursor `after`. Indexed: no offset scan.

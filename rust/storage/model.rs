@@ -28,6 +28,9 @@ pub enum Write {
         error: String,
         traceback: String,
         run_at: i64,
+        /// False for a run put off before it started (an open circuit breaker): no retry
+        /// is used and no error is recorded in the history.
+        counted: bool,
     },
     /// Finished for good (`failed` or `dead`), with a dead-letter row.
     Fail {
@@ -37,6 +40,8 @@ pub enum Write {
         error: String,
         traceback: String,
         status: JobStatus,
+        /// Replaces the dead letter's metadata (a retry rule's reason), when set.
+        dead_metadata: Option<String>,
     },
     /// Claimed but not run (shutdown, write-off of a stuck thread): back to `pending` as it
     /// was, no attempt counted.

@@ -150,6 +150,9 @@ class QueueState:
         _enqueue_specs: Callable[[list[JobSpec]], list[JobResult]]
         _run_inline: Callable[..., TestResult]
         _flush_events: Callable[..., bool]
+        _check_retry_rules: Callable[[], None]
+        _webhooks: Any
+        _webhook_manager: Any
         _register_periodic: Callable[[], None]
         _worker_hooks: Callable[[str], None]
         _load_result: Callable[[str, bytes | None], Any]

@@ -34,7 +34,26 @@ class Events(QueueState):
 
         return register(callback) if callback is not None else register
 
+    @property
+    def _event_bus(self) -> Any:
+        """This queue's bus, as ``taskito.events.EventBus`` offers it (``on``/``emit``)."""
+        return _QueueBus(self)
+
     def _flush_events(self, timeout: float = 5.0) -> bool:
         """Waits until queued events were delivered (tests, shutdown)."""
         dispatcher = self._dispatcher
         return True if dispatcher is None else dispatcher.flush(timeout)
+
+
+class _QueueBus:
+    """``queue._event_bus``: ``on`` registers like ``queue.on_event``, ``emit`` queues an
+    event for this queue's callbacks (webhooks included)."""
+
+    def __init__(self, queue: Events) -> None:
+        self._queue = queue
+
+    def on(self, event_type: EventType, callback: EventCallback) -> EventCallback:
+        return self._queue.on_event(event_type, callback)  # type: ignore[no-any-return]
+
+    def emit(self, event_type: EventType, payload: dict[str, Any]) -> None:
+        self._queue._emit(event_type, payload)

@@ -97,6 +97,7 @@ class Workers(QueueState):
         host = socket.gethostname()
         if pool not in ("thread", "prefork"):
             raise ValueError(f'pool must be "thread" or "prefork", got {pool!r}')
+        self._check_retry_rules()
         if _prefork.CHILD_LOADING:
             raise TaskitoError(
                 "run_worker was called while a prefork child imported the app: "
@@ -127,6 +128,8 @@ class Workers(QueueState):
             self._worker_hooks("on_worker_start")
             register_limits(self._inner, self._tasks)
             self._register_periodic()
+            # Every worker process delivers the webhooks of the events it fires.
+            self._webhook_manager.start_reloading()
             dispatch = make_dispatch(self)
             if self._metrics is not None:
                 dispatch = self._metrics.wrap_dispatch(dispatch)
@@ -154,6 +157,8 @@ class Workers(QueueState):
         finally:
             self._worker_hooks("on_worker_stop")
             self._emit(EventType.WORKER_STOPPED, {"worker_id": wid, "hostname": host, "queues": queues})
+            if self._webhooks is not None:
+                self._webhooks.stop_reloading()
             self._running.release()
 
     def _pool_args(

@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Callable
@@ -23,6 +24,8 @@ from taskito.context import _enter, _JobContext, _leave, current_job
 from taskito.events import EventType
 from taskito.exceptions import CryptoError, TaskCancelledError, TaskTimeoutError
 from taskito.middleware import TaskMiddleware, call_each
+from taskito.resilience.breaker import POSTPONE_MS
+from taskito.resilience.retry_rules import POSTPONE, RETRY_AFTER
 from taskito.task_errors import stored_error
 
 if TYPE_CHECKING:
@@ -152,9 +155,25 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
             stopped = gate.at_dispatch(queue, task, payload, args, kwargs, job_id, queue_name, retry_count)
             if stopped is not None:
                 return stopped
+        # Asked last, just before the run: an admitted run (a half-open probe slot) is
+        # always followed by its record below.
+        breaker = task._breaker
+        if breaker is not None and not breaker.admit(queue._inner):
+            # Put off, not failed: no retry is used and the job is never dropped.
+            return (
+                False,
+                f"CircuitBreakerOpenError: the circuit breaker of task {task_name!r} is open",
+                "",
+                True,
+                (POSTPONE, POSTPONE_MS, None),
+            )
         context = _JobContext(job_id, task_name, queue_name, retry_count, worker_id, queue._inner)
         ran = yield from run_steps(queue, task, args, kwargs, context, max_retries)
+        if breaker is not None:
+            breaker.record(queue._inner, ran[0])
         if not ran[0]:
+            if len(ran) > 4:
+                return (False, stored_error(ran[1], ran[2]), ran[2], ran[3], ran[4])
             return (False, stored_error(ran[1], ran[2]), ran[2], ran[3])
         value = ran[1]
         try:
@@ -167,7 +186,7 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
             _run_hooks(queue._hooks["on_failure"], "on_failure", task_name, args, kwargs, exc)
             worker_log.error("job %s (%s) failed: %s", job_id, task_name, error)
             if queue._dispatcher is not None:
-                _emit_failure(queue, _event(context), exc, False, retry_count, max_retries)
+                _emit_failure(queue, _timed_event(context), exc, False, retry_count, max_retries)
             return (False, error, traceback.format_exc(), False)
         completed(queue, context)
         return (True, data)
@@ -177,6 +196,14 @@ def _job_steps(queue: JobHost) -> Callable[..., Generator[Any, Any, tuple]]:
 
 def _event(context: _JobContext) -> dict[str, Any]:
     return {"job_id": context.id, "task_name": context.task_name, "queue": context.queue_name}
+
+
+def _timed_event(context: _JobContext) -> dict[str, Any]:
+    """``_event`` plus ``duration_ms``: how long the run took (None if events were turned on
+    while it ran). Built only when events are on."""
+    started = getattr(context, "event_started", None)
+    duration = None if started is None else round((time.perf_counter() - started) * 1000, 3)
+    return {**_event(context), "duration_ms": duration}
 
 
 def run_steps(
@@ -196,7 +223,10 @@ def run_steps(
         worker_log.info("job %s (%s) started on %s", job_id, task_name, context.worker_id)
     events = queue._dispatcher
     if events is not None:
+        context.event_started = time.perf_counter()
         queue._emit(EventType.JOB_STARTED, _event(context))
+    if task.soft_timeout is not None:
+        context.soft_deadline = time.monotonic() + task.soft_timeout
     token = _enter(context)
     try:
         entered = call_each(chain, "before", current_job) if chain else chain
@@ -216,14 +246,24 @@ def run_steps(
             # A cancel asked for by cancel_running_job is not retried: the store ends
             # the job cancelled.
             retryable = not isinstance(exc, TaskCancelledError)
-            retrying = retryable and retry_count < max_retries
+            rules = task._retry_rules
+            rule = None
+            if rules is not None and retryable:
+                rule = rules.decide(context.core, exc, retry_count, max_retries, task.retry_backoff)
+                retrying = rule[0] == RETRY_AFTER
+            else:
+                retrying = retryable and retry_count < max_retries
             if entered:
                 call_each(entered, "after", current_job, None, exc)
             if chain:
                 _ended(chain, exc, retrying, retry_count)
             _log_failure(job_id, task_name, exc, retrying)
             if events is not None:
-                _emit_failure(queue, _event(context), exc, retryable, retry_count, max_retries)
+                # A rule that dead-letters early reads to the events as no retries left.
+                limit = max_retries if retrying or rule is None else retry_count
+                _emit_failure(queue, _timed_event(context), exc, retryable, retry_count, limit)
+            if rule is not None:
+                return (False, exc, tb, retryable, rule)
             return (False, exc, tb, retryable)
         if hooks["on_success"]:
             _run_hooks(hooks["on_success"], "on_success", task_name, args, kwargs, value)
@@ -241,7 +281,7 @@ def completed(queue: EventSink, context: _JobContext) -> None:
     if worker_log.isEnabledFor(logging.INFO):
         worker_log.info("job %s (%s) complete", context.id, context.task_name)
     if queue._dispatcher is not None:
-        queue._emit(EventType.JOB_COMPLETED, _event(context))
+        queue._emit(EventType.JOB_COMPLETED, _timed_event(context))
 
 
 def make_dispatch(queue: JobHost) -> Callable[..., tuple]:

@@ -250,8 +250,13 @@ def main(argv: list[str] | None = None) -> None:
         if answer[0]:
             relay.answer(b"C" + _field(answer[1]) + took)
         else:
-            retryable = b"\x01" if answer[3] else b"\x00"
-            relay.answer(b"F" + _text(answer[1]) + _text(answer[2]) + retryable + took)
+            if len(answer) > 4:
+                # The task's retry rule: its kind, delay in ms and metadata.
+                kind, delay, metadata = answer[4]
+                rule = b"\x02" + bytes((kind,)) + _text(str(delay)) + _text(metadata or "")
+            else:
+                rule = b"\x01" if answer[3] else b"\x00"
+            relay.answer(b"F" + _text(answer[1]) + _text(answer[2]) + rule + took)
     queue._worker_hooks("on_worker_stop")
     sys.stdout.flush()
     sys.stderr.flush()

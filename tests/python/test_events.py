@@ -64,7 +64,9 @@ def test_job_lifecycle_events(queue: Queue) -> None:
         EventType.WORKER_STOPPED,
     ]
     completed = next(p for e, p, _ in seen if e == EventType.JOB_COMPLETED)
+    duration = completed.pop("duration_ms")
     assert completed == {"job_id": job.id, "task_name": "ok", "queue": "default"}
+    assert isinstance(duration, float) and duration >= 0
     # Every callback ran on the dispatcher thread.
     assert {name for _, _, name in seen} == {"taskito-events"}
 

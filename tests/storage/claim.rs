@@ -260,3 +260,44 @@ fn concurrent_claimers_take_each_job_once() {
         s.close();
     });
 }
+
+#[test]
+fn a_put_off_run_uses_no_retry_and_a_rule_sets_the_dead_letters_metadata() {
+    each(|backend| {
+        let s = open(&backend.db());
+        let now = now_ms();
+        s.enqueue(&[job("q", 0, now)]).unwrap();
+        let j = s.claim(None, &"w".into(), 1, now).unwrap().remove(0);
+        let put_off = Write::Retry {
+            id: j.id.clone(),
+            token: j.claim_token,
+            thread_id: "w-0".into(),
+            error: "CircuitBreakerOpenError: open".into(),
+            traceback: String::new(),
+            run_at: now,
+            counted: false,
+        };
+        s.record(&[put_off], now).unwrap();
+        let rec = s.get_job(&j.id).unwrap().unwrap();
+        assert_eq!((rec.status, rec.retry_count), (JobStatus::Pending, 0));
+        assert!(s.job_errors(&j.id).unwrap().is_empty());
+        let j = s.claim(None, &"w".into(), 1, now_ms()).unwrap().remove(0);
+        let dead = Write::Fail {
+            id: j.id.clone(),
+            token: j.claim_token,
+            thread_id: "w-0".into(),
+            error: "ValueError: bad".into(),
+            traceback: String::new(),
+            status: JobStatus::Dead,
+            dead_metadata: Some("{\"reason\": \"dont_retry_on\"}".into()),
+        };
+        assert_eq!(s.record(&[dead], now_ms()).unwrap(), 1);
+        let letters = s.dead_letters(10, 0).unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(
+            letters[0].metadata.as_deref(),
+            Some("{\"reason\": \"dont_retry_on\"}")
+        );
+        assert_eq!(s.job_errors(&j.id).unwrap().len(), 1);
+    });
+}

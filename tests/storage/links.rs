@@ -70,6 +70,7 @@ fn failed_parent_cancels_dependents_transitively() {
             error: "boom".into(),
             traceback: String::new(),
             status: JobStatus::Dead,
+            dead_metadata: None,
         };
         s.record(&[write], now_ms()).unwrap();
         assert_eq!(s.status(&ids[1]).unwrap(), Some(JobStatus::Cancelled));
@@ -189,6 +190,7 @@ fn a_failure_cancels_a_long_chain_at_once() {
             error: "boom".into(),
             traceback: String::new(),
             status: JobStatus::Failed,
+            dead_metadata: None,
         };
         assert_eq!(s.record(&[fail], now_ms()).unwrap(), 1);
         for i in 1..n {

@@ -11,4 +11,5 @@ mod limits;
 mod links;
 mod pages;
 mod pause;
+mod settings_kv;
 mod workers;

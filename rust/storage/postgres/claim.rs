@@ -381,6 +381,7 @@ fn apply(
             error,
             traceback,
             run_at,
+            counted,
         } => {
             if finish_cancelled(tx, id, *token, error, thread_id)? {
                 return Ok(true);
@@ -393,16 +394,25 @@ fn apply(
                     ", scheduled_at = ",
                     now_ms_sql!(),
                     " + $3, error = $4, worker_id = $5, owner = NULL, claim_token = NULL, \
-                     started_at = NULL, retry_count = retry_count + 1 \
+                     started_at = NULL, retry_count = retry_count + $6 \
                      WHERE seq = $1 AND claim_token = $2 AND status = ",
                     job_status!(running),
                     " RETURNING retry_count"
                 ),
-                &[&seq_of(id), token, &delay, error, thread_id],
+                &[
+                    &seq_of(id),
+                    token,
+                    &delay,
+                    error,
+                    thread_id,
+                    &i64::from(*counted),
+                ],
             )?;
             if let Some(row) = row {
                 let attempt: i64 = row.get(0);
-                insert_error(tx, id, attempt, error, traceback)?;
+                if *counted {
+                    insert_error(tx, id, attempt, error, traceback)?;
+                }
                 true
             } else {
                 false
@@ -415,6 +425,7 @@ fn apply(
             error,
             traceback,
             status,
+            dead_metadata,
         } => {
             if finish_cancelled(tx, id, *token, error, thread_id)? {
                 return Ok(true);
@@ -433,7 +444,7 @@ fn apply(
             if let Some(row) = row {
                 let retries: i64 = row.get(0);
                 insert_error(tx, id, retries + 1, error, traceback)?;
-                write_dead_letter(tx, id)?;
+                write_dead_letter(tx, id, dead_metadata.as_deref())?;
                 true
             } else {
                 false

@@ -20,6 +20,7 @@ mod retention;
 mod rows;
 mod schema;
 mod settings;
+mod settings_kv;
 mod store;
 mod task_logs;
 mod wake;
@@ -217,6 +218,18 @@ impl Storage for PgStorage {
     }
     fn paused_queues(&self) -> Result<Vec<String>> {
         self.with(pause::paused)
+    }
+    fn setting_get(&self, key: &str) -> Result<Option<(String, i64)>> {
+        self.with(|c, s| settings_kv::get(c, s, key))
+    }
+    fn setting_put(&self, key: &str, value: &str, expected: Option<i64>) -> Result<Option<i64>> {
+        self.with(|c, s| settings_kv::put(c, s, key, value, expected))
+    }
+    fn setting_delete(&self, key: &str) -> Result<bool> {
+        self.with(|c, s| settings_kv::delete(c, s, key))
+    }
+    fn settings_list(&self, prefix: &str) -> Result<Vec<(String, String, i64)>> {
+        self.with(|c, s| settings_kv::list(c, s, prefix))
     }
     fn list_jobs_after(
         &self,

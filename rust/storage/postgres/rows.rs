@@ -223,9 +223,11 @@ pub(super) fn insert_error(
 }
 
 /// Copies a job that failed for good into the dead-letter table (one letter per job).
+/// `metadata`, when given (a retry rule's reason), replaces the job's own.
 pub(super) fn write_dead_letter(
     tx: &mut Transaction<'_>,
     id: &str,
+    metadata: Option<&str>,
 ) -> std::result::Result<(), postgres::Error> {
     tx.execute(
         "DELETE FROM dead_letters WHERE original_job_id = $1",
@@ -237,11 +239,11 @@ pub(super) fn write_dead_letter(
              priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
              retry_count, failed_at, notes) \
              SELECT $2, id, task_name, queue, payload, priority, max_retries, \
-             retry_backoff, timeout_ms, metadata, error, retry_count, ",
+             retry_backoff, timeout_ms, coalesce($3, metadata), error, retry_count, ",
             now_ms_sql!(),
             ", notes FROM jobs WHERE seq = $1"
         ),
-        &[&seq_of(id), &uuid::Uuid::now_v7().to_string()],
+        &[&seq_of(id), &uuid::Uuid::now_v7().to_string(), &metadata],
     )?;
     Ok(())
 }

@@ -183,7 +183,7 @@ pub fn recover_workers(c: &mut Conn, s: &PgSettings, dead: &[WorkerBeat]) -> Res
                 &[&seq, &note],
             )
             .map_err(err)?;
-            write_dead_letter(&mut tx, &id).map_err(err)?;
+            write_dead_letter(&mut tx, &id, None).map_err(err)?;
         } else {
             tx.execute(
                 concat!(

@@ -254,6 +254,7 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
             error,
             traceback,
             run_at,
+            counted,
         } => {
             if job_control::finish_cancelled(conn, id, *token, error, thread_id, now)? {
                 return Ok(true);
@@ -268,7 +269,9 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
                     job_status!(running)
                 ))?
                 .execute(params![seq_of(id), token, run_at, error, thread_id])?;
-            if n > 0 {
+            // A run put off before it started (`counted` false) uses no retry and leaves
+            // no error in the history.
+            if n > 0 && *counted {
                 insert_error(conn, seq_of(id), error, traceback, now)?;
                 conn.prepare_cached(
                     "UPDATE jobs SET retry_count = retry_count + 1 WHERE seq = ?1",
@@ -284,6 +287,7 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
             error,
             traceback,
             status,
+            dead_metadata,
         } => {
             if job_control::finish_cancelled(conn, id, *token, error, thread_id, now)? {
                 return Ok(true);
@@ -304,7 +308,7 @@ pub(super) fn apply(conn: &Connection, write: &Write, now: i64) -> Result<bool> 
                 .optional()?;
             if let Some(has_dependents) = done {
                 insert_error(conn, seq_of(id), error, traceback, now)?;
-                write_dead_letter(conn, seq_of(id), now)?;
+                write_dead_letter(conn, seq_of(id), dead_metadata.as_deref(), now)?;
                 after_outcome(conn, seq_of(id), *status as i64, has_dependents != 0, now)?;
             }
             usize::from(done.is_some())

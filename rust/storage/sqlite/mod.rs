@@ -18,6 +18,7 @@ mod periodic;
 mod retention;
 mod rows;
 mod schema;
+mod settings_kv;
 mod store;
 mod task_logs;
 mod wake;
@@ -250,6 +251,18 @@ impl Storage for SqliteStorage {
     }
     fn paused_queues(&self) -> Result<Vec<String>> {
         self.read(|c| pause::paused_names(c))
+    }
+    fn setting_get(&self, key: &str) -> Result<Option<(String, i64)>> {
+        self.read(|c| settings_kv::get(c, key))
+    }
+    fn setting_put(&self, key: &str, value: &str, expected: Option<i64>) -> Result<Option<i64>> {
+        self.write(|c| settings_kv::put(c, key, value, expected))
+    }
+    fn setting_delete(&self, key: &str) -> Result<bool> {
+        self.write(|c| settings_kv::delete(c, key))
+    }
+    fn settings_list(&self, prefix: &str) -> Result<Vec<(String, String, i64)>> {
+        self.read(|c| settings_kv::list(c, prefix))
     }
     fn list_jobs_after(
         &self,

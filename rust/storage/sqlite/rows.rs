@@ -31,8 +31,13 @@ pub(super) fn insert_error(
 
 /// Copies a job that failed for good into the dead-letter table. One letter per job: a
 /// job run again by id that fails again replaces its old letter (its history stays in
-/// job_errors).
-pub(super) fn write_dead_letter(conn: &Connection, seq: i64, now: i64) -> Result<()> {
+/// job_errors). `metadata`, when given (a retry rule's reason), replaces the job's own.
+pub(super) fn write_dead_letter(
+    conn: &Connection,
+    seq: i64,
+    metadata: Option<&str>,
+    now: i64,
+) -> Result<()> {
     conn.prepare_cached(
         "DELETE FROM dead_letters WHERE original_job_id = (SELECT id FROM jobs WHERE seq = ?1)",
     )?
@@ -42,10 +47,15 @@ pub(super) fn write_dead_letter(conn: &Connection, seq: i64, now: i64) -> Result
          priority, max_retries, retry_backoff, timeout_ms, metadata, error, \
          retry_count, failed_at, notes) \
          SELECT ?2, id, task_name, queue, payload, priority, max_retries, \
-         retry_backoff, timeout_ms, metadata, error, retry_count, ?3, notes \
+         retry_backoff, timeout_ms, coalesce(?4, metadata), error, retry_count, ?3, notes \
          FROM jobs WHERE seq = ?1",
     )?
-    .execute(params![seq, uuid::Uuid::now_v7().to_string(), now])?;
+    .execute(params![
+        seq,
+        uuid::Uuid::now_v7().to_string(),
+        now,
+        metadata
+    ])?;
     Ok(())
 }
 

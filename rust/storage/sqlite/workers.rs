@@ -140,7 +140,7 @@ pub fn recover_workers(c: &mut Connection, dead: &[WorkerBeat], now: i64) -> Res
                 job_status!(running)
             ))?
             .execute(params![seq, note, now])?;
-            write_dead_letter(&tx, seq, now)?;
+            write_dead_letter(&tx, seq, None, now)?;
             after_outcome(&tx, seq, JobStatus::Dead as i64, true, now)?;
         } else {
             tx.prepare_cached(concat!(
