@@ -14,9 +14,11 @@ mod limits;
 mod links;
 mod pages;
 mod periodic;
+mod pg_url;
 mod pool;
 mod retention;
 mod schema;
+mod tls;
 mod wake;
 mod workers;
 
