@@ -63,7 +63,7 @@ def test_a_table_lock_held_elsewhere_stalls_the_worker_but_loses_and_fails_nothi
         assert results == list(range(40))
         assert sorted(done) == list(range(40)), "every job ran exactly once"
         stats = queue.stats()
-        assert stats["failed"] == 0 and stats["dead"] == 0 and stats["complete"] == 40, stats
+        assert stats["failed"] == 0 and stats["dead"] == 0 and stats["completed"] == 40, stats
         assert any("timed out waiting for the server" in r.getMessage() for r in caplog.records), (
             "the worker's statements gave up on the lock instead of waiting it out"
         )

@@ -30,7 +30,18 @@ pub fn split_tls_params(url: &str, env: impl Fn(&str) -> Option<String>) -> (Str
     };
     let mut found: HashMap<&'static str, String> = HashMap::new();
     let mut kept: Vec<&str> = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
+    // A value may hold `&` (an unescaped `sslpassword`): it runs to the next `&key=`.
+    let mut pairs: Vec<String> = Vec::new();
+    for piece in query.split('&') {
+        match pairs.last_mut() {
+            Some(last) if !starts_with_key(piece) => {
+                last.push('&');
+                last.push_str(piece);
+            }
+            _ => pairs.push(piece.to_string()),
+        }
+    }
+    for pair in pairs.iter().map(String::as_str).filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match TLS_KEYS.iter().find(|k| **k == key) {
             Some(k) => {
@@ -238,5 +249,8 @@ mod tests {
         assert_eq!(p.sslcert.as_deref(), Some("/c.pem"));
         let (_, p) = split_tls_params("postgresql://h/db", env);
         assert_eq!(p.sslmode.as_deref(), Some("require"));
+        let (rest, p) = split_tls_params("postgresql://h/db?sslpassword=a&=b&c&x=1", no_env);
+        assert_eq!(rest, "postgresql://h/db?x=1");
+        assert_eq!(p.sslpassword.as_deref(), Some("a&=b&c"));
     }
 }
