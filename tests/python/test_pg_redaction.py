@@ -9,10 +9,13 @@ import secrets
 import threading
 import time
 
+import httpx
 import pg
 import pytest
+from dashboard_support import LiveServer
 
 from taskito import Queue, _backend
+from taskito.dashboard import create_app
 from taskito.exceptions import DatabaseError
 
 # A literal `%` must be written `%25` (URLs decode escapes): it is only redacted here.
@@ -55,6 +58,10 @@ def test_a_password_with_url_characters_logs_in_and_is_never_shown(
         try:
             assert echo.delay(7).result(timeout=30) == 7
             time.sleep(0.2)
+            with LiveServer(create_app(queue)) as server, httpx.Client(base_url=server.url) as client:
+                page = client.get("/")
+                assert page.status_code == 200
+                assert password not in page.text and f"{role}:***@" in page.text
         finally:
             queue.shutdown()
             worker.join(30)

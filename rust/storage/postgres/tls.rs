@@ -395,6 +395,23 @@ mod tests {
     }
 
     #[test]
+    fn system_roots_are_the_platforms() {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            return; // a machine without a CA bundle: nothing to load
+        }
+        let p = TlsParams {
+            sslmode: Some("verify-full".into()),
+            sslrootcert: Some("system".into()),
+            ..TlsParams::default()
+        };
+        assert_eq!(
+            Tls::from_params(&p, None).unwrap().mode,
+            SslMode::VerifyFull
+        );
+    }
+
+    #[test]
     fn modes_are_libpqs() {
         let mut p = TlsParams::default();
         assert_eq!(Tls::from_params(&p, None).unwrap().mode, SslMode::Prefer);
