@@ -8,6 +8,7 @@ import json
 from typing import Any, Callable
 
 from taskito import _settings as settings
+from taskito import _transactional
 from taskito.flow_control import idempotency_key, is_idempotent
 from taskito.notes import encode_notes
 from taskito.result import JobResult
@@ -138,6 +139,7 @@ class LinksMixin:
     def _enqueue_specs(self, specs: list[JobSpec]) -> list[JobResult]:
         """Stores a linked batch in one transaction; a queue bounded by ``max_pending`` that
         it would overfill refuses the whole batch with ``QueueFullError``."""
+        _transactional.refuse_linked(self)
         ids = self._inner.enqueue_linked(specs, self._max_pending or None)
         results = [JobResult(self, i) for i in ids]  # type: ignore[arg-type]
         emit = getattr(self, "_emit_enqueued", None)

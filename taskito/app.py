@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
-from taskito import _backend, _prefork
+from taskito import _backend, _prefork, _transactional
 from taskito import _settings as settings
 from taskito._async_pool import AsyncPool, async_task_names
 from taskito._dispatch import make_dispatch
@@ -26,6 +26,7 @@ from taskito._paging import Pagination
 from taskito._signals import _signals_drain
 from taskito._taskito import QueueCore, flush_logs
 from taskito._topics import TopicsMixin
+from taskito._transactional import TransactionalEnqueue
 from taskito.events import EventsMixin, EventType
 from taskito.exceptions import JobNotFoundError, TaskitoError
 from taskito.flow_control import (
@@ -97,6 +98,7 @@ def _metadata(value: Any) -> str | None:
 
 
 class Queue(
+    TransactionalEnqueue,
     Inspection,
     Operations,
     RetentionCalls,
@@ -158,6 +160,7 @@ class Queue(
             log.setLevel(level)
         path = os.fspath(db_path) if db_path is not None else None
         store = _backend.resolve(path, backend, db_url, schema, pool_size, notify)
+        self._store_settings = store
         self.backend: str = store.backend
         #: The SQLite file, or for PostgreSQL the URL without its password.
         self.db_path: str = store.shown
@@ -394,6 +397,7 @@ class Queue(
         expires: float | None = None,
         notes: dict[str, Any] | None = None,
         result_ttl: float | None = None,
+        connection: Any = None,
     ) -> JobResult:
         """Stores one job for the task named ``task_name`` (registered here or not).
         While a job with the same ``unique_key`` is pending or running, returns that job
@@ -401,7 +405,16 @@ class Queue(
         the task's own ``idempotent`` option). ``depends_on``: job id(s) that must complete
         first; ``expires``: seconds within which it must start; ``notes``: a small dict
         (``taskito.notes``); ``result_ttl``: seconds the job is kept once finished, then
-        deleted by a worker's maintenance sweep, whatever the queue's retention says."""
+        deleted by a worker's maintenance sweep, whatever the queue's retention says.
+        ``connection``: write the job through the application's connection, inside its
+        transaction (see ``Queue.using``)."""
+        if connection is not None:
+            with self.using(connection):
+                return self.enqueue(
+                    task_name, args, kwargs, priority, delay, queue, max_retries, timeout, unique_key,
+                    metadata, idempotent, depends_on=depends_on, expires=expires, notes=notes,
+                    result_ttl=result_ttl,
+                )  # fmt: skip
         if self._test_results is not None:
             options = dict(
                 priority=priority, delay=delay, queue=queue, max_retries=max_retries, timeout=timeout,
@@ -445,7 +458,8 @@ class Queue(
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
         if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
             unique_key = idempotency_key(task_name, payload)
-        (job_id,) = self._inner.enqueue(
+        (job_id,) = _transactional.store(
+            self,
             task_name,
             [payload],
             unique_key=unique_key,
@@ -477,12 +491,21 @@ class Queue(
         expires: float | None = None,
         result_ttl: float | None = None,
         result_ttl_list: list[float | None] | None = None,
+        connection: Any = None,
     ) -> list[JobResult]:
         """Stores many jobs of one task in one transaction. ``unique_keys`` gives each job
         a key (None for none); an item whose key a pending or running job holds returns that
         job. With ``max_pending`` on the queue, a batch that would exceed it stores nothing.
         ``notes`` and ``result_ttl`` apply to every job; ``notes_list`` and
-        ``result_ttl_list`` (one entry per job) win over them."""
+        ``result_ttl_list`` (one entry per job) win over them. ``connection``: write the
+        jobs through the application's connection, inside its transaction (``Queue.using``)."""
+        if connection is not None:
+            with self.using(connection):
+                return self.enqueue_many(
+                    task_name, args_list, kwargs_list, priority, delay, queue, max_retries, timeout,
+                    metadata, unique_keys, idempotent, notes=notes, notes_list=notes_list,
+                    expires=expires, result_ttl=result_ttl, result_ttl_list=result_ttl_list,
+                )  # fmt: skip
         args_list = list(args_list)
         if kwargs_list is not None:
             kwargs_list = list(kwargs_list)
@@ -546,7 +569,8 @@ class Queue(
         if not payloads:
             return []
         keys = unique_keys_for(self._tasks.get(task_name), task_name, payloads, unique_keys, idempotent)
-        ids = self._inner.enqueue(
+        ids = _transactional.store(
+            self,
             task_name,
             payloads,
             metadata=_metadata(metadata),
@@ -644,7 +668,8 @@ class Queue(
                 [unique_keys[i] for i in indexes] if unique_keys is not None else None,
                 idempotent,
             )
-            ids = self._inner.enqueue(
+            ids = _transactional.store(
+                self,
                 task_name,
                 payloads,
                 metadata=_metadata(options["metadata"]),

@@ -78,10 +78,12 @@ class TaskWrapper:
         expires: float | None = None,
         notes: dict[str, Any] | None = None,
         result_ttl: float | None = None,
+        connection: Any = None,
     ) -> JobResult:
         """Enqueues a call; each option overrides the task's own for this job.
         ``depends_on``: job id(s) (or ``JobResult``s) that must complete first;
-        ``result_ttl``: seconds the finished job is kept (see ``Queue.enqueue``)."""
+        ``result_ttl``: seconds the finished job is kept (see ``Queue.enqueue``);
+        ``connection``: through the application's connection, in its transaction."""
         return self._queue.enqueue(
             self.name,
             args=args,
@@ -98,6 +100,7 @@ class TaskWrapper:
             expires=expires,
             notes=notes,
             result_ttl=result_ttl,
+            connection=connection,
         )
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:

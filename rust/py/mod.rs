@@ -10,6 +10,7 @@ mod queue_ops;
 mod queue_pages;
 mod queue_pause;
 mod queue_periodic;
+mod queue_plan;
 pub mod queue_pool;
 mod queue_retention;
 pub mod runner;

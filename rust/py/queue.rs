@@ -71,7 +71,7 @@ pub fn retention_windows(r: RetentionArg) -> Result<Retention, Error> {
 }
 /// The longest duration the engine works with: longer ones (a timeout of 2**63 s) are
 /// honoured as this, which no clock reaches, instead of overflowing `Instant` or `i64` ms.
-const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
+pub(super) const LONGEST: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// The latest time a job may be scheduled for: the end of year 9999, in epoch ms.
 const LATEST_SCHEDULED_MS: i64 = 253_402_300_799_999;
 /// Bounds the Python side enforces too (`taskito/_settings.py`), repeated for direct callers.
@@ -102,13 +102,13 @@ pub(super) fn secs(option: &'static str, v: f64) -> Result<Duration, Error> {
 }
 
 /// A user's number of seconds in whole milliseconds, saturating at `i64::MAX`.
-fn millis(option: &'static str, v: f64) -> Result<i64, Error> {
+pub(super) fn millis(option: &'static str, v: f64) -> Result<i64, Error> {
     check_secs(option, v)?;
     // `as` from f64 saturates; the product cannot be NaN for a finite, non-negative `v`.
     Ok((v * 1000.0) as i64)
 }
 
-fn check_secs(option: &'static str, v: f64) -> Result<(), Error> {
+pub(super) fn check_secs(option: &'static str, v: f64) -> Result<(), Error> {
     if !v.is_finite() || v < 0.0 {
         return Err(Error::invalid(
             option,
@@ -125,7 +125,7 @@ pub(super) fn result_ttl_ms(ttl: f64) -> Result<i64, Error> {
 }
 
 /// `now + delay`, refused (naming `delay`) past the end of year 9999.
-fn scheduled_at(now: i64, delay: f64) -> Result<i64, Error> {
+pub(super) fn scheduled_at(now: i64, delay: f64) -> Result<i64, Error> {
     let delay_ms = millis("delay", delay)?;
     now.checked_add(delay_ms)
         .filter(|t| *t <= LATEST_SCHEDULED_MS)

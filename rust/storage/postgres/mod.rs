@@ -15,6 +15,7 @@ mod links;
 mod pages;
 mod periodic;
 mod pg_url;
+pub mod plan;
 mod pool;
 mod retention;
 mod schema;

@@ -1,0 +1,230 @@
+"""Enqueue inside the application's own transaction (PostgreSQL).
+
+``queue.using(conn)`` (or ``connection=conn`` on one call) routes the enqueues of this
+context through ``conn``: the job rows are written by the application's driver, inside its
+current transaction, with the very statement and values the normal path uses (built by
+the engine: ``QueueCore.enqueue_plan``). The job exists if and only if that transaction
+commits; the wake-up is a ``NOTIFY`` in the same transaction, delivered by the commit.
+Which connection is in use is kept in a ``contextvars`` variable, so other threads and
+tasks are unaffected.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from contextlib import nullcontext
+from typing import Any
+
+from taskito._taskito import QueueCore
+from taskito.exceptions import QueueFullError
+
+KINDS = (
+    "a psycopg 3 Connection, a SQLAlchemy Connection or Session, or a Django connection "
+    "(django.db.connection) on PostgreSQL"
+)
+
+_bound: contextvars.ContextVar[_Binding | None] = contextvars.ContextVar(
+    "taskito_app_connection", default=None
+)
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+# The same statements as the engine's bounded and unique-key paths (``bounds.rs``,
+# ``claim.rs``), in the driver's placeholder style.
+_LOCK_PENDING = (
+    "SELECT pg_advisory_xact_lock(hashtext('taskito-pending:' || current_schema()), hashtext(%(q)s))"
+)
+_COUNT_PENDING = (
+    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status IN (0, 6) AND queue = %(q)s LIMIT %(n)s) AS p"
+)
+_UNIQUE_HOLDER = (
+    "SELECT id FROM jobs WHERE unique_key = %(k)s AND unique_key > '' AND status IN (0, 1, 6)"
+)
+
+
+def _named(sql: str) -> str:
+    """``$n`` placeholders as ``%(pn)s`` (every driver here takes the pyformat style)."""
+    return _PLACEHOLDER.sub(lambda m: f"%(p{m.group(1)})s", sql)
+
+
+class _Driver:
+    """Runs statements on the application's connection, in its current transaction."""
+
+    def __init__(self, run: Any, transaction: Any = None) -> None:
+        self._run = run
+        # For a connection in autocommit mode: the enqueue is its own transaction.
+        self.transaction = transaction or nullcontext
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        return [tuple(r) for r in self._run(sql, params or {})]
+
+
+def _driver(conn: Any) -> _Driver:
+    module = type(conn).__module__
+    name = type(conn).__name__
+    if module.startswith("psycopg") and hasattr(conn, "cursor") and hasattr(conn, "autocommit"):
+        if name.startswith("Async"):
+            raise TypeError(f"an async connection needs the async call; got {name}")
+
+        def run_psycopg(sql: str, params: dict[str, Any]) -> list:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+        return _Driver(run_psycopg, conn.transaction if conn.autocommit else None)
+    if module.startswith("sqlalchemy"):
+        if name == "Session" or hasattr(conn, "get_bind"):
+            target = conn.connection()
+        elif hasattr(conn, "exec_driver_sql"):
+            target = conn
+        else:
+            raise TypeError(f"connection must be {KINDS}; got {module}.{name}")
+
+        def run_sqlalchemy(sql: str, params: dict[str, Any]) -> list:
+            result = target.exec_driver_sql(sql, params)
+            return result.fetchall() if result.returns_rows else []
+
+        return _Driver(run_sqlalchemy)
+    if module.startswith("django") and hasattr(conn, "vendor"):
+        if conn.vendor != "postgresql":
+            raise TypeError(f"a Django connection to {conn.vendor} cannot reach a PostgreSQL queue")
+
+        def run_django(sql: str, params: dict[str, Any]) -> list:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+
+        return _Driver(run_django)
+    raise TypeError(f"connection must be {KINDS}; got {module}.{name}")
+
+
+def _database_of(url: str) -> str:
+    """The database a ``postgresql://`` URL names (its user's name when none is given)."""
+    rest = url.split("://", 1)[1]
+    at = rest.rfind("@")
+    userinfo, hostpart = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
+    path = hostpart.split("?", 1)[0]
+    db = path.split("/", 1)[1] if "/" in path else ""
+    return db or userinfo.split(":", 1)[0]
+
+
+class _Binding:
+    def __init__(self, queue: Any, conn: Any) -> None:
+        store = queue._store_settings
+        if store.db_url is None:
+            raise ValueError(
+                "enqueue through the application's connection needs a PostgreSQL queue; "
+                f"this queue is on SQLite ({queue.db_path})"
+            )
+        self.queue = queue
+        self.conn = conn
+        self.schema = store.schema
+        self.notify = store.notify
+        self.database = _database_of(store.db_url)
+        self.driver = _driver(conn)
+        self.checked = False
+
+    def _check_target(self) -> None:
+        ((database, jobs),) = self.driver.rows(
+            "SELECT current_database(), to_regclass(%(t)s)::text", {"t": f'"{self.schema}".jobs'}
+        )
+        if database != self.database or jobs is None:
+            raise ValueError(
+                f"the connection is to database {database!r} (schema {self.schema!r} "
+                f"{'absent' if jobs is None else 'present'}); the queue's is database "
+                f"{self.database!r}, schema {self.schema!r}"
+            )
+        self.checked = True
+
+    def enqueue(
+        self, task_name: str, payloads: list[bytes], max_pending: int | None, opts: dict
+    ) -> list[str]:
+        if not self.checked:
+            self._check_target()
+        plan = QueueCore.enqueue_plan(self.schema, task_name, payloads, **opts)
+        ((saved,),) = self.driver.rows("SELECT current_setting('search_path')")
+        values = list(plan["params"])
+        if self.notify:
+            values[11] = plan["channel"]
+        params = {f"p{i + 1}": v for i, v in enumerate(values)}
+        run = self.driver.rows
+        with self.driver.transaction():
+            # A savepoint: a refusal (QueueFullError) takes back these rows and the
+            # search_path below, and leaves the caller's transaction usable.
+            run("SAVEPOINT taskito_enqueue")
+            run("SELECT set_config('search_path', %(p)s, true)", {"p": f'"{self.schema}", public'})
+            queue = opts["queue"]
+            if max_pending is not None:
+                run(_LOCK_PENDING, {"q": queue})
+            rows = run(_named(plan["sql"]), params)
+            ids: list[str] = []
+            keys = opts.get("unique_keys") or [opts.get("unique_key")] * len(payloads)
+            for (job_id, inserted, _), key in zip(rows, keys):
+                if not inserted:
+                    holder = run(_UNIQUE_HOLDER, {"k": key or ""})
+                    job_id = holder[0][0] if holder else job_id
+                ids.append(job_id)
+            if max_pending is not None:
+                ((n,),) = run(_COUNT_PENDING, {"q": queue, "n": max_pending + 1})
+                if n > max_pending:
+                    run("ROLLBACK TO SAVEPOINT taskito_enqueue")
+                    run("RELEASE SAVEPOINT taskito_enqueue")
+                    raise QueueFullError(f"queue {queue!r} is full: max_pending is {max_pending}")
+            # Releasing keeps the rows and ends the search_path change with the savepoint's
+            # scope only at commit; set it back now for the caller's next statements.
+            run("SELECT set_config('search_path', %(p)s, true)", {"p": saved})
+            run("RELEASE SAVEPOINT taskito_enqueue")
+        return ids
+
+
+def store(
+    owner: Any, task_name: str, payloads: list[bytes], /, max_pending: int | None = None, **opts: Any
+) -> list[str]:
+    """Stores jobs of the queue ``owner`` through the connection bound to it in this
+    context, or the engine's own connection when there is none."""
+    binding = _bound.get()
+    if binding is None or binding.queue is not owner:
+        return owner._inner.enqueue(task_name, payloads, max_pending=max_pending, **opts)
+    return binding.enqueue(task_name, payloads, max_pending, opts)
+
+
+def refuse_linked(queue: Any) -> None:
+    """Linked enqueues (dependencies, notes, expiry, canvas) are not written through the
+    application's connection: refuse them there rather than commit them on our own."""
+    binding = _bound.get()
+    if binding is not None and binding.queue is queue:
+        raise ValueError(
+            "depends_on, notes, expires and canvas workflows cannot be enqueued through the "
+            "application's connection; enqueue them outside queue.using(...)"
+        )
+
+
+class Using:
+    """The block of ``queue.using(conn)``; a plain and an async context manager."""
+
+    def __init__(self, queue: Any, conn: Any) -> None:
+        self._binding = _Binding(queue, conn)
+        self._tokens: list[contextvars.Token] = []
+
+    def __enter__(self) -> Using:
+        self._tokens.append(_bound.set(self._binding))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _bound.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Using:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()
+
+
+class TransactionalEnqueue:
+    """``Queue.using(conn)``: enqueues in the block go through the application's
+    connection, inside its transaction."""
+
+    def using(self, conn: Any) -> Any:
+        """``with queue.using(conn): ...``: every enqueue of this queue in the block
+        (``delay``, ``apply_async``, ``enqueue``, ``enqueue_many``, ``map``) is written
+        through ``conn`` in its current transaction, and exists only once that commits."""
+        return Using(self, conn)
