@@ -273,3 +273,24 @@ def test_dependencies_are_refused_inside_the_block_rather_than_committed_alone(u
         rollback()
     assert count_jobs(url) == 1
     queue.close()
+
+
+def test_the_guide_example_runs(url: str) -> None:
+    import subprocess
+    import sys
+
+    example = (ROOT / "examples" / "transactional_enqueue.py").read_text()
+    guide = (ROOT / "docs" / "guides" / "transactional-enqueue.md").read_text()
+    assert f"```python\n{example}```" in guide, "the guide shows the example file as it is"
+    env = {**os.environ, "TASKITO_DB_URL": url, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "transactional_enqueue.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "no receipt job, pending = 0" in out.stdout
+    assert "committed with its job" in out.stdout
+    assert pg.psql("SELECT count(*) FROM orders", url) == "1"
