@@ -294,3 +294,27 @@ def test_the_guide_example_runs(url: str) -> None:
     assert "no receipt job, pending = 0" in out.stdout
     assert "committed with its job" in out.stdout
     assert pg.psql("SELECT count(*) FROM orders", url) == "1"
+
+
+def test_async_with_routes_the_block(url: str) -> None:
+    import asyncio
+
+    queue = Queue(db_url=url)
+
+    @queue.task()
+    def job(x: int) -> int:
+        return x
+
+    async def enqueue_in_block(conn: Any) -> None:
+        async with queue.using(conn):
+            job.delay(1)
+            job.map([(2,), (3,)])
+
+    with psycopg_kind(url) as (conn, commit, rollback):
+        asyncio.run(enqueue_in_block(conn))
+        assert count_jobs(url) == 0
+        rollback()
+        asyncio.run(enqueue_in_block(conn))
+        commit()
+    assert count_jobs(url) == 3
+    queue.close()
