@@ -11,8 +11,10 @@ tasks are unaffected.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import re
+import weakref
 from contextlib import nullcontext
 from typing import Any
 
@@ -28,6 +30,9 @@ _bound: contextvars.ContextVar[_Binding | None] = contextvars.ContextVar(
     "taskito_app_connection", default=None
 )
 
+# Connections already found to reach the queue's database and schema.
+_checked: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
+
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 # The same statements as the engine's bounded and unique-key paths (``bounds.rs``,
 # ``claim.rs``), in the driver's placeholder style.
@@ -36,6 +41,12 @@ _LOCK_PENDING = (
 )
 _COUNT_PENDING = (
     "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status IN (0, 6) AND queue = %(q)s LIMIT %(n)s) AS p"
+)
+# The caller's search_path, read before it is replaced for this transaction (the CTE is
+# read first), so the statements above name the queue's tables unqualified.
+_SWAP_SEARCH_PATH = (
+    "WITH old AS MATERIALIZED (SELECT current_setting('search_path') AS v) "
+    "SELECT v, set_config('search_path', %(p)s, true) FROM old"
 )
 _UNIQUE_HOLDER = (
     "SELECT id FROM jobs WHERE unique_key = %(k)s AND unique_key > '' AND status IN (0, 1, 6)"
@@ -121,7 +132,10 @@ class _Binding:
         self.notify = store.notify
         self.database = _database_of(store.db_url)
         self.driver = _driver(conn)
-        self.checked = False
+        try:
+            self.checked = _checked.get(conn) == (self.database, self.schema)
+        except TypeError:  # not weakly referenceable: checked on first use instead
+            self.checked = False
 
     def _check_target(self) -> None:
         ((database, jobs),) = self.driver.rows(
@@ -134,6 +148,8 @@ class _Binding:
                 f"{self.database!r}, schema {self.schema!r}"
             )
         self.checked = True
+        with contextlib.suppress(TypeError):
+            _checked[self.conn] = (self.database, self.schema)
 
     def enqueue(
         self, task_name: str, payloads: list[bytes], max_pending: int | None, opts: dict
@@ -141,19 +157,20 @@ class _Binding:
         if not self.checked:
             self._check_target()
         plan = QueueCore.enqueue_plan(self.schema, task_name, payloads, **opts)
-        ((saved,),) = self.driver.rows("SELECT current_setting('search_path')")
         values = list(plan["params"])
         if self.notify:
             values[11] = plan["channel"]
         params = {f"p{i + 1}": v for i, v in enumerate(values)}
         run = self.driver.rows
+        queue = opts["queue"]
+        bounded = max_pending is not None
         with self.driver.transaction():
-            # A savepoint: a refusal (QueueFullError) takes back these rows and the
-            # search_path below, and leaves the caller's transaction usable.
-            run("SAVEPOINT taskito_enqueue")
-            run("SELECT set_config('search_path', %(p)s, true)", {"p": f'"{self.schema}", public'})
-            queue = opts["queue"]
-            if max_pending is not None:
+            if bounded:
+                # A savepoint: a refusal (QueueFullError) takes back these rows and the
+                # search_path below, and leaves the caller's transaction usable.
+                run("SAVEPOINT taskito_enqueue")
+            ((saved, _),) = run(_SWAP_SEARCH_PATH, {"p": f'"{self.schema}", public'})
+            if bounded:
                 run(_LOCK_PENDING, {"q": queue})
             rows = run(_named(plan["sql"]), params)
             ids: list[str] = []
@@ -163,16 +180,16 @@ class _Binding:
                     holder = run(_UNIQUE_HOLDER, {"k": key or ""})
                     job_id = holder[0][0] if holder else job_id
                 ids.append(job_id)
-            if max_pending is not None:
+            if bounded:
                 ((n,),) = run(_COUNT_PENDING, {"q": queue, "n": max_pending + 1})
                 if n > max_pending:
                     run("ROLLBACK TO SAVEPOINT taskito_enqueue")
                     run("RELEASE SAVEPOINT taskito_enqueue")
                     raise QueueFullError(f"queue {queue!r} is full: max_pending is {max_pending}")
-            # Releasing keeps the rows and ends the search_path change with the savepoint's
-            # scope only at commit; set it back now for the caller's next statements.
+            # The caller's next statements see its own search_path again.
             run("SELECT set_config('search_path', %(p)s, true)", {"p": saved})
-            run("RELEASE SAVEPOINT taskito_enqueue")
+            if bounded:
+                run("RELEASE SAVEPOINT taskito_enqueue")
         return ids
 
 

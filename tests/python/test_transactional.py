@@ -184,7 +184,9 @@ def test_max_pending_holds_and_a_refusal_leaves_the_transaction_usable(url: str)
 
     job.delay(0)
     with psycopg_kind(url) as (conn, commit, _):
+        (before,) = conn.execute("SHOW search_path").fetchone()
         job.apply_async((1,), connection=conn)
+        assert conn.execute("SHOW search_path").fetchone() == (before,), "the caller's search_path is kept"
         with pytest.raises(QueueFullError, match="max_pending is 2"):
             queue.enqueue_many(job.name, [(2,), (3,)], connection=conn)
         assert conn.execute("SELECT 1").fetchone() == (1,)
