@@ -104,7 +104,13 @@ def _driver(conn: Any) -> _Driver:
                 cur.execute(sql, params)
                 return cur.fetchall() if cur.description else []
 
-        return _Driver(run_django)
+        def atomic() -> Any:
+            # Outside `transaction.atomic()` Django autocommits: the enqueue is its own.
+            from django.db import transaction
+
+            return nullcontext() if conn.in_atomic_block else transaction.atomic(using=conn.alias)
+
+        return _Driver(run_django, atomic)
     raise TypeError(f"connection must be {KINDS}; got {module}.{name}")
 
 

@@ -320,3 +320,58 @@ def test_async_with_routes_the_block(url: str) -> None:
         commit()
     assert count_jobs(url) == 3
     queue.close()
+
+
+DJANGO_APP = textwrap.dedent(
+    """
+    import os
+    from urllib.parse import unquote, urlsplit
+
+    import django
+    from django.conf import settings
+
+    u = urlsplit(os.environ["DB"])
+    settings.configure(DATABASES={"default": {
+        "ENGINE": "django.db.backends.postgresql", "NAME": u.path[1:], "USER": u.username,
+        "PASSWORD": unquote(u.password or ""), "HOST": u.hostname, "PORT": u.port}})
+    django.setup()
+    from django.db import connection, transaction
+
+    from taskito import Queue
+
+    queue = Queue(db_url=os.environ["DB"])
+
+    @queue.task()
+    def job(x):
+        return x
+
+    try:
+        with transaction.atomic():
+            job.apply_async((1,), unique_key="k", connection=connection)
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    assert queue.stats()["pending"] == 0
+    with transaction.atomic():
+        with queue.using(connection):
+            job.apply_async((2,), unique_key="k")
+        assert queue.stats()["pending"] == 0
+    assert queue.stats()["pending"] == 1
+    job.apply_async((3,), connection=connection)  # autocommit: its own transaction
+    assert queue.stats()["pending"] == 2
+    print("ok")
+    """
+)
+
+
+def test_a_django_connection_enqueues_in_its_transaction(url: str) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("django")
+    env = {**os.environ, "DB": url, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", DJANGO_APP], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
