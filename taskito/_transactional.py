@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import re
+import sqlite3
+import time
 import weakref
 from contextlib import nullcontext
 from typing import Any
@@ -23,10 +26,10 @@ from taskito.exceptions import QueueFullError
 
 KINDS = (
     "a psycopg 3 Connection, a SQLAlchemy Connection or Session, or a Django connection "
-    "(django.db.connection) on PostgreSQL"
+    "(django.db.connection) for a PostgreSQL queue; a sqlite3.Connection on its file for a SQLite queue"
 )
 
-_bound: contextvars.ContextVar[_Binding | None] = contextvars.ContextVar(
+_bound: contextvars.ContextVar[_Binding | _SqliteBinding | None] = contextvars.ContextVar(
     "taskito_app_connection", default=None
 )
 
@@ -50,6 +53,25 @@ _SWAP_SEARCH_PATH = (
 )
 _UNIQUE_HOLDER = (
     "SELECT id FROM jobs WHERE unique_key = %(k)s AND unique_key > '' AND status IN (0, 1, 6)"
+)
+
+
+# SQLite: the row ``insert_job`` (``rust/storage/sqlite.rs``) writes, with the seq taken
+# under the write lock the INSERT itself holds.
+_SQLITE_INSERT = (
+    "INSERT INTO jobs (seq, id, queue, task_name, payload, status, priority, created_at, "
+    "scheduled_at, max_retries, retry_backoff, timeout_ms, unique_key, metadata, result_ttl_ms) "
+    "SELECT n.seq, ? || printf('%012x', n.seq), ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+    "FROM (SELECT coalesce(max(seq), 0) + 1 AS seq FROM jobs) AS n WHERE true "
+    "ON CONFLICT (unique_key) WHERE unique_key > '' AND status IN (0, 1, 6) DO NOTHING "
+    "RETURNING id"
+)
+_SQLITE_NOTE_QUEUE = "INSERT OR IGNORE INTO queues (name) VALUES (?)"
+_SQLITE_UNIQUE_HOLDER = (
+    "SELECT id FROM jobs WHERE unique_key = ? AND unique_key > '' AND status IN (0, 1, 6)"
+)
+_SQLITE_COUNT_PENDING = (
+    "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status IN (0, 6) AND queue = ? LIMIT ?)"
 )
 
 
@@ -124,14 +146,80 @@ def _database_of(url: str) -> str:
     return db or userinfo.split(":", 1)[0]
 
 
+class _SqliteBinding:
+    """A ``sqlite3.Connection`` opened on the queue's own file."""
+
+    def __init__(self, queue: Any, conn: Any) -> None:
+        if not isinstance(conn, sqlite3.Connection):
+            raise TypeError(
+                "connection must be a sqlite3.Connection opened on the queue's file for a "
+                f"SQLite queue; got {type(conn).__module__}.{type(conn).__name__}"
+            )
+        rows = conn.execute("PRAGMA database_list").fetchall()
+        path = next((r[2] for r in rows if r[1] == "main"), "")
+        want = queue._store_settings.db_path
+        same = bool(path) and os.path.exists(want) and os.path.samefile(path, want)
+        if not same:
+            raise ValueError(f"the connection is to database file {path!r}; the queue's is {want!r}")
+        self.queue = queue
+        self.conn = conn
+
+    def enqueue(
+        self, task_name: str, payloads: list[bytes], max_pending: int | None, opts: dict
+    ) -> list[str]:
+        plan = QueueCore.enqueue_plan("main", task_name, payloads, **opts)
+        params = plan["params"]
+        queues, names, blobs, prios, delays, retries, backoffs, timeouts = params[:8]
+        keys, metas, prefixes, _, ttls = params[8:]
+        now = int(time.time() * 1000)
+        conn = self.conn
+        # In autocommit mode the enqueue is a transaction of its own; otherwise it joins the
+        # caller's (begun here if none is open). A savepoint lets a
+        # refusal take back these rows and leave the caller's transaction as it was.
+        own = conn.isolation_level is None and not conn.in_transaction
+        if not conn.in_transaction:
+            # IMMEDIATE: wait for the write lock now; a deferred transaction that read first
+            # could not wait for it later (SQLite answers "database is locked" at once).
+            conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SAVEPOINT taskito_enqueue")
+        try:
+            ids: list[str] = []
+            for i in range(len(blobs)):
+                row = conn.execute(
+                    _SQLITE_INSERT,
+                    (prefixes[i], queues[i], names[i], blobs[i], prios[i], now, now + delays[i], retries[i],
+                     backoffs[i], timeouts[i], keys[i], metas[i], ttls[i]),
+                ).fetchone()  # fmt: skip
+                if row is None:
+                    row = conn.execute(_SQLITE_UNIQUE_HOLDER, (keys[i] or "",)).fetchone()
+                ids.append(row[0])
+            for q in sorted(set(queues)):
+                conn.execute(_SQLITE_NOTE_QUEUE, (q,))
+            if max_pending is not None:
+                for q in sorted(set(queues)):
+                    (n,) = conn.execute(_SQLITE_COUNT_PENDING, (q, max_pending + 1)).fetchone()
+                    if n > max_pending:
+                        raise QueueFullError(f"queue {q!r} is full: max_pending is {max_pending}")
+        except BaseException:
+            conn.execute("ROLLBACK TO SAVEPOINT taskito_enqueue")
+            conn.execute("RELEASE SAVEPOINT taskito_enqueue")
+            if own:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("RELEASE SAVEPOINT taskito_enqueue")
+        if own:
+            conn.execute("COMMIT")
+        return ids
+
+
 class _Binding:
+    def __new__(cls, queue: Any, conn: Any) -> Any:
+        if queue._store_settings.db_url is None:
+            return _SqliteBinding(queue, conn)
+        return super().__new__(cls)
+
     def __init__(self, queue: Any, conn: Any) -> None:
         store = queue._store_settings
-        if store.db_url is None:
-            raise ValueError(
-                "enqueue through the application's connection needs a PostgreSQL queue; "
-                f"this queue is on SQLite ({queue.db_path})"
-            )
         self.queue = queue
         self.conn = conn
         self.schema = store.schema
