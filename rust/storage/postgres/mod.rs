@@ -15,6 +15,8 @@ mod links;
 mod pages;
 mod pause;
 mod periodic;
+mod pg_url;
+pub mod plan;
 mod pool;
 mod retention;
 mod rows;
@@ -22,6 +24,7 @@ mod schema;
 mod settings;
 mod store;
 mod task_logs;
+mod tls;
 mod wake;
 mod workers;
 
