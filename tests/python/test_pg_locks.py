@@ -58,7 +58,8 @@ def test_a_table_lock_held_elsewhere_stalls_the_worker_but_loses_and_fails_nothi
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert holder.wait(30) == 0, holder.stderr.read() if holder.stderr else ""
+        _, holder_err = holder.communicate(timeout=30)  # reads and closes the pipe
+        assert holder.returncode == 0, holder_err
         results = [j.result(timeout=60) for j in jobs]
         assert results == list(range(40))
         assert sorted(done) == list(range(40)), "every job ran exactly once"
