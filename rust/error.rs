@@ -77,11 +77,14 @@ impl Error {
     /// connection lost mid-statement (a server restart). Never a verdict on the values
     /// written, so such a write waits for the store instead of failing its job.
     pub fn is_unavailable(&self) -> bool {
-        const CONNECTION_LOST: [&str; 4] = [
+        const CONNECTION_LOST: [&str; 5] = [
             "connection closed",
             "error communicating with the server",
             "terminating connection",
             "the database system is",
+            // A lock or statement timeout (see `postgres::settings::TIMED_OUT`): it rolled
+            // back, and trying again once the lock is gone succeeds.
+            "timed out waiting for the server; retried",
         ];
         match self {
             Error::Connect { .. } => true,

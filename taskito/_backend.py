@@ -23,18 +23,57 @@ def is_url(value: str | None) -> bool:
     return value is not None and value.startswith(_SCHEMES)
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.\-:\[\],%_]*$")
+_KEY = re.compile(r"^[A-Za-z0-9_]+=")
+_SECRETS = ("password", "sslpassword")
+
+
+def _follows_userinfo(rest: str) -> bool:
+    """Whether ``rest`` reads as ``host[:port][/database][?key=value...]``."""
+    before_query, _, query = rest.partition("?")
+    host = before_query.split("/", 1)[0]
+    return bool(_HOST.match(host)) and "@" not in before_query and (query == "" or bool(_KEY.match(query)))
+
+
+def _userinfo_end(url: str, start: int) -> int:
+    """Where ``user:password`` ends: the last ``@`` followed by what follows user info in a
+    URL, else the last ``@`` (too little shown, never too much); -1 without one."""
+    ats = [i for i in range(start, len(url)) if url[i] == "@"]
+    for at in reversed(ats):
+        if _follows_userinfo(url[at + 1 :]):
+            return at
+    return ats[-1] if ats else -1
+
+
 def redact(url: str) -> str:
-    """``url`` with the password of ``user:password@`` and any ``password=`` replaced."""
+    """``url`` with the password of ``user:password@`` and every ``password=`` and
+    ``sslpassword=`` value replaced by ``***``, whatever characters they hold.
+
+    The same rule as the engine's ``redact_url`` (``rust/storage/postgres/pg_url.rs``): a
+    password may hold ``@``, ``/``, ``?``, ``:`` unescaped, and a secret value ``&``.
+    """
     scheme_end = url.find("://")
-    if scheme_end >= 0:
-        rest = url[scheme_end + 3 :]
-        # The last "@" ends the user info: a password may hold "/", "?" or "@" unescaped.
-        # (An "@" later in the query hides more than the password, never less.)
-        at = rest.rfind("@")
-        colon = rest.find(":", 0, at) if at >= 0 else -1
+    if scheme_end < 0:
+        return url
+    start = scheme_end + 3
+    at = _userinfo_end(url, start)
+    if at >= 0:
+        colon = url.find(":", start, at)
         if colon >= 0:
-            url = url[: scheme_end + 3 + colon + 1] + "***" + url[scheme_end + 3 + at :]
-    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+            url = url[: colon + 1] + "***" + url[at:]
+            at = colon + 4
+    query = url.find("?", max(at, start))
+    if query < 0:
+        return url
+    shown: list[str] = []
+    in_secret = False
+    for pair in url[query + 1 :].split("&"):
+        if in_secret and not _KEY.match(pair):
+            continue
+        key = pair.split("=", 1)[0]
+        in_secret = key.lower() in _SECRETS
+        shown.append(f"{key}=***" if in_secret else pair)
+    return url[: query + 1] + "&".join(shown)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,22 @@ class QueueCore:
         max_pending: Optional[int] = None,
         result_ttls: Optional[list[Optional[float]]] = None,
     ) -> list[str]: ...
+    @staticmethod
+    def enqueue_plan(
+        schema: str,
+        task_name: str,
+        payloads: list[bytes],
+        queue: str,
+        priority: int,
+        delay: float,
+        max_retries: int,
+        retry_backoff: float,
+        timeout: float,
+        unique_key: Optional[str] = None,
+        metadata: Optional[str] = None,
+        unique_keys: Optional[list[Optional[str]]] = None,
+        result_ttls: Optional[list[Optional[float]]] = None,
+    ) -> dict[str, Any]: ...
     def get_job(self, id: str) -> Optional[dict[str, Any]]: ...
     def get_outcome(self, id: str) -> Optional[tuple[str, Optional[bytes], Optional[str]]]: ...
     def wait(self, id: str, timeout: float, poll_interval: float) -> Optional[str]: ...

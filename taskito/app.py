@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar, overload
 from taskito import _backend
 from taskito import _settings as settings
 from taskito._taskito import QueueCore, flush_logs
+from taskito._transactional import TransactionalEnqueue
 from taskito.batching import BatchAccumulator, BatchConfig, flush_all, per_item_checked
 from taskito.facets.async_twins import AsyncTwins
 from taskito.facets.enqueue import Enqueue
@@ -56,6 +57,7 @@ _R = TypeVar("_R")
 
 
 class Queue(
+    TransactionalEnqueue,
     Enqueue,
     Links,
     Topics,
@@ -129,6 +131,7 @@ class Queue(
             log.setLevel(level)
         path = os.fspath(db_path) if db_path is not None else None
         store = _backend.resolve(path, backend, db_url, schema, pool_size, notify)
+        self._store_settings = store
         self.backend = store.backend
         #: The SQLite file, or for PostgreSQL the URL without its password.
         self.db_path = store.shown

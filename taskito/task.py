@@ -107,10 +107,12 @@ class TaskWrapper(Generic[P, R]):
         expires: float | None = None,
         notes: dict[str, Any] | None = None,
         result_ttl: float | None = None,
+        connection: Any = None,
     ) -> JobResult[R]:
         """Enqueues a call; each option overrides the task's own for this job.
         ``depends_on``: job id(s) (or ``JobResult``s) that must complete first;
-        ``result_ttl``: seconds the finished job is kept (see ``Queue.enqueue``)."""
+        ``result_ttl``: seconds the finished job is kept (see ``Queue.enqueue``);
+        ``connection``: through the application's connection, in its transaction."""
         return self._queue.enqueue(  # type: ignore[return-value]
             self.name,
             args=args,
@@ -127,6 +129,7 @@ class TaskWrapper(Generic[P, R]):
             expires=expires,
             notes=notes,
             result_ttl=result_ttl,
+            connection=connection,
         )
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:

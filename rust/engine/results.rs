@@ -67,10 +67,12 @@ pub fn decide(job: &JobRef, thread_id: &str, outcome: Outcome, now: i64) -> Writ
             error,
             traceback,
             retryable,
+            rule,
         } => Outcome::Failed {
             error: cut_text(error, MAX_ERROR_BYTES),
             traceback: cut_text(traceback, MAX_TRACEBACK_BYTES),
             retryable,
+            rule,
         },
         complete => complete,
     };

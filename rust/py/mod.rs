@@ -20,6 +20,7 @@ mod queue_links;
 mod queue_pages;
 mod queue_pause;
 mod queue_periodic;
+mod queue_plan;
 pub mod queue_pool;
 mod queue_retention;
 mod queue_settings;

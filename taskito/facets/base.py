@@ -108,6 +108,8 @@ class QueueState:
 
     # -- the engine and what jobs are made of
     _inner: QueueCore
+    #: How the store was resolved (backend, URL, schema): what transactional enqueue reads.
+    _store_settings: Any
     _tasks: dict[str, TaskWrapper]
     _payloads: Payloads
     _middleware: tuple[TaskMiddleware, ...]

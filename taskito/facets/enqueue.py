@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from taskito import _transactional
 from taskito.facets.base import JobOptions, QueueState, job_options, metadata_text, result_ttls, run_options
 from taskito.flow_control import check_unique_keys, is_idempotent, unique_keys_for
 from taskito.middleware import TaskMiddleware
@@ -33,6 +34,7 @@ class Enqueue(QueueState):
         expires: float | None = None,
         notes: dict[str, Any] | None = None,
         result_ttl: float | None = None,
+        connection: Any = None,
     ) -> JobResult:
         """Stores one job for the task named ``task_name`` (registered here or not).
         While a job with the same ``unique_key`` is pending or running, returns that job
@@ -40,7 +42,16 @@ class Enqueue(QueueState):
         the task's own ``idempotent`` option). ``depends_on``: job id(s) that must complete
         first; ``expires``: seconds within which it must start; ``notes``: a small dict
         (``taskito.notes``); ``result_ttl``: seconds the job is kept once finished, then
-        deleted by a worker's maintenance sweep, whatever the queue's retention says."""
+        deleted by a worker's maintenance sweep, whatever the queue's retention says.
+        ``connection``: write the job through the application's connection, inside its
+        transaction (see ``Queue.using``)."""
+        if connection is not None:
+            with self.using(connection):  # type: ignore[attr-defined]
+                return self.enqueue(
+                    task_name, args, kwargs, priority, delay, queue, max_retries, timeout, unique_key,
+                    metadata, idempotent, depends_on=depends_on, expires=expires, notes=notes,
+                    result_ttl=result_ttl,
+                )  # fmt: skip
         if self._test_results is not None:
             gated = self._tasks.get(task_name)
             if gated is not None and gated._gate is not None:
@@ -76,7 +87,8 @@ class Enqueue(QueueState):
             raise ValueError(f"unique_key must be a non-empty string, got {unique_key!r}")
         if unique_key is None and is_idempotent(self._tasks.get(task_name), idempotent):
             unique_key = plan.idempotency_key(task_name, payload)
-        (job_id,) = self._inner.enqueue(
+        (job_id,) = _transactional.store(
+            self,
             task_name,
             [payload],
             unique_key=unique_key,
@@ -108,12 +120,21 @@ class Enqueue(QueueState):
         expires: float | None = None,
         result_ttl: float | None = None,
         result_ttl_list: list[float | None] | None = None,
+        connection: Any = None,
     ) -> list[JobResult]:
         """Stores many jobs of one task in one transaction. ``unique_keys`` gives each job
         a key (None for none); an item whose key a pending or running job holds returns that
         job. With ``max_pending`` on the queue, a batch that would exceed it stores nothing.
         ``notes`` and ``result_ttl`` apply to every job; ``notes_list`` and
-        ``result_ttl_list`` (one entry per job) win over them."""
+        ``result_ttl_list`` (one entry per job) win over them. ``connection``: write the
+        jobs through the application's connection, inside its transaction (``Queue.using``)."""
+        if connection is not None:
+            with self.using(connection):  # type: ignore[attr-defined]
+                return self.enqueue_many(
+                    task_name, args_list, kwargs_list, priority, delay, queue, max_retries, timeout,
+                    metadata, unique_keys, idempotent, notes=notes, notes_list=notes_list,
+                    expires=expires, result_ttl=result_ttl, result_ttl_list=result_ttl_list,
+                )  # fmt: skip
         args_list = list(args_list)
         if kwargs_list is not None:
             kwargs_list = list(kwargs_list)
@@ -161,7 +182,8 @@ class Enqueue(QueueState):
         if not payloads:
             return []
         keys = unique_keys_for(self._tasks.get(task_name), task_name, payloads, unique_keys, idempotent, plan)
-        ids = self._inner.enqueue(
+        ids = _transactional.store(
+            self,
             task_name,
             payloads,
             metadata=self._payloads.metadata(metadata_text(metadata)),
@@ -226,7 +248,8 @@ class Enqueue(QueueState):
                 idempotent,
                 plan,
             )
-            ids = self._inner.enqueue(
+            ids = _transactional.store(
+                self,
                 task_name,
                 payloads,
                 metadata=self._payloads.metadata(metadata_text(options["metadata"])),

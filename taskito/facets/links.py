@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskito import _settings as settings
+from taskito import _transactional
 from taskito.facets.base import QueueState, check_result_ttl, metadata_text
 from taskito.flow_control import is_idempotent
 from taskito.notes import encode_notes
@@ -107,6 +108,7 @@ class Links(QueueState):
     def _enqueue_specs(self, specs: list[JobSpec]) -> list[JobResult]:
         """Stores a linked batch in one transaction; a queue bounded by ``max_pending`` that
         it would overfill refuses the whole batch with ``QueueFullError``."""
+        _transactional.refuse_linked(self)
         ids = self._inner.enqueue_linked(specs, self._max_pending or None)
         results = [self._job(i) for i in ids]
         if self._dispatcher is not None:

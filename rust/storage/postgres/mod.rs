@@ -15,6 +15,8 @@ mod links;
 mod pages;
 mod pause;
 mod periodic;
+mod pg_url;
+pub mod plan;
 mod pool;
 mod retention;
 mod rows;
@@ -23,6 +25,7 @@ mod settings;
 mod settings_kv;
 mod store;
 mod task_logs;
+mod tls;
 mod wake;
 mod workers;
 

@@ -21,7 +21,7 @@ pub(crate) use now_ms_sql;
 /// The one statement of an enqueue: sequence numbers, the rows, the queue names and the
 /// wake-up notifications (once per queue), in one round trip. Rows come back in input order
 /// with their id and whether they were inserted (false: a live job holds the unique key).
-const ENQUEUE: &str = concat!(
+pub(super) const ENQUEUE: &str = concat!(
     "WITH input AS ( \
        SELECT nextval('jobs_seq') AS s, u.* FROM unnest($1::text[], $2::text[], $3::bytea[], \
          $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[], $8::bigint[], $9::text[], \

@@ -316,6 +316,11 @@ fn lock_key(schema: &str) -> i64 {
     h as i64
 }
 
+/// How long a migration waits for a lock: another process migrating, or a lock on a table.
+const MIGRATION_LOCK_TIMEOUT: &str = "120s";
+/// How long one migration statement may run.
+const MIGRATION_STATEMENT_TIMEOUT: &str = "30min";
+
 /// Creates the schema if missing and applies the migrations it lacks; refuses a schema
 /// newer than this build.
 pub fn migrate(client: &mut Client, settings: &PgSettings) -> Result<()> {
@@ -331,6 +336,13 @@ pub fn migrate(client: &mut Client, settings: &PgSettings) -> Result<()> {
         return Ok(());
     }
     let mut tx = client.transaction().map_err(err)?;
+    // Migrations wait for other starters (the advisory lock) and for locks on existing
+    // tables, and may rewrite big tables: longer limits than the session's.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'; \
+         SET LOCAL statement_timeout = '{MIGRATION_STATEMENT_TIMEOUT}'"
+    ))
+    .map_err(err)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",
         &[&lock_key(&settings.schema)],

@@ -1,10 +1,14 @@
-//! Where a PostgreSQL store connects and how: the URL parsed once, its password kept out of
-//! every message, the schema name checked and quoted.
+//! Where a PostgreSQL store connects and how: the URL parsed once (TLS parameters
+//! included), its passwords kept out of every message, the session's time limits, the
+//! schema name checked and quoted.
 
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
+pub use super::pg_url::redact_url;
+use super::pg_url::{split_tls_params, url_password};
+use super::tls::Tls;
 use crate::error::{Error, Result};
 
 /// How long connecting may take before the error names the server.
@@ -15,6 +19,16 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 /// releases the rows it locked (a claim's jobs, a worker's registry row), which would
 /// otherwise stay locked, unrecoverable by anyone, until that process ran again.
 pub(super) const IDLE_IN_TRANSACTION_LIMIT: &str = "15s";
+/// How long one of our statements waits for a lock before giving up. Claims, completions,
+/// heartbeats and enqueues lock a few rows for milliseconds; a lock held longer belongs to
+/// someone else (a `LOCK TABLE`, a long DDL), and waiting on it would freeze the worker.
+/// The statement fails, its transaction rolls back, and the caller tries again later: the
+/// engine treats the failure as the store being out of reach (`Error::is_unavailable`).
+pub const LOCK_TIMEOUT: &str = "2s";
+/// The longest any statement of ours may run (migrations raise it for their transaction).
+pub const STATEMENT_TIMEOUT: &str = "30s";
+/// The tag on a statement the server cancelled for a lock or statement timeout.
+pub const TIMED_OUT: &str = "timed out waiting for the server; retried";
 
 /// Where to connect and how, parsed once from the URL.
 #[derive(Clone)]
@@ -26,6 +40,9 @@ pub struct PgSettings {
     pub redacted_url: String,
     pub schema: String,
     password: Option<String>,
+    /// `sslpassword`, kept only to scrub it from messages.
+    ssl_password: Option<String>,
+    pub tls: Tls,
 }
 
 impl PgSettings {
@@ -41,6 +58,11 @@ impl PgSettings {
             ));
         }
         check_schema(schema)?;
+        let (url, tls_params) = split_tls_params(url, |var| std::env::var(var).ok());
+        let url = url.as_str();
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let tls = Tls::from_params(&tls_params, home.as_deref())
+            .map_err(|cause| Error::invalid("db_url", cause))?;
         let mut config: postgres::Config =
             url.parse().map_err(|e: postgres::Error| Error::Connect {
                 target: redacted_url.clone(),
@@ -78,25 +100,30 @@ impl PgSettings {
             redacted_url,
             schema: schema.to_string(),
             password,
+            ssl_password: tls_params.sslpassword,
+            tls,
         };
         Ok(settings)
     }
 
-    /// `s` with the password (if any) replaced, for anything that leaves the process.
+    /// `s` with the passwords (if any) replaced, for anything that leaves the process.
     pub fn scrub(&self, s: &str) -> String {
-        scrub_with(self.password.as_deref(), s)
+        let s = scrub_with(self.password.as_deref(), s);
+        scrub_with(self.ssl_password.as_deref(), &s)
     }
 
     /// Opens one connection and points it at the schema.
     pub fn connect(&self) -> Result<Client> {
-        let mut client = self.config.connect(NoTls).map_err(|e| Error::Connect {
+        let mut client = self.tls.connect(&self.config).map_err(|e| Error::Connect {
             target: self.target.clone(),
             cause: self.scrub(&describe(&e)),
         })?;
         client
             .batch_execute(&format!(
                 "SET search_path TO {}, public; \
-                 SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_LIMIT}'",
+                 SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_LIMIT}'; \
+                 SET lock_timeout = '{LOCK_TIMEOUT}'; \
+                 SET statement_timeout = '{STATEMENT_TIMEOUT}'",
                 quote_ident(&self.schema)
             ))
             .map_err(|e| self.error(e))?;
@@ -105,42 +132,48 @@ impl PgSettings {
 
     /// A statement error, scrubbed.
     pub fn error(&self, e: postgres::Error) -> Error {
-        Error::Postgres(self.scrub(&describe(&e)))
-    }
-}
-
-fn scrub_with(password: Option<&str>, s: &str) -> String {
-    let Some(p) = password.filter(|p| !p.is_empty()) else {
-        return s.to_string();
-    };
-    // Only where the password stands on its own: masking it inside other words ("o***tion"
-    // for the password "p") would both garble the message and tell the reader the password.
-    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(pos) = rest.find(p) {
-        out.push_str(&rest[..pos]);
-        let before = out.chars().last();
-        let after = rest[pos + p.len()..].chars().next();
-        if is_word(before) || is_word(after) {
-            let first = p.chars().next().map_or(1, char::len_utf8);
-            out.push_str(&rest[pos..pos + first]);
-            rest = &rest[pos + first..];
-        } else {
-            out.push_str("***");
-            rest = &rest[pos + p.len()..];
+        let timed_out = e.code().is_some_and(|c| {
+            *c == postgres::error::SqlState::LOCK_NOT_AVAILABLE
+                || *c == postgres::error::SqlState::QUERY_CANCELED
+        });
+        let text = self.scrub(&describe(&e));
+        match timed_out {
+            // Tagged whatever language the server speaks, so the engine retries it.
+            true => Error::Postgres(format!("{text} ({TIMED_OUT})")),
+            false => Error::Postgres(text),
         }
     }
-    out.push_str(rest);
-    out
 }
 
-/// The `password` of `user:password@` as written in the URL (undecoded), if any. The last
-/// `@` ends the user info, so a password may hold `/`, `?` or `@`.
-fn url_password(url: &str) -> Option<String> {
-    let rest = &url[url.find("://")? + 3..];
-    let userinfo = &rest[..rest.rfind('@')?];
-    Some(userinfo[userinfo.find(':')? + 1..].to_string())
+/// `s` with each occurrence of `password` that stands as a whole word replaced by `***`:
+/// one inside a longer word (a short password inside "authentication") is left, so a
+/// message stays readable, while the password itself, wherever it appears, is hidden.
+fn scrub_with(password: Option<&str>, s: &str) -> String {
+    let p = match password {
+        Some(p) if !p.is_empty() => p,
+        _ => return s.to_string(),
+    };
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(s.len());
+    let mut rest = 0;
+    let mut from = 0;
+    while let Some(found) = s[from..].find(p) {
+        let start = from + found;
+        let end = start + p.len();
+        let before = s[..start].chars().next_back();
+        let after = s[end..].chars().next();
+        if before.is_some_and(is_word) || after.is_some_and(is_word) {
+            // Part of a longer word: look again from the next character.
+            from = start + s[start..].chars().next().map_or(1, char::len_utf8);
+            continue;
+        }
+        out.push_str(&s[rest..start]);
+        out.push_str("***");
+        rest = end;
+        from = end;
+    }
+    out.push_str(&s[rest..]);
+    out
 }
 
 /// A readable cause: the server's message when there is one, else the client's.
@@ -181,38 +214,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// The URL with the password part of `user:password@` (and any `password=` parameter)
-/// replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = &out[scheme_end + 3..];
-        // The last `@` ends the user info: a password may hold `/`, `?` or `@` unescaped.
-        if let Some(at) = rest.rfind('@') {
-            if let Some(colon) = rest[..at].find(':') {
-                let start = scheme_end + 3 + colon + 1;
-                let end = scheme_end + 3 + at;
-                out.replace_range(start..end, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| {
-                if kv.to_ascii_lowercase().starts_with("password=") {
-                    "password=***".to_string()
-                } else {
-                    kv.to_string()
-                }
-            })
-            .collect();
-        out = format!("{head}{}", query.join("&"));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -256,6 +257,21 @@ mod tests {
             scrub_with(Some("hunter2"), "auth hunter2 failed"),
             "auth *** failed"
         );
+    }
+
+    #[test]
+    fn scrubs_whole_words_only() {
+        let hide = |p, s| scrub_with(Some(p), s);
+        assert_eq!(hide("s3cret", "auth s3cret failed"), "auth *** failed");
+        assert_eq!(hide("s3cret", "s3cret"), "***");
+        assert_eq!(hide("p@ss/w?rd", "bad p@ss/w?rd: no"), "bad ***: no");
+        assert_eq!(
+            hide("on", "connection lost on db"),
+            "connection lost *** db"
+        );
+        assert_eq!(hide("ab", "xab ab abx"), "xab *** abx");
+        assert_eq!(hide("", "anything"), "anything");
+        assert_eq!(scrub_with(None, "anything"), "anything");
     }
 
     #[test]
