@@ -211,7 +211,7 @@ def test_existing_database_upgrades(tmp_path: Path) -> None:
         Path(__file__)
         .resolve()
         .parents[2]
-        .joinpath("rust/storage/schema.rs")
+        .joinpath("rust/storage/sqlite/schema.rs")
         .read_text()
         .split('r#"')[1]
         .split('"#')[0]
