@@ -42,8 +42,14 @@ def resize(width):
     return width // 2
 
 
+events = []
+completed = threading.Event()
+
+
 def show(event, payload):
-    print("event:", event.value, payload["job_id"], f"{payload['duration_ms']:.1f} ms")
+    # Runs on the queue's event thread: keep what it saw; the main thread prints it.
+    events.append((event.value, payload["job_id"], payload["duration_ms"]))
+    completed.set()
 
 
 queue.on_event(EventType.JOB_COMPLETED, show)
@@ -57,6 +63,9 @@ worker = threading.Thread(target=queue.run_worker, daemon=True)
 worker.start()
 job = resize.delay(640)
 print("result:", job.result(timeout=30))
+completed.wait(30)
+for name, job_id, ms in events:
+    print("event:", name, job_id, f"{ms:.1f} ms")
 arrived.wait(30)
 payload, signed = received[0]
 print("webhook:", payload["event"], payload["job_id"] == job.id, "signed" if signed else "NOT SIGNED")

@@ -152,7 +152,7 @@ def test_failed_job_shows_every_attempt_and_traceback(browser: object, app_queue
             time.sleep(0.05)
     finally:
         worker.stop()
-    with LiveServer(create_app(app_queue)) as server:
+    with LiveServer(create_app(app_queue, unsafe_decode_pickles=True)) as server:
         browser.get(server.url + "/jobs")  # type: ignore[attr-defined]
         from selenium.webdriver.support.ui import Select
 
@@ -185,7 +185,7 @@ def test_retry_a_dead_letter_and_watch_it_run(browser: object, app_queue: Queue)
     app_queue.fixed.write_text("yes")  # type: ignore[attr-defined]
     worker = RunningWorker(app_queue).start()
     try:
-        with LiveServer(create_app(app_queue)) as server:
+        with LiveServer(create_app(app_queue, unsafe_decode_pickles=True)) as server:
             browser.get(server.url + "/dead")  # type: ignore[attr-defined]
             rows = _all_css(browser, "#dead tbody tr[data-dead-id]")
             assert len(rows) == 1 and job.id in rows[0].text
@@ -347,7 +347,7 @@ def test_task_output_is_shown_escaped(browser: object, app_queue: Queue) -> None
     )
     app_queue.run_worker(run_once=True)
     assert job.result(timeout=5) == "<script>alert(1)</script>"
-    with LiveServer(create_app(app_queue)) as server:
+    with LiveServer(create_app(app_queue, unsafe_decode_pickles=True)) as server:
         browser.get(f"{server.url}/jobs/{job.id}")  # type: ignore[attr-defined]
         assert _by_css(browser, "#job-result").text == "'<script>alert(1)</script>'"
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in browser.page_source  # type: ignore[attr-defined]
