@@ -45,7 +45,7 @@ OTHER = "_other"
 def known_queues(queue: Queue) -> set[str]:
     """The queue names that get a label of their own."""
     names = {"default"}
-    names.update(t.queue_name for t in queue._tasks.values())
+    names.update(t.queue_name for t in list(queue._tasks.values()))
     names.update(getattr(queue, "_max_pending", None) or ())
     return names
 

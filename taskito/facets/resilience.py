@@ -19,7 +19,7 @@ class Resilience(QueueState):
         ``window_ms`` and ``cooldown_ms``."""
         return [
             task._breaker.info(self._inner)
-            for _, task in sorted(self._tasks.items())
+            for _, task in sorted(list(self._tasks.items()))
             if task._breaker is not None
         ]
 
@@ -29,6 +29,7 @@ class Resilience(QueueState):
 
     def _check_retry_rules(self) -> None:
         """Checks what 0.22 checks only when a worker starts (the retry budgets)."""
-        for task in self._tasks.values():
+        # A copy: a worker starting in another thread may meet tasks still being registered.
+        for task in list(self._tasks.values()):
             if task._retry_rules is not None:
                 task._retry_rules.check()
